@@ -1,0 +1,67 @@
+"""Configuration: read once from the environment into the app's config.
+
+Every setting of DESIGN.md's table, plus the few tunables an operator may need.
+``create_app(test_config)`` lays a test's values over these.
+"""
+
+import os
+
+PRODUCTION_SECRETS = ("API_TOKENS", "ELEVENLABS_WEBHOOK_SECRET")
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; the message says what to set."""
+
+
+def _tokens(raw: str | None) -> list[str]:
+    return [token.strip() for token in (raw or "").split(",") if token.strip()]
+
+
+def _number(environ, name: str, default: float, cast=float):
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def from_env(environ=os.environ) -> dict:
+    """Return the settings found in ``environ``, with defaults."""
+    return {
+        "APP_ENV": environ.get("APP_ENV", "development"),
+        "DATABASE_URL": environ.get("DATABASE_URL") or None,
+        "DB_POOL_MIN_SIZE": _number(environ, "DB_POOL_MIN_SIZE", 2, int),
+        "DB_POOL_MAX_SIZE": _number(environ, "DB_POOL_MAX_SIZE", 10, int),
+        "DB_POOL_TIMEOUT": _number(environ, "DB_POOL_TIMEOUT", 5.0),
+        "API_TOKENS": _tokens(environ.get("API_TOKENS")),
+        "ELEVENLABS_API_KEY": environ.get("ELEVENLABS_API_KEY", ""),
+        "ELEVENLABS_AGENT_ID": environ.get("ELEVENLABS_AGENT_ID", ""),
+        "ELEVENLABS_PHONE_NUMBER_ID": environ.get("ELEVENLABS_PHONE_NUMBER_ID", ""),
+        "ELEVENLABS_BASE_URL": environ.get("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io"),
+        "ELEVENLABS_CONNECT_TIMEOUT": _number(environ, "ELEVENLABS_CONNECT_TIMEOUT", 5.0),
+        "ELEVENLABS_READ_TIMEOUT": _number(environ, "ELEVENLABS_READ_TIMEOUT", 20.0),
+        "ELEVENLABS_WEBHOOK_SECRET": environ.get("ELEVENLABS_WEBHOOK_SECRET", ""),
+        # How far a signature's timestamp may be from our clock, in seconds.
+        "WEBHOOK_TOLERANCE_PAST": _number(environ, "WEBHOOK_TOLERANCE_PAST", 1800, int),
+        "WEBHOOK_TOLERANCE_FUTURE": _number(environ, "WEBHOOK_TOLERANCE_FUTURE", 300, int),
+        "MAX_CONTENT_LENGTH": _number(environ, "MAX_CONTENT_LENGTH", 1024 * 1024, int),
+        "SENTRY_DSN": environ.get("SENTRY_DSN", ""),
+        "RELEASE": environ.get("RELEASE", ""),
+        "HOST": environ.get("HOST", "127.0.0.1"),
+        "PORT": _number(environ, "PORT", 8000, int),
+    }
+
+
+def check(config) -> None:
+    """Refuse a configuration that cannot run safely, naming what is missing."""
+    if config["APP_ENV"] not in ("development", "production"):
+        raise ConfigError(f"APP_ENV must be development or production, got {config['APP_ENV']!r}")
+    if config["APP_ENV"] == "production":
+        missing = [name for name in PRODUCTION_SECRETS if not config.get(name)]
+        if not config.get("DATABASE_URL"):
+            # The embedded server is for development; production names its database.
+            missing.append("DATABASE_URL")
+        if missing:
+            raise ConfigError(f"APP_ENV=production needs {', '.join(missing)} set")

@@ -1,0 +1,64 @@
+"""The database pool: one ``psycopg_pool.ConnectionPool`` per app.
+
+Views get a connection with ``get_conn()``; it goes back to the pool when the
+request ends. Connections are in autocommit mode: a group of writes that must
+stand or fall together says so with ``with conn.transaction():``.
+"""
+
+import psycopg
+from flask import current_app, g
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached; the message is one line for the operator."""
+
+
+def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> ConnectionPool:
+    """Open a pool and wait for its first connections, so a bad URL fails at start-up."""
+    pool = ConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        kwargs={"autocommit": True, "application_name": "call-sid-service"},
+        # A connection broken by a database restart is replaced, not handed out.
+        check=ConnectionPool.check_connection,
+        open=False,
+        name="calls",
+    )
+    try:
+        pool.open(wait=True, timeout=timeout)
+    except PoolTimeout:
+        reason = _why_unreachable(url)
+        pool.close()
+        raise DatabaseUnavailable(f"cannot reach the database: {reason}") from None
+    return pool
+
+
+def _why_unreachable(url: str) -> str:
+    """Return libpq's own one-line reason a connection to ``url`` fails."""
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0]
+    return "no connection within the pool's timeout"
+
+
+def init_app(app, pool: ConnectionPool) -> None:
+    """Attach the pool to the app and return connections at the end of each request."""
+    app.extensions["db_pool"] = pool
+    app.teardown_appcontext(_put_conn)
+
+
+def get_conn() -> psycopg.Connection:
+    """Return this request's connection, taking one from the pool on first use."""
+    if "db_conn" not in g:
+        g.db_conn = current_app.extensions["db_pool"].getconn()
+    return g.db_conn
+
+
+def _put_conn(_exc=None) -> None:
+    conn = g.pop("db_conn", None)
+    if conn is not None:
+        current_app.extensions["db_pool"].putconn(conn)

@@ -1,0 +1,23 @@
+"""``GET /healthz``: is this process up and can it reach its database."""
+
+import psycopg
+from flask import Blueprint
+from psycopg_pool import PoolTimeout
+
+from db import get_conn
+from errors import error_response
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Answer 200 when a query round-trips to the database, 503 otherwise."""
+    try:
+        get_conn().execute("SELECT 1")
+    except (psycopg.Error, PoolTimeout) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return error_response(
+            503, "database_unavailable", "The database cannot be reached.", {"reason": reason}
+        )
+    return {"status": "ok"}

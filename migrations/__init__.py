@@ -1,0 +1,1 @@
+"""Numbered, plain-SQL migration scripts and the machinery they share (``kit``)."""

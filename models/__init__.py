@@ -1,0 +1,1 @@
+"""Plain-SQL models: small dataclasses and functions taking a connection first."""

@@ -1,0 +1,136 @@
+"""Shared fixtures: one real PostgreSQL per test session, migrations applied once.
+
+Server: ``TEST_DATABASE_URL`` when given (an account that may create databases),
+else a throwaway embedded server whose data is deleted at the end.
+
+Isolation: tests that touch the service database (``database_url``, ``app``,
+``client``, ``conn``) start from empty tables — every table but
+``schema_migrations`` is truncated *before* each test. Truncation rather than a
+rolled-back transaction because the feature under test is the order of commits
+(the call row is committed before ElevenLabs is called, and the fake ElevenLabs
+server checks that from its own connection). Truncating before, not after,
+leaves a failed test's rows in place to look at.
+
+Migration tests get a fresh empty database of their own from ``fresh_database_url``.
+"""
+
+import os
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+import embedded_db
+from app import create_app
+from migrations.kit import Run, load_chain, upgrade
+
+API_TOKEN = "test-token-0123456789abcdef"
+WEBHOOK_SECRET = "wsec_test_0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory):
+    """Return a URL to a PostgreSQL server's maintenance database."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    server = embedded_db.start(tmp_path_factory.mktemp("pg") / "data", throwaway=True)
+    yield embedded_db.url(server)
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def create_database(server_url):
+    """Return a factory of fresh empty databases; all are dropped at the end."""
+    created = []
+
+    def create() -> str:
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return make_conninfo(server_url, dbname=name)
+
+    yield create
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        for name in created:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def fresh_database_url(create_database):
+    """Return the URL of a new, empty database (no migrations applied)."""
+    return create_database()
+
+
+@pytest.fixture(scope="session")
+def migrated_database_url(create_database):
+    """Return the URL of the service database, every migration applied once."""
+    url = create_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for migration in load_chain():
+            upgrade(conn, migration, Run(out=lambda line: None))
+    return url
+
+
+@pytest.fixture
+def database_url(migrated_database_url):
+    """Return the service database's URL, its tables emptied for this test."""
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'schema_migrations'"
+        ).fetchall()
+        if tables:
+            names = sql.SQL(", ").join(sql.Identifier(t[0]) for t in tables)
+            conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(names))
+    return migrated_database_url
+
+
+@pytest.fixture
+def conn(database_url):
+    """Return an autocommit connection to the service database, for assertions."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def app_config(database_url):
+    """Return the test configuration; tests may change it before asking for ``app``."""
+    return {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "DB_POOL_MIN_SIZE": 1,
+        "DB_POOL_MAX_SIZE": 4,
+        "API_TOKENS": [API_TOKEN],
+        "ELEVENLABS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "ELEVENLABS_API_KEY": "xi_test_key",
+        "ELEVENLABS_AGENT_ID": "agent_7f3c2d1e9b8a",
+        "ELEVENLABS_PHONE_NUMBER_ID": "phnum_5b2a9c0d",
+        "ELEVENLABS_BASE_URL": "http://127.0.0.1:9",  # nothing listens; tests that call set it
+    }
+
+
+@pytest.fixture
+def app(app_config):
+    """Return an app built by the factory from ``app_config``; its pool closed after."""
+    application = create_app(app_config)
+    yield application
+    application.extensions["db_pool"].close()
+
+
+@pytest.fixture
+def client(app):
+    """Return a test client of ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def auth_headers():
+    """Return the bearer-token header the API accepts in tests."""
+    return {"Authorization": f"Bearer {API_TOKEN}"}
