@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from textwrap import dedent
 
 import psycopg
 from psycopg import sql
@@ -72,7 +73,7 @@ class Sql:
 
     def sql_text(self) -> str:
         """Return the SQL this step runs, for review and linting."""
-        return self.statements.strip()
+        return dedent(self.statements).strip()
 
     def apply(self, conn: psycopg.Connection, run: Run) -> None:
         """Run the statements unless ``skip_if`` says they are done."""

@@ -1,0 +1,293 @@
+"""Step types for changing a large live table without blocking its traffic.
+
+Each runs on the migration's autocommit connection and is idempotent, so a run
+interrupted half-way is finished by running the script again:
+
+- ``ConcurrentIndex``: ``CREATE [UNIQUE] INDEX CONCURRENTLY`` outside a
+  transaction; an invalid index left by an earlier failed build is dropped
+  (concurrently) and rebuilt, because ``IF NOT EXISTS`` would accept it as is;
+- ``DropIndexConcurrently``: its counterpart for downgrades;
+- ``Backfill``: an ``UPDATE`` in primary-key ranges, one commit per batch, with
+  progress lines and the final count;
+- ``SetNotNull``: NOT NULL without a long ACCESS EXCLUSIVE scan: a ``CHECK …
+  NOT VALID``, validated under a lock that lets writes through, proves the
+  column has no NULLs, so ``SET NOT NULL`` skips its scan; then the check goes;
+- ``Report``: a read-only query whose rows the operator sees.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from textwrap import dedent
+
+import psycopg
+from psycopg import sql
+
+from migrations.kit import (
+    LOCK_TIMEOUT,
+    MigrationError,
+    Run,
+    Sql,
+    set_timeouts,
+    with_lock_retries,
+)
+
+
+def index_validity(conn, name: str) -> bool | None:
+    """Return None when the index does not exist, else whether it is valid."""
+    row = conn.execute(
+        "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)", (name,)
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+@dataclass(frozen=True)
+class ConcurrentIndex:
+    """Build an index with ``CREATE … INDEX CONCURRENTLY``; rebuild an invalid leftover."""
+
+    name: str
+    create: str
+    # The build reads the whole table twice; only here is a long statement expected.
+    statement_timeout: str = "2h"
+
+    def sql_text(self) -> str:
+        """Return the SQL this step runs, for review and linting."""
+        return "\n".join(
+            [
+                f"SET lock_timeout = '{LOCK_TIMEOUT}';",
+                f"SET statement_timeout = '{self.statement_timeout}';",
+                f"DROP INDEX CONCURRENTLY IF EXISTS {self.name};",
+                dedent(self.create).strip().rstrip(";") + ";",
+                "RESET lock_timeout;",
+                "RESET statement_timeout;",
+            ]
+        )
+
+    def apply(self, conn: psycopg.Connection, run: Run) -> None:
+        """Build the index unless a valid one exists, dropping an invalid one first."""
+        if index_validity(conn, self.name):
+            run.say(f"  index {self.name} exists and is valid")
+            return
+
+        def attempt() -> None:
+            set_timeouts(conn, LOCK_TIMEOUT, self.statement_timeout, local=False)
+            try:
+                if index_validity(conn, self.name) is False:
+                    # A failed or interrupted build leaves an invalid index behind.
+                    run.say(f"  index {self.name} is invalid (an earlier build failed); rebuilding")
+                    conn.execute(
+                        sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+                            sql.Identifier(self.name)
+                        )
+                    )
+                run.say(f"  building index {self.name} concurrently")
+                conn.execute(dedent(self.create).strip())
+            finally:
+                conn.execute("RESET lock_timeout")
+                conn.execute("RESET statement_timeout")
+
+        with_lock_retries(attempt, run, f"build index {self.name}")
+
+
+@dataclass(frozen=True)
+class DropIndexConcurrently:
+    """Drop an index, if it exists, with ``DROP INDEX CONCURRENTLY`` (outside a transaction)."""
+
+    name: str
+
+    def sql_text(self) -> str:
+        """Return the SQL this step runs, for review and linting."""
+        return (
+            f"SET lock_timeout = '{LOCK_TIMEOUT}';\n"
+            f"DROP INDEX CONCURRENTLY IF EXISTS {self.name};\nRESET lock_timeout;"
+        )
+
+    def apply(self, conn: psycopg.Connection, run: Run) -> None:
+        """Drop the index unless it is already gone."""
+        if index_validity(conn, self.name) is None:
+            return
+
+        def attempt() -> None:
+            set_timeouts(conn, LOCK_TIMEOUT, "60s", local=False)
+            try:
+                conn.execute(
+                    sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+                        sql.Identifier(self.name)
+                    )
+                )
+            finally:
+                conn.execute("RESET lock_timeout")
+                conn.execute("RESET statement_timeout")
+
+        with_lock_retries(attempt, run, f"drop index {self.name}")
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """Run ``update`` over the table in primary-key ranges, one commit per batch.
+
+    ``update`` is an UPDATE with ``%(after)s`` and ``%(upto)s`` bounding ``id``;
+    its own WHERE clause must skip rows already done, so a re-run only does what
+    is left. Batch bounds come from the primary key index (keyset), never from a
+    list of ids, so memory stays flat whatever the table size.
+    """
+
+    table: str
+    update: str
+    what: str = "rows updated"
+    batch_size: int = 20_000
+    progress_every_seconds: float = 2.0
+
+    def sql_text(self) -> str:
+        """Return one batch's UPDATE, with sample bounds, for review and linting."""
+        text = dedent(self.update).strip().rstrip(";")
+        return (
+            f"SET lock_timeout = '{LOCK_TIMEOUT}';\n"
+            + text.replace("%(after)s", "0").replace("%(upto)s", str(self.batch_size))
+            + ";"
+        )
+
+    def apply(self, conn: psycopg.Connection, run: Run) -> None:
+        """Walk the primary key from the lowest id to the highest, printing progress."""
+        table = sql.Identifier(self.table)
+        low, high = conn.execute(
+            sql.SQL("SELECT min(id), max(id) FROM {}").format(table)
+        ).fetchone()
+        if low is None:
+            run.say(f"  {self.table} is empty; 0 {self.what}")
+            return
+        estimate = conn.execute(
+            "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+            (self.table,),
+        ).fetchone()[0]
+        run.say(
+            f"  {self.table}: ids {low}..{high}, about {estimate:,} rows;"
+            f" batches of {self.batch_size:,}"
+        )
+        done, after, started = 0, low - 1, time.monotonic()
+        last_report = started
+        while after < high:
+            upto = self.next_bound(conn, table, after, high)
+            done += self.run_batch(conn, run, after, upto)
+            after = upto
+            now = time.monotonic()
+            if now - last_report >= self.progress_every_seconds or after >= high:
+                last_report = now
+                share = (after - low + 1) / (high - low + 1)
+                rate = done / max(now - started, 1e-9)
+                run.say(
+                    f"  {done:,} {self.what} (ids up to {after:,}, {share:.0%} of the table,"
+                    f" ~{estimate:,} rows) at {rate:,.0f} rows/s"
+                )
+        run.say(f"  total: {done:,} {self.what} in {time.monotonic() - started:.2f}s")
+
+    def next_bound(self, conn, table, after: int, high: int) -> int:
+        """Return the id ending the batch that starts after ``after`` (keyset, from the index)."""
+        row = conn.execute(
+            sql.SQL("SELECT id FROM {} WHERE id > %s ORDER BY id OFFSET %s LIMIT 1").format(table),
+            (after, self.batch_size - 1),
+        ).fetchone()
+        return high if row is None else min(row[0], high)
+
+    def run_batch(self, conn, run: Run, after: int, upto: int) -> int:
+        """Update one id range in its own short transaction; return the rows changed."""
+        changed = 0
+
+        def attempt() -> None:
+            nonlocal changed
+            with conn.transaction():
+                set_timeouts(conn, LOCK_TIMEOUT, "60s", local=True)
+                changed = conn.execute(self.update, {"after": after, "upto": upto}).rowcount
+
+        with_lock_retries(attempt, run, f"{self.table} ids {after + 1}..{upto}")
+        return changed
+
+
+@dataclass(frozen=True)
+class SetNotNull:
+    """Make ``column`` NOT NULL via a validated CHECK, so ``SET NOT NULL`` skips its scan."""
+
+    table: str
+    column: str
+    # VALIDATE reads the whole table, but under SHARE UPDATE EXCLUSIVE: writes go on.
+    validate_timeout: str = "1h"
+
+    @property
+    def check_name(self) -> str:
+        """Return the temporary check's name (not ``…_not_null``: PostgreSQL 18 uses that)."""
+        return f"{self.table}_{self.column}_check_not_null"
+
+    def statements(self) -> tuple[str, str, str]:
+        """Return the add-check, validate and set-not-null-and-drop-check SQL."""
+        t, c, k = self.table, self.column, self.check_name
+        return (
+            f"ALTER TABLE {t} ADD CONSTRAINT {k} CHECK ({c} IS NOT NULL) NOT VALID",
+            f"ALTER TABLE {t} VALIDATE CONSTRAINT {k}",
+            f"ALTER TABLE {t} ALTER COLUMN {c} SET NOT NULL;\n"
+            f"ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {k}",
+        )
+
+    def sql_text(self) -> str:
+        """Return the SQL this step runs, for review and linting."""
+        add, validate, finish = self.statements()
+        return "\n".join(
+            Sql(text, statement_timeout=timeout).sql_text()
+            for text, timeout in ((add, "60s"), (validate, self.validate_timeout), (finish, "60s"))
+        )
+
+    def is_done(self, conn) -> bool:
+        """Return whether the column is already NOT NULL."""
+        row = conn.execute(
+            "SELECT attnotnull FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s",
+            (self.table, self.column),
+        ).fetchone()
+        return bool(row and row[0])
+
+    def has_check(self, conn) -> bool:
+        """Return whether the temporary check constraint exists."""
+        return bool(
+            conn.execute(
+                "SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%s) AND conname = %s",
+                (self.table, self.check_name),
+            ).fetchone()
+        )
+
+    def apply(self, conn: psycopg.Connection, run: Run) -> None:
+        """Add, validate, set NOT NULL, drop the check; on NULLs, undo the check and refuse."""
+        add, validate, finish = self.statements()
+        if self.is_done(conn) and not self.has_check(conn):
+            run.say(f"  {self.table}.{self.column} is already NOT NULL")
+            return
+        if not self.is_done(conn):
+            if not self.has_check(conn):
+                Sql(add).apply(conn, run)
+            try:
+                Sql(validate, statement_timeout=self.validate_timeout).apply(conn, run)
+            except psycopg.errors.CheckViolation:
+                # Leave nothing behind: a lingering check would reject NULL inserts.
+                Sql(f"ALTER TABLE {self.table} DROP CONSTRAINT IF EXISTS {self.check_name}").apply(
+                    conn, run
+                )
+                raise MigrationError(
+                    f"{self.table}.{self.column} has NULL values; nothing changed"
+                ) from None
+        Sql(finish).apply(conn, run)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Print the rows of a read-only query, one line each, under a title."""
+
+    title: str
+    query: str
+
+    def sql_text(self) -> str:
+        """Return nothing to lint: a report only reads."""
+        return ""
+
+    def apply(self, conn: psycopg.Connection, run: Run) -> None:
+        """Run the query and print its rows."""
+        run.say(f"  {self.title}:")
+        for row in conn.execute(self.query).fetchall():
+            run.say("    " + "  ".join("" if v is None else str(v) for v in row))
