@@ -1,0 +1,243 @@
+"""The Call: one outbound call to a driver, from the row written before dialling to its end.
+
+Life of a call (``status``):
+
+    initiating ──► initiated ──► completed
+         │             │             ▲
+         └──► failed ◄─┘             │ (a post-call transcript proves the call happened,
+                 └───────────────────┘  e.g. after our request timed out)
+
+``completed`` is final; ``failed`` only gives way to ``completed``. Every
+transition below is one guarded UPDATE, so a late or repeated webhook can never
+move a call backwards. Functions take a connection first and never commit on
+their own account: the caller decides the transaction.
+"""
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg.rows import class_row
+
+INITIATING = "initiating"
+INITIATED = "initiated"
+FAILED = "failed"
+COMPLETED = "completed"
+TERMINAL = (FAILED, COMPLETED)
+
+
+@dataclass
+class Call:
+    """A row of ``calls`` as the service sees it."""
+
+    id: int
+    call_sid: str
+    driver_id: int | None
+    driver_name: str | None
+    phone_number: str | None
+    conversation_id: str | None
+    status: str
+    failure_reason: str | None
+    twilio_call_sid: str | None
+    created_at: datetime
+    updated_at: datetime
+    api_called_at: datetime | None
+    initiated_at: datetime | None
+    failed_at: datetime | None
+    completed_at: datetime | None
+    call_duration_secs: int | None
+    termination_reason: str | None
+
+
+COLUMNS = """
+    id, call_sid, driver_id, driver_name, phone_number, conversation_id, status,
+    failure_reason, twilio_call_sid, created_at, updated_at, api_called_at,
+    initiated_at, failed_at, completed_at, call_duration_secs, termination_reason
+"""
+
+
+def new_call_sid() -> str:
+    """Return a fresh, unguessable call_sid (the same shape as the column default)."""
+    return "cs_" + secrets.token_hex(16)
+
+
+def _one(conn, query: str, params) -> Call | None:
+    with conn.cursor(row_factory=class_row(Call)) as cur:
+        return cur.execute(query, params).fetchone()
+
+
+def create(conn, *, driver_id: int, phone_number: str, driver_name: str | None = None) -> Call:
+    """Insert a call in ``initiating`` with a fresh call_sid and no conversation yet."""
+    return _one(
+        conn,
+        f"""
+        INSERT INTO calls (call_sid, driver_id, driver_name, phone_number, status)
+        VALUES (%s, %s, %s, %s, %s)
+        RETURNING {COLUMNS}
+        """,
+        (new_call_sid(), driver_id, driver_name, phone_number, INITIATING),
+    )
+
+
+def by_call_sid(conn, call_sid: str) -> Call | None:
+    """Return the call with this call_sid, or None."""
+    return _one(conn, f"SELECT {COLUMNS} FROM calls WHERE call_sid = %s", (call_sid,))
+
+
+def by_conversation_id(conn, conversation_id: str) -> Call | None:
+    """Return the call of this ElevenLabs conversation, or None."""
+    return _one(conn, f"SELECT {COLUMNS} FROM calls WHERE conversation_id = %s", (conversation_id,))
+
+
+def mark_initiated(
+    conn,
+    call_sid: str,
+    *,
+    conversation_id: str | None,
+    twilio_call_sid: str | None,
+    api_called_at: datetime,
+) -> Call | None:
+    """Record ElevenLabs' acceptance: ``initiating`` → ``initiated``, keeping its ids.
+
+    The ids are kept even when a webhook already moved the call on (it can
+    outrun ElevenLabs' answer to us); only the status move is guarded.
+    """
+    return _one(
+        conn,
+        f"""
+        UPDATE calls
+           SET status = CASE WHEN status = %(initiating)s THEN %(initiated)s ELSE status END,
+               initiated_at = CASE WHEN status = %(initiating)s THEN now() ELSE initiated_at END,
+               conversation_id = COALESCE(conversation_id, %(conversation_id)s),
+               twilio_call_sid = COALESCE(twilio_call_sid, %(twilio_call_sid)s),
+               api_called_at = COALESCE(api_called_at, %(api_called_at)s),
+               updated_at = now()
+         WHERE call_sid = %(call_sid)s
+        RETURNING {COLUMNS}
+        """,
+        {
+            "initiating": INITIATING,
+            "initiated": INITIATED,
+            "conversation_id": conversation_id,
+            "twilio_call_sid": twilio_call_sid,
+            "api_called_at": api_called_at,
+            "call_sid": call_sid,
+        },
+    )
+
+
+def mark_failed(
+    conn, call_sid: str, *, reason: str, api_called_at: datetime | None = None
+) -> Call | None:
+    """Record why the call did not happen; a completed or already failed call is left alone."""
+    return _one(
+        conn,
+        f"""
+        UPDATE calls
+           SET status = %s, failure_reason = %s,
+               api_called_at = COALESCE(api_called_at, %s),
+               failed_at = now(), updated_at = now()
+         WHERE call_sid = %s AND status NOT IN (%s, %s)
+        RETURNING {COLUMNS}
+        """,
+        (FAILED, reason, api_called_at, call_sid, FAILED, COMPLETED),
+    )
+
+
+def attach_conversation(conn, call_sid: str, conversation_id: str) -> Call | None:
+    """Give a call its conversation_id when it has none yet (a null one from the API)."""
+    return _one(
+        conn,
+        f"""
+        UPDATE calls SET conversation_id = %s, updated_at = now()
+         WHERE call_sid = %s AND conversation_id IS NULL
+        RETURNING {COLUMNS}
+        """,
+        (conversation_id, call_sid),
+    )
+
+
+def mark_completed(
+    conn,
+    call_sid: str,
+    *,
+    call_duration_secs: int | None,
+    termination_reason: str | None,
+    twilio_call_sid: str | None,
+) -> Call | None:
+    """Record the end of a call from its post-call webhook; a completed call is left alone."""
+    return _one(
+        conn,
+        f"""
+        UPDATE calls
+           SET status = %s, completed_at = now(), updated_at = now(),
+               call_duration_secs = COALESCE(%s, call_duration_secs),
+               termination_reason = COALESCE(%s, termination_reason),
+               twilio_call_sid = COALESCE(twilio_call_sid, %s)
+         WHERE call_sid = %s AND status <> %s
+        RETURNING {COLUMNS}
+        """,
+        (COMPLETED, call_duration_secs, termination_reason, twilio_call_sid, call_sid, COMPLETED),
+    )
+
+
+def stuck_initiating(conn, *, older_than_minutes: float, limit: int = 100) -> list[Call]:
+    """Return calls still ``initiating`` after this long: the process died mid-call."""
+    with conn.cursor(row_factory=class_row(Call)) as cur:
+        return cur.execute(
+            f"""
+            SELECT {COLUMNS} FROM calls
+             WHERE status = %s AND created_at < now() - make_interval(secs => %s)
+             ORDER BY created_at
+             LIMIT %s
+            """,
+            (INITIATING, older_than_minutes * 60, limit),
+        ).fetchall()
+
+
+def latest(
+    conn,
+    *,
+    limit: int = 50,
+    before_id: int | None = None,
+    status: str | None = None,
+    driver_id: int | None = None,
+) -> list[Call]:
+    """Return the newest calls first, optionally filtered, paginated by id."""
+    with conn.cursor(row_factory=class_row(Call)) as cur:
+        return cur.execute(
+            f"""
+            SELECT {COLUMNS} FROM calls
+             WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
+               AND (%(status)s::text IS NULL OR status = %(status)s)
+               AND (%(driver)s::bigint IS NULL OR driver_id = %(driver)s)
+             ORDER BY id DESC
+             LIMIT %(limit)s
+            """,
+            {"before": before_id, "status": status, "driver": driver_id, "limit": limit},
+        ).fetchall()
+
+
+@dataclass
+class TranscriptLine:
+    """One line said on a call."""
+
+    speaker: str
+    message: str
+    timestamp: datetime
+
+
+def transcript(conn, conversation_id: str | None) -> list[TranscriptLine]:
+    """Return the lines of a conversation in the order they were said."""
+    if conversation_id is None:
+        return []
+    with conn.cursor(row_factory=class_row(TranscriptLine)) as cur:
+        return cur.execute(
+            """
+            SELECT speaker, message, "timestamp"
+              FROM transcriptions
+             WHERE conversation_id = %s
+             ORDER BY "timestamp", id
+            """,
+            (conversation_id,),
+        ).fetchall()
