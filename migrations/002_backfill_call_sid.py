@@ -28,11 +28,15 @@ MIGRATION = Migration(
             what="calls backfilled",
         ),
         Report(
-            "check (every call should have a call_sid)",
+            "check",
             """
-            SELECT count(*) AS calls,
-                   'without call_sid: ' || count(*) FILTER (WHERE call_sid IS NULL),
-                   'with NULL driver_id: ' || count(*) FILTER (WHERE driver_id IS NULL)
+            SELECT format(
+                '%s calls, %s without call_sid; %s with NULL driver_id, %s of them without',
+                count(*),
+                count(*) FILTER (WHERE call_sid IS NULL),
+                count(*) FILTER (WHERE driver_id IS NULL),
+                count(*) FILTER (WHERE driver_id IS NULL AND call_sid IS NULL)
+            )
             FROM calls
             """,
         ),

@@ -1,0 +1,181 @@
+"""What keeps 001 to 004 safe on a live table: backfill, duplicates, invalid index, locks."""
+
+import threading
+
+import psycopg
+import pytest
+from test_migrations_support import (
+    SCRIPTS,
+    applied,
+    create_baseline_without_record,
+    query,
+    run_ok,
+    run_script,
+    schema_dump,
+    seed_legacy_calls,
+)
+
+from migrations.kit import MigrationError, Run
+from migrations.steps import Backfill, SetNotNull
+
+
+@pytest.fixture
+def seeded_url(fresh_database_url):
+    """Return a baseline database with 300 legacy calls (some with NULL driver_id)."""
+    create_baseline_without_record(fresh_database_url)
+    seed_legacy_calls(fresh_database_url, 300)
+    return fresh_database_url
+
+
+def up_to(url, last):
+    """Run the scripts 001..``last`` in order."""
+    for script in SCRIPTS[:last]:
+        run_ok(url, script)
+
+
+def test_backfill_gives_rows_with_null_driver_id_a_call_sid(seeded_url):
+    up_to(seeded_url, 2)
+    rows = query(seeded_url, "SELECT id, call_sid FROM calls WHERE driver_id IS NULL")
+    assert len(rows) == 42
+    assert all(sid == f"legacy_{id_}" for id_, sid in rows)
+
+
+def test_backfill_rerun_fills_only_what_is_still_null(seeded_url):
+    up_to(seeded_url, 1)
+    with psycopg.connect(seeded_url, autocommit=True) as conn:
+        conn.execute("UPDATE calls SET call_sid = 'cs_written_by_app' WHERE id = 5")
+        step = Backfill(
+            "calls",
+            "UPDATE calls SET call_sid = 'legacy_' || id "
+            "WHERE id > %(after)s AND id <= %(upto)s AND call_sid IS NULL",
+            batch_size=7,
+        )
+        lines = []
+        step.apply(conn, Run(out=lines.append))
+    assert lines[-1].startswith("  total: 299 rows updated in ")
+    assert "batches of 7" in lines[0]
+    assert query(seeded_url, "SELECT call_sid FROM calls WHERE id = 5") == [("cs_written_by_app",)]
+    out = run_ok(seeded_url, SCRIPTS[1])
+    assert "  total: 0 calls backfilled in " in out
+
+
+def test_backfill_downgrade_clears_only_the_values_it_wrote(seeded_url):
+    up_to(seeded_url, 2)
+    with psycopg.connect(seeded_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO calls (conversation_id, call_sid) VALUES ('conv_new', 'cs_from_new_code')"
+        )
+        conn.execute("UPDATE calls SET call_sid = 'legacy_999999' WHERE id = 3")  # not its id
+    out = run_ok(seeded_url, SCRIPTS[1], "downgrade")
+    assert "  total: 299 backfilled call_sids cleared in " in out
+    assert query(
+        seeded_url, "SELECT id, call_sid FROM calls WHERE call_sid IS NOT NULL ORDER BY id"
+    ) == [
+        (3, "legacy_999999"),
+        (301, "cs_from_new_code"),
+    ]
+
+
+def test_duplicate_call_sid_makes_003_stop_listing_it_and_change_nothing(seeded_url):
+    up_to(seeded_url, 2)
+    with psycopg.connect(seeded_url, autocommit=True) as conn:
+        conn.execute("UPDATE calls SET call_sid = 'legacy_1' WHERE id = 2")
+    before = schema_dump(seeded_url)
+    result = run_script(seeded_url, SCRIPTS[2])
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: duplicate call_sid values, nothing built: 'legacy_1' x2 (ids 1,2); "
+        "give those calls distinct call_sids and run 003 again\n"
+    )
+    assert schema_dump(seeded_url) == before
+    assert applied(seeded_url) == [0, 1, 2]
+
+
+def test_003_rebuilds_an_invalid_index_left_by_a_failed_build(seeded_url):
+    up_to(seeded_url, 2)
+    with psycopg.connect(seeded_url, autocommit=True) as conn:
+        conn.execute("UPDATE calls SET call_sid = 'legacy_1' WHERE id = 2")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY calls_call_sid_key ON calls (call_sid)")
+        conn.execute("UPDATE calls SET call_sid = 'legacy_2' WHERE id = 2")
+    validity = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'calls_call_sid_key'::regclass"
+    assert query(seeded_url, validity) == [(False,)]
+    out = run_ok(seeded_url, SCRIPTS[2])
+    assert "  index calls_call_sid_key is invalid (an earlier build failed); rebuilding" in out
+    assert query(seeded_url, validity) == [(True,)]
+    assert "calls_call_sid_key  UNIQUE (call_sid)" in out
+
+
+def test_003_set_not_null_skips_the_table_scan(seeded_url):
+    up_to(seeded_url, 2)
+    messages = []
+    with psycopg.connect(seeded_url, autocommit=True) as conn:
+        conn.add_notice_handler(lambda notice: messages.append(notice.message_primary))
+        conn.execute("SET client_min_messages = debug1")
+        SetNotNull("calls", "call_sid").apply(conn, Run(out=lambda line: None))
+    assert (
+        'existing constraints on column "calls.call_sid" are sufficient to prove '
+        "that it does not contain nulls" in messages
+    )
+    assert query(
+        seeded_url,
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'calls'::regclass AND contype = 'c'",
+    ) == [(0,)]
+
+
+def test_set_not_null_with_nulls_refuses_and_leaves_no_check_behind(seeded_url):
+    up_to(seeded_url, 1)  # call_sid exists, still NULL on every legacy row
+    before = schema_dump(seeded_url)
+    with (
+        psycopg.connect(seeded_url, autocommit=True) as conn,
+        pytest.raises(MigrationError, match=r"calls.call_sid has NULL values; nothing changed"),
+    ):
+        SetNotNull("calls", "call_sid").apply(conn, Run(out=lambda line: None))
+    assert schema_dump(seeded_url) == before
+
+
+def test_004_downgrade_with_a_null_conversation_id_refuses_and_changes_nothing(seeded_url):
+    up_to(seeded_url, 4)
+    with psycopg.connect(seeded_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO calls (call_sid, status) VALUES ('cs_new_code', 'initiating')")
+    before = schema_dump(seeded_url)
+    result = run_script(seeded_url, SCRIPTS[3], "downgrade")
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "error: cannot restore NOT NULL on calls.conversation_id: 1 calls have no conversation_id"
+    )
+    assert result.stderr.count("\n") == 1
+    assert schema_dump(seeded_url) == before
+    assert applied(seeded_url) == [0, 1, 2, 3, 4]
+
+
+def test_ddl_waiting_on_a_lock_times_out_retries_and_then_succeeds(seeded_url):
+    with psycopg.connect(seeded_url) as blocker:
+        blocker.execute("SELECT count(*) FROM calls")  # holds ACCESS SHARE until rollback
+        release = threading.Timer(3.0, blocker.rollback)
+        release.start()
+        result = run_script(seeded_url, SCRIPTS[0])
+        release.join()
+    assert result.returncode == 0, result.stderr
+    assert (
+        "  lock timeout (2s) on 'ALTER TABLE calls ADD COLUMN IF NOT EXISTS call_sid text', "
+        "attempt 1/10; retrying in 0.5s" in result.stdout
+    )
+    assert applied(seeded_url) == [0, 1]
+
+
+def test_concurrent_index_build_blocked_by_a_writer_retries_and_rebuilds(seeded_url):
+    up_to(seeded_url, 2)
+    with psycopg.connect(seeded_url) as writer:
+        writer.execute("UPDATE calls SET status = 'completed' WHERE id = 1")  # an open write
+        release = threading.Timer(3.0, writer.rollback)
+        release.start()
+        result = run_script(seeded_url, SCRIPTS[2])
+        release.join()
+    assert result.returncode == 0, result.stderr
+    assert "  lock timeout (2s) on 'build index calls_call_sid_key', attempt 1/10" in result.stdout
+    assert "calls_call_sid_key is invalid (an earlier build failed); rebuilding" in result.stdout
+    assert query(
+        seeded_url,
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'calls_call_sid_key'::regclass",
+    ) == [(True,)]

