@@ -1,0 +1,19 @@
+"""``python -m ops <command>``: operator commands (today: ``verify``)."""
+
+import sys
+
+from ops import verify
+
+COMMANDS = {"verify": verify.main}
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch to the named command."""
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m ops {{{','.join(COMMANDS)}}} [options]", file=sys.stderr)
+        return 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
