@@ -1,5 +1,214 @@
-"""Blueprint ``/driver_data``: create a call to a driver, and look a call up."""
+"""Blueprint ``/driver_data``: create a call to a driver, and look a call up.
 
-from flask import Blueprint
+A call is written (``initiating``, our own ``call_sid``, no conversation yet) and
+committed *before* ElevenLabs is asked to dial, so every attempt leaves a row:
+``initiated`` with ElevenLabs' ids, or ``failed`` with the reason.
+"""
 
+import hmac
+import logging
+from datetime import UTC, datetime
+
+import psycopg
+from flask import Blueprint, current_app, request, url_for
+from marshmallow import ValidationError
+from psycopg_pool import PoolTimeout
+
+from call_schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
+from db import get_conn
+from elevenlabs_client import ElevenLabsClient, ElevenLabsError, OutboundCall
+from errors import ApiError, error_response
+from models import calls
+from phone_numbers import mask_phone, mask_phones_in
+
+__all__ = ["CallRequestSchema", "CallSchema", "CallWithTranscriptSchema", "bp"]
+
+log = logging.getLogger(__name__)
 bp = Blueprint("driver_data", __name__, url_prefix="/driver_data")
+
+CALL_REQUEST = CallRequestSchema()
+CALL = CallSchema()
+CALL_WITH_TRANSCRIPT = CallWithTranscriptSchema()
+MAX_CALL_SID_CHARS = 100
+
+
+@bp.record_once
+def _attach_elevenlabs_client(state) -> None:
+    state.app.extensions["elevenlabs"] = ElevenLabsClient.from_config(state.app.config)
+
+
+@bp.before_request
+def require_bearer_token():
+    """Refuse any request that does not carry one of API_TOKENS as its bearer token."""
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    presented = presented.strip() if scheme.lower() == "bearer" else ""
+    if presented and _accepted(presented, current_app.config["API_TOKENS"]):
+        return None
+    challenge = 'Bearer realm="driver_data"' + (', error="invalid_token"' if presented else "")
+    body, status = error_response(
+        401, "unauthorized", "A valid bearer token is required (Authorization: Bearer <token>)."
+    )
+    return body, status, {"WWW-Authenticate": challenge}
+
+
+def _accepted(presented: str, tokens: list[str]) -> bool:
+    """Compare against every token in constant time, so timing tells nothing."""
+    accepted = False
+    for token in tokens:
+        accepted |= hmac.compare_digest(presented.encode(), token.encode())
+    return accepted
+
+
+@bp.errorhandler(psycopg.OperationalError)
+@bp.errorhandler(PoolTimeout)
+def _database_unavailable(exc):
+    log.error("database unavailable: %s", str(exc).strip().splitlines()[:1])
+    return error_response(503, "database_unavailable", "The database cannot be reached.")
+
+
+@bp.post("/call-elevenlabs")
+def create_call():
+    """Write the call, then ask ElevenLabs to dial: 201 with the call, or 502 with why not."""
+    order = _load(request.get_json())
+    agent_id, agent_phone_number_id = _dialling_ids(order)
+    variables = {**order["variables"]}
+    if order["driver_name"] is not None:
+        variables["driver_name"] = order["driver_name"]
+
+    conn = get_conn()
+    with conn.transaction():  # committed here, before any network I/O: the order is the feature
+        call = calls.create(
+            conn,
+            driver_id=order["driver_id"],
+            phone_number=order["phone_number"],
+            driver_name=order["driver_name"],
+        )
+    log.info(
+        "call %s created for driver %s to %s",
+        call.call_sid,
+        call.driver_id,
+        mask_phone(call.phone_number),
+    )
+    api_called_at = datetime.now(UTC)
+    try:
+        accepted = current_app.extensions["elevenlabs"].outbound_call(
+            agent_id=agent_id,
+            agent_phone_number_id=agent_phone_number_id,
+            to_number=call.phone_number,
+            dynamic_variables={**variables, "call_sid": call.call_sid},
+        )
+    except ElevenLabsError as exc:
+        _record_failure(conn, call.call_sid, exc, api_called_at)
+    except Exception:
+        # Our own bug must not leave the row 'initiating' for ever: record it, then fail loudly.
+        calls.mark_failed(
+            conn,
+            call.call_sid,
+            reason="unexpected error in this service while calling ElevenLabs (see its logs); "
+            "the call may have been placed",
+            api_called_at=api_called_at,
+        )
+        raise
+    call = _record_acceptance(conn, call.call_sid, accepted, api_called_at)
+    location = url_for(".get_call", call_sid=call.call_sid)
+    return CALL.dump(call), 201, {"Location": location}
+
+
+@bp.get("/calls/<call_sid>")
+def get_call(call_sid: str):
+    """Return a call with its transcript lines in the order they were said."""
+    conn = get_conn()
+    plausible = len(call_sid) <= MAX_CALL_SID_CHARS and call_sid.isprintable()
+    call = calls.by_call_sid(conn, call_sid) if plausible else None
+    if call is None:
+        raise ApiError(
+            "No call has this call_sid.",
+            status=404,
+            code="call_not_found",
+            details={"call_sid": call_sid} if plausible else {},
+        )
+    lines = calls.transcript(conn, call.conversation_id)
+    return CALL_WITH_TRANSCRIPT.dump({**vars(call), "transcript": lines})
+
+
+def _load(body) -> dict:
+    """Return the validated call request, or raise a 400 naming each bad field."""
+    if not isinstance(body, dict):
+        raise ApiError(
+            "The request body must be a JSON object.",
+            code="validation_error",
+            details={"_schema": ["The body must be a JSON object."]},
+        )
+    try:
+        return CALL_REQUEST.load(body)
+    except ValidationError as exc:
+        raise ApiError(
+            "The call request is not valid; see details for each field.",
+            code="validation_error",
+            details=exc.messages,
+        ) from None
+
+
+def _dialling_ids(order: dict) -> tuple[str, str]:
+    """Return the agent and its phone number, from the request or the configuration.
+
+    Missing configuration is a 503: the caller asked for nothing wrong, and the
+    same request will work once an operator sets the variable.
+    """
+    config = current_app.config
+    agent_id = order["agent_id"] or config["ELEVENLABS_AGENT_ID"]
+    agent_phone_number_id = order["agent_phone_number_id"] or config["ELEVENLABS_PHONE_NUMBER_ID"]
+    missing = [
+        name
+        for name, value in (
+            ("ELEVENLABS_API_KEY", config["ELEVENLABS_API_KEY"]),
+            ("ELEVENLABS_AGENT_ID (or agent_id in the request)", agent_id),
+            (
+                "ELEVENLABS_PHONE_NUMBER_ID (or agent_phone_number_id in the request)",
+                agent_phone_number_id,
+            ),
+        )
+        if not value
+    ]
+    if missing:
+        raise ApiError(
+            f"Calls cannot be placed until this is configured: {', '.join(missing)}.",
+            status=503,
+            code="not_configured",
+            details={"missing": missing},
+        )
+    return agent_id, agent_phone_number_id
+
+
+def _record_failure(conn, call_sid: str, exc: ElevenLabsError, api_called_at: datetime):
+    """Mark the call failed with ElevenLabs' reason and raise the 502 that says so."""
+    calls.mark_failed(conn, call_sid, reason=exc.reason, api_called_at=api_called_at)
+    log.warning("call %s failed (%s): %s", call_sid, exc.kind, mask_phones_in(exc.reason))
+    raise ApiError(
+        "ElevenLabs did not place the call; it is recorded as failed.",
+        status=502,
+        code="elevenlabs_failed",
+        details={
+            "call_sid": call_sid,
+            "reason": exc.reason,
+            "kind": exc.kind,
+            "may_have_dialled": exc.may_have_dialled,
+        },
+    )
+
+
+def _record_acceptance(conn, call_sid: str, accepted: OutboundCall, api_called_at: datetime):
+    """Store ElevenLabs' ids on the call and move it to ``initiated``; return it."""
+    ids = {"twilio_call_sid": accepted.twilio_call_sid, "api_called_at": api_called_at}
+    try:
+        call = calls.mark_initiated(conn, call_sid, conversation_id=accepted.conversation_id, **ids)
+    except psycopg.errors.UniqueViolation:
+        # Another call already holds this conversation_id; keep the call, not the clash.
+        log.error(
+            "call %s: conversation_id %s belongs to another call",
+            call_sid,
+            accepted.conversation_id,
+        )
+        call = calls.mark_initiated(conn, call_sid, conversation_id=None, **ids)
+    log.info("call %s initiated, conversation %s", call_sid, call.conversation_id)
+    return call

@@ -1,0 +1,154 @@
+"""The shapes of ``/driver_data``: what a call request may hold, and how a call is shown.
+
+Module-level marshmallow schemas, so the OpenAPI description can be generated
+from the same classes that validate and serialise.
+"""
+
+import math
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from phone_numbers import E164
+
+BIGINT_MAX = 2**63 - 1  # driver_id is a PostgreSQL bigint
+SAFE_INTEGER = 2**53 - 1  # beyond this a JSON number loses digits in most consumers
+MAX_DRIVER_NAME = 100
+MAX_VARIABLES = 32
+MAX_VARIABLE_NAME = 64
+MAX_VARIABLE_TEXT = 500
+# Names ElevenLabs reserves (system__*) or that we set ourselves.
+RESERVED_PREFIX = "system__"
+RESERVED_NAMES = ("call_sid",)
+VARIABLE_NAME = validate.Regexp(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+ELEVENLABS_ID = validate.Regexp(
+    r"[A-Za-z0-9_-]{1,100}\Z", error="Not an ElevenLabs id (letters, digits, _ and -)."
+)
+
+
+def _storable(text: str) -> None:
+    """Refuse text PostgreSQL cannot store: NUL, or lone surrogates (not UTF-8)."""
+    if "\x00" in text:
+        raise ValidationError("Must not contain NUL characters.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Must be valid Unicode text.") from None
+
+
+def _printable_name(text: str) -> None:
+    """Refuse a name with control characters or nothing but spaces."""
+    _storable(text)
+    if not text.isprintable() or not text.strip():
+        raise ValidationError("Must be printable text, not blank.")
+
+
+class DynamicVariables(fields.Field):
+    """A flat object of strings, numbers and booleans, passed on to the ElevenLabs agent."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> dict:
+        if not isinstance(value, dict):
+            raise ValidationError("Must be an object of names to strings, numbers or booleans.")
+        if len(value) > MAX_VARIABLES:
+            raise ValidationError(f"At most {MAX_VARIABLES} variables.")
+        problems = {}
+        for name, item in value.items():
+            problem = _name_problem(name) or _value_problem(item)
+            if problem:
+                problems[name[: MAX_VARIABLE_NAME + 1]] = [problem]
+        if problems:
+            raise ValidationError(problems)
+        return dict(value)
+
+
+def _name_problem(name: str) -> str | None:
+    if name.startswith(RESERVED_PREFIX) or name in RESERVED_NAMES:
+        return f"The name {name[:MAX_VARIABLE_NAME]!r} is reserved."
+    if len(name) > MAX_VARIABLE_NAME:
+        return f"Names are at most {MAX_VARIABLE_NAME} characters."
+    try:
+        VARIABLE_NAME(name)
+    except ValidationError:
+        return "Names are letters, digits and _, not starting with a digit."
+    return None
+
+
+def _value_problem(value) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return None if abs(value) <= SAFE_INTEGER else f"Integers are at most ±{SAFE_INTEGER}."
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "Numbers must be finite."
+    if isinstance(value, str):
+        if len(value) > MAX_VARIABLE_TEXT:
+            return f"Text values are at most {MAX_VARIABLE_TEXT} characters."
+        try:
+            _storable(value)
+        except ValidationError as exc:
+            return exc.messages[0]
+        return None
+    return "Must be a string, number or boolean."
+
+
+class CallRequestSchema(Schema):
+    """Body of ``POST /driver_data/call-elevenlabs``."""
+
+    class Meta:
+        unknown = RAISE
+
+    driver_id = fields.Integer(required=True, strict=True, validate=validate.Range(1, BIGINT_MAX))
+    phone_number = fields.String(
+        required=True,
+        validate=validate.Regexp(E164, error="Not an E.164 phone number, e.g. +14155550123."),
+    )
+    driver_name = fields.String(
+        load_default=None,
+        validate=[validate.Length(1, MAX_DRIVER_NAME), _printable_name],
+    )
+    variables = DynamicVariables(load_default=dict)
+    agent_id = fields.String(load_default=None, validate=ELEVENLABS_ID)
+    agent_phone_number_id = fields.String(load_default=None, validate=ELEVENLABS_ID)
+
+    @validates_schema
+    def _driver_name_once(self, data, **kwargs) -> None:
+        """Refuse two driver names: ``driver_name`` is also sent as a dynamic variable."""
+        if data.get("driver_name") is not None and "driver_name" in data.get("variables", {}):
+            raise ValidationError(
+                {"driver_name": ["Given twice: use the top-level driver_name only."]},
+                field_name="variables",
+            )
+
+
+class CallSchema(Schema):
+    """A call as the API shows it."""
+
+    call_sid = fields.String()
+    status = fields.String()
+    driver_id = fields.Integer(allow_none=True)
+    driver_name = fields.String(allow_none=True)
+    phone_number = fields.String(allow_none=True)
+    conversation_id = fields.String(allow_none=True)
+    twilio_call_sid = fields.String(allow_none=True)
+    failure_reason = fields.String(allow_none=True)
+    call_duration_secs = fields.Integer(allow_none=True)
+    termination_reason = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    api_called_at = fields.DateTime(allow_none=True)
+    initiated_at = fields.DateTime(allow_none=True)
+    failed_at = fields.DateTime(allow_none=True)
+    completed_at = fields.DateTime(allow_none=True)
+
+
+class TranscriptLineSchema(Schema):
+    """One line said on a call."""
+
+    speaker = fields.String()
+    message = fields.String()
+    timestamp = fields.DateTime()
+
+
+class CallWithTranscriptSchema(CallSchema):
+    """A call with its transcript lines in the order they were said."""
+
+    transcript = fields.List(fields.Nested(TranscriptLineSchema))

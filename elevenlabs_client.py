@@ -1,0 +1,292 @@
+"""The ElevenLabs HTTP client: place an outbound call over Twilio, never twice.
+
+``outbound_call`` sends exactly one request and turns every way it can go wrong
+into one ``ElevenLabsError`` whose ``reason`` an operator can read. Nothing is
+retried, not even a connection that failed half-way: a repeated request can ring
+a driver's phone twice.
+"""
+
+import json
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+
+OUTBOUND_CALL_PATH = "/v1/convai/twilio/outbound-call"
+# Enough of a body to recognise it in a failure reason, not enough to flood a column.
+EXCERPT_CHARS = 200
+
+
+@dataclass(frozen=True)
+class OutboundCall:
+    """A call ElevenLabs accepted: its conversation_id and Twilio's callSid (each may be null)."""
+
+    conversation_id: str | None
+    twilio_call_sid: str | None
+    message: str
+
+
+class ElevenLabsError(Exception):
+    """The call was not placed as far as we know; ``reason`` says why, ``kind`` names the case.
+
+    ``may_have_dialled`` is true when the request may have reached ElevenLabs
+    (a read timeout, a dropped connection, a 5xx): the driver's phone may ring
+    even though we record the call as failed.
+    """
+
+    def __init__(
+        self, kind: str, reason: str, *, status: int | None = None, may_have_dialled: bool = False
+    ):
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.status = status
+        self.may_have_dialled = may_have_dialled
+
+
+class ElevenLabsClient:
+    """One ``requests.Session`` to ElevenLabs with explicit connect and read timeouts."""
+
+    def __init__(self, base_url: str, api_key: str, *, connect_timeout: float, read_timeout: float):
+        self.url = base_url.rstrip("/") + OUTBOUND_CALL_PATH
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = requests.Session()
+        # Zero retries, said out loud: urllib3 must not resend a request on its own.
+        adapter = HTTPAdapter(max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"xi-api-key": api_key, "Accept": "application/json"})
+
+    @classmethod
+    def from_config(cls, config) -> "ElevenLabsClient":
+        """Build the client from the app's ELEVENLABS_* settings."""
+        return cls(
+            config["ELEVENLABS_BASE_URL"],
+            config["ELEVENLABS_API_KEY"],
+            connect_timeout=config["ELEVENLABS_CONNECT_TIMEOUT"],
+            read_timeout=config["ELEVENLABS_READ_TIMEOUT"],
+        )
+
+    def outbound_call(
+        self, *, agent_id: str, agent_phone_number_id: str, to_number: str, dynamic_variables: dict
+    ) -> OutboundCall:
+        """Ask ElevenLabs to dial ``to_number``; return its answer or raise ElevenLabsError."""
+        body = {
+            "agent_id": agent_id,
+            "agent_phone_number_id": agent_phone_number_id,
+            "to_number": to_number,
+            "conversation_initiation_client_data": {"dynamic_variables": dynamic_variables},
+        }
+        try:
+            # A redirect would be followed by a second request: refuse it instead.
+            response = self.session.post(
+                self.url, json=body, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            raise transport_error(exc, self.timeout) from exc
+        return parse_answer(response)
+
+
+def transport_error(exc: requests.RequestException, timeout: tuple) -> ElevenLabsError:
+    """Translate a failure to exchange bytes with ElevenLabs into an ElevenLabsError."""
+    connect_timeout, read_timeout = timeout
+    if isinstance(exc, requests.ConnectTimeout):
+        return ElevenLabsError(
+            "connect_timeout",
+            f"could not connect to ElevenLabs within {connect_timeout:g}s; the call was not placed",
+        )
+    if isinstance(exc, requests.ReadTimeout):
+        return ElevenLabsError(
+            "read_timeout",
+            f"ElevenLabs did not answer within {read_timeout:g}s; the call may still have been "
+            "placed (its post-call webhook would complete this call)",
+            may_have_dialled=True,
+        )
+    if _caused_by(exc, ConnectionRefusedError):
+        return ElevenLabsError(
+            "connection_refused", "ElevenLabs refused the connection; the call was not placed"
+        )
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ElevenLabsError("tls_error", f"TLS with ElevenLabs failed: {_first_line(exc)}")
+    if isinstance(exc, requests.ConnectionError) and not _request_sent(exc):
+        return ElevenLabsError(
+            "connection_failed",
+            f"could not connect to ElevenLabs ({_first_line(exc)}); the call was not placed",
+        )
+    if isinstance(exc, requests.ConnectionError):
+        return ElevenLabsError(
+            "connection_lost",
+            "the connection to ElevenLabs broke before it answered; the call may still have "
+            "been placed",
+            may_have_dialled=True,
+        )
+    # An invalid URL or similar: our configuration, not ElevenLabs.
+    return ElevenLabsError("request_error", f"request to ElevenLabs not sent: {_first_line(exc)}")
+
+
+def parse_answer(response: requests.Response) -> OutboundCall:
+    """Return the accepted call from a 2xx answer, or raise the error the answer describes."""
+    status = response.status_code
+    if not 200 <= status < 300:
+        raise status_error(response)
+    try:
+        answer = response.json()
+    except ValueError:
+        raise ElevenLabsError(
+            "bad_response",
+            f"ElevenLabs answered {status} with a body that is not JSON: {_excerpt(response)}; "
+            "the call may have been placed",
+            status=status,
+            may_have_dialled=True,
+        ) from None
+    shape_problem = _shape_problem(answer)
+    if shape_problem:
+        raise ElevenLabsError(
+            "bad_response",
+            f"ElevenLabs answered {status} with unexpected JSON ({shape_problem}): "
+            f"{_excerpt(response)}; the call may have been placed",
+            status=status,
+            may_have_dialled=True,
+        )
+    message = answer.get("message") or ""
+    if not answer["success"]:
+        raise ElevenLabsError(
+            "unsuccessful",
+            f"ElevenLabs did not place the call: {message or 'no message given'}",
+            status=status,
+        )
+    # An empty id is no id: stored, it would collide with the next empty one.
+    return OutboundCall(
+        answer.get("conversation_id") or None, answer.get("callSid") or None, message
+    )
+
+
+def _shape_problem(answer) -> str | None:
+    """Return what is wrong with an outbound-call answer's shape, or None."""
+    if not isinstance(answer, dict):
+        return "not an object"
+    if not isinstance(answer.get("success"), bool):
+        return "no boolean 'success'"
+    for name in ("message", "conversation_id", "callSid"):
+        value = answer.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"'{name}' is not a string"
+    return None
+
+
+def status_error(response: requests.Response) -> ElevenLabsError:
+    """Return the ElevenLabsError for a non-2xx answer, naming ElevenLabs' own reason."""
+    status = response.status_code
+    detail = _detail(response)
+    if status == 401:
+        code, message = _status_and_message(detail)
+        return ElevenLabsError(
+            "invalid_api_key" if code in (None, "invalid_api_key") else "unauthorized",
+            f"ElevenLabs refused our API key ({code or 'HTTP 401'}): {message}",
+            status=status,
+        )
+    if status == 422:
+        return ElevenLabsError(
+            "validation_error",
+            f"ElevenLabs rejected the request as invalid: {_validation_summary(detail, response)}",
+            status=status,
+        )
+    if status == 429:
+        code, message = _status_and_message(detail)
+        return ElevenLabsError(
+            "rate_limited",
+            f"ElevenLabs is over capacity ({code or 'HTTP 429'}): {message}",
+            status=status,
+        )
+    if status >= 500:
+        return ElevenLabsError(
+            "server_error",
+            f"ElevenLabs failed with HTTP {status}: {_detail_text(detail, response)}; "
+            "the call may still have been placed",
+            status=status,
+            may_have_dialled=True,
+        )
+    return ElevenLabsError(
+        "client_error" if 400 <= status < 500 else "unexpected_status",
+        f"ElevenLabs answered HTTP {status}: {_detail_text(detail, response)}",
+        status=status,
+    )
+
+
+def _detail(response: requests.Response):
+    """Return the ``detail`` of an error body, or None when the body has none."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("detail") if isinstance(body, dict) else None
+
+
+def _status_and_message(detail) -> tuple[str | None, str]:
+    """Return ``detail.status`` and ``detail.message`` of a 401/429 body."""
+    if isinstance(detail, dict):
+        code = detail.get("status")
+        message = detail.get("message")
+        return (code if isinstance(code, str) else None), str(message or "no message given")
+    return None, str(detail) if detail else "no message given"
+
+
+def _validation_summary(detail, response) -> str:
+    """Return a 422's ``detail`` list as ``body.field: message; …``."""
+    if not isinstance(detail, list):
+        return _detail_text(detail, response)
+    parts = []
+    for item in detail:
+        if not isinstance(item, dict):
+            continue
+        loc = item.get("loc")
+        where = ".".join(str(p) for p in loc) if isinstance(loc, list) else "request"
+        parts.append(f"{where}: {item.get('msg') or item.get('type') or 'invalid'}")
+    return "; ".join(parts) or _excerpt(response)
+
+
+def _detail_text(detail, response) -> str:
+    """Return ``detail`` as short text, else an excerpt of the body."""
+    if isinstance(detail, str) and detail:
+        return detail[:EXCERPT_CHARS]
+    if isinstance(detail, dict) and isinstance(detail.get("message"), str):
+        return detail["message"][:EXCERPT_CHARS]
+    if detail:
+        return json.dumps(detail)[:EXCERPT_CHARS]
+    return _excerpt(response)
+
+
+def _excerpt(response: requests.Response) -> str:
+    """Return the start of the body, quoted, or ``(empty body)``."""
+    text = response.text.strip()
+    if not text:
+        return "(empty body)"
+    cut = text[:EXCERPT_CHARS]
+    return repr(cut + ("…" if len(text) > EXCERPT_CHARS else ""))
+
+
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    """Tell whether ``kind`` is anywhere in the chain requests and urllib3 wrap around ``exc``."""
+    seen, todo = set(), [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return True
+        todo.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        todo.extend(arg for arg in current.args if isinstance(arg, BaseException))
+    return False
+
+
+def _request_sent(exc: requests.ConnectionError) -> bool:
+    """Tell whether a connection error happened after the connection was made."""
+    # NameResolutionError (DNS) is a NewConnectionError too: nothing was sent either way.
+    return not _caused_by(exc, NewConnectionError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:EXCERPT_CHARS]

@@ -1,0 +1,435 @@
+"""``POST /driver_data/call-elevenlabs``: the row first, then ElevenLabs; every outcome kept."""
+
+import logging
+import time
+
+import psycopg
+import pytest
+from conftest import API_TOKEN
+from fake_elevenlabs import (
+    ANSWER_OK,
+    ANSWER_UNSUCCESSFUL,
+    ERROR_401,
+    ERROR_422,
+    ERROR_429_BUSY,
+    ERROR_429_CONCURRENCY,
+    OUTBOUND_CALL_PATH,
+    FakeElevenLabs,
+    refusing_address,
+)
+
+from app import create_app
+
+CALL_REQUEST = {"driver_id": 42, "phone_number": "+14155550123"}
+
+
+@pytest.fixture
+def elevenlabs(httpserver):
+    """Return the fake ElevenLabs server, released at the end of the test."""
+    fake = FakeElevenLabs(httpserver)
+    yield fake
+    fake.release()
+
+
+@pytest.fixture
+def app_config(app_config, elevenlabs):
+    """Point the app at the fake ElevenLabs server."""
+    return {**app_config, "ELEVENLABS_BASE_URL": elevenlabs.base_url}
+
+
+@pytest.fixture
+def make_client(app_config):
+    """Return a factory of test clients for apps configured with extra settings."""
+    apps = []
+
+    def make(**settings):
+        apps.append(create_app({**app_config, **settings}))
+        return apps[-1].test_client()
+
+    yield make
+    for made in apps:
+        made.extensions["db_pool"].close()
+
+
+def post_call(client, body, headers):
+    return client.post("/driver_data/call-elevenlabs", json=body, headers=headers)
+
+
+def call_rows(conn) -> list[dict]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute("SELECT * FROM calls ORDER BY id").fetchall()
+
+
+def test_call_row_exists_before_elevenlabs_is_called(
+    client, auth_headers, elevenlabs, database_url
+):
+    seen_by_elevenlabs = []
+
+    def look_at_the_database(received):
+        # A connection of its own: only committed data is visible from here.
+        with psycopg.connect(database_url) as other:
+            seen_by_elevenlabs.append(
+                other.execute(
+                    "SELECT call_sid, status, conversation_id, driver_id, phone_number "
+                    "FROM calls WHERE call_sid = %s",
+                    (received.call_sid,),
+                ).fetchone()
+            )
+
+    elevenlabs.answer(ANSWER_OK, on_request=look_at_the_database)
+    response = post_call(client, CALL_REQUEST, auth_headers)
+
+    assert response.status_code == 201
+    call_sid = response.get_json()["call_sid"]
+    assert seen_by_elevenlabs == [(call_sid, "initiating", None, 42, "+14155550123")]
+
+
+def test_elevenlabs_receives_the_documented_request(client, auth_headers, elevenlabs):
+    elevenlabs.answer(ANSWER_OK)
+    body = {**CALL_REQUEST, "driver_name": "Dana", "variables": {"load_id": "L-77", "eta": 20}}
+    call_sid = post_call(client, body, auth_headers).get_json()["call_sid"]
+
+    [received] = elevenlabs.received
+    assert received.path == OUTBOUND_CALL_PATH
+    assert received.api_key == "xi_test_key"
+    assert received.body == {
+        "agent_id": "agent_7f3c2d1e9b8a",
+        "agent_phone_number_id": "phnum_5b2a9c0d",
+        "to_number": "+14155550123",
+        "conversation_initiation_client_data": {
+            "dynamic_variables": {
+                "load_id": "L-77",
+                "eta": 20,
+                "driver_name": "Dana",
+                "call_sid": call_sid,
+            }
+        },
+    }
+
+
+def test_request_may_name_its_own_agent_and_phone_number(client, auth_headers, elevenlabs):
+    elevenlabs.answer(ANSWER_OK)
+    body = {**CALL_REQUEST, "agent_id": "agent_other", "agent_phone_number_id": "phnum_other"}
+    assert post_call(client, body, auth_headers).status_code == 201
+    assert elevenlabs.received[0].body["agent_id"] == "agent_other"
+    assert elevenlabs.received[0].body["agent_phone_number_id"] == "phnum_other"
+
+
+def test_successful_call_stores_conversation_id_and_twilio_call_sid(
+    client, auth_headers, elevenlabs, conn
+):
+    elevenlabs.answer(ANSWER_OK)
+    response = post_call(client, {**CALL_REQUEST, "driver_name": "Dana"}, auth_headers)
+
+    assert response.status_code == 201
+    call = response.get_json()
+    assert call["status"] == "initiated"
+    assert call["conversation_id"] == ANSWER_OK["conversation_id"]
+    assert call["twilio_call_sid"] == ANSWER_OK["callSid"]
+    assert call["call_sid"].startswith("cs_")
+    assert response.headers["Location"].endswith(f"/driver_data/calls/{call['call_sid']}")
+
+    [row] = call_rows(conn)
+    assert row["call_sid"] == call["call_sid"]
+    assert row["status"] == "initiated"
+    assert row["conversation_id"] == ANSWER_OK["conversation_id"]
+    assert row["twilio_call_sid"] == ANSWER_OK["callSid"]
+    assert row["driver_id"] == 42
+    assert row["driver_name"] == "Dana"
+    assert row["created_at"] <= row["api_called_at"] <= row["initiated_at"]
+    assert row["failed_at"] is None
+    assert row["failure_reason"] is None
+
+
+def test_success_without_conversation_id_is_still_201(client, auth_headers, elevenlabs, conn):
+    elevenlabs.answer({**ANSWER_OK, "conversation_id": None})
+    response = post_call(client, CALL_REQUEST, auth_headers)
+
+    assert response.status_code == 201
+    assert response.get_json()["conversation_id"] is None
+    [row] = call_rows(conn)
+    assert row["status"] == "initiated"
+    assert row["conversation_id"] is None
+    assert row["twilio_call_sid"] == ANSWER_OK["callSid"]
+
+
+def test_conversation_id_already_held_by_another_call_does_not_lose_the_call(
+    client, auth_headers, elevenlabs, conn
+):
+    conn.execute(
+        "INSERT INTO calls (conversation_id, status) VALUES (%s, 'completed')",
+        (ANSWER_OK["conversation_id"],),
+    )
+    elevenlabs.answer(ANSWER_OK)
+    response = post_call(client, CALL_REQUEST, auth_headers)
+
+    assert response.status_code == 201
+    assert response.get_json()["status"] == "initiated"
+    assert response.get_json()["conversation_id"] is None
+    assert response.get_json()["twilio_call_sid"] == ANSWER_OK["callSid"]
+
+
+FAILURES = {
+    "401 invalid_api_key": (401, ERROR_401, None, "invalid_api_key"),
+    "422 validation": (422, ERROR_422, None, "body.agent_phone_number_id: Field required"),
+    "429 too many concurrent": (429, ERROR_429_CONCURRENCY, None, "too_many_concurrent_requests"),
+    "429 system busy": (429, ERROR_429_BUSY, None, "system_busy"),
+    "500": (500, {"detail": "Internal Server Error"}, None, "HTTP 500"),
+    "success false": (200, ANSWER_UNSUCCESSFUL, None, "Failed to initiate call"),
+    "200 not JSON": (200, None, "<html>oops</html>", "not JSON"),
+    "200 JSON of the wrong shape": (200, {"ok": True}, None, "no boolean 'success'"),
+}
+
+
+@pytest.mark.parametrize(("status", "body", "raw", "reason"), FAILURES.values(), ids=FAILURES)
+def test_each_elevenlabs_failure_leaves_a_failed_row_and_answers_502(
+    client, auth_headers, elevenlabs, conn, status, body, raw, reason
+):
+    elevenlabs.answer(body, status=status, raw=raw)
+    response = post_call(client, CALL_REQUEST, auth_headers)
+
+    assert response.status_code == 502
+    answer = response.get_json()
+    assert answer["error"] == "elevenlabs_failed"
+    assert answer["message"]
+    [row] = call_rows(conn)
+    assert answer["details"]["call_sid"] == row["call_sid"]
+    assert reason in answer["details"]["reason"]
+    assert row["status"] == "failed"
+    assert row["failure_reason"] == answer["details"]["reason"]
+    assert row["conversation_id"] is None
+    assert row["created_at"] <= row["api_called_at"] <= row["failed_at"]
+    assert len(elevenlabs.received) == 1, "never retried"
+
+
+def test_refused_connection_leaves_a_failed_row_and_answers_502(make_client, auth_headers, conn):
+    sock, base_url = refusing_address()
+    with sock:
+        response = post_call(make_client(ELEVENLABS_BASE_URL=base_url), CALL_REQUEST, auth_headers)
+
+    assert response.status_code == 502
+    assert response.get_json()["details"]["kind"] == "connection_refused"
+    assert response.get_json()["details"]["may_have_dialled"] is False
+    [row] = call_rows(conn)
+    assert row["status"] == "failed"
+    assert "refused" in row["failure_reason"]
+
+
+def test_elevenlabs_hanging_past_the_read_timeout_answers_502_within_the_timeout(
+    make_client, auth_headers, elevenlabs, conn
+):
+    elevenlabs.answer(ANSWER_OK, hang=True)
+    client = make_client(ELEVENLABS_READ_TIMEOUT=0.5)
+
+    started = time.monotonic()
+    response = post_call(client, CALL_REQUEST, auth_headers)
+    elapsed = time.monotonic() - started
+    elevenlabs.release()
+
+    assert response.status_code == 502
+    assert 0.5 <= elapsed < 1.5
+    details = response.get_json()["details"]
+    assert details["kind"] == "read_timeout"
+    assert details["may_have_dialled"] is True
+    [row] = call_rows(conn)
+    assert row["status"] == "failed"
+    assert "did not answer within 0.5s" in row["failure_reason"]
+    assert len(elevenlabs.received) == 1, "never retried"
+
+
+def test_each_call_request_reaches_elevenlabs_exactly_once(client, auth_headers, elevenlabs):
+    elevenlabs.answer(ANSWER_OK, fresh_ids=True)
+    sids = [post_call(client, CALL_REQUEST, auth_headers).get_json()["call_sid"] for _ in range(3)]
+    assert [received.call_sid for received in elevenlabs.received] == sids
+    assert len(set(sids)) == 3
+
+
+def test_call_creation_logs_no_whole_phone_number(client, auth_headers, elevenlabs, caplog):
+    # ElevenLabs' error echoes the number: the log line of the failure must mask it too.
+    elevenlabs.answer({"detail": "Cannot call +14155550123 from this number"}, status=400)
+    with caplog.at_level(logging.INFO, logger="driver_data"):
+        call_sid = post_call(client, CALL_REQUEST, auth_headers).get_json()["details"]["call_sid"]
+
+    lines = [record.getMessage() for record in caplog.records]
+    assert any(call_sid in line and "+1415•••0123" in line for line in lines), lines
+    assert any("failed" in line and "+1415•••0123" in line for line in lines), lines
+    assert not any("4155550123" in line for line in lines), lines
+
+
+def test_missing_agent_configuration_is_503_and_nothing_written(
+    make_client, auth_headers, elevenlabs, conn
+):
+    elevenlabs.answer(ANSWER_OK)
+    client = make_client(ELEVENLABS_AGENT_ID="", ELEVENLABS_PHONE_NUMBER_ID="")
+    response = post_call(client, CALL_REQUEST, auth_headers)
+
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "not_configured"
+    assert "ELEVENLABS_AGENT_ID" in response.get_json()["message"]
+    assert call_rows(conn) == []
+    assert elevenlabs.received == []
+    # The request's own ids are enough.
+    body = {**CALL_REQUEST, "agent_id": "agent_x", "agent_phone_number_id": "phnum_x"}
+    assert post_call(client, body, auth_headers).status_code == 201
+
+
+BAD_BODIES = {
+    "driver_id missing": ({"phone_number": "+14155550123"}, "driver_id"),
+    "driver_id as text": ({**CALL_REQUEST, "driver_id": "12"}, "driver_id"),
+    "driver_id boolean": ({**CALL_REQUEST, "driver_id": True}, "driver_id"),
+    "driver_id fraction": ({**CALL_REQUEST, "driver_id": 1.5}, "driver_id"),
+    "driver_id float": ({**CALL_REQUEST, "driver_id": 12.0}, "driver_id"),
+    "driver_id zero": ({**CALL_REQUEST, "driver_id": 0}, "driver_id"),
+    "driver_id negative": ({**CALL_REQUEST, "driver_id": -3}, "driver_id"),
+    "driver_id past bigint": ({**CALL_REQUEST, "driver_id": 2**63}, "driver_id"),
+    "driver_id null": ({**CALL_REQUEST, "driver_id": None}, "driver_id"),
+    "phone missing": ({"driver_id": 42}, "phone_number"),
+    "phone without plus": ({**CALL_REQUEST, "phone_number": "14155550123"}, "phone_number"),
+    "phone too short": ({**CALL_REQUEST, "phone_number": "+123456"}, "phone_number"),
+    "phone too long": ({**CALL_REQUEST, "phone_number": "+1234567890123456"}, "phone_number"),
+    "phone leading zero": ({**CALL_REQUEST, "phone_number": "+0415555012"}, "phone_number"),
+    "phone with spaces": ({**CALL_REQUEST, "phone_number": "+1 415 555 0123"}, "phone_number"),
+    "phone trailing newline": ({**CALL_REQUEST, "phone_number": "+14155550123\n"}, "phone_number"),
+    "phone unicode digits": ({**CALL_REQUEST, "phone_number": "+١٤١٥٥٥٥٠١٢٣"}, "phone_number"),
+    "phone a number": ({**CALL_REQUEST, "phone_number": 14155550123}, "phone_number"),
+    "driver_name empty": ({**CALL_REQUEST, "driver_name": ""}, "driver_name"),
+    "driver_name blank": ({**CALL_REQUEST, "driver_name": "   "}, "driver_name"),
+    "driver_name too long": ({**CALL_REQUEST, "driver_name": "D" * 101}, "driver_name"),
+    "driver_name NUL": ({**CALL_REQUEST, "driver_name": "Da\x00na"}, "driver_name"),
+    "driver_name newline": ({**CALL_REQUEST, "driver_name": "Da\nna"}, "driver_name"),
+    "driver_name lone surrogate": ({**CALL_REQUEST, "driver_name": "Da\ud800"}, "driver_name"),
+    "driver_name object": ({**CALL_REQUEST, "driver_name": {"first": "Dana"}}, "driver_name"),
+    "variables a list": ({**CALL_REQUEST, "variables": ["a"]}, "variables"),
+    "variables null": ({**CALL_REQUEST, "variables": None}, "variables"),
+    "variable nested": ({**CALL_REQUEST, "variables": {"load": {"id": 1}}}, "variables"),
+    "variable a list": ({**CALL_REQUEST, "variables": {"loads": [1, 2]}}, "variables"),
+    "variable null": ({**CALL_REQUEST, "variables": {"load": None}}, "variables"),
+    "variable system__": ({**CALL_REQUEST, "variables": {"system__time": "x"}}, "variables"),
+    "variable call_sid": ({**CALL_REQUEST, "variables": {"call_sid": "mine"}}, "variables"),
+    "variable name odd": ({**CALL_REQUEST, "variables": {"load id": "x"}}, "variables"),
+    "variable name long": ({**CALL_REQUEST, "variables": {"n" * 65: "x"}}, "variables"),
+    "variable text long": ({**CALL_REQUEST, "variables": {"note": "x" * 501}}, "variables"),
+    "variable huge int": ({**CALL_REQUEST, "variables": {"n": 2**60}}, "variables"),
+    "too many variables": (
+        {**CALL_REQUEST, "variables": {f"v{i}": i for i in range(33)}},
+        "variables",
+    ),
+    "driver_name twice": (
+        {**CALL_REQUEST, "driver_name": "Dana", "variables": {"driver_name": "Bo"}},
+        "variables",
+    ),
+    "agent_id odd": ({**CALL_REQUEST, "agent_id": "agent/../x"}, "agent_id"),
+    "agent_id empty": ({**CALL_REQUEST, "agent_id": ""}, "agent_id"),
+    "phone number id a number": (
+        {**CALL_REQUEST, "agent_phone_number_id": 5},
+        "agent_phone_number_id",
+    ),
+    "unknown field": ({**CALL_REQUEST, "priority": "high"}, "priority"),
+}
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_BODIES.values(), ids=BAD_BODIES)
+def test_bad_input_is_400_naming_the_field_and_nothing_is_written(
+    client, auth_headers, elevenlabs, conn, body, field
+):
+    elevenlabs.answer(ANSWER_OK)
+    response = post_call(client, body, auth_headers)
+
+    assert response.status_code == 400
+    answer = response.get_json()
+    assert answer["error"] == "validation_error"
+    assert field is None or field in answer["details"], answer
+    assert call_rows(conn) == []
+    assert elevenlabs.received == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[1, 2]", b'"text"', b"42", b"null", b"true", b"{not json", b"", b'{"driver_id": NaN}'],
+)
+def test_a_body_that_is_not_a_json_object_is_400_and_nothing_written(
+    client, auth_headers, elevenlabs, conn, raw
+):
+    elevenlabs.answer(ANSWER_OK)
+    response = client.post(
+        "/driver_data/call-elevenlabs",
+        data=raw,
+        content_type="application/json",
+        headers=auth_headers,
+    )
+    assert response.status_code == 400
+    assert set(response.get_json()) == {"error", "message", "details"}
+    assert call_rows(conn) == []
+    assert elevenlabs.received == []
+
+
+def test_a_body_sent_as_a_form_is_400(client, auth_headers, conn):
+    response = client.post(
+        "/driver_data/call-elevenlabs", data={"driver_id": "42"}, headers=auth_headers
+    )
+    assert response.status_code == 400
+    assert call_rows(conn) == []
+
+
+def test_non_finite_variable_values_are_refused(client, auth_headers, elevenlabs, conn):
+    elevenlabs.answer(ANSWER_OK)
+    response = client.post(
+        "/driver_data/call-elevenlabs",
+        data=b'{"driver_id": 42, "phone_number": "+14155550123", "variables": {"x": Infinity}}',
+        content_type="application/json",
+        headers=auth_headers,
+    )
+    assert response.status_code == 400
+    assert response.get_json()["details"] == {"variables": {"x": ["Numbers must be finite."]}}
+    assert call_rows(conn) == []
+
+
+def test_good_variables_of_every_kind_are_accepted(client, auth_headers, elevenlabs):
+    elevenlabs.answer(ANSWER_OK)
+    variables = {"load_id": "L-77", "eta_minutes": 20, "weight_t": 12.5, "urgent": False}
+    response = post_call(client, {**CALL_REQUEST, "variables": variables}, auth_headers)
+    assert response.status_code == 201
+    sent = elevenlabs.received[0].body["conversation_initiation_client_data"]
+    assert sent["dynamic_variables"] == {**variables, "call_sid": response.get_json()["call_sid"]}
+
+
+UNAUTHORISED = {
+    "no header": {},
+    "wrong token": {"Authorization": "Bearer not-the-token"},
+    "empty bearer": {"Authorization": "Bearer "},
+    "other scheme": {"Authorization": f"Basic {API_TOKEN}"},
+    "token without scheme": {"Authorization": API_TOKEN},
+    "token with a prefix": {"Authorization": f"Bearer x{API_TOKEN}"},
+    "non-ASCII token": {"Authorization": "Bearer t\u00f6ken"},
+}
+
+
+@pytest.mark.parametrize("headers", UNAUTHORISED.values(), ids=UNAUTHORISED)
+def test_missing_or_wrong_token_is_401_and_nothing_written(client, elevenlabs, conn, headers):
+    elevenlabs.answer(ANSWER_OK)
+    response = post_call(client, CALL_REQUEST, headers)
+
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert call_rows(conn) == []
+    assert elevenlabs.received == []
+
+
+def test_a_bad_body_without_a_token_is_401_not_400(client, conn):
+    assert post_call(client, {"driver_id": "x"}, {}).status_code == 401
+
+
+def test_every_rotated_token_is_accepted(make_client, elevenlabs):
+    elevenlabs.answer(ANSWER_OK, fresh_ids=True)
+    client = make_client(API_TOKENS=["old-token", "new-token"])
+    for token in ("old-token", "new-token"):
+        headers = {"Authorization": f"bearer {token}"}
+        assert post_call(client, CALL_REQUEST, headers).status_code == 201
+
+
+def test_no_configured_tokens_accepts_no_one(make_client, conn):
+    client = make_client(API_TOKENS=[])
+    response = post_call(client, CALL_REQUEST, {"Authorization": "Bearer "})
+    assert response.status_code == 401
+    assert call_rows(conn) == []

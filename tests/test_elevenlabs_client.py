@@ -1,0 +1,190 @@
+"""The ElevenLabs client: the exact request, and one readable error per way it can fail."""
+
+import socket
+import time
+
+import pytest
+from fake_elevenlabs import (
+    ANSWER_OK,
+    ANSWER_UNSUCCESSFUL,
+    ERROR_401,
+    ERROR_422,
+    ERROR_429_BUSY,
+    ERROR_429_CONCURRENCY,
+    OUTBOUND_CALL_PATH,
+    DroppingServer,
+    FakeElevenLabs,
+    refusing_address,
+)
+
+from elevenlabs_client import ElevenLabsClient, ElevenLabsError
+
+CALL = {
+    "agent_id": "agent_7f3c2d1e9b8a",
+    "agent_phone_number_id": "phnum_5b2a9c0d",
+    "to_number": "+14155550123",
+    "dynamic_variables": {"call_sid": "cs_0123", "load_id": "L-77"},
+}
+
+
+@pytest.fixture
+def elevenlabs(httpserver):
+    """Return the fake ElevenLabs server, released at the end of the test."""
+    fake = FakeElevenLabs(httpserver)
+    yield fake
+    fake.release()
+
+
+def client_for(base_url: str, *, connect_timeout=2.0, read_timeout=2.0) -> ElevenLabsClient:
+    return ElevenLabsClient(
+        base_url, "xi_test_key", connect_timeout=connect_timeout, read_timeout=read_timeout
+    )
+
+
+def failure(base_url: str, **timeouts) -> ElevenLabsError:
+    with pytest.raises(ElevenLabsError) as raised:
+        client_for(base_url, **timeouts).outbound_call(**CALL)
+    return raised.value
+
+
+def test_outbound_call_sends_the_documented_request(elevenlabs):
+    elevenlabs.answer(ANSWER_OK)
+    client_for(elevenlabs.base_url + "/").outbound_call(**CALL)
+
+    [received] = elevenlabs.received
+    assert received.path == OUTBOUND_CALL_PATH
+    assert received.api_key == "xi_test_key"
+    assert received.body == {
+        "agent_id": "agent_7f3c2d1e9b8a",
+        "agent_phone_number_id": "phnum_5b2a9c0d",
+        "to_number": "+14155550123",
+        "conversation_initiation_client_data": {
+            "dynamic_variables": {"call_sid": "cs_0123", "load_id": "L-77"}
+        },
+    }
+
+
+def test_accepted_call_returns_conversation_id_and_twilio_call_sid(elevenlabs):
+    elevenlabs.answer(ANSWER_OK)
+    accepted = client_for(elevenlabs.base_url).outbound_call(**CALL)
+    assert accepted.conversation_id == ANSWER_OK["conversation_id"]
+    assert accepted.twilio_call_sid == ANSWER_OK["callSid"]
+    assert accepted.message == "Call initiated successfully"
+
+
+def test_accepted_call_may_have_no_conversation_id_yet(elevenlabs):
+    elevenlabs.answer({"success": True, "message": "ok", "conversation_id": None, "callSid": ""})
+    accepted = client_for(elevenlabs.base_url).outbound_call(**CALL)
+    assert accepted.conversation_id is None
+    assert accepted.twilio_call_sid is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "words"),
+    [
+        (401, ERROR_401, "invalid_api_key", ["invalid_api_key", "Invalid API key"]),
+        (422, ERROR_422, "validation_error", ["body.agent_phone_number_id: Field required"]),
+        (429, ERROR_429_CONCURRENCY, "rate_limited", ["too_many_concurrent_requests"]),
+        (429, ERROR_429_BUSY, "rate_limited", ["system_busy", "busy"]),
+        (404, {"detail": "Not Found"}, "client_error", ["HTTP 404", "Not Found"]),
+        (500, {"detail": "Internal Server Error"}, "server_error", ["HTTP 500", "may still"]),
+        (503, None, "server_error", ["HTTP 503"]),
+        (200, ANSWER_UNSUCCESSFUL, "unsuccessful", ["Failed to initiate call"]),
+        (200, ["success"], "bad_response", ["unexpected JSON", "not an object"]),
+        (200, {"message": "hi"}, "bad_response", ["no boolean 'success'"]),
+        (200, {"success": True, "conversation_id": 7}, "bad_response", ["'conversation_id'"]),
+        (307, None, "unexpected_status", ["HTTP 307"]),
+    ],
+)
+def test_each_answer_that_is_not_a_placed_call_is_one_readable_error(
+    elevenlabs, status, body, kind, words
+):
+    elevenlabs.answer(body, status=status)
+    error = failure(elevenlabs.base_url)
+    assert error.kind == kind
+    for word in words:
+        assert word in error.reason
+    assert len(elevenlabs.received) == 1, "never retried"
+
+
+def test_a_200_that_is_not_json_is_an_error_quoting_the_body(elevenlabs):
+    elevenlabs.answer(raw="<html>Bad gateway</html>", status=200)
+    error = failure(elevenlabs.base_url)
+    assert error.kind == "bad_response"
+    assert "not JSON" in error.reason
+    assert "<html>Bad gateway</html>" in error.reason
+
+
+def test_an_error_body_that_is_not_json_is_quoted(elevenlabs):
+    elevenlabs.answer(raw="upstream connect error", status=502)
+    error = failure(elevenlabs.base_url)
+    assert error.kind == "server_error"
+    assert "upstream connect error" in error.reason
+
+
+def test_a_long_body_is_cut_in_the_reason(elevenlabs):
+    elevenlabs.answer(raw="x" * 10_000, status=200)
+    assert len(failure(elevenlabs.base_url).reason) < 400
+
+
+def test_refused_connection_says_the_call_was_not_placed():
+    sock, base_url = refusing_address()
+    with sock:
+        error = failure(base_url)
+    assert error.kind == "connection_refused"
+    assert "not placed" in error.reason
+    assert error.may_have_dialled is False
+
+
+def test_read_timeout_comes_within_the_timeout_and_warns_the_call_may_exist(elevenlabs):
+    elevenlabs.answer(ANSWER_OK, hang=True)
+    started = time.monotonic()
+    error = failure(elevenlabs.base_url, read_timeout=0.3)
+    assert time.monotonic() - started < 1.5
+    assert error.kind == "read_timeout"
+    assert "0.3s" in error.reason
+    assert error.may_have_dialled is True
+    elevenlabs.release()
+    assert len(elevenlabs.received) == 1, "never retried"
+
+
+def test_connect_timeout_is_told_apart_from_read_timeout():
+    # A listener whose backlog is full drops new connection attempts: connect hangs.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(address)
+            fillers.append(filler)
+        time.sleep(0.1)
+        started = time.monotonic()
+        error = failure(f"http://127.0.0.1:{address[1]}", connect_timeout=0.3)
+        assert time.monotonic() - started < 1.5
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    assert error.kind == "connect_timeout"
+    assert "not placed" in error.reason
+
+
+def test_connection_dropped_after_the_request_is_sent_is_not_retried():
+    server = DroppingServer()
+    try:
+        error = failure(server.base_url)
+    finally:
+        server.close()
+    assert error.kind == "connection_lost"
+    assert error.may_have_dialled is True
+    assert server.requests == 1, "never retried"
+
+
+def test_unresolvable_host_says_the_call_was_not_placed():
+    error = failure("http://elevenlabs.invalid")
+    assert error.kind == "connection_failed"
+    assert "not placed" in error.reason
