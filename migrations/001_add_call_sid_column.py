@@ -28,8 +28,20 @@ MIGRATION = Migration(
         ),
     ],
     downgrade=[
-        Sql("ALTER TABLE calls ALTER COLUMN call_sid DROP DEFAULT"),
-        Sql("ALTER TABLE calls DROP COLUMN IF EXISTS call_sid"),
+        Sql(
+            """
+            -- Rolling back 001: old code never names call_sid, so losing the default
+            -- and the column breaks nothing it does. Catalog-only, no rewrite.
+            -- squawk-ignore ban-drop-default
+            ALTER TABLE calls ALTER COLUMN call_sid DROP DEFAULT
+            """
+        ),
+        Sql(
+            """
+            -- squawk-ignore ban-drop-column
+            ALTER TABLE calls DROP COLUMN IF EXISTS call_sid
+            """
+        ),
     ],
 )
 

@@ -29,7 +29,16 @@ def no_calls_without_conversation_id(conn) -> str | None:
 MIGRATION = Migration(
     version=4,
     name="make_conversation_id_nullable",
-    upgrade=[Sql("ALTER TABLE calls ALTER COLUMN conversation_id DROP NOT NULL")],
+    upgrade=[
+        Sql(
+            """
+            -- The point of 004: new code writes the call row before ElevenLabs answers.
+            -- Old code always writes conversation_id, so it is not affected.
+            -- squawk-ignore ban-drop-not-null
+            ALTER TABLE calls ALTER COLUMN conversation_id DROP NOT NULL
+            """
+        )
+    ],
     downgrade=[
         Check(no_calls_without_conversation_id),
         SetNotNull("calls", "conversation_id"),

@@ -72,8 +72,16 @@ class Sql:
     statement_timeout: str = "60s"
 
     def sql_text(self) -> str:
-        """Return the SQL this step runs, for review and linting."""
-        return dedent(self.statements).strip()
+        """Return the SQL this step runs, framed as it runs (transaction, timeouts)."""
+        return "\n".join(
+            [
+                "BEGIN;",
+                f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';",
+                f"SET LOCAL statement_timeout = '{self.statement_timeout}';",
+                dedent(self.statements).strip().rstrip(";") + ";",
+                "COMMIT;",
+            ]
+        )
 
     def apply(self, conn: psycopg.Connection, run: Run) -> None:
         """Run the statements unless ``skip_if`` says they are done."""

@@ -3,7 +3,8 @@
     python migrations/migrate.py status        what is applied, what is pending
     python migrations/migrate.py up [N]        apply the next N pending (default: all)
     python migrations/migrate.py down [N]      roll back the last N applied (default: 1)
-    python migrations/migrate.py sql           print every step's SQL (for review and squawk)
+    python migrations/migrate.py sql [--out DIR]   print every step's SQL (for review and
+                                                   squawk), or write one file per migration
 
 Each step runs exactly as the numbered script would, under the same advisory lock.
 """
@@ -16,6 +17,7 @@ if __name__ == "__main__":  # run as a script: make the project importable
 
 import argparse
 import sys
+from pathlib import Path
 
 import psycopg
 
@@ -71,15 +73,28 @@ def move(url: str, direction: str, count: int | None, run: Run) -> int:
     return moved
 
 
-def print_sql(run: Run) -> None:
-    """Print every migration's SQL, upgrade then downgrade, as squawk reads it."""
+def migration_sql(migration, direction: str) -> str:
+    """Return one direction of one migration as a SQL file, the way its steps run it."""
+    texts = [step.sql_text() for step in getattr(migration, direction)]
+    body = "\n\n".join(t if t.endswith(";") else t + ";" for t in texts if t)
+    return f"-- {migration.label} {direction}\n{body}\n"
+
+
+def print_sql(run: Run, out_dir: str | None) -> None:
+    """Print every migration's SQL, or write one file per migration and direction."""
+    if out_dir:
+        folder = Path(out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.sql"):  # a renamed migration must not linger
+            stale.unlink()
     for migration in load_chain():
         for direction in ("upgrade", "downgrade"):
-            run.say(f"-- {migration.label} {direction}")
-            for step in getattr(migration, direction):
-                text = step.sql_text()
-                if text:
-                    run.say(text if text.endswith(";") else text + ";")
+            text = migration_sql(migration, direction)
+            if out_dir:
+                name = f"{migration.version:03d}_{migration.name}.{direction}.sql"
+                (folder / name).write_text(text)
+            else:
+                run.say(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,13 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["status", "up", "down", "sql"])
     parser.add_argument("count", nargs="?", type=int, help="how many migrations to move")
     parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
+    parser.add_argument("--out", metavar="DIR", help="sql: write one file per migration here")
     args = parser.parse_args(argv)
     if args.count is not None and args.count < 1:
         parser.error("N must be a positive number of migrations")
     run = Run()
     try:
         if args.command == "sql":
-            print_sql(run)
+            print_sql(run, args.out)
         elif args.command == "status":
             status(database_url(args.database_url), run)
         else:

@@ -161,7 +161,7 @@ def test_upgrade_out_of_order_is_refused_naming_the_missing_step(fresh_database_
 
 
 def test_downgrade_out_of_order_is_refused_naming_what_to_roll_back_first(fresh_database_url):
-    run_ok(fresh_database_url, "migrate", "up")
+    run_ok(fresh_database_url, "migrate", "up", "5")  # 000..004
     result = run_script(fresh_database_url, "002_backfill_call_sid", "downgrade")
     assert result.returncode == 1
     assert result.stderr.strip() == (

@@ -14,6 +14,8 @@ from test_migrations_support import (
     seed_legacy_calls,
 )
 
+from migrations.kit import load_chain
+
 
 @pytest.fixture
 def production_like_url(fresh_database_url):
@@ -100,8 +102,9 @@ def test_up_down_up_round_trip_ends_with_the_same_schema_and_data(production_lik
     sids = query(url, "SELECT id, call_sid FROM calls ORDER BY id")
     assert all(sid == f"legacy_{id_}" for id_, sid in sids)
 
-    out = run_ok(url, "migrate", "down", "4")
-    assert out.count("downgrade applied") == 4
+    later = len(load_chain()) - 1  # 001..004 and whatever came after them
+    out = run_ok(url, "migrate", "down", str(later))
+    assert out.count("downgrade applied") == later
     assert applied(url) == [0]
     assert without_record_table(schema_dump(url)) == baseline_schema
     assert legacy_data(url) == data
