@@ -1,1 +1,126 @@
-"""Finding the conversation a webhook belongs to, and saving what was said on it."""
+"""Finding the conversation a webhook belongs to, and saving what was said on it.
+
+A line is identified by (conversation_id, speaker, timestamp, message): the
+unique index ``transcriptions_line_key`` (migration 006) holds that key, with
+``md5(message)`` standing in for a message too long for a btree entry, and every
+insert here is ``ON CONFLICT DO NOTHING`` against it. So a line delivered twice,
+or once by call_sid and again by conversation_id, is stored once.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from psycopg.rows import class_row
+
+from models import calls
+from models.calls import Call
+
+LINE_KEY = '(conversation_id, speaker, "timestamp", md5(message))'
+
+
+@dataclass(frozen=True)
+class TranscriptLine:
+    """One stored line of a call's transcript."""
+
+    speaker: str
+    message: str
+    timestamp: datetime
+
+
+def call_for_webhook(
+    conn, *, call_sid: str | None = None, conversation_id: str | None = None
+) -> Call | None:
+    """Return the call a webhook names: by call_sid first, else by conversation_id (legacy)."""
+    if call_sid is not None:
+        return calls.by_call_sid(conn, call_sid)
+    if conversation_id is not None:
+        return calls.by_conversation_id(conn, conversation_id)
+    return None
+
+
+def conversation_id_for_call_sid(conn, call_sid: str) -> str | None:
+    """Return the conversation_id of the call with this call_sid (the two-step lookup's middle)."""
+    call = calls.by_call_sid(conn, call_sid)
+    return call.conversation_id if call else None
+
+
+def call_by_twilio_call_sid(conn, twilio_call_sid: str) -> Call | None:
+    """Return the call Twilio knows by this SID, or None (a last resort for post-call events)."""
+    with conn.cursor(row_factory=class_row(Call)) as cur:
+        return cur.execute(
+            f"SELECT {calls.COLUMNS} FROM calls WHERE twilio_call_sid = %s LIMIT 1",
+            (twilio_call_sid,),
+        ).fetchone()
+
+
+def save_line(conn, conversation_id: str, speaker: str, message: str, at: datetime) -> bool:
+    """Save one line under a conversation; return False when it was already there."""
+    cur = conn.execute(
+        f"""
+        INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp")
+        VALUES (%s, %s, %s, %s)
+        ON CONFLICT {LINE_KEY} DO NOTHING
+        """,
+        (conversation_id, speaker, message, at),
+    )
+    return cur.rowcount == 1
+
+
+def save_lines(conn, conversation_id: str, lines: Iterable[TranscriptLine]) -> int:
+    """Save many lines under a conversation in one statement; return how many were new."""
+    lines = list(lines)
+    if not lines:
+        return 0
+    cur = conn.execute(
+        f"""
+        INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp")
+        SELECT %s, speaker, message, at
+          FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS line (speaker, message, at)
+        ON CONFLICT {LINE_KEY} DO NOTHING
+        """,
+        (
+            conversation_id,
+            [line.speaker for line in lines],
+            [line.message for line in lines],
+            [line.timestamp for line in lines],
+        ),
+    )
+    return cur.rowcount
+
+
+def post_call_lines(start: datetime, turns: Iterable[dict]) -> list[TranscriptLine]:
+    """Return a post-call transcript's lines: role as speaker, start plus time in call as time.
+
+    ``start`` is the call's ``start_time_unix_secs``; turns without a message
+    (a tool call, say) are not lines and are skipped.
+    """
+    return [
+        TranscriptLine(
+            speaker=turn["role"],
+            message=turn["message"],
+            timestamp=start + timedelta(seconds=turn["time_in_call_secs"]),
+        )
+        for turn in turns
+        if turn.get("message") is not None
+    ]
+
+
+def save_post_call_transcript(
+    conn, conversation_id: str, start: datetime, turns: Iterable[dict]
+) -> int:
+    """Save a post-call webhook's whole transcript; return how many lines were new."""
+    return save_lines(conn, conversation_id, post_call_lines(start, turns))
+
+
+def transcript(conn, conversation_id: str) -> list[TranscriptLine]:
+    """Return a conversation's lines in the order they were said."""
+    with conn.cursor(row_factory=class_row(TranscriptLine)) as cur:
+        return cur.execute(
+            """
+            SELECT speaker, message, "timestamp" FROM transcriptions
+             WHERE conversation_id = %s
+             ORDER BY "timestamp", id
+            """,
+            (conversation_id,),
+        ).fetchall()

@@ -1,5 +1,186 @@
-"""Blueprint ``/webhooks/elevenlabs``: what ElevenLabs sends back about our calls."""
+"""Blueprint ``/webhooks/elevenlabs``: what ElevenLabs sends back about our calls.
 
-from flask import Blueprint
+Every request is recorded in ``webhook_deliveries`` before it is answered,
+whatever the answer: ElevenLabs never retries a 4xx, so the log is the only
+trace of what was refused, and ``python -m webhook_replay`` replays it from there.
+"""
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+
+import psycopg
+from flask import Blueprint, current_app, request
+from psycopg_pool import PoolTimeout
+
+import webhook_processing as processing
+from db import get_conn
+from errors import ApiError
+from models import webhook_deliveries as log
+from webhook_processing import Outcome
+from webhook_signature import HEADER, SignatureError, verify
 
 bp = Blueprint("webhooks_elevenlabs", __name__, url_prefix="/webhooks/elevenlabs")
+logger = logging.getLogger(__name__)
+
+# Bytes read per endpoint. A line is well under 1 kB; a post-call envelope is
+# hundreds of kB for a long call, and post_call_audio carries base64 audio (MBs),
+# which must not fail: ElevenLabs disables a webhook after 10 failures in a row.
+READ_LIMITS = {log.TRANSCRIPTION: 64 * 1024, log.POST_CALL: 32 * 1024 * 1024}
+# What the log keeps of a body: all of it up to 1 MiB when authentic (enough to
+# replay any line or transcript), a 64 kB prefix otherwise (to inspect, not replay).
+STORED_LIMIT = 1024 * 1024
+UNVERIFIED_STORED_LIMIT = 64 * 1024
+
+MESSAGES = {
+    log.REJECTED_SIGNATURE: "The ElevenLabs-Signature header is missing or does not sign the body.",
+    log.REJECTED_MALFORMED: "The webhook body cannot be used.",
+    log.UNKNOWN_CALL: "No call matches this webhook.",
+    log.NO_CONVERSATION_ID: "The call has no conversation_id yet; the delivery is kept for replay.",
+    log.CONFLICT: "The webhook contradicts what is recorded for its call.",
+}
+
+
+@dataclass
+class Received:
+    """A request as it arrived: the body read (up to the limit), its size, its signature."""
+
+    endpoint: str
+    body: bytes
+    size: int
+    oversized: bool
+    signature_header: str | None
+    signature_valid: bool | None = None
+
+    def record(self, conn, outcome: Outcome) -> int:
+        """Insert this delivery into the log with its outcome; return its id."""
+        trusted = self.signature_valid is not False and not self.oversized
+        keep = STORED_LIMIT if trusted else UNVERIFIED_STORED_LIMIT
+        return log.record(
+            conn,
+            endpoint=self.endpoint,
+            signature_valid=self.signature_valid,
+            signature_header=_printable(self.signature_header),
+            body=self.body[:keep],
+            body_size=self.size,
+            body_truncated=self.oversized or len(self.body) > keep,
+            identifiers=outcome.identifiers,
+            outcome=outcome.outcome,
+            reason=outcome.reason,
+        )
+
+
+@bp.post("/transcription")
+def transcription():
+    """Save one line of a call's transcript (ElevenLabs' per-line webhook)."""
+    return receive(log.TRANSCRIPTION)
+
+
+@bp.post("/post-call")
+def post_call():
+    """Apply a post-call webhook: the transcript and end of a call, or its failure."""
+    return receive(log.POST_CALL)
+
+
+def receive(endpoint: str):
+    """Read, check, apply and record one delivery; answer with its outcome."""
+    received = read_request(endpoint)
+    try:
+        conn = get_conn()
+        outcome, delivery_id = _handle(conn, received)
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        # 503, not 500: the delivery could not even be recorded, and ElevenLabs
+        # retries 5xx when retries are enabled.
+        logger.error("webhook %s not recorded: database unavailable: %s", endpoint, exc)
+        raise ApiError(
+            "The database is unavailable; the delivery was not recorded.",
+            status=503,
+            code="database_unavailable",
+        ) from None
+    except Exception:
+        _record_error(received)
+        raise
+    return _respond(outcome, delivery_id)
+
+
+def read_request(endpoint: str) -> Received:
+    """Read at most the endpoint's limit plus one byte, so an oversized body is still logged."""
+    limit = current_app.config.get("WEBHOOK_READ_LIMITS", READ_LIMITS)[endpoint]
+    # Our own limit instead of MAX_CONTENT_LENGTH, whose 413 would come before we
+    # could record the delivery (None here would mean "use the app's setting").
+    request.max_content_length = sys.maxsize
+    chunks, total = [], 0
+    while total <= limit:
+        chunk = request.stream.read(min(1024 * 1024, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    body = b"".join(chunks)
+    return Received(
+        endpoint=endpoint,
+        body=body,
+        size=max(request.content_length or 0, len(body)),
+        oversized=len(body) > limit,
+        signature_header=request.headers.get(HEADER),
+    )
+
+
+def _handle(conn, received: Received) -> tuple[Outcome, int]:
+    rejection = _screen(received)
+    if rejection is not None:
+        return rejection, received.record(conn, rejection)
+    return processing.apply(
+        conn, received.endpoint, received.body, lambda outcome: received.record(conn, outcome)
+    )
+
+
+def _screen(received: Received) -> Outcome | None:
+    """Return the rejection of an oversized or badly signed delivery, or None to go on."""
+    if received.oversized:
+        limit = len(received.body) - 1
+        return Outcome(log.REJECTED_MALFORMED, f"the body is over {limit} bytes")
+    secret = current_app.config["ELEVENLABS_WEBHOOK_SECRET"]
+    if not secret:
+        return None  # development without a secret: unsigned webhooks are accepted
+    try:
+        verify(
+            secret,
+            received.signature_header,
+            received.body,
+            now=time.time(),
+            past=current_app.config["WEBHOOK_TOLERANCE_PAST"],
+            future=current_app.config["WEBHOOK_TOLERANCE_FUTURE"],
+        )
+    except SignatureError as exc:
+        received.signature_valid = False
+        return Outcome(log.REJECTED_SIGNATURE, str(exc))
+    received.signature_valid = True
+    return None
+
+
+def _record_error(received: Received) -> None:
+    """Record a delivery our own code failed on, so it can be replayed after the fix."""
+    try:
+        received.record(get_conn(), Outcome(log.ERROR, "an unexpected error; see the logs"))
+    except (psycopg.Error, PoolTimeout):
+        logger.exception("webhook %s could not be recorded", received.endpoint)
+
+
+def _respond(outcome: Outcome, delivery_id: int):
+    if outcome.status == 200:
+        return {"status": outcome.outcome, "delivery_id": delivery_id}
+    if outcome.status >= 400:
+        logger.warning("webhook delivery %s %s: %s", delivery_id, outcome.outcome, outcome.reason)
+    raise ApiError(
+        MESSAGES[outcome.outcome],
+        status=outcome.status,
+        code=outcome.outcome,
+        details={"reason": outcome.reason, "delivery_id": delivery_id},
+    )
+
+
+def _printable(header: str | None) -> str | None:
+    """Return a header value fit for a text column (no NUL), at most 500 characters."""
+    return header.replace("\x00", "")[:500] if header else None

@@ -1,0 +1,165 @@
+"""The webhook delivery log: every request to a webhook endpoint, accepted or not.
+
+ElevenLabs never retries a 4xx, so this log is the only record of what was
+rejected; a rejected delivery is replayed from here once its cause is fixed.
+Functions take a connection first and never commit on their own account.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg.rows import class_row
+
+TRANSCRIPTION = "transcription"
+POST_CALL = "post-call"
+
+# Outcomes, and the HTTP status each is answered with.
+ACCEPTED = "accepted"  # something was saved or a call moved on
+DUPLICATE = "duplicate"  # already saved: nothing changed
+ACKNOWLEDGED = "acknowledged"  # an event type we do not store (audio, unknown types)
+STALE = "stale"  # a late event a call's final status overrides
+REJECTED_SIGNATURE = "rejected_signature"
+REJECTED_MALFORMED = "rejected_malformed"
+UNKNOWN_CALL = "unknown_call"
+NO_CONVERSATION_ID = "no_conversation_id"
+CONFLICT = "conflict"  # the delivery contradicts what we already know
+ERROR = "error"  # our fault: a bug or the database; retried by ElevenLabs if enabled
+
+STATUS = {
+    ACCEPTED: 200,
+    DUPLICATE: 200,
+    ACKNOWLEDGED: 200,
+    STALE: 200,
+    REJECTED_SIGNATURE: 401,
+    REJECTED_MALFORMED: 400,
+    UNKNOWN_CALL: 400,
+    NO_CONVERSATION_ID: 400,
+    CONFLICT: 400,
+    ERROR: 500,
+}
+SETTLED = (ACCEPTED, DUPLICATE, ACKNOWLEDGED, STALE)
+# A bad signature is never replayed: its body is not known to come from ElevenLabs.
+REPLAYABLE = (REJECTED_MALFORMED, UNKNOWN_CALL, NO_CONVERSATION_ID, CONFLICT, ERROR)
+
+
+@dataclass
+class Delivery:
+    """A row of ``webhook_deliveries``."""
+
+    id: int
+    received_at: datetime
+    endpoint: str
+    signature_valid: bool | None
+    signature_header: str | None
+    body: bytes
+    body_size: int
+    body_truncated: bool
+    event_type: str | None
+    call_sid: str | None
+    conversation_id: str | None
+    outcome: str
+    reason: str | None
+    http_status: int
+    replay_count: int
+    replayed_at: datetime | None
+    replay_outcome: str | None
+    replay_reason: str | None
+
+
+COLUMNS = """
+    id, received_at, endpoint, signature_valid, signature_header, body, body_size,
+    body_truncated, event_type, call_sid, conversation_id, outcome, reason, http_status,
+    replay_count, replayed_at, replay_outcome, replay_reason
+"""
+
+
+def record(
+    conn,
+    *,
+    endpoint: str,
+    signature_valid: bool | None,
+    signature_header: str | None,
+    body: bytes,
+    body_size: int,
+    body_truncated: bool,
+    identifiers: dict,
+    outcome: str,
+    reason: str | None,
+) -> int:
+    """Insert one delivery with its outcome; return its id."""
+    row = conn.execute(
+        """
+        INSERT INTO webhook_deliveries (
+            endpoint, signature_valid, signature_header, body, body_size, body_truncated,
+            event_type, call_sid, conversation_id, outcome, reason, http_status)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        RETURNING id
+        """,
+        (
+            endpoint,
+            signature_valid,
+            signature_header,
+            body,
+            body_size,
+            body_truncated,
+            identifiers.get("event_type"),
+            identifiers.get("call_sid"),
+            identifiers.get("conversation_id"),
+            outcome,
+            reason,
+            STATUS[outcome],
+        ),
+    ).fetchone()
+    return row[0]
+
+
+def lock(conn, delivery_id: int) -> Delivery | None:
+    """Return a delivery locked for replay (inside the caller's transaction), or None."""
+    with conn.cursor(row_factory=class_row(Delivery)) as cur:
+        return cur.execute(
+            f"SELECT {COLUMNS} FROM webhook_deliveries WHERE id = %s FOR UPDATE",
+            (delivery_id,),
+        ).fetchone()
+
+
+def replay_candidates(conn, *, since: datetime) -> list[int]:
+    """Return the ids of replayable deliveries received since then and not settled since."""
+    rows = conn.execute(
+        """
+        SELECT id FROM webhook_deliveries
+         WHERE received_at >= %s
+           AND outcome = ANY(%s)
+           AND signature_valid IS NOT FALSE
+           AND NOT body_truncated
+           AND (replay_outcome IS NULL OR replay_outcome <> ALL(%s))
+         ORDER BY id
+        """,
+        (since, list(REPLAYABLE), list(SETTLED)),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def record_replay(conn, delivery_id: int, *, outcome: str, reason: str | None) -> None:
+    """Note a replay's outcome on the delivery; its outcome at receipt stays as it was."""
+    conn.execute(
+        """
+        UPDATE webhook_deliveries
+           SET replay_count = replay_count + 1, replayed_at = now(),
+               replay_outcome = %s, replay_reason = %s
+         WHERE id = %s
+        """,
+        (outcome, reason, delivery_id),
+    )
+
+
+def outcome_counts(conn, *, since: datetime) -> list[tuple[str, str, int]]:
+    """Return (endpoint, outcome, count) of deliveries received since then."""
+    return conn.execute(
+        """
+        SELECT endpoint, outcome, count(*) FROM webhook_deliveries
+         WHERE received_at >= %s
+         GROUP BY endpoint, outcome
+         ORDER BY endpoint, outcome
+        """,
+        (since,),
+    ).fetchall()

@@ -1,0 +1,219 @@
+"""Reading webhook bodies defensively: anything we cannot use is a ``Rejected`` with a reason.
+
+Nothing here touches the database. Every string that may reach PostgreSQL is
+checked for what ``text`` cannot hold (NUL, lone surrogates), every number for
+what ``timestamptz`` cannot hold, so a hostile or broken body is a 400, never a 500.
+"""
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from models import webhook_deliveries as log
+
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+MAX_ID_LENGTH = 200
+MAX_SPEAKER_LENGTH = 100
+MAX_MESSAGE_LENGTH = 20_000
+_UNIX_STRING = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
+
+
+class Rejected(Exception):
+    """A delivery we cannot apply: its outcome and the reason, for the log and the sender."""
+
+    def __init__(self, outcome: str, reason: str, identifiers: dict | None = None):
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+        self.identifiers = identifiers or {}
+
+
+def malformed(reason: str) -> Rejected:
+    """Return the rejection of a body that is not what the endpoint takes."""
+    return Rejected(log.REJECTED_MALFORMED, reason)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One thing said on a call."""
+
+    speaker: str
+    message: str
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class LineDelivery:
+    """The per-line webhook: a line and the call it names (by call_sid, or conversation_id)."""
+
+    call_sid: str | None
+    conversation_id: str | None
+    line: Line
+
+
+# --- JSON and its scalars -----------------------------------------------------------
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes):
+    """Return the JSON document in ``body``, or raise Rejected."""
+    if not body.strip():
+        raise malformed("the body is empty")
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except RecursionError:
+        raise malformed("the body is JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise malformed(f"the body is not valid JSON: {_clip(str(exc), 120)}") from None
+
+
+def obj(value, field: str, *, required: bool = True) -> dict:
+    """Return ``value`` if it is a JSON object; an absent optional object reads as ``{}``."""
+    if value is None and not required:
+        return {}
+    if value is None:
+        raise malformed(f"{field} is missing or null")
+    if not isinstance(value, dict):
+        raise malformed(f"{field} must be an object, not {_json_type(value)}")
+    return value
+
+
+def text(value, field: str, *, required: bool = True, max_length: int = MAX_ID_LENGTH):
+    """Return ``value`` if it is a string PostgreSQL can store; blank optional strings are None."""
+    if value is None or (not required and isinstance(value, str) and not value.strip()):
+        if required:
+            raise malformed(f"{field} is missing or null")
+        return None
+    if not isinstance(value, str):
+        raise malformed(f"{field} must be a string, not {_json_type(value)}")
+    if not value.strip():
+        raise malformed(f"{field} is empty")
+    if len(value) > max_length:
+        raise malformed(f"{field} is {len(value)} characters; the limit is {max_length}")
+    if not storable(value):
+        raise malformed(f"{field} contains a NUL character or invalid unicode")
+    return value
+
+
+def number(value, field: str, *, required: bool = True) -> float | int | None:
+    """Return ``value`` if it is a finite JSON number (booleans are not numbers)."""
+    if value is None:
+        if required:
+            raise malformed(f"{field} is missing or null")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise malformed(f"{field} must be a number, not {_json_type(value)}")
+    if isinstance(value, float) and not math.isfinite(value):  # 1e999 parses as inf
+        raise malformed(f"{field} must be a finite number")
+    return value
+
+
+def storable(value: str) -> bool:
+    """Return whether PostgreSQL ``text`` can hold this string."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, which JSON's \\ud800 escapes can make
+        return False
+    return True
+
+
+def timestamp(value, field: str = "timestamp") -> datetime:
+    """Return an aware datetime from ISO 8601 with a zone, or unix seconds (number or digits)."""
+    if isinstance(value, str) and not _UNIX_STRING.fullmatch(value.strip()):
+        return _iso_timestamp(value, field)
+    if isinstance(value, str):
+        value = float(value)
+    seconds = number(value, field)
+    return at(EPOCH, seconds, field)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def at(start: datetime, seconds: float, field: str) -> datetime:
+    """Return ``start`` plus ``seconds``, or raise Rejected when outside the years we accept."""
+    try:
+        moment = start + timedelta(seconds=seconds)
+    except OverflowError:
+        moment = None
+    if moment is None or not EARLIEST <= moment < LATEST:
+        raise malformed(f"{field} is outside {EARLIEST.year} to {LATEST.year}")
+    return moment
+
+
+def _iso_timestamp(value: str, field: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise malformed(
+            f"{field} is neither ISO 8601 nor unix seconds: {_clip(value, 40)!r}"
+        ) from None
+    if moment.tzinfo is None:
+        raise malformed(f"{field} has no time zone; add one (e.g. Z or +00:00)")
+    try:
+        return at(moment.astimezone(UTC), 0, field)
+    except OverflowError:  # a zone that pushes year 1 or 9999 over the edge
+        raise malformed(f"{field} is outside {EARLIEST.year} to {LATEST.year}") from None
+
+
+def _json_type(value) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")
+
+
+def _clip(value: str, length: int) -> str:
+    return value if len(value) <= length else value[:length] + "…"
+
+
+def clean(value, length: int = MAX_ID_LENGTH) -> str | None:
+    """Return a string fit to log as an identifier, or None when it is not one."""
+    if not isinstance(value, str) or not value or not storable(value):
+        return None
+    return value[:length]
+
+
+# --- the per-line webhook -------------------------------------------------------------
+
+
+def line_delivery(document) -> LineDelivery:
+    """Return the line and call named by a per-line webhook body, or raise Rejected."""
+    body = obj(document, "the body")
+    call_sid = text(body.get("call_sid"), "call_sid", required=False)
+    conversation_id = text(body.get("conversation_id"), "conversation_id", required=False)
+    if call_sid is None and conversation_id is None:
+        raise malformed("call_sid is missing (or conversation_id, during a rollback)")
+    line = Line(
+        speaker=text(body.get("speaker"), "speaker", max_length=MAX_SPEAKER_LENGTH),
+        message=text(body.get("message"), "message", max_length=MAX_MESSAGE_LENGTH),
+        timestamp=timestamp(body.get("timestamp")),
+    )
+    return LineDelivery(call_sid, conversation_id, line)
+
+
+def identifiers(endpoint: str, document) -> dict:
+    """Return what a body names (event type, call_sid, conversation_id), for the log."""
+    if not isinstance(document, dict):
+        return {}
+    if endpoint == log.TRANSCRIPTION:
+        return {
+            "call_sid": clean(document.get("call_sid")),
+            "conversation_id": clean(document.get("conversation_id")),
+        }
+    data = document.get("data") if isinstance(document.get("data"), dict) else {}
+    client = data.get("conversation_initiation_client_data")
+    variables = client.get("dynamic_variables") if isinstance(client, dict) else None
+    return {
+        "event_type": clean(document.get("type")),
+        "call_sid": clean(variables.get("call_sid")) if isinstance(variables, dict) else None,
+        "conversation_id": clean(data.get("conversation_id")),
+    }

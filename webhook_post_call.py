@@ -1,0 +1,200 @@
+"""ElevenLabs' post-call webhooks: a whole transcript that completes a call, or a failure.
+
+The call is found by the ``call_sid`` we passed as a dynamic variable, else by
+``data.conversation_id``, else by Twilio's call SID; a call still without a
+conversation_id takes the envelope's. The guarded transitions of ``models.calls``
+keep a final status final, so a late or repeated event never moves a call back.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import transcription_helpers as helpers
+import webhook_payloads as payloads
+from models import calls
+from models import webhook_deliveries as log
+from models.calls import Call
+from webhook_payloads import Rejected, malformed, number, obj, text
+
+POST_CALL_TRANSCRIPTION = "post_call_transcription"
+CALL_INITIATION_FAILURE = "call_initiation_failure"
+MAX_DURATION_SECS = 10 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class PostCallEvent:
+    """What we use of a post-call envelope, checked."""
+
+    type: str
+    call_sid: str | None
+    conversation_id: str | None
+    twilio_call_sid: str | None
+    failure_reason: str | None = None
+    start: datetime | None = None
+    turns: tuple = ()
+    call_duration_secs: int | None = None
+    termination_reason: str | None = None
+
+
+def apply(conn, document) -> tuple[str, str | None]:
+    """Apply a post-call envelope; return its outcome and why."""
+    envelope = obj(document, "the body")
+    event_type = text(envelope.get("type"), "type")
+    if event_type not in (POST_CALL_TRANSCRIPTION, CALL_INITIATION_FAILURE):
+        return log.ACKNOWLEDGED, f"{event_type} events are acknowledged, not stored"
+    event = parse(event_type, obj(envelope.get("data"), "data"))
+    call = attach_conversation(conn, find_call(conn, event), event)
+    if event.type == CALL_INITIATION_FAILURE:
+        return _fail(conn, call, event)
+    return _complete(conn, call, event)
+
+
+def parse(event_type: str, data: dict) -> PostCallEvent:
+    """Return the checked event of an envelope's ``data``, or raise Rejected."""
+    client = obj(
+        data.get("conversation_initiation_client_data"),
+        "data.conversation_initiation_client_data",
+        required=False,
+    )
+    variables = obj(client.get("dynamic_variables"), "dynamic_variables", required=False)
+    metadata = obj(data.get("metadata"), "data.metadata", required=False)
+    ids = {
+        "call_sid": text(variables.get("call_sid"), "dynamic_variables.call_sid", required=False),
+        "conversation_id": text(
+            data.get("conversation_id"), "data.conversation_id", required=False
+        ),
+    }
+    if ids["call_sid"] is None and ids["conversation_id"] is None:
+        raise malformed("names no call: dynamic_variables.call_sid and conversation_id missing")
+    if event_type == CALL_INITIATION_FAILURE:
+        body = obj(metadata.get("body"), "data.metadata.body", required=False)
+        return PostCallEvent(
+            event_type,
+            **ids,
+            twilio_call_sid=text(body.get("CallSid"), "metadata.body.CallSid", required=False),
+            failure_reason=text(data.get("failure_reason"), "data.failure_reason", required=False),
+        )
+    phone_call = obj(metadata.get("phone_call"), "data.metadata.phone_call", required=False)
+    start, turns = _transcript(data.get("transcript"), metadata.get("start_time_unix_secs"))
+    return PostCallEvent(
+        event_type,
+        **ids,
+        twilio_call_sid=text(phone_call.get("call_sid"), "phone_call.call_sid", required=False),
+        start=start,
+        turns=turns,
+        call_duration_secs=_duration(metadata.get("call_duration_secs")),
+        termination_reason=text(
+            metadata.get("termination_reason"),
+            "termination_reason",
+            required=False,
+            max_length=2000,
+        ),
+    )
+
+
+def _transcript(value, start_value) -> tuple[datetime | None, tuple]:
+    """Return the call's start and its checked turns that carry a message."""
+    if value is None:
+        return None, ()
+    if not isinstance(value, list):
+        raise malformed("data.transcript must be an array")
+    turns = []
+    for number_, turn in enumerate(value):
+        where = f"data.transcript[{number_}]"
+        turn = obj(turn, where)
+        message = text(
+            turn.get("message"),
+            f"{where}.message",
+            required=False,
+            max_length=payloads.MAX_MESSAGE_LENGTH,
+        )
+        if message is None:  # a tool call or silence: not a line
+            continue
+        role = text(turn.get("role"), f"{where}.role", max_length=payloads.MAX_SPEAKER_LENGTH)
+        seconds = number(turn.get("time_in_call_secs"), f"{where}.time_in_call_secs")
+        turns.append({"role": role, "message": message, "time_in_call_secs": seconds})
+    if not turns:
+        return None, ()
+    start = payloads.timestamp(start_value, "data.metadata.start_time_unix_secs")
+    for number_, turn in enumerate(turns):
+        payloads.at(start, turn["time_in_call_secs"], f"line {number_}'s time in call")
+    return start, tuple(turns)
+
+
+def _duration(value) -> int | None:
+    seconds = number(value, "data.metadata.call_duration_secs", required=False)
+    if seconds is None:
+        return None
+    if not 0 <= seconds <= MAX_DURATION_SECS:
+        raise malformed(f"data.metadata.call_duration_secs is out of range: {seconds}")
+    return round(seconds)
+
+
+def find_call(conn, event: PostCallEvent) -> Call:
+    """Return the call an event is about, or raise Rejected (unknown_call)."""
+    call = None
+    if event.call_sid is not None:
+        call = calls.by_call_sid(conn, event.call_sid)
+    if call is None and event.conversation_id is not None:
+        call = calls.by_conversation_id(conn, event.conversation_id)
+    if call is None and event.twilio_call_sid is not None:
+        call = helpers.call_by_twilio_call_sid(conn, event.twilio_call_sid)
+    if call is None:
+        raise Rejected(
+            log.UNKNOWN_CALL,
+            f"no call has call_sid {event.call_sid!r} or conversation_id {event.conversation_id!r}",
+        )
+    return call
+
+
+def attach_conversation(conn, call: Call, event: PostCallEvent) -> Call:
+    """Give the call the event's conversation_id if it has none; refuse a contradiction."""
+    wanted = event.conversation_id
+    if wanted is None or call.conversation_id == wanted:
+        return call
+    if call.conversation_id is None:
+        owner = calls.by_conversation_id(conn, wanted)
+        if owner is None:
+            attached = calls.attach_conversation(conn, call.call_sid, wanted)
+            call = attached or calls.by_call_sid(conn, call.call_sid)  # lost a race: re-read
+            if call.conversation_id == wanted:
+                return call
+    raise Rejected(
+        log.CONFLICT,
+        f"call {call.call_sid} has conversation_id {call.conversation_id!r} "
+        f"but the event names {wanted!r}",
+    )
+
+
+def _complete(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
+    """Save the transcript and complete the call; a repeat changes nothing."""
+    if event.turns and call.conversation_id is None:
+        raise Rejected(
+            log.NO_CONVERSATION_ID,
+            f"call {call.call_sid} has no conversation_id and the event names none",
+        )
+    new_lines = 0
+    if event.turns:
+        new_lines = helpers.save_post_call_transcript(
+            conn, call.conversation_id, event.start, event.turns
+        )
+    completed = calls.mark_completed(
+        conn,
+        call.call_sid,
+        call_duration_secs=event.call_duration_secs,
+        termination_reason=event.termination_reason,
+        twilio_call_sid=event.twilio_call_sid,
+    )
+    if completed is None and not new_lines:
+        return log.DUPLICATE, "transcript already saved and call already completed"
+    return log.ACCEPTED, f"{new_lines} new lines; call {call.call_sid} completed"
+
+
+def _fail(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
+    """Mark the call failed, unless it already ended."""
+    reason = event.failure_reason or "unknown"
+    if calls.mark_failed(conn, call.call_sid, reason=reason) is not None:
+        return log.ACCEPTED, f"call {call.call_sid} failed: {reason}"
+    if call.status == calls.COMPLETED:
+        return log.STALE, f"call {call.call_sid} already completed; a late failure cannot undo it"
+    return log.DUPLICATE, f"call {call.call_sid} was already {call.status}"

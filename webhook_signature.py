@@ -1,0 +1,69 @@
+"""The ``ElevenLabs-Signature`` header: ``t=<unix seconds>,v0=<hex HMAC-SHA256>``.
+
+The HMAC is over ``"<t>.<raw body>"`` with the webhook secret. Verified on the
+raw bytes as received (never on re-serialised JSON), compared in constant time,
+and the timestamp is bounded in both directions: ElevenLabs' own SDK only
+rejects old timestamps, which leaves a captured request replayable forever if
+its clock claims the future.
+"""
+
+import hashlib
+import hmac
+import re
+
+HEADER = "ElevenLabs-Signature"
+
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+# Ten or eleven digits cover every plausible unix time; more is garbage.
+_UNIX_SECONDS = re.compile(r"[0-9]{1,11}")
+
+
+class SignatureError(Exception):
+    """The signature is missing, malformed, stale or wrong; the message says which."""
+
+
+def expected_digest(secret: str, timestamp: str, body: bytes) -> str:
+    """Return the hex HMAC-SHA256 of ``"<timestamp>.<body>"`` under ``secret``."""
+    message = timestamp.encode("ascii") + b"." + body
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def parse_header(header: str | None) -> tuple[str, list[str]]:
+    """Return the header's timestamp and its ``v0`` digests, or raise SignatureError."""
+    if not header or not header.strip():
+        raise SignatureError(f"missing {HEADER} header")
+    timestamp, digests = None, []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            if timestamp is not None:
+                raise SignatureError("signature header names more than one timestamp")
+            timestamp = value.strip()
+        elif key == "v0":
+            digests.append(value.strip())
+    if timestamp is None or not _UNIX_SECONDS.fullmatch(timestamp):
+        raise SignatureError("signature header has no valid t=<unix seconds>")
+    # Several v0 values are allowed so a rotated secret can overlap the old one.
+    digests = [d.lower() for d in digests if _HEX_DIGEST.fullmatch(d)]
+    if not digests:
+        raise SignatureError("signature header has no valid v0=<hex digest>")
+    return timestamp, digests
+
+
+def verify(
+    secret: str, header: str | None, body: bytes, *, now: float, past: int, future: int
+) -> None:
+    """Raise SignatureError unless ``header`` signs ``body`` within the time window."""
+    timestamp, digests = parse_header(header)
+    age = now - int(timestamp)
+    if age > past:
+        raise SignatureError(f"signature timestamp is {int(age)}s old; the limit is {past}s")
+    if -age > future:
+        raise SignatureError(
+            f"signature timestamp is {int(-age)}s in the future; the limit is {future}s"
+        )
+    expected = expected_digest(secret, timestamp, body).encode("ascii")
+    # Compare against every candidate, without stopping early, in constant time each.
+    matches = [hmac.compare_digest(expected, d.encode("ascii")) for d in digests]
+    if not any(matches):
+        raise SignatureError("signature does not match the body")
