@@ -100,8 +100,9 @@ class DropIndexConcurrently:
     def sql_text(self) -> str:
         """Return the SQL this step runs, for review and linting."""
         return (
-            f"SET lock_timeout = '{LOCK_TIMEOUT}';\n"
-            f"DROP INDEX CONCURRENTLY IF EXISTS {self.name};\nRESET lock_timeout;"
+            f"SET lock_timeout = '{LOCK_TIMEOUT}';\nSET statement_timeout = '60s';\n"
+            f"DROP INDEX CONCURRENTLY IF EXISTS {self.name};\n"
+            "RESET lock_timeout;\nRESET statement_timeout;"
         )
 
     def apply(self, conn: psycopg.Connection, run: Run) -> None:
