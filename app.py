@@ -21,11 +21,13 @@ def create_app(test_config=None):
 
     import driver_data
     import health
+    import ops_console
     import webhooks_elevenlabs
 
     app.register_blueprint(health.bp)
     app.register_blueprint(driver_data.bp)
     app.register_blueprint(webhooks_elevenlabs.bp)
+    app.register_blueprint(ops_console.bp)
     return app
 
 

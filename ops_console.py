@@ -1,0 +1,169 @@
+"""Blueprint ``/ops``: a read-only console to watch calls and their webhooks as they happen.
+
+Sign-in is HTTP Basic: any user name, one of ``API_TOKENS`` as the password (a
+script may send ``Authorization: Bearer <token>`` instead). Pages refresh their
+data in place every few seconds from the same URL with ``?fragment=1``.
+"""
+
+import hmac
+import re
+from datetime import UTC
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+
+import ops_queries
+from db import get_conn
+from errors import ApiError
+from models import calls
+from phone_numbers import mask_phone
+
+bp = Blueprint("ops_console", __name__, url_prefix="/ops")
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+BIGINT_MAX = 2**63 - 1
+STATUSES = (calls.INITIATING, calls.INITIATED, calls.FAILED, calls.COMPLETED)
+# Every call_sid we make (``cs_…``, ``legacy_<id>``) fits; anything else cannot
+# name a call, and refusing it early keeps NUL bytes and megabyte paths off the database.
+CALL_SID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+# No inline script or style anywhere, so a line of transcript that slips
+# past escaping still could not run.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    # Pages carry drivers' details: never keep them in a shared cache or the back-button cache.
+    "Cache-Control": "no-store",
+}
+
+
+def _token_accepted(given: str) -> bool:
+    accepted = False
+    for token in current_app.config["API_TOKENS"]:
+        # Compare against every token, so the time taken does not say which one matched.
+        accepted |= hmac.compare_digest(given.encode(), token.encode())
+    return accepted
+
+
+@bp.before_request
+def require_token():
+    """Answer 401 with a Basic challenge unless the request carries an API token."""
+    auth = request.authorization
+    given = (auth.password if auth and auth.type == "basic" else auth and auth.token) or ""
+    if given and _token_accepted(given):
+        return None
+    body = render_template(
+        "ops/error.html",
+        status=401,
+        code="unauthorized",
+        details={},
+        message="Sign in with any user name and an API token as the password.",
+    )
+    return body, 401, {"WWW-Authenticate": 'Basic realm="ops console", charset="UTF-8"'}
+
+
+@bp.after_request
+def security_headers(response):
+    """Add the console's CSP and no-cache headers to every response."""
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+@bp.errorhandler(ApiError)
+def error_page(exc: ApiError):
+    """Render a refused request as a page a person can read."""
+    page = render_template(
+        "ops/error.html", status=exc.status, code=exc.code, message=exc.message, details=exc.details
+    )
+    return page, exc.status
+
+
+def _whole_number(args, name: str, *, low: int, high: int, problems: dict) -> int | None:
+    raw = args.get(name, "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"[0-9]{1,19}", raw) or not low <= int(raw) <= high:
+        problems[name] = f"must be a whole number from {low} to {high}"
+        return None
+    return int(raw)
+
+
+def parse_filters(args) -> dict:
+    """Return the list's filters from the query string; raise a 400 naming each bad one."""
+    problems: dict[str, str] = {}
+    status = args.get("status", "").strip() or None
+    if status is not None and status not in STATUSES:
+        problems["status"] = f"must be one of {', '.join(STATUSES)}"
+    filters = {
+        "status": status,
+        "driver_id": _whole_number(args, "driver_id", low=0, high=BIGINT_MAX, problems=problems),
+        "before_id": _whole_number(args, "before", low=1, high=BIGINT_MAX, problems=problems),
+        "limit": _whole_number(args, "limit", low=1, high=MAX_PAGE_SIZE, problems=problems)
+        or PAGE_SIZE,
+    }
+    if problems:
+        raise ApiError("Some filters are not valid.", code="invalid_filter", details=problems)
+    return filters
+
+
+@bp.app_template_filter("ops_time")
+def ops_time(value) -> str:
+    """Format a timestamp as UTC to the second, the way operators compare logs."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# Operators see a driver's number the way the logs show it, never whole.
+bp.add_app_template_filter(mask_phone, "masked_phone")
+
+
+@bp.get("/")
+def index():
+    """Send the operator to the list of calls."""
+    return redirect(url_for(".calls_page"))
+
+
+@bp.get("/calls")
+def calls_page():
+    """Show the latest calls, newest first, with their transcript and webhook counts."""
+    filters = parse_filters(request.args)
+    conn = get_conn()
+    # One row more than shown says whether an older page exists, without a count(*).
+    page = calls.latest(conn, **{**filters, "limit": filters["limit"] + 1})
+    has_older = len(page) > filters["limit"]
+    page = page[: filters["limit"]]
+    counts = ops_queries.transcript_counts(
+        conn, [c.conversation_id for c in page if c.conversation_id]
+    )
+    deliveries = ops_queries.delivery_counts(conn, page)
+    template = "ops/_calls_table.html" if request.args.get("fragment") else "ops/calls.html"
+    return render_template(
+        template,
+        calls=page,
+        filters=filters,
+        statuses=STATUSES,
+        older_than=page[-1].id if has_older else None,
+        transcript_counts=counts,
+        delivery_counts=deliveries,
+    )
+
+
+@bp.get("/calls/<call_sid>")
+def call_page(call_sid: str):
+    """Show one call: its lifecycle, its transcript as a conversation, its webhook deliveries."""
+    conn = get_conn()
+    call = calls.by_call_sid(conn, call_sid) if CALL_SID_PATTERN.fullmatch(call_sid) else None
+    if call is None:
+        raise ApiError(
+            "No call has this call_sid.",
+            status=404,
+            code="not_found",
+            details={"call_sid": call_sid[:128]},
+        )
+    lines = calls.transcript(conn, call.conversation_id)
+    deliveries = ops_queries.deliveries(conn, call.call_sid, call.conversation_id)
+    template = "ops/_call_detail.html" if request.args.get("fragment") else "ops/call.html"
+    return render_template(template, call=call, lines=lines, deliveries=deliveries)

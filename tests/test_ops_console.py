@@ -1,0 +1,279 @@
+"""The ops console: who may see it, and that it shows what the operator must watch."""
+
+import base64
+from datetime import UTC, datetime
+
+import pytest
+from conftest import API_TOKEN
+
+import ops_queries
+from models import calls
+
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"ops:{API_TOKEN}".encode()).decode()}
+
+
+def make_call(conn, driver_id=7, *, conversation_id=None, name="Dana"):
+    """Create a call as the API does; with a conversation_id, as ElevenLabs answered."""
+    call = calls.create(conn, driver_id=driver_id, phone_number="+14155550123", driver_name=name)
+    if conversation_id is None:
+        return call
+    return calls.mark_initiated(
+        conn,
+        call.call_sid,
+        conversation_id=conversation_id,
+        twilio_call_sid="CA" + "0" * 32,
+        api_called_at=call.created_at,
+    )
+
+
+def add_line(conn, conversation_id, speaker, message, second=0):
+    """Store a transcript line as the webhook does."""
+    conn.execute(
+        'INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp") '
+        "VALUES (%s, %s, %s, %s)",
+        (conversation_id, speaker, message, datetime(2026, 11, 25, 12, 0, second, tzinfo=UTC)),
+    )
+
+
+def add_delivery(conn, *, call_sid=None, conversation_id=None, outcome, status, reason=None):
+    """Log a webhook delivery as the webhook endpoints do."""
+    conn.execute(
+        "INSERT INTO webhook_deliveries (endpoint, signature_valid, body, body_size, call_sid, "
+        "conversation_id, outcome, reason, http_status) "
+        "VALUES ('transcription', true, %s, 2, %s, %s, %s, %s, %s)",
+        (b"{}", call_sid, conversation_id, outcome, reason, status),
+    )
+
+
+def rows(response) -> list[str]:
+    """Return the call_sids listed on a page, in order."""
+    html = response.get_data(as_text=True)
+    return [part.split('"', 1)[0] for part in html.split('data-call-sid="')[1:]]
+
+
+@pytest.mark.parametrize("path", ["/ops/", "/ops/calls", "/ops/calls/cs_whatever"])
+def test_console_without_credentials_is_401_with_a_basic_challenge(client, path):
+    response = client.get(path)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith('Basic realm="ops console"')
+    assert "API token" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Basic " + base64.b64encode(b"ops:not-the-token").decode(),
+        "Basic " + base64.b64encode(f"{API_TOKEN}:".encode()).decode(),  # token as user name
+        "Bearer not-the-token",
+        "Basic %%%",
+    ],
+)
+def test_console_with_a_wrong_token_is_401(client, header):
+    assert client.get("/ops/calls", headers={"Authorization": header}).status_code == 401
+
+
+def test_console_accepts_the_token_as_basic_password_or_bearer(client):
+    assert client.get("/ops/calls", headers=AUTH).status_code == 200
+    bearer = {"Authorization": f"Bearer {API_TOKEN}"}
+    assert client.get("/ops/calls", headers=bearer).status_code == 200
+
+
+def test_console_root_redirects_to_the_calls(client):
+    response = client.get("/ops/", headers=AUTH)
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/ops/calls")
+
+
+def test_list_shows_the_latest_calls_newest_first(client, conn):
+    first = make_call(conn, conversation_id="conv_a")
+    second = make_call(conn)
+    calls.mark_failed(conn, second.call_sid, reason="ElevenLabs said 429 system_busy")
+    response = client.get("/ops/calls", headers=AUTH)
+    assert response.status_code == 200
+    assert rows(response) == [second.call_sid, first.call_sid]
+    html = response.get_data(as_text=True)
+    assert "conv_a" in html and "Dana" in html and "failed" in html
+
+
+def test_list_counts_transcript_lines_and_deliveries_per_call(client, conn):
+    call = make_call(conn, conversation_id="conv_counts")
+    other = make_call(conn, conversation_id="conv_other")
+    add_line(conn, "conv_counts", "agent", "Hello", 1)
+    add_line(conn, "conv_counts", "user", "Hi", 2)
+    add_delivery(conn, call_sid=call.call_sid, outcome="accepted", status=200)
+    add_delivery(conn, call_sid=call.call_sid, outcome="duplicate", status=200)
+    # Rollback path: the delivery names only the conversation.
+    add_delivery(conn, conversation_id="conv_counts", outcome="accepted", status=200)
+    add_delivery(conn, call_sid=call.call_sid, outcome="rejected_malformed", status=400)
+    # Naming both identifiers, it is still one delivery.
+    add_delivery(
+        conn, call_sid=call.call_sid, conversation_id="conv_counts", outcome="accepted", status=200
+    )
+    html = client.get("/ops/calls", headers=AUTH).get_data(as_text=True)
+    row = html.split(f'data-call-sid="{call.call_sid}"')[1].split("</tr>")[0]
+    cells = [c.split(">", 1)[1] for c in row.split('<td class="num')[1:]]
+    assert [c.split("<", 1)[0] for c in cells] == ["2", "4", "1"]
+    other_row = html.split(f'data-call-sid="{other.call_sid}"')[1].split("</tr>")[0]
+    assert [c.split(">", 1)[1].split("<")[0] for c in other_row.split('<td class="num')[1:]] == [
+        "0",
+        "0",
+        "0",
+    ]
+
+
+def test_list_filters_by_status_and_driver_id(client, conn):
+    seven = make_call(conn, driver_id=7, conversation_id="conv_7")
+    eight = make_call(conn, driver_id=8)
+    calls.mark_failed(conn, eight.call_sid, reason="busy")
+    nine = make_call(conn, driver_id=9)
+
+    assert rows(client.get("/ops/calls?status=failed", headers=AUTH)) == [eight.call_sid]
+    assert rows(client.get("/ops/calls?status=initiating", headers=AUTH)) == [nine.call_sid]
+    assert rows(client.get("/ops/calls?driver_id=7", headers=AUTH)) == [seven.call_sid]
+    assert rows(client.get("/ops/calls?driver_id=7&status=failed", headers=AUTH)) == []
+    # An empty field in the filter form means "any".
+    assert len(rows(client.get("/ops/calls?status=&driver_id=", headers=AUTH))) == 3
+
+
+def test_list_pages_by_id_towards_older_calls(client, conn):
+    made = [make_call(conn, driver_id=n).call_sid for n in range(5)]
+    first = client.get("/ops/calls?limit=2", headers=AUTH)
+    assert rows(first) == [made[4], made[3]]
+    html = first.get_data(as_text=True)
+    older = html.split('href="')[-1].split('"')[0].replace("&amp;", "&")
+    assert "before=" in older
+    second = client.get(older + "&limit=2", headers=AUTH)
+    assert rows(second) == [made[2], made[1]]
+    last = client.get(older.replace("before=4", "before=2") + "&limit=2", headers=AUTH)
+    assert rows(last) == [made[0]]
+    assert "older »" not in last.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("status=<script>", "status"),
+        ("status=done", "status"),
+        ("status=%00", "status"),
+        ("driver_id=abc", "driver_id"),
+        ("driver_id=-1", "driver_id"),
+        ("driver_id=1e3", "driver_id"),
+        ("driver_id=1.5", "driver_id"),
+        ("driver_id=99999999999999999999", "driver_id"),
+        ("driver_id=%00", "driver_id"),
+        ("before=0", "before"),
+        ("before=x", "before"),
+        ("limit=0", "limit"),
+        ("limit=1000", "limit"),
+        ("limit=%EF%BC%91", "limit"),  # a full-width digit one
+    ],
+)
+def test_list_with_a_bad_filter_is_400_naming_it(client, query, field):
+    response = client.get(f"/ops/calls?{query}", headers=AUTH)
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "invalid_filter" in html
+    assert f"<dt>{field}</dt>" in html
+    assert "<script>" not in html
+
+
+def test_call_page_shows_lifecycle_transcript_and_deliveries_including_rejected(client, conn):
+    call = make_call(conn, conversation_id="conv_detail")
+    calls.mark_completed(
+        conn,
+        call.call_sid,
+        call_duration_secs=42,
+        termination_reason="agent hung up",
+        twilio_call_sid=None,
+    )
+    add_line(conn, "conv_detail", "agent", "Are you on schedule?", 1)
+    add_line(conn, "conv_detail", "user", "Ten minutes late.", 2)
+    add_delivery(conn, call_sid=call.call_sid, outcome="accepted", status=200)
+    add_delivery(
+        conn,
+        call_sid=call.call_sid,
+        outcome="rejected_malformed",
+        status=400,
+        reason="timestamp is not ISO 8601 or unix seconds",
+    )
+    response = client.get(f"/ops/calls/{call.call_sid}", headers=AUTH)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    for text in ("completed", "agent hung up", "42 s", "conv_detail", "ElevenLabs called"):
+        assert text in html
+    assert html.index("Are you on schedule?") < html.index("Ten minutes late.")
+    assert '<li class="line agent">' in html and '<li class="line driver">' in html
+    assert "rejected_malformed" in html and "timestamp is not ISO 8601" in html
+    assert "+14155550123" not in html  # the number is masked
+    assert "0123" in html
+
+
+def test_call_page_of_a_failed_call_shows_the_reason_and_no_transcript(client, conn):
+    call = make_call(conn)
+    calls.mark_failed(conn, call.call_sid, reason="ElevenLabs answered 401 invalid_api_key")
+    add_delivery(
+        conn,
+        call_sid=call.call_sid,
+        outcome="no_conversation_id",
+        status=400,
+        reason="the call has no conversation_id yet",
+    )
+    html = client.get(f"/ops/calls/{call.call_sid}", headers=AUTH).get_data(as_text=True)
+    assert "invalid_api_key" in html
+    assert "No conversation yet" in html
+    assert "no_conversation_id" in html
+
+
+def test_transcript_markup_is_shown_as_text(client, conn):
+    call = make_call(conn, conversation_id="conv_xss")
+    add_line(conn, "conv_xss", "agent", "<script>window.__xss=1</script>", 1)
+    add_line(conn, "conv_xss", "<b>user</b>", '<img src=x onerror="window.__xss=1">', 2)
+    html = client.get(f"/ops/calls/{call.call_sid}", headers=AUTH).get_data(as_text=True)
+    assert "<script>window" not in html and "<img src=x" not in html and "<b>user" not in html
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=" in html
+
+
+@pytest.mark.parametrize("call_sid", ["cs_unknown", "x" * 500, "a%00b", "%E2%80%AE"])
+def test_unknown_or_impossible_call_is_404(client, call_sid):
+    response = client.get(f"/ops/calls/{call_sid}", headers=AUTH)
+    assert response.status_code == 404
+    assert "not_found" in response.get_data(as_text=True)
+
+
+def test_pages_forbid_inline_script_and_caching(client, conn):
+    call = make_call(conn)
+    for path in ("/ops/calls", f"/ops/calls/{call.call_sid}", "/ops/calls?status=bad", "/ops/"):
+        headers = client.get(path, headers=AUTH).headers
+        csp = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert headers["Cache-Control"] == "no-store"
+    assert "unsafe-inline" not in client.get("/ops/calls").headers["Content-Security-Policy"]
+
+
+def test_fragment_is_only_the_live_part(client, conn):
+    call = make_call(conn, conversation_id="conv_frag")
+    listing = client.get("/ops/calls?fragment=1", headers=AUTH).get_data(as_text=True)
+    assert listing.lstrip().startswith("<table") and "<html" not in listing
+    assert call.call_sid in listing
+    detail = client.get(f"/ops/calls/{call.call_sid}?fragment=1", headers=AUTH)
+    assert "<html" not in detail.get_data(as_text=True)
+    assert "conv_frag" in detail.get_data(as_text=True)
+
+
+def plan(conn, query, params) -> str:
+    """Return PostgreSQL's plan for a query, with sequential scans priced out."""
+    conn.execute("SET enable_seqscan = off")  # tiny test tables would be scanned otherwise
+    return "\n".join(row[0] for row in conn.execute("EXPLAIN " + query, params).fetchall())
+
+
+def test_console_queries_use_indexes_not_table_scans(conn):
+    sids, convs = ["cs_a", "cs_b"], ["conv_a", None]
+    counts = plan(conn, ops_queries.DELIVERY_COUNTS, (sids, convs))
+    assert "webhook_deliveries_call_sid_idx" in counts
+    assert "webhook_deliveries_conversation_id_idx" in counts
+    one_call = {"call_sid": "cs_a", "conversation_id": "conv_a", "preview": 10, "limit": 5}
+    deliveries = plan(conn, ops_queries.CALL_DELIVERIES, one_call)
+    lines = plan(conn, ops_queries.TRANSCRIPT_COUNTS, (convs,))
+    for found in (counts, deliveries, lines):
+        assert "Seq Scan" not in found, found
