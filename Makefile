@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format migrate-status clean
+.PHONY: run test lint format migrate-status clean browser
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): requirements.txt
 run: $(STAMP)  ## serve the API (embedded PostgreSQL unless DATABASE_URL), migrations applied
 	$(PY) serve.py
 
-test: $(STAMP) lint  ## the whole suite on a throwaway embedded PostgreSQL (or TEST_DATABASE_URL)
+test: $(STAMP) lint browser  ## the whole suite on a throwaway embedded PostgreSQL (or TEST_DATABASE_URL)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # squawk reads each migration's SQL as its steps run it (build/migrations-sql/).
@@ -28,6 +28,10 @@ lint: $(STAMP)  ## ruff, and squawk on every migration's SQL
 	$(PY) migrations/migrate.py sql --out build/migrations-sql
 	$(VENV)/bin/squawk --exclude-path='*/000_*' build/migrations-sql/*.sql
 	$(VENV)/bin/squawk --exclude=prefer-identity,ban-drop-table build/migrations-sql/000_*.sql
+
+# The console's browser test drives Debian's chromium; Playwright never downloads one.
+browser:  ## install Debian's chromium when missing (needs root, as in CI)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
