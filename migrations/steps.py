@@ -179,8 +179,8 @@ class Backfill:
                 share = (after - low + 1) / (high - low + 1)
                 rate = done / max(now - started, 1e-9)
                 run.say(
-                    f"  {done:,} {self.what} (ids up to {after:,}, {share:.0%} of the table,"
-                    f" ~{estimate:,} rows) at {rate:,.0f} rows/s"
+                    f"  {done:,} {self.what}; ids up to {after:,} of {high:,} ({share:.0%}"
+                    f" of ~{estimate:,} rows); {rate:,.0f} rows/s"
                 )
         run.say(f"  total: {done:,} {self.what} in {time.monotonic() - started:.2f}s")
 

@@ -49,11 +49,18 @@ def test_backfill_rerun_fills_only_what_is_still_null(seeded_url):
             "UPDATE calls SET call_sid = 'legacy_' || id "
             "WHERE id > %(after)s AND id <= %(upto)s AND call_sid IS NULL",
             batch_size=7,
+            progress_every_seconds=0,
         )
         lines = []
         step.apply(conn, Run(out=lines.append))
+    assert lines[0] == "  calls: ids 1..300, about 300 rows; batches of 7"
+    progress = [line for line in lines if "rows/s" in line]
+    assert len(progress) == 43  # 300 ids in batches of 7, one line each
+    assert progress[0].startswith(
+        "  6 rows updated; ids up to 7 of 300 (2% of ~300 rows); "
+    )  # id 5 had one
+    assert progress[-1].startswith("  299 rows updated; ids up to 300 of 300 (100% of ~300 rows)")
     assert lines[-1].startswith("  total: 299 rows updated in ")
-    assert "batches of 7" in lines[0]
     assert query(seeded_url, "SELECT call_sid FROM calls WHERE id = 5") == [("cs_written_by_app",)]
     out = run_ok(seeded_url, SCRIPTS[1])
     assert "  total: 0 calls backfilled in " in out
