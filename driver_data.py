@@ -76,13 +76,14 @@ def create_call():
         variables["driver_name"] = order["driver_name"]
 
     conn = get_conn()
-    with conn.transaction():  # committed here, before any network I/O: the order is the feature
-        call = calls.create(
-            conn,
-            driver_id=order["driver_id"],
-            phone_number=order["phone_number"],
-            driver_name=order["driver_name"],
-        )
+    # The connection is in autocommit: the row is committed when create() returns, before
+    # any network I/O. That order is the feature; one statement needs no BEGIN/COMMIT.
+    call = calls.create(
+        conn,
+        driver_id=order["driver_id"],
+        phone_number=order["phone_number"],
+        driver_name=order["driver_name"],
+    )
     log.info(
         "call %s created for driver %s to %s",
         call.call_sid,

@@ -57,6 +57,11 @@ class ElevenLabsClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"xi-api-key": api_key, "Accept": "application/json"})
+        # Proxy and CA settings come from the environment once, here, not on every call
+        # (requests would rescan os.environ per request: half a millisecond each time).
+        settings = self.session.merge_environment_settings(self.url, {}, None, None, None)
+        self.session.proxies, self.session.verify = settings["proxies"], settings["verify"]
+        self.session.trust_env = False
 
     @classmethod
     def from_config(cls, config) -> "ElevenLabsClient":
