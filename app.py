@@ -21,6 +21,7 @@ def create_app(test_config=None):
 
     import driver_data
     import health
+    import openapi
     import ops_console
     import webhooks_elevenlabs
 
@@ -28,6 +29,7 @@ def create_app(test_config=None):
     app.register_blueprint(driver_data.bp)
     app.register_blueprint(webhooks_elevenlabs.bp)
     app.register_blueprint(ops_console.bp)
+    app.register_blueprint(openapi.bp)
     return app
 
 

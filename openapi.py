@@ -1,0 +1,321 @@
+"""``GET /openapi.json``: the OpenAPI 3 description of every JSON endpoint.
+
+Generated with apispec from the marshmallow schemas that validate and serialise
+``/driver_data`` (``call_schemas``). The webhooks are read by hand, defensively,
+so their bodies are described by the schemas below, written after DESIGN.md and
+ElevenLabs' documentation; as are the error shape and the small answers.
+"""
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, current_app
+from marshmallow import INCLUDE, Schema, fields, validate
+
+from call_schemas import (
+    MAX_VARIABLES,
+    CallRequestSchema,
+    CallSchema,
+    CallWithTranscriptSchema,
+    DynamicVariables,
+)
+from webhook_payloads import MAX_ID_LENGTH, MAX_MESSAGE_LENGTH, MAX_SPEAKER_LENGTH
+
+bp = Blueprint("openapi", __name__)
+
+TITLE = "Call-SID service"
+VERSION = "1.0.0"
+
+
+class ErrorSchema(Schema):
+    """Every error the API answers with."""
+
+    error = fields.String(required=True, metadata={"description": "short code"})
+    message = fields.String(required=True, metadata={"description": "a human sentence"})
+    details = fields.Dict(required=True, metadata={"description": "per-field or per-case facts"})
+
+
+class HealthSchema(Schema):
+    """``GET /healthz`` when the database answers."""
+
+    status = fields.String(required=True, validate=validate.OneOf(["ok"]))
+
+
+class WebhookAnswerSchema(Schema):
+    """What a webhook delivery that was recorded and settled gets back."""
+
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(["accepted", "duplicate", "acknowledged", "stale"]),
+    )
+    delivery_id = fields.Integer(required=True, metadata={"description": "in the delivery log"})
+
+
+TIMESTAMP = {
+    "description": "ISO 8601 with a zone, or unix seconds (a number or a string of digits)",
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,9})?$"},
+        {"type": "number"},
+    ],
+}
+
+
+class TranscriptionWebhookSchema(Schema):
+    """One line of a call, as ElevenLabs' per-line webhook template sends it."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    call_sid = fields.String(
+        validate=validate.Length(1, MAX_ID_LENGTH),
+        metadata={"description": "ours, from the dynamic variables; or give conversation_id"},
+    )
+    conversation_id = fields.String(
+        validate=validate.Length(1, MAX_ID_LENGTH),
+        metadata={"description": "accepted instead of call_sid while rolled back"},
+    )
+    speaker = fields.String(required=True, validate=validate.Length(1, MAX_SPEAKER_LENGTH))
+    message = fields.String(required=True, validate=validate.Length(1, MAX_MESSAGE_LENGTH))
+    timestamp = fields.Raw(required=True, metadata=TIMESTAMP)
+
+
+class PostCallTurnSchema(Schema):
+    """One turn of a post-call transcript."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    role = fields.String(allow_none=True, metadata={"description": "agent or user"})
+    message = fields.String(allow_none=True)
+    time_in_call_secs = fields.Float(allow_none=True)
+
+
+class PostCallDataSchema(Schema):
+    """``data`` of a post-call webhook; every field may be missing or null."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    agent_id = fields.String(allow_none=True)
+    conversation_id = fields.String(allow_none=True)
+    status = fields.String(allow_none=True)
+    transcript = fields.List(fields.Nested(PostCallTurnSchema), allow_none=True)
+    metadata = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "start_time_unix_secs, call_duration_secs, termination_reason, "
+            "phone_call.call_sid (Twilio's)"
+        },
+    )
+    conversation_initiation_client_data = fields.Dict(
+        allow_none=True, metadata={"description": "dynamic_variables.call_sid names our call"}
+    )
+    failure_reason = fields.String(
+        allow_none=True, metadata={"description": "call_initiation_failure: busy, no-answer…"}
+    )
+
+
+class PostCallWebhookSchema(Schema):
+    """ElevenLabs' post-call envelope."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    type = fields.String(
+        required=True,
+        metadata={
+            "description": "post_call_transcription, call_initiation_failure, post_call_audio; "
+            "other types are acknowledged and recorded"
+        },
+    )
+    event_timestamp = fields.Integer(allow_none=True)
+    data = fields.Nested(PostCallDataSchema, required=True)
+
+
+def _dynamic_variables(converter, field, **kwargs) -> dict:
+    """Describe ``variables`` as the flat object of scalars it accepts."""
+    if not isinstance(field, DynamicVariables):
+        return {}
+    return {
+        "type": "object",
+        "maxProperties": MAX_VARIABLES,
+        "additionalProperties": {
+            "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
+        },
+    }
+
+
+def _json(schema, description: str, headers: dict | None = None) -> dict:
+    answer = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _errors(*statuses: int) -> dict:
+    words = {
+        400: "invalid input; details name each problem",
+        401: "missing or wrong credentials",
+        404: "no such call",
+        413: "the body is too large",
+        502: "ElevenLabs did not place the call; the call is recorded as failed",
+        503: "not configured, or the database is unavailable",
+    }
+    return {str(status): _json("Error", words[status]) for status in statuses}
+
+
+def _paths() -> dict:
+    """Return every JSON endpoint, by path and method."""
+    bearer = [{"bearerAuth": []}]
+    signed = [{"elevenLabsSignature": []}]
+    webhook_answers = {
+        "200": _json("WebhookAnswer", "recorded and settled (saved, duplicate or acknowledged)"),
+        **_errors(400, 401, 503),
+    }
+    return {
+        "/driver_data/call-elevenlabs": {
+            "post": {
+                "summary": "Write the call, then ask ElevenLabs to dial the driver",
+                "security": bearer,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": CallRequestSchema}},
+                },
+                "responses": {
+                    "201": _json(
+                        CallSchema,
+                        "ElevenLabs accepted; conversation_id may still be null",
+                        {"Location": {"schema": {"type": "string"}, "description": "the call"}},
+                    ),
+                    **_errors(400, 401, 413, 502, 503),
+                },
+            }
+        },
+        "/driver_data/calls/{call_sid}": {
+            "get": {
+                "summary": "A call with its transcript lines in the order they were said",
+                "security": bearer,
+                "parameters": [
+                    {
+                        "name": "call_sid",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _json(CallWithTranscriptSchema, "the call"),
+                    **_errors(401, 404, 503),
+                },
+            }
+        },
+        "/webhooks/elevenlabs/transcription": {
+            "post": {
+                "summary": "One transcript line, found by call_sid (or conversation_id)",
+                "description": "Every delivery is recorded with its outcome, accepted or not.",
+                "security": signed,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": "TranscriptionWebhook"}},
+                },
+                "responses": webhook_answers,
+            }
+        },
+        "/webhooks/elevenlabs/post-call": {
+            "post": {
+                "summary": "ElevenLabs' post-call webhook: a call's transcript and end, or failure",
+                "description": "Every delivery is recorded with its outcome, accepted or not.",
+                "security": signed,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": "PostCallWebhook"}},
+                },
+                "responses": webhook_answers,
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Whether this process can reach its database",
+                "responses": {"200": _json("Health", "the database answers"), **_errors(503)},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This description",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")},
+            }
+        },
+    }
+
+
+def _anchored(node):
+    """Return the document with every pattern anchored as JSON Schema reads it.
+
+    marshmallow matches a Regexp from the start and our patterns end in ``\\Z``;
+    JSON Schema searches anywhere and knows no ``\\Z``.
+    """
+    if isinstance(node, dict):
+        return {
+            key: _anchor(value) if key == "pattern" and isinstance(value, str) else _anchored(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_anchored(item) for item in node]
+    return node
+
+
+def _anchor(pattern: str) -> str:
+    core = pattern.removeprefix("^").removesuffix("$").removesuffix("\\Z")
+    return f"^(?:{core})$"
+
+
+def build() -> dict:
+    """Return the OpenAPI document as a dict."""
+    plugin = MarshmallowPlugin()
+    spec = APISpec(
+        title=TITLE,
+        version=VERSION,
+        openapi_version="3.0.3",
+        plugins=[plugin],
+        info={"description": "Outbound ElevenLabs calls to drivers, and what is said on them."},
+    )
+    plugin.converter.add_attribute_function(_dynamic_variables)
+    spec.components.security_scheme(
+        "bearerAuth",
+        {"type": "http", "scheme": "bearer", "description": "one of API_TOKENS"},
+    )
+    spec.components.security_scheme(
+        "elevenLabsSignature",
+        {
+            "type": "apiKey",
+            "in": "header",
+            "name": "ElevenLabs-Signature",
+            "description": 't=<unix seconds>,v0=<hex HMAC-SHA256 of "<t>.<raw body>" '
+            "with the webhook secret>",
+        },
+    )
+    for name, schema in (
+        ("Error", ErrorSchema),
+        ("Health", HealthSchema),
+        ("WebhookAnswer", WebhookAnswerSchema),
+        ("TranscriptionWebhook", TranscriptionWebhookSchema),
+        ("PostCallWebhook", PostCallWebhookSchema),
+    ):
+        spec.components.schema(name, schema=schema)
+    for path, operations in _paths().items():
+        spec.path(path=path, operations=operations)
+    document = _anchored(spec.to_dict())
+    # A call is always sent whole, unknown values as null: say so, so that a
+    # missing field is caught by whoever checks responses against this.
+    for name in ("Call", "CallWithTranscript", "TranscriptLine"):
+        shown = document["components"]["schemas"][name]
+        shown["required"] = sorted(shown["properties"])
+    return document
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    """Answer with the OpenAPI document, built once per app."""
+    if "openapi" not in current_app.extensions:
+        current_app.extensions["openapi"] = build()
+    return current_app.extensions["openapi"]
