@@ -5,18 +5,25 @@ from flask import Flask
 import config
 import db
 import errors
+import logging_setup
+import metrics
+
+# Request headers worth seeing in a Sentry event; every other one is "[Filtered]".
+SAFE_HEADERS = ["content-type", "content-length", "user-agent", "accept", "x-request-id", "host"]
 
 
 def create_app(test_config=None):
     """Create the app: settings from the environment, then ``test_config`` over them."""
     app = Flask(__name__)
-    app.config.from_mapping(config.from_env())
+    app.config.from_mapping(config.from_env(), **metrics.settings(), **logging_setup.settings())
     if test_config:
         app.config.from_mapping(test_config)
     config.check(app.config)
 
+    logging_setup.init_app(app)
     _init_sentry(app)
     errors.init_app(app)
+    metrics.init_app(app)
     db.init_app(app, _open_pool(app))
 
     import driver_data
@@ -50,6 +57,7 @@ def _open_pool(app):
 
 
 def _init_sentry(app) -> None:
+    """Report unhandled errors to Sentry/GlitchTip when SENTRY_DSN is set, without personal data."""
     if not app.config["SENTRY_DSN"]:
         return
     import sentry_sdk
@@ -60,5 +68,19 @@ def _init_sentry(app) -> None:
         integrations=[FlaskIntegration()],
         environment=app.config["APP_ENV"],
         release=app.config["RELEASE"] or None,
-        send_default_pii=False,
+        # PII off (``data_collection`` supersedes send_default_pii, deprecated in
+        # sentry-sdk 2.x). Bodies, cookies, query strings and frame locals can hold
+        # drivers' names, numbers and what was said on calls: none of them is sent.
+        data_collection={
+            "user_info": False,
+            "cookies": {"mode": "off"},
+            "http_headers": {"request": {"mode": "allowlist", "terms": SAFE_HEADERS}},
+            "http_bodies": [],
+            "url_query_params": {"mode": "off"},
+            "database_query_data": False,
+            "stack_frame_variables": False,
+        },
+        # What remains (messages, breadcrumbs) is cleaned like a log line.
+        before_send=lambda event, hint: logging_setup.scrub(event),
+        before_breadcrumb=lambda crumb, hint: logging_setup.scrub(crumb),
     )

@@ -14,6 +14,8 @@ from flask import Blueprint, current_app, request, url_for
 from marshmallow import ValidationError
 from psycopg_pool import PoolTimeout
 
+import logging_setup
+import metrics
 from call_schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
 from db import get_conn
 from elevenlabs_client import ElevenLabsClient, ElevenLabsError, OutboundCall
@@ -84,6 +86,7 @@ def create_call():
         phone_number=order["phone_number"],
         driver_name=order["driver_name"],
     )
+    logging_setup.bind(call_sid=call.call_sid)
     log.info(
         "call %s created for driver %s to %s",
         call.call_sid,
@@ -184,6 +187,8 @@ def _dialling_ids(order: dict) -> tuple[str, str]:
 def _record_failure(conn, call_sid: str, exc: ElevenLabsError, api_called_at: datetime):
     """Mark the call failed with ElevenLabs' reason and raise the 502 that says so."""
     calls.mark_failed(conn, call_sid, reason=exc.reason, api_called_at=api_called_at)
+    metrics.record_elevenlabs_call(exc.kind, (datetime.now(UTC) - api_called_at).total_seconds())
+    metrics.record_call_outcome(calls.FAILED)
     log.warning("call %s failed (%s): %s", call_sid, exc.kind, mask_phones_in(exc.reason))
     raise ApiError(
         "ElevenLabs did not place the call; it is recorded as failed.",
@@ -200,6 +205,7 @@ def _record_failure(conn, call_sid: str, exc: ElevenLabsError, api_called_at: da
 
 def _record_acceptance(conn, call_sid: str, accepted: OutboundCall, api_called_at: datetime):
     """Store ElevenLabs' ids on the call and move it to ``initiated``; return it."""
+    metrics.record_elevenlabs_call("ok", (datetime.now(UTC) - api_called_at).total_seconds())
     ids = {"twilio_call_sid": accepted.twilio_call_sid, "api_called_at": api_called_at}
     try:
         call = calls.mark_initiated(conn, call_sid, conversation_id=accepted.conversation_id, **ids)
@@ -211,5 +217,7 @@ def _record_acceptance(conn, call_sid: str, accepted: OutboundCall, api_called_a
             accepted.conversation_id,
         )
         call = calls.mark_initiated(conn, call_sid, conversation_id=None, **ids)
+    metrics.record_call_outcome(call.status)
+    logging_setup.bind(conversation_id=call.conversation_id)
     log.info("call %s initiated, conversation %s", call_sid, call.conversation_id)
     return call

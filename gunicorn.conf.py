@@ -6,7 +6,10 @@ up to ELEVENLABS_READ_TIMEOUT seconds, and that wait must not hold a whole worke
 
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
@@ -16,6 +19,13 @@ timeout = 60
 graceful_timeout = 30
 # Requests are logged by the app itself, as JSON lines.
 accesslog = None
+
+# Every worker writes its metrics to files here and /metrics sums them
+# (prometheus-client's multiprocess mode). It must be set before a worker
+# imports the app, which is why it is decided here, in the master.
+_metrics_dir_made = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _metrics_dir_made:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="call-sid-metrics-")
 
 
 def on_starting(server):
@@ -31,3 +41,25 @@ def on_starting(server):
     except (config.ConfigError, db.DatabaseUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    _clear_metrics_dir()
+
+
+def _clear_metrics_dir():
+    """Remove a previous run's metric files, which would otherwise be summed into this one's."""
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    """Tell prometheus-client a worker is gone, so its live gauges stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics folder when this run made it."""
+    if _metrics_dir_made:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

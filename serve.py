@@ -6,9 +6,11 @@ Stops cleanly on Ctrl-C or SIGTERM: gunicorn first, then the embedded server.
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import config
@@ -59,12 +61,19 @@ def main() -> int:
         str(HERE / "gunicorn.conf.py"),
         "app:create_app()",
     ]
+    # The workers' metric files: fresh for this run, gone after it.
+    metrics_dir = None
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="call-sid-metrics-")
     child = subprocess.Popen(gunicorn, cwd=HERE, env=env)
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     try:
         return child.wait()
     except KeyboardInterrupt:  # Ctrl-C reached gunicorn too; wait for it to finish
         return child.wait()
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def exit_on_startup_error(start):

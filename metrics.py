@@ -1,0 +1,140 @@
+"""Prometheus metrics: what the service counts, and ``GET /metrics`` to read it.
+
+Under gunicorn each worker is a process of its own, so prometheus-client's
+multiprocess mode keeps every worker's values in files under
+``PROMETHEUS_MULTIPROC_DIR`` (gunicorn.conf.py makes sure it is set before any
+worker imports this module) and ``/metrics`` adds them up. Without it (the
+Flask test client, one process) the values stay in memory.
+
+``/metrics`` is not public: it wants ``Authorization: Bearer <token>`` with one
+of ``METRICS_TOKEN`` (comma-separated), or of ``API_TOKENS`` when that is unset.
+
+Other modules record with the ``record_…`` functions, one line at the place
+where the thing happens.
+"""
+
+import hmac
+import os
+import time
+
+from flask import Blueprint, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from errors import error_response
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests answered, by route and status.",
+    ["method", "endpoint", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request, by route.",
+    ["method", "endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WEBHOOK_DELIVERIES = Counter(
+    "webhook_deliveries_total",
+    "Webhook deliveries received, by endpoint and outcome (accepted, unknown_call, ...).",
+    ["endpoint", "outcome"],
+)
+ELEVENLABS_REQUESTS = Counter(
+    "elevenlabs_requests_total",
+    "Outbound-call requests to ElevenLabs, by outcome (ok, timeout, http_429, ...).",
+    ["outcome"],
+)
+ELEVENLABS_LATENCY = Histogram(
+    "elevenlabs_request_duration_seconds",
+    "Time ElevenLabs took to answer an outbound-call request, by outcome.",
+    ["outcome"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30),
+)
+CALLS_CREATED = Counter(
+    "calls_created_total",
+    "Calls created through the API, by the status the request left them in.",
+    ["status"],
+)
+
+bp = Blueprint("metrics", __name__)
+
+
+def settings(environ=os.environ) -> dict:
+    """Return the metrics settings found in the environment."""
+    raw = environ.get("METRICS_TOKEN", "")
+    return {"METRICS_TOKENS": [t.strip() for t in raw.split(",") if t.strip()]}
+
+
+def record_webhook_delivery(endpoint: str, outcome: str) -> None:
+    """Count one webhook delivery with its outcome."""
+    WEBHOOK_DELIVERIES.labels(endpoint, outcome).inc()
+
+
+def record_elevenlabs_call(outcome: str, seconds: float) -> None:
+    """Count one ElevenLabs request with its outcome, and how long it took."""
+    ELEVENLABS_REQUESTS.labels(outcome).inc()
+    ELEVENLABS_LATENCY.labels(outcome).observe(seconds)
+
+
+def record_call_outcome(status: str) -> None:
+    """Count one call created through the API, by the status it ended the request in."""
+    CALLS_CREATED.labels(status).inc()
+
+
+def _started() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _finished(response):
+    started = g.pop("metrics_started", None)
+    if started is not None:
+        # The route's pattern, not the path: one series per route, not per call_sid.
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)
+    return response
+
+
+def _authorised() -> bool:
+    tokens = current_app.config.get("METRICS_TOKENS") or current_app.config["API_TOKENS"]
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        return False
+    accepted = False
+    for token in tokens:
+        # Compare with every token, so the time taken does not say which one matched.
+        accepted |= hmac.compare_digest(given.encode(), token.encode())
+    return accepted
+
+
+def _registry():
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # sums every worker's files
+        return registry
+    return REGISTRY
+
+
+@bp.get("/metrics")
+def scrape():
+    """Answer the metrics in Prometheus' text format, to a holder of a metrics token."""
+    if not _authorised():
+        body, status = error_response(
+            401, "unauthorized", "Metrics need Authorization: Bearer <METRICS_TOKEN>."
+        )
+        return body, status, {"WWW-Authenticate": 'Bearer realm="metrics"'}
+    return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+def init_app(app) -> None:
+    """Time and count every request, and serve ``/metrics``."""
+    app.before_request(_started)
+    app.after_request(_finished)
+    app.register_blueprint(bp)

@@ -1,0 +1,127 @@
+"""Structured logs: one JSON line per request, phone numbers masked, secrets never written."""
+
+import json
+import logging
+
+import pytest
+from conftest import API_TOKEN, WEBHOOK_SECRET
+from fake_elevenlabs import FakeElevenLabs
+from webhook_signing import TRANSCRIPTION, fixture, make_call, post_signed
+
+PHONE = "+14155550123"
+
+
+def json_lines(captured: str) -> list[dict]:
+    """Return the JSON log lines of captured stderr (and fail on any other line)."""
+    return [json.loads(line) for line in captured.splitlines() if line.strip()]
+
+
+def request_lines(captured: str) -> list[dict]:
+    return [line for line in json_lines(captured) if line["msg"] == "request"]
+
+
+def test_each_request_is_one_json_line_with_its_id_route_status_and_latency(client, capsys):
+    capsys.readouterr()
+    response = client.get("/healthz", headers={"X-Request-ID": "req-abc.123"})
+    assert response.headers["X-Request-ID"] == "req-abc.123"
+    [line] = request_lines(capsys.readouterr().err)
+    assert line["request_id"] == "req-abc.123"
+    assert (line["method"], line["endpoint"], line["path"], line["status"]) == (
+        "GET",
+        "/healthz",
+        "/healthz",
+        200,
+    )
+    assert line["level"] == "INFO" and line["logger"] == "http"
+    assert isinstance(line["latency_ms"], float) and line["latency_ms"] >= 0
+
+
+@pytest.mark.parametrize("given", [None, "", "has spaces", "x" * 200, 'quote"and\\slash'])
+def test_a_missing_or_unsafe_request_id_is_replaced_by_a_fresh_one(client, capsys, given):
+    headers = {} if given is None else {"X-Request-ID": given}
+    capsys.readouterr()
+    response = client.get("/nowhere", headers=headers)
+    assert response.status_code == 404
+    made = response.headers["X-Request-ID"]
+    assert made != given and len(made) == 32
+    [line] = request_lines(capsys.readouterr().err)
+    assert line["request_id"] == made and line["endpoint"] is None
+
+
+@pytest.fixture
+def elevenlabs(httpserver):
+    """Return the fake ElevenLabs server."""
+    fake = FakeElevenLabs(httpserver)
+    yield fake
+    fake.release()
+
+
+def test_a_call_creation_logs_no_whole_phone_number_and_names_its_call(
+    app_config, elevenlabs, capsys
+):
+    from app import create_app
+
+    app = create_app({**app_config, "ELEVENLABS_BASE_URL": elevenlabs.base_url})
+    elevenlabs.answer()
+    try:
+        capsys.readouterr()
+        response = app.test_client().post(
+            "/driver_data/call-elevenlabs",
+            json={"driver_id": 42, "phone_number": PHONE, "driver_name": "Dana"},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        )
+        captured = capsys.readouterr().err
+    finally:
+        app.extensions["db_pool"].close()
+    assert response.status_code == 201
+    call = response.get_json()
+    lines = json_lines(captured)
+    assert any("created" in line["msg"] for line in lines)  # the call creation's own line
+    assert PHONE not in captured and PHONE[1:] not in captured
+    [line] = [line for line in lines if line["msg"] == "request"]
+    assert line["call_sid"] == call["call_sid"]
+    assert line["conversation_id"] == call["conversation_id"]
+    assert API_TOKEN not in captured and "xi_test_key" not in captured
+
+
+def test_a_webhook_request_line_names_the_call_the_delivery_named(client, conn, capsys):
+    call = make_call(conn, "conv_logged")
+    by_call_sid = fixture("transcription_line.json", call.call_sid)
+    by_conversation = {**by_call_sid, "conversation_id": "conv_logged", "message": "rollback"}
+    del by_conversation["call_sid"]
+    capsys.readouterr()
+    assert post_signed(client, TRANSCRIPTION, by_call_sid).status_code == 200
+    assert post_signed(client, TRANSCRIPTION, by_conversation).status_code == 200
+    first, second = request_lines(capsys.readouterr().err)
+    assert first["call_sid"] == call.call_sid
+    assert second["conversation_id"] == "conv_logged"
+    assert WEBHOOK_SECRET not in json.dumps([first, second])
+
+
+def test_any_logger_has_phone_numbers_masked_and_secrets_cut_out(app, capsys):
+    capsys.readouterr()
+    library = logging.getLogger("some.library")
+    library.warning("dialling %s with key %s", PHONE, "xi_test_key")
+    library.warning("secret %s, token %s", WEBHOOK_SECRET, API_TOKEN, extra={"to": PHONE})
+    try:
+        raise ValueError(f"ElevenLabs refused {PHONE}")
+    except ValueError:
+        library.exception("failed")
+    captured = capsys.readouterr().err
+    first, second, third = json_lines(captured)
+    assert first["msg"] == "dialling +141***23 with key [redacted]"
+    assert second["msg"] == "secret [redacted], token [redacted]" and second["to"] == "+141***23"
+    assert "ValueError: ElevenLabs refused +141***23" in third["exc"]
+    for secret in (PHONE, "xi_test_key", WEBHOOK_SECRET, API_TOKEN):
+        assert secret not in captured
+
+
+def test_identifiers_with_digit_runs_are_not_mistaken_for_phone_numbers(app, capsys):
+    capsys.readouterr()
+    logging.getLogger("calls").warning(
+        "call legacy_12345678 and cs_1234567890abcdef1234567890abcdef at 2026-11-25T10:20:00"
+    )
+    [line] = json_lines(capsys.readouterr().err)
+    assert line["msg"] == (
+        "call legacy_12345678 and cs_1234567890abcdef1234567890abcdef at 2026-11-25T10:20:00"
+    )

@@ -1,0 +1,227 @@
+"""``GET /metrics``: Prometheus text, behind a token, right under several gunicorn workers."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import API_TOKEN, WEBHOOK_SECRET
+from fake_elevenlabs import ERROR_429_BUSY, FakeElevenLabs
+from prometheus_client.parser import text_string_to_metric_families
+from webhook_signing import TRANSCRIPTION, fixture, make_call, post_signed
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS_TOKEN = "metrics-token-0123456789"
+
+
+def parse(text: str) -> dict:
+    """Return every sample of a scrape as {(name, sorted labels): value}."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def scrape(client, token: str = API_TOKEN) -> dict:
+    """Scrape /metrics with a bearer token; return the parsed samples."""
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.content_type.startswith("text/plain")
+    return parse(response.get_data(as_text=True))
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    """Return one sample's value (0 when it has not been recorded yet)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_refuse_a_request_without_credentials(client):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {API_TOKEN}"}):
+        response = client.get("/metrics", headers=headers)
+        assert response.status_code == 401
+        assert response.get_json()["error"] == "unauthorized"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_metrics_token_replaces_the_api_tokens_when_set(app_config):
+    from app import create_app
+
+    app = create_app({**app_config, "METRICS_TOKENS": [METRICS_TOKEN]})
+    try:
+        client = app.test_client()
+        assert scrape(client, METRICS_TOKEN)
+        bearer = {"Authorization": f"Bearer {API_TOKEN}"}
+        assert client.get("/metrics", headers=bearer).status_code == 401
+    finally:
+        app.extensions["db_pool"].close()
+
+
+def test_metrics_count_a_webhook_accepted_and_one_rejected(client, conn):
+    before = scrape(client)
+    call = make_call(conn, "conv_metrics")
+    line = fixture("transcription_line.json", call.call_sid)
+    assert post_signed(client, TRANSCRIPTION, line).status_code == 200
+    assert post_signed(client, TRANSCRIPTION, {**line, "call_sid": "cs_nobody"}).status_code == 400
+    after = scrape(client)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    delivered = "webhook_deliveries_total"
+    assert delta(delivered, endpoint="transcription", outcome="accepted") == 1
+    assert delta(delivered, endpoint="transcription", outcome="unknown_call") == 1
+    route = {"method": "POST", "endpoint": TRANSCRIPTION}
+    assert delta("http_requests_total", status="200", **route) == 1
+    assert delta("http_requests_total", status="400", **route) == 1
+    assert delta("http_request_duration_seconds_count", **route) == 2
+
+
+@pytest.fixture
+def elevenlabs(httpserver):
+    """Return the fake ElevenLabs server."""
+    fake = FakeElevenLabs(httpserver)
+    yield fake
+    fake.release()
+
+
+def test_metrics_count_elevenlabs_requests_and_calls_by_outcome(app_config, elevenlabs):
+    from app import create_app
+
+    app = create_app({**app_config, "ELEVENLABS_BASE_URL": elevenlabs.base_url})
+    try:
+        client = app.test_client()
+        before = scrape(client)
+        order = {"driver_id": 42, "phone_number": "+14155550123"}
+        auth = {"Authorization": f"Bearer {API_TOKEN}"}
+        elevenlabs.answer()
+        assert (
+            client.post("/driver_data/call-elevenlabs", json=order, headers=auth).status_code == 201
+        )
+        elevenlabs.server.clear()
+        elevenlabs.answer(ERROR_429_BUSY, status=429)
+        assert (
+            client.post("/driver_data/call-elevenlabs", json=order, headers=auth).status_code == 502
+        )
+        after = scrape(client)
+    finally:
+        app.extensions["db_pool"].close()
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("calls_created_total", status="initiated") == 1
+    assert delta("calls_created_total", status="failed") == 1
+    assert delta("elevenlabs_requests_total", outcome="ok") == 1
+    assert (
+        sum(
+            delta("elevenlabs_requests_total", outcome=outcome)
+            for (name, labels), _ in after.items()
+            if name == "elevenlabs_requests_total"
+            for outcome in [dict(labels)["outcome"]]
+            if outcome != "ok"
+        )
+        == 1
+    )
+    assert delta("elevenlabs_request_duration_seconds_count", outcome="ok") == 1
+
+
+# --- several gunicorn workers ------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def workers_of(master: int) -> set[int]:
+    """Return the pids of a gunicorn master's workers (its child processes)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == master:
+            children.add(int(stat.parent.name))
+    return children
+
+
+def wait_for(condition, what: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := condition():
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds workers through /proc")
+def test_metrics_add_up_every_gunicorn_worker_even_after_workers_restart(database_url, tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "APP_ENV": "production",
+        "DATABASE_URL": database_url,
+        "API_TOKENS": API_TOKEN,
+        "ELEVENLABS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    (tmp_path / "metrics").mkdir()
+    stale = tmp_path / "metrics" / "counter_999999.db"  # a previous run's leftovers
+    stale.write_bytes(b"stale")
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as output:
+        master = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    served = 0
+
+    def healthy() -> bool:
+        nonlocal served
+        try:
+            # A fresh connection each time, so the workers share the requests out.
+            ok = requests.get(f"{base}/healthz", timeout=2, headers={"Connection": "close"}).ok
+        except requests.ConnectionError:
+            return False
+        served += ok
+        return ok
+
+    try:
+        wait_for(healthy, "gunicorn to serve")
+        assert not stale.exists()
+        for _ in range(20):
+            assert healthy()
+        first = wait_for(
+            lambda: len(workers_of(master.pid)) == 2 and workers_of(master.pid), "two workers"
+        )
+        # Replace every worker: what they counted now lives only in their files.
+        for pid in first:
+            os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: len(workers_of(master.pid) - first) == 2, "two new workers")
+        wait_for(healthy, "the new workers to serve")
+        text = requests.get(
+            f"{base}/metrics", headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=5
+        ).text
+        samples = parse(text)
+        route = {"method": "GET", "endpoint": "/healthz", "status": "200"}
+        assert value(samples, "http_requests_total", **route) == served
+        assert requests.get(f"{base}/metrics", timeout=5).status_code == 401
+    finally:
+        master.send_signal(signal.SIGTERM)
+        master.wait(timeout=30)
+        print(log.read_text()[-4000:])  # shown when the test fails
