@@ -53,7 +53,7 @@ class ElevenLabsClient:
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
         # Zero retries, said out loud: urllib3 must not resend a request on its own.
-        adapter = HTTPAdapter(max_retries=0)
+        adapter = HTTPAdapter(max_retries=0, pool_maxsize=32)  # >= threads per worker
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"xi-api-key": api_key, "Accept": "application/json"})
