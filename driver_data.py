@@ -71,7 +71,7 @@ def _database_unavailable(exc):
 @bp.post("/call-elevenlabs")
 def create_call():
     """Write the call, then ask ElevenLabs to dial: 201 with the call, or 502 with why not."""
-    order = _load(request.get_json())
+    order = _load(_json_body())
     agent_id, agent_phone_number_id = _dialling_ids(order)
     variables = {**order["variables"]}
     if order["driver_name"] is not None:
@@ -133,6 +133,18 @@ def get_call(call_sid: str):
         )
     lines = calls.transcript(conn, call.conversation_id)
     return CALL_WITH_TRANSCRIPT.dump({**vars(call), "transcript": lines})
+
+
+def _json_body():
+    """Return the parsed JSON body; nesting too deep to parse is a 400 like any bad JSON."""
+    try:
+        return request.get_json()
+    except RecursionError:  # json raises this, not ValueError, for "[[[[…" a million deep
+        raise ApiError(
+            "The request body is not valid JSON.",
+            code="invalid_json",
+            details={"reason": "nested too deeply"},
+        ) from None
 
 
 def _load(body) -> dict:

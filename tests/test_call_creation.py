@@ -363,6 +363,18 @@ def test_a_body_that_is_not_a_json_object_is_400_and_nothing_written(
     assert elevenlabs.received == []
 
 
+def test_json_nested_too_deeply_to_parse_is_400(client, auth_headers, conn):
+    response = client.post(
+        "/driver_data/call-elevenlabs",
+        data=b"[" * 200_000,
+        content_type="application/json",
+        headers=auth_headers,
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_json"
+    assert call_rows(conn) == []
+
+
 def test_a_body_sent_as_a_form_is_400(client, auth_headers, conn):
     response = client.post(
         "/driver_data/call-elevenlabs", data={"driver_id": "42"}, headers=auth_headers
