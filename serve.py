@@ -42,7 +42,7 @@ def main() -> int:
         print(f"API_TOKENS not set; this run accepts the token {token}")
     base = f"http://{settings['HOST']}:{settings['PORT']}"
     token = env.get("API_TOKENS", "").split(",")[0] or "<token>"
-    print(f"serving on {base}  (health: {base}/healthz)")
+    print(f"serving on {base}  (health: {base}/healthz, metrics: {base}/metrics with the token)")
     print(
         "try: curl -X POST "
         + shlex.quote(f"{base}/driver_data/call-elevenlabs")

@@ -82,11 +82,16 @@ def backfill(conn, opts):
 
 
 def _sample_call(conn) -> tuple[str, str]:
+    """Return a real (call_sid, conversation_id) to EXPLAIN with, or made-up ones."""
+    sid = "call_sid" if column(conn, "calls", "call_sid") else "NULL::text"
     row = conn.execute(
-        "SELECT call_sid, conversation_id FROM calls WHERE conversation_id IS NOT NULL "
+        f"SELECT {sid}, conversation_id FROM calls WHERE conversation_id IS NOT NULL "
         "ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    return row or ("cs_verify_no_such_call", "verify_no_such_conversation")
+    return (
+        (row and row[0]) or "cs_verify_no_such_call",
+        (row and row[1]) or "verify_no_such_conversation",
+    )
 
 
 def call_sid_index_used(conn, opts):

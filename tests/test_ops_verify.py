@@ -217,6 +217,17 @@ def test_verify_fails_when_003_is_not_applied(create_database):
     assert result.stdout.splitlines()[-1].endswith("-> not ready")
 
 
+def test_verify_before_any_migration_names_the_first_script(create_database):
+    url = create_database()
+    migrate(url, upto=0)
+    seed_legacy_calls(url)
+    result = run_verify(url, "--stage", "pre")
+    assert result.returncode == 1
+    assert "missing 001, 002, 003, 004" in result.stdout
+    assert "run python migrations/001_add_call_sid_column.py" in result.stdout
+    assert "could not check" not in result.stdout  # every check knows why it cannot pass
+
+
 def test_verify_fails_on_a_call_without_call_sid(create_database):
     url = create_database()
     migrate(url, upto=0)
