@@ -1,0 +1,129 @@
+"""Replay rejected webhook deliveries from the log, through the endpoints' own code path.
+
+    python -m webhook_replay --since 2026-11-25T10:00Z    every replayable delivery since then
+    python -m webhook_replay --delivery 42                one delivery, by id
+    options: --dry-run (list, change nothing), --database-url URL (default: $DATABASE_URL)
+
+A delivery refused for a cause since fixed (its call had no conversation_id
+yet, the call was unknown, a bug) is applied now; its outcome at receipt stays
+in the log and the replay's outcome is noted beside it. Replaying is idempotent:
+a settled delivery is skipped, and a line already saved is not saved twice.
+Deliveries with a bad signature or a truncated body are never replayed.
+Exit status: 0 when everything asked for is settled, 1 otherwise.
+"""
+
+import argparse
+import os
+import sys
+from datetime import datetime
+
+import psycopg
+
+import webhook_processing as processing
+from models import webhook_deliveries as log
+from models.webhook_deliveries import Delivery
+
+
+class ReplayError(Exception):
+    """The replay cannot run at all; the message is one line for the operator."""
+
+
+def parse_since(value: str) -> datetime:
+    """Return an aware datetime from ISO 8601 with a zone (e.g. 2026-11-25T10:00Z)."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone, e.g. {value}Z")
+    return moment
+
+
+def refusal(delivery: Delivery) -> tuple[str, bool] | None:
+    """Return why a delivery is not replayed and whether that is fine, or None to replay it."""
+    if delivery.outcome in log.SETTLED or delivery.replay_outcome in log.SETTLED:
+        settled = delivery.replay_outcome or delivery.outcome
+        return f"already settled ({settled}); nothing to do", True
+    if delivery.signature_valid is False:
+        return (
+            "its signature was not valid: never replayed (not known to come from ElevenLabs)",
+            False,
+        )
+    if delivery.body_truncated:
+        return f"its body was truncated ({delivery.body_size} bytes sent); cannot replay", False
+    return None
+
+
+def replay_one(conn, delivery_id: int, *, dry_run: bool = False) -> tuple[str, bool]:
+    """Replay one delivery under a row lock; return a line to print and whether it is settled."""
+    with conn.transaction():
+        delivery = log.lock(conn, delivery_id)
+        if delivery is None:
+            return f"delivery {delivery_id}: no such delivery", False
+        label = f"delivery {delivery.id} ({delivery.endpoint}, {delivery.outcome} at receipt)"
+        refused = refusal(delivery)
+        if refused is not None:
+            return f"{label}: {refused[0]}", refused[1]
+        if dry_run:
+            return f"{label}: would replay; reason was: {delivery.reason}", True
+        outcome, _ = processing.apply(
+            conn,
+            delivery.endpoint,
+            bytes(delivery.body),
+            lambda o: log.record_replay(conn, delivery.id, outcome=o.outcome, reason=o.reason),
+        )
+    settled = outcome.outcome in log.SETTLED
+    detail = f": {outcome.reason}" if outcome.reason else ""
+    return f"{label}: replayed, {outcome.outcome}{detail}", settled
+
+
+def run(url: str, *, since: datetime | None, delivery_id: int | None, dry_run: bool) -> int:
+    """Replay what was asked for, printing one line per delivery; return the exit status."""
+    try:
+        conn = psycopg.connect(url, autocommit=True, application_name="webhook-replay")
+    except psycopg.OperationalError as exc:
+        raise ReplayError(f"cannot connect to the database: {_one_line(exc)}") from None
+    with conn:
+        ids = [delivery_id] if delivery_id is not None else log.replay_candidates(conn, since=since)
+        if not ids:
+            print(f"nothing to replay since {since.isoformat()}")
+            return 0
+        unsettled = 0
+        for each in ids:
+            line, settled = replay_one(conn, each, dry_run=dry_run)
+            unsettled += not settled
+            print(line)
+    print(f"{len(ids)} deliveries, {len(ids) - unsettled} settled, {unsettled} not")
+    return 1 if unsettled else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``--since TIME`` or ``--delivery ID``; one-line errors, non-zero on failure."""
+    parser = argparse.ArgumentParser(
+        prog="python -m webhook_replay", description=__doc__.split("\n")[0]
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--since", type=parse_since, help="ISO 8601 time with a zone")
+    which.add_argument("--delivery", type=int, help="a delivery id (webhook_deliveries.id)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be replayed")
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
+    args = parser.parse_args(argv)
+    url = args.database_url or os.environ.get("DATABASE_URL")
+    try:
+        if not url:
+            raise ReplayError("no database: set DATABASE_URL or pass --database-url")
+        return run(url, since=args.since, delivery_id=args.delivery, dry_run=args.dry_run)
+    except ReplayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except psycopg.Error as exc:
+        print(f"error: database: {_one_line(exc)}", file=sys.stderr)
+    return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
