@@ -23,6 +23,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -63,6 +64,19 @@ CALLS_CREATED = Counter(
     ["status"],
 )
 
+# Summed over the live workers: each reports its own pool after every request.
+DB_POOL = Gauge(
+    "db_pool_connections",
+    "Database pool connections per state: size (open), available (idle), max.",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+DB_POOL_WAITING = Gauge(
+    "db_pool_requests_waiting",
+    "Requests waiting for a database connection right now.",
+    multiprocess_mode="livesum",
+)
+
 bp = Blueprint("metrics", __name__)
 
 
@@ -99,7 +113,18 @@ def _finished(response):
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
         HTTP_LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)
+    _pool_gauges()
     return response
+
+
+def _pool_gauges() -> None:
+    pool = current_app.extensions.get("db_pool")
+    if pool is None:
+        return
+    stats = pool.get_stats()
+    for state in ("size", "available", "max"):
+        DB_POOL.labels(state).set(stats.get(f"pool_{state}", 0))
+    DB_POOL_WAITING.set(stats.get("requests_waiting", 0))
 
 
 def _authorised() -> bool:

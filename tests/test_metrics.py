@@ -82,6 +82,14 @@ def test_metrics_count_a_webhook_accepted_and_one_rejected(client, conn):
     assert delta("http_request_duration_seconds_count", **route) == 2
 
 
+def test_metrics_show_the_database_pool(client, app_config):
+    client.get("/healthz")
+    samples = scrape(client)
+    assert value(samples, "db_pool_connections", state="max") == app_config["DB_POOL_MAX_SIZE"]
+    assert value(samples, "db_pool_connections", state="size") >= 1
+    assert ("db_pool_requests_waiting", ()) in samples
+
+
 @pytest.fixture
 def elevenlabs(httpserver):
     """Return the fake ElevenLabs server."""
@@ -167,8 +175,9 @@ def test_metrics_add_up_every_gunicorn_worker_even_after_workers_restart(databas
         "GUNICORN_THREADS": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
-    (tmp_path / "metrics").mkdir()
-    stale = tmp_path / "metrics" / "counter_999999.db"  # a previous run's leftovers
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    stale = metrics_dir / "counter_999999.db"  # a previous run's leftovers
     stale.write_bytes(b"stale")
     log = tmp_path / "gunicorn.log"
     with log.open("wb") as output:
@@ -211,6 +220,10 @@ def test_metrics_add_up_every_gunicorn_worker_even_after_workers_restart(databas
         samples = parse(text)
         route = {"method": "GET", "endpoint": "/healthz", "status": "200"}
         assert value(samples, "http_requests_total", **route) == served
+        # Live gauges count only live workers: child_exit dropped the dead ones' files.
+        assert 10 <= value(samples, "db_pool_connections", state="max") <= 2 * 10
+        leftovers = [f.name for pid in first for f in metrics_dir.glob(f"gauge_live*_{pid}.db")]
+        assert leftovers == []
         assert requests.get(f"{base}/metrics", timeout=5).status_code == 401
     finally:
         master.send_signal(signal.SIGTERM)
