@@ -1,15 +1,13 @@
 """``GET /openapi.json``: the OpenAPI 3 description of every JSON endpoint.
 
 Generated with apispec from the marshmallow schemas that validate and serialise
-``/driver_data`` (``call_schemas``). The webhooks are read by hand, defensively,
-so their bodies are described by the schemas below, written after DESIGN.md and
-ElevenLabs' documentation; as are the error shape and the small answers.
+``/driver_data`` (``call_schemas``), and from ``openapi_schemas`` for what no
+view validates with marshmallow: the webhook bodies, the error shape, the small answers.
 """
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app
-from marshmallow import INCLUDE, Schema, fields, validate
 
 from call_schemas import (
     MAX_VARIABLES,
@@ -18,118 +16,27 @@ from call_schemas import (
     CallWithTranscriptSchema,
     DynamicVariables,
 )
-from webhook_payloads import MAX_ID_LENGTH, MAX_MESSAGE_LENGTH, MAX_SPEAKER_LENGTH
+from openapi_schemas import (
+    ErrorSchema,
+    HealthSchema,
+    PostCallWebhookSchema,
+    TranscriptionWebhookSchema,
+    WebhookAnswerSchema,
+)
 
 bp = Blueprint("openapi", __name__)
 
 TITLE = "Call-SID service"
 VERSION = "1.0.0"
-
-
-class ErrorSchema(Schema):
-    """Every error the API answers with."""
-
-    error = fields.String(required=True, metadata={"description": "short code"})
-    message = fields.String(required=True, metadata={"description": "a human sentence"})
-    details = fields.Dict(required=True, metadata={"description": "per-field or per-case facts"})
-
-
-class HealthSchema(Schema):
-    """``GET /healthz`` when the database answers."""
-
-    status = fields.String(required=True, validate=validate.OneOf(["ok"]))
-
-
-class WebhookAnswerSchema(Schema):
-    """What a webhook delivery that was recorded and settled gets back."""
-
-    status = fields.String(
-        required=True,
-        validate=validate.OneOf(["accepted", "duplicate", "acknowledged", "stale"]),
-    )
-    delivery_id = fields.Integer(required=True, metadata={"description": "in the delivery log"})
-
-
-TIMESTAMP = {
-    "description": "ISO 8601 with a zone, or unix seconds (a number or a string of digits)",
-    "anyOf": [
-        {"type": "string", "format": "date-time"},
-        {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,9})?$"},
-        {"type": "number"},
-    ],
+# The call the examples name; a test makes it exist, so the examples reach the success paths.
+EXAMPLE_CALL_SID = "cs_0123456789abcdef0123456789abcdef"
+EXAMPLE_CALL_REQUEST = {"driver_id": 42, "phone_number": "+14155550123", "driver_name": "Dana"}
+EXAMPLE_LINE = {
+    "call_sid": EXAMPLE_CALL_SID,
+    "speaker": "agent",
+    "message": "Hi Dana, this is dispatch calling about load L-77.",
+    "timestamp": "2026-11-25T10:20:00Z",
 }
-
-
-class TranscriptionWebhookSchema(Schema):
-    """One line of a call, as ElevenLabs' per-line webhook template sends it."""
-
-    class Meta:
-        unknown = INCLUDE
-
-    call_sid = fields.String(
-        validate=validate.Length(1, MAX_ID_LENGTH),
-        metadata={"description": "ours, from the dynamic variables; or give conversation_id"},
-    )
-    conversation_id = fields.String(
-        validate=validate.Length(1, MAX_ID_LENGTH),
-        metadata={"description": "accepted instead of call_sid while rolled back"},
-    )
-    speaker = fields.String(required=True, validate=validate.Length(1, MAX_SPEAKER_LENGTH))
-    message = fields.String(required=True, validate=validate.Length(1, MAX_MESSAGE_LENGTH))
-    timestamp = fields.Raw(required=True, metadata=TIMESTAMP)
-
-
-class PostCallTurnSchema(Schema):
-    """One turn of a post-call transcript."""
-
-    class Meta:
-        unknown = INCLUDE
-
-    role = fields.String(allow_none=True, metadata={"description": "agent or user"})
-    message = fields.String(allow_none=True)
-    time_in_call_secs = fields.Float(allow_none=True)
-
-
-class PostCallDataSchema(Schema):
-    """``data`` of a post-call webhook; every field may be missing or null."""
-
-    class Meta:
-        unknown = INCLUDE
-
-    agent_id = fields.String(allow_none=True)
-    conversation_id = fields.String(allow_none=True)
-    status = fields.String(allow_none=True)
-    transcript = fields.List(fields.Nested(PostCallTurnSchema), allow_none=True)
-    metadata = fields.Dict(
-        allow_none=True,
-        metadata={
-            "description": "start_time_unix_secs, call_duration_secs, termination_reason, "
-            "phone_call.call_sid (Twilio's)"
-        },
-    )
-    conversation_initiation_client_data = fields.Dict(
-        allow_none=True, metadata={"description": "dynamic_variables.call_sid names our call"}
-    )
-    failure_reason = fields.String(
-        allow_none=True, metadata={"description": "call_initiation_failure: busy, no-answer…"}
-    )
-
-
-class PostCallWebhookSchema(Schema):
-    """ElevenLabs' post-call envelope."""
-
-    class Meta:
-        unknown = INCLUDE
-
-    type = fields.String(
-        required=True,
-        metadata={
-            "description": "post_call_transcription, call_initiation_failure, post_call_audio; "
-            "other types are acknowledged and recorded"
-        },
-    )
-    event_timestamp = fields.Integer(allow_none=True)
-    data = fields.Nested(PostCallDataSchema, required=True)
 
 
 def _dynamic_variables(converter, field, **kwargs) -> dict:
@@ -179,7 +86,12 @@ def _paths() -> dict:
                 "security": bearer,
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": CallRequestSchema}},
+                    "content": {
+                        "application/json": {
+                            "schema": CallRequestSchema,
+                            "example": EXAMPLE_CALL_REQUEST,
+                        }
+                    },
                 },
                 "responses": {
                     "201": _json(
@@ -201,6 +113,7 @@ def _paths() -> dict:
                         "in": "path",
                         "required": True,
                         "schema": {"type": "string"},
+                        "example": EXAMPLE_CALL_SID,
                     }
                 ],
                 "responses": {
@@ -216,7 +129,12 @@ def _paths() -> dict:
                 "security": signed,
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": "TranscriptionWebhook"}},
+                    "content": {
+                        "application/json": {
+                            "schema": "TranscriptionWebhook",
+                            "example": EXAMPLE_LINE,
+                        }
+                    },
                 },
                 "responses": webhook_answers,
             }
