@@ -64,7 +64,7 @@ def _accepted(presented: str, tokens: list[str]) -> bool:
 @bp.errorhandler(psycopg.OperationalError)
 @bp.errorhandler(PoolTimeout)
 def _database_unavailable(exc):
-    log.error("database unavailable: %s", str(exc).strip().splitlines()[:1])
+    log.error("database unavailable: %s", (str(exc).strip().splitlines() or [repr(exc)])[0])
     return error_response(503, "database_unavailable", "The database cannot be reached.")
 
 
@@ -102,7 +102,7 @@ def create_call():
             dynamic_variables={**variables, "call_sid": call.call_sid},
         )
     except ElevenLabsError as exc:
-        _record_failure(conn, call.call_sid, exc, api_called_at)
+        raise _record_failure(conn, call.call_sid, exc, api_called_at) from None
     except Exception:
         # Our own bug must not leave the row 'initiating' for ever: record it, then fail loudly.
         calls.mark_failed(
@@ -197,12 +197,12 @@ def _dialling_ids(order: dict) -> tuple[str, str]:
 
 
 def _record_failure(conn, call_sid: str, exc: ElevenLabsError, api_called_at: datetime):
-    """Mark the call failed with ElevenLabs' reason and raise the 502 that says so."""
+    """Mark the call failed with ElevenLabs' reason; return the 502 that says so."""
     calls.mark_failed(conn, call_sid, reason=exc.reason, api_called_at=api_called_at)
     metrics.record_elevenlabs_call(exc.kind, (datetime.now(UTC) - api_called_at).total_seconds())
     metrics.record_call_outcome(calls.FAILED)
     log.warning("call %s failed (%s): %s", call_sid, exc.kind, mask_phones_in(exc.reason))
-    raise ApiError(
+    return ApiError(
         "ElevenLabs did not place the call; it is recorded as failed.",
         status=502,
         code="elevenlabs_failed",
