@@ -15,6 +15,7 @@ import ops_queries
 from db import get_conn
 from errors import ApiError
 from models import calls
+from models import webhook_deliveries as deliveries_log
 from phone_numbers import mask_phone
 
 bp = Blueprint("ops_console", __name__, url_prefix="/ops")
@@ -23,6 +24,9 @@ PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 BIGINT_MAX = 2**63 - 1
 STATUSES = (calls.INITIATING, calls.INITIATED, calls.FAILED, calls.COMPLETED)
+# "rejected" stands for every outcome not answered with a 2xx.
+REJECTED = [o for o, status in deliveries_log.STATUS.items() if status >= 300]
+OUTCOME_FILTERS = ("rejected", *deliveries_log.STATUS)
 # Every call_sid we make (``cs_…``, ``legacy_<id>``) fits; anything else cannot
 # name a call, and refusing it early keeps NUL bytes and megabyte paths off the database.
 CALL_SID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -167,3 +171,39 @@ def call_page(call_sid: str):
     deliveries = ops_queries.deliveries(conn, call.call_sid, call.conversation_id)
     template = "ops/_call_detail.html" if request.args.get("fragment") else "ops/call.html"
     return render_template(template, call=call, lines=lines, deliveries=deliveries)
+
+
+def parse_delivery_filters(args) -> dict:
+    """Return the delivery list's filters; raise a 400 naming each bad one."""
+    problems: dict[str, str] = {}
+    outcome = args.get("outcome", "").strip() or None
+    if outcome is not None and outcome not in OUTCOME_FILTERS:
+        problems["outcome"] = f"must be one of {', '.join(OUTCOME_FILTERS)}"
+    before = _whole_number(args, "before", low=1, high=BIGINT_MAX, problems=problems)
+    limit = _whole_number(args, "limit", low=1, high=MAX_PAGE_SIZE, problems=problems)
+    if problems:
+        raise ApiError("Some filters are not valid.", code="invalid_filter", details=problems)
+    return {"outcome": outcome, "before_id": before, "limit": limit or PAGE_SIZE}
+
+
+@bp.get("/deliveries")
+def deliveries_page():
+    """Show the latest webhook deliveries, including those that named no known call."""
+    filters = parse_delivery_filters(request.args)
+    outcome = filters["outcome"]
+    page = ops_queries.latest_deliveries(
+        get_conn(),
+        limit=filters["limit"] + 1,
+        before_id=filters["before_id"],
+        outcomes=REJECTED if outcome == "rejected" else outcome and [outcome],
+    )
+    has_older = len(page) > filters["limit"]
+    page = page[: filters["limit"]]
+    fragment = request.args.get("fragment")
+    return render_template(
+        "ops/_deliveries_table.html" if fragment else "ops/deliveries.html",
+        deliveries=page,
+        filters=filters,
+        outcomes=OUTCOME_FILTERS,
+        older_than=page[-1].id if has_older else None,
+    )

@@ -16,6 +16,7 @@ from psycopg.rows import class_row
 # Enough to read what was sent; a body can be up to the request size limit.
 BODY_PREVIEW_BYTES = 2000
 MAX_DELIVERIES = 200
+BIGINT_MAX = 2**63 - 1
 
 TRANSCRIPT_COUNTS = """
 SELECT conversation_id, count(*)
@@ -43,12 +44,35 @@ SELECT call_sid,
  GROUP BY call_sid
 """
 
-CALL_DELIVERIES = """
-SELECT id, received_at, endpoint, event_type, signature_valid, outcome, reason,
-       http_status, replay_count, replay_outcome, replay_reason,
-       substring(body FROM 1 FOR %(preview)s) AS body_head, body_size
+DELIVERY_COLUMNS = """
+    id, received_at, endpoint, event_type, call_sid, conversation_id, signature_valid,
+    outcome, reason, http_status, replay_count, replay_outcome, replay_reason,
+    substring(body FROM 1 FOR %(preview)s) AS body_head, body_size
+"""
+
+CALL_DELIVERIES = f"""
+SELECT {DELIVERY_COLUMNS}
   FROM webhook_deliveries
  WHERE call_sid = %(call_sid)s OR conversation_id = %(conversation_id)s
+ ORDER BY id DESC
+ LIMIT %(limit)s
+"""
+
+# Two statements, not one with "IS NULL OR": a prepared statement's generic plan
+# could not choose between them. Unfiltered: a backward walk of the primary key.
+# By outcome: the (outcome, received_at) index, so the cost follows those rows only.
+LATEST_DELIVERIES = f"""
+SELECT {DELIVERY_COLUMNS}
+  FROM webhook_deliveries
+ WHERE id < %(before)s
+ ORDER BY id DESC
+ LIMIT %(limit)s
+"""
+
+LATEST_DELIVERIES_OF = f"""
+SELECT {DELIVERY_COLUMNS}
+  FROM webhook_deliveries
+ WHERE id < %(before)s AND outcome = ANY(%(outcomes)s)
  ORDER BY id DESC
  LIMIT %(limit)s
 """
@@ -62,6 +86,8 @@ class DeliveryRow:
     received_at: datetime
     endpoint: str
     event_type: str | None
+    call_sid: str | None
+    conversation_id: str | None
     signature_valid: bool | None
     outcome: str
     reason: str | None
@@ -111,5 +137,22 @@ def deliveries(conn, call_sid: str, conversation_id: str | None) -> list[Deliver
                 "conversation_id": conversation_id,
                 "preview": BODY_PREVIEW_BYTES,
                 "limit": MAX_DELIVERIES,
+            },
+        ).fetchall()
+
+
+def latest_deliveries(
+    conn, *, limit: int, before_id: int | None, outcomes: list[str] | None
+) -> list[DeliveryRow]:
+    """Return the newest webhook deliveries first, optionally of these outcomes only."""
+    with conn.cursor(row_factory=class_row(DeliveryRow)) as cur:
+        return cur.execute(
+            LATEST_DELIVERIES_OF if outcomes else LATEST_DELIVERIES,
+            {
+                # The first page: every id is below the largest bigint.
+                "before": before_id or BIGINT_MAX,
+                "outcomes": outcomes,
+                "preview": BODY_PREVIEW_BYTES,
+                "limit": limit,
             },
         ).fetchall()

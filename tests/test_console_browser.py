@@ -168,6 +168,11 @@ def test_operator_watches_a_call_and_its_webhooks_arrive(
         page.screenshot(path=tmp_path / "call.png", full_page=True)
         assert (tmp_path / "call.png").stat().st_size > 0
         assert page.evaluate("typeof window.__xss") == "undefined"
+
+        # The refused delivery is also listed among all rejected ones.
+        page.get_by_role("link", name="rejected", exact=True).click()
+        page.wait_for_url("**/ops/deliveries?outcome=rejected")
+        assert page.locator(".delivery.bad .outcome").all_inner_texts() == ["rejected_malformed"]
         assert csp_errors == []
     finally:
         context.close()

@@ -277,3 +277,65 @@ def test_console_queries_use_indexes_not_table_scans(conn):
     lines = plan(conn, ops_queries.TRANSCRIPT_COUNTS, (convs,))
     for found in (counts, deliveries, lines):
         assert "Seq Scan" not in found, found
+
+
+def test_deliveries_page_lists_the_newest_first_with_the_call_they_named(client, conn):
+    call = make_call(conn, conversation_id="conv_dl")
+    add_delivery(conn, call_sid=call.call_sid, outcome="accepted", status=200)
+    add_delivery(
+        conn, call_sid="cs_nobody", outcome="unknown_call", status=400, reason="no call matches"
+    )
+    response = client.get("/ops/deliveries", headers=AUTH)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert html.index("cs_nobody") < html.index(call.call_sid)
+    assert f'href="/ops/calls/{call.call_sid}"' in html
+    assert "unknown_call" in html and "no call matches" in html
+
+
+def test_deliveries_page_filters_rejected_and_exact_outcomes(client, conn):
+    add_delivery(conn, call_sid="cs_ok", outcome="accepted", status=200)
+    add_delivery(conn, call_sid="cs_unknown", outcome="unknown_call", status=400)
+    add_delivery(conn, call_sid="cs_sig", outcome="rejected_signature", status=401)
+    add_delivery(conn, call_sid="cs_dup", outcome="duplicate", status=200)
+
+    def shown(query):
+        html = client.get(f"/ops/deliveries?{query}", headers=AUTH).get_data(as_text=True)
+        return [sid for sid in ("cs_ok", "cs_unknown", "cs_sig", "cs_dup") if sid in html]
+
+    assert shown("outcome=rejected") == ["cs_unknown", "cs_sig"]
+    assert shown("outcome=duplicate") == ["cs_dup"]
+    assert shown("outcome=") == ["cs_ok", "cs_unknown", "cs_sig", "cs_dup"]
+
+
+def test_deliveries_page_pages_by_id(client, conn):
+    for n in range(3):
+        add_delivery(conn, call_sid=f"cs_page_{n}", outcome="unknown_call", status=400)
+    first = client.get("/ops/deliveries?outcome=rejected&limit=2", headers=AUTH)
+    html = first.get_data(as_text=True)
+    assert "cs_page_2" in html and "cs_page_1" in html and "cs_page_0" not in html
+    older = html.split('href="')[-1].split('"')[0].replace("&amp;", "&")
+    second = client.get(older + "&limit=2", headers=AUTH).get_data(as_text=True)
+    assert "cs_page_0" in second and "cs_page_1" not in second
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("outcome=<b>", "outcome"), ("outcome=ok", "outcome"), ("before=-3", "before")],
+)
+def test_deliveries_page_with_a_bad_filter_is_400_naming_it(client, query, field):
+    response = client.get(f"/ops/deliveries?{query}", headers=AUTH)
+    assert response.status_code == 400
+    assert f"<dt>{field}</dt>" in response.get_data(as_text=True)
+
+
+def test_deliveries_page_needs_credentials(client):
+    assert client.get("/ops/deliveries").status_code == 401
+
+
+def test_rejected_deliveries_are_read_through_the_outcome_index(conn):
+    params = {"before": 2**63 - 1, "outcomes": ["unknown_call"], "preview": 10, "limit": 5}
+    found = plan(conn, ops_queries.LATEST_DELIVERIES_OF, params)
+    assert "webhook_deliveries_outcome_received_at_idx" in found, found
+    newest = plan(conn, ops_queries.LATEST_DELIVERIES, params)
+    assert "webhook_deliveries_pkey" in newest, newest
