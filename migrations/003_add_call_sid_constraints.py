@@ -27,14 +27,16 @@ def no_duplicates_or_nulls(conn) -> str | None:
         return None  # already unique: an earlier run got past the build
     duplicates = conn.execute(
         """
-        SELECT call_sid, count(*), string_agg(id::text, ',' ORDER BY id)
+        SELECT call_sid, count(*), string_agg(id::text, ',' ORDER BY id), count(*) OVER ()
         FROM calls WHERE call_sid IS NOT NULL
         GROUP BY call_sid HAVING count(*) > 1
         ORDER BY call_sid LIMIT 20
         """
     ).fetchall()
     if duplicates:
-        listed = "; ".join(f"{sid!r} x{n} (ids {ids})" for sid, n, ids in duplicates)
+        listed = "; ".join(f"{sid!r} x{n} (ids {ids})" for sid, n, ids, _ in duplicates)
+        more = duplicates[0][3] - len(duplicates)
+        listed += f"; and {more} more" if more else ""
         return (
             f"duplicate call_sid values, nothing built: {listed}; give those calls "
             "distinct call_sids and run 003 again"

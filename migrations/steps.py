@@ -131,8 +131,8 @@ class Backfill:
 
     ``update`` is an UPDATE with ``%(after)s`` and ``%(upto)s`` bounding ``id``;
     its own WHERE clause must skip rows already done, so a re-run only does what
-    is left. Batch bounds come from the primary key index (keyset), never from a
-    list of ids, so memory stays flat whatever the table size.
+    is left. Batches are ranges of the primary key (walked with the index, never
+    from a list of ids), so memory stays flat whatever the table size.
     """
 
     table: str
@@ -170,9 +170,10 @@ class Backfill:
         done, after, started = 0, low - 1, time.monotonic()
         last_report = started
         while after < high:
-            upto = self.next_bound(conn, table, after, high)
-            done += self.run_batch(conn, run, after, upto)
-            after = upto
+            upto = min(after + self.batch_size, high)
+            changed = self.run_batch(conn, run, after, upto)
+            done += changed
+            after = upto if changed else self.skip_gap(conn, table, upto, high)
             now = time.monotonic()
             if now - last_report >= self.progress_every_seconds or after >= high:
                 last_report = now
@@ -184,13 +185,14 @@ class Backfill:
                 )
         run.say(f"  total: {done:,} {self.what} in {time.monotonic() - started:.2f}s")
 
-    def next_bound(self, conn, table, after: int, high: int) -> int:
-        """Return the id ending the batch that starts after ``after`` (keyset, from the index)."""
-        row = conn.execute(
-            sql.SQL("SELECT id FROM {} WHERE id > %s ORDER BY id OFFSET %s LIMIT 1").format(table),
-            (after, self.batch_size - 1),
-        ).fetchone()
-        return high if row is None else min(row[0], high)
+    def skip_gap(self, conn, table, upto: int, high: int) -> int:
+        """Return where the next batch starts after an empty one: just before the next id."""
+        # Ranges of ids are cheapest when ids are dense; after a batch that changed
+        # nothing (a gap, or rows already done) one index probe jumps to the next id.
+        following = conn.execute(
+            sql.SQL("SELECT min(id) FROM {} WHERE id > %s").format(table), (upto,)
+        ).fetchone()[0]
+        return high if following is None else min(following - 1, high)
 
     def run_batch(self, conn, run: Run, after: int, upto: int) -> int:
         """Update one id range in its own short transaction; return the rows changed."""

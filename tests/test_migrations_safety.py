@@ -66,6 +66,32 @@ def test_backfill_rerun_fills_only_what_is_still_null(seeded_url):
     assert "  total: 0 calls backfilled in " in out
 
 
+def test_backfill_jumps_over_gaps_in_ids_instead_of_walking_them(seeded_url):
+    up_to(seeded_url, 1)
+    with psycopg.connect(seeded_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO calls (id, conversation_id) VALUES (50000000, 'conv_far')")
+        conn.execute("UPDATE calls SET call_sid = NULL WHERE id = 50000000")
+        step = Backfill(
+            "calls",
+            "UPDATE calls SET call_sid = 'legacy_' || id "
+            "WHERE id > %(after)s AND id <= %(upto)s AND call_sid IS NULL",
+            batch_size=100,
+            progress_every_seconds=0,
+        )
+        lines = []
+        step.apply(conn, Run(out=lines.append))
+    assert [line.split(";")[0] for line in lines if "rows/s" in line] == [
+        "  100 rows updated",
+        "  200 rows updated",
+        "  300 rows updated",
+        "  300 rows updated",  # the empty batch after 300, then one probe to the far id
+        "  301 rows updated",
+    ]
+    assert query(seeded_url, "SELECT call_sid FROM calls WHERE id = 50000000") == [
+        ("legacy_50000000",)
+    ]
+
+
 def test_backfill_downgrade_clears_only_the_values_it_wrote(seeded_url):
     up_to(seeded_url, 2)
     with psycopg.connect(seeded_url, autocommit=True) as conn:
@@ -96,6 +122,18 @@ def test_duplicate_call_sid_makes_003_stop_listing_it_and_change_nothing(seeded_
     )
     assert schema_dump(seeded_url) == before
     assert applied(seeded_url) == [0, 1, 2]
+
+
+def test_003_lists_the_first_20_duplicates_and_counts_the_rest(seeded_url):
+    up_to(seeded_url, 2)
+    with psycopg.connect(seeded_url, autocommit=True) as conn:
+        conn.execute("UPDATE calls SET call_sid = 'dup_' || (id / 2) WHERE id BETWEEN 10 AND 59")
+    result = run_script(seeded_url, SCRIPTS[2])
+    assert result.returncode == 1
+    assert result.stderr.count(" x2 (ids ") == 20
+    assert "'dup_10' x2 (ids 20,21)" in result.stderr
+    assert "; and 5 more; give those calls distinct call_sids" in result.stderr
+    assert query(seeded_url, "SELECT to_regclass('calls_call_sid_key')") == [(None,)]
 
 
 def test_003_rebuilds_an_invalid_index_left_by_a_failed_build(seeded_url):
