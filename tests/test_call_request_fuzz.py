@@ -81,4 +81,3 @@ def test_any_json_body_is_answered_without_a_500(client, auth_headers, conn, bod
 def test_any_call_sid_is_looked_up_without_a_500(client, auth_headers, call_sid):
     response = client.get(f"/driver_data/calls/{call_sid}", headers=auth_headers)
     assert response.status_code in (404, 405, 308), (call_sid, response.status_code)
-
