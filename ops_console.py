@@ -6,10 +6,13 @@ data in place every few seconds from the same URL with ``?fragment=1``.
 """
 
 import hmac
+import logging
 import re
 from datetime import UTC
 
+import psycopg
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from psycopg_pool import PoolTimeout
 
 import ops_queries
 from db import get_conn
@@ -18,6 +21,7 @@ from models import calls
 from models import webhook_deliveries as deliveries_log
 from phone_numbers import mask_phone
 
+log = logging.getLogger(__name__)
 bp = Blueprint("ops_console", __name__, url_prefix="/ops")
 
 PAGE_SIZE = 50
@@ -84,6 +88,21 @@ def error_page(exc: ApiError):
         "ops/error.html", status=exc.status, code=exc.code, message=exc.message, details=exc.details
     )
     return page, exc.status
+
+
+@bp.errorhandler(psycopg.OperationalError)
+@bp.errorhandler(PoolTimeout)
+def database_unavailable(exc):
+    """Say the database is unreachable; the live refresh shows it and keeps trying."""
+    log.error("ops console: database unavailable: %s", str(exc).strip().splitlines()[:1])
+    page = render_template(
+        "ops/error.html",
+        status=503,
+        code="database_unavailable",
+        message="The database cannot be reached.",
+        details={},
+    )
+    return page, 503
 
 
 def _whole_number(args, name: str, *, low: int, high: int, problems: dict) -> int | None:

@@ -3,10 +3,14 @@
 import base64
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 from conftest import API_TOKEN
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 import ops_queries
+from app import create_app
 from models import calls
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"ops:{API_TOKEN}".encode()).decode()}
@@ -339,3 +343,23 @@ def test_rejected_deliveries_are_read_through_the_outcome_index(conn):
     assert "webhook_deliveries_outcome_received_at_idx" in found, found
     newest = plan(conn, ops_queries.LATEST_DELIVERIES, params)
     assert "webhook_deliveries_pkey" in newest, newest
+
+
+def test_console_with_the_database_unreachable_is_503_not_500(
+    app_config, create_database, server_url
+):
+    url = create_database()
+    app = create_app({**app_config, "DATABASE_URL": url, "DB_POOL_TIMEOUT": 1})
+    try:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            name = sql.Identifier(conninfo_to_dict(url)["dbname"])
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (conninfo_to_dict(url)["dbname"],),
+            )
+        response = app.test_client().get("/ops/calls", headers=AUTH)
+        assert response.status_code == 503
+        assert "database_unavailable" in response.get_data(as_text=True)
+    finally:
+        app.extensions["db_pool"].close()
