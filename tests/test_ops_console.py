@@ -2,10 +2,13 @@
 
 import base64
 from datetime import UTC, datetime
+from urllib.parse import quote, urlencode
 
 import psycopg
 import pytest
 from conftest import API_TOKEN
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -363,3 +366,19 @@ def test_console_with_the_database_unreachable_is_503_not_500(
         assert "database_unavailable" in response.get_data(as_text=True)
     finally:
         app.extensions["db_pool"].close()
+
+
+FILTER_NAMES = st.sampled_from(["status", "driver_id", "before", "limit", "outcome", "fragment"])
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    query=st.lists(st.tuples(FILTER_NAMES, st.text(max_size=30)), max_size=4),
+    call_sid=st.text(min_size=1, max_size=300),
+)
+def test_console_answers_any_input_with_a_page_or_a_4xx(client, query, call_sid):
+    for path in ("/ops/calls", "/ops/deliveries", "/ops/calls/" + quote(call_sid, safe="")):
+        response = client.get(f"{path}?{urlencode(query)}", headers=AUTH)
+        assert response.status_code in (200, 400, 404), (path, query)
