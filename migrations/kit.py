@@ -52,11 +52,14 @@ class Run:
     """What one run did, for the operator's output and for benchmarks."""
 
     lock_retries: int = 0
-    out: Callable[[str], None] = print
+    out: Callable[[str], None] | None = None
 
     def say(self, line: str) -> None:
-        """Print one progress line."""
-        self.out(line)
+        """Print one progress line, at once even when stdout is a pipe or a log file."""
+        if self.out is None:
+            print(line, flush=True)
+        else:
+            self.out(line)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from test_migrations_support import (
     run_ok,
     run_script,
     schema_dump,
+    script_command,
 )
 
 from migrations.kit import ADVISORY_LOCK_KEY
@@ -126,16 +127,13 @@ def test_a_run_while_another_holds_the_migration_lock_refuses_and_changes_nothin
 
 def test_two_concurrent_runs_of_one_script_never_both_apply(fresh_database_url):
     run_ok(fresh_database_url, "000_initial_schema")
-    command = [
-        sys.executable,
-        str(ROOT / "migrations" / "001_add_call_sid_column.py"),
-        "--database-url",
-        fresh_database_url,
-    ]
     with psycopg.connect(fresh_database_url) as reader:
         # A long reader keeps the first run waiting (retrying) while it holds the lock.
         reader.execute("SELECT count(*) FROM calls")
-        first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        first = subprocess.Popen(
+            **script_command(fresh_database_url, "001_add_call_sid_column"),
+            stdout=subprocess.PIPE,
+        )
         assert "lock timeout" in first.stdout.readline() + first.stdout.readline()
         second = run_script(fresh_database_url, "001_add_call_sid_column")
         reader.rollback()

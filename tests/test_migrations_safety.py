@@ -1,7 +1,5 @@
 """What keeps 001 to 004 safe on a live table: backfill, duplicates, invalid index, locks."""
 
-import threading
-
 import psycopg
 import pytest
 from test_migrations_support import (
@@ -11,6 +9,7 @@ from test_migrations_support import (
     query,
     run_ok,
     run_script,
+    run_until_retry,
     schema_dump,
     seed_legacy_calls,
 )
@@ -197,15 +196,13 @@ def test_004_downgrade_with_a_null_conversation_id_refuses_and_changes_nothing(s
 def test_ddl_waiting_on_a_lock_times_out_retries_and_then_succeeds(seeded_url):
     with psycopg.connect(seeded_url) as blocker:
         blocker.execute("SELECT count(*) FROM calls")  # holds ACCESS SHARE until rollback
-        release = threading.Timer(3.0, blocker.rollback)
-        release.start()
-        result = run_script(seeded_url, SCRIPTS[0])
-        release.join()
-    assert result.returncode == 0, result.stderr
+        code, out = run_until_retry(seeded_url, SCRIPTS[0], blocker)
+    assert code == 0, out
     assert (
         "  lock timeout (2s) on 'ALTER TABLE calls ADD COLUMN IF NOT EXISTS call_sid text', "
-        "attempt 1/10; retrying in 0.5s" in result.stdout
+        "attempt 1/10; retrying in 0.5s" in out
     )
+    assert out.rstrip().splitlines()[-1].startswith("001 add_call_sid_column: upgrade applied")
     assert applied(seeded_url) == [0, 1]
 
 
@@ -213,13 +210,10 @@ def test_concurrent_index_build_blocked_by_a_writer_retries_and_rebuilds(seeded_
     up_to(seeded_url, 2)
     with psycopg.connect(seeded_url) as writer:
         writer.execute("UPDATE calls SET status = 'completed' WHERE id = 1")  # an open write
-        release = threading.Timer(3.0, writer.rollback)
-        release.start()
-        result = run_script(seeded_url, SCRIPTS[2])
-        release.join()
-    assert result.returncode == 0, result.stderr
-    assert "  lock timeout (2s) on 'build index calls_call_sid_key', attempt 1/10" in result.stdout
-    assert "calls_call_sid_key is invalid (an earlier build failed); rebuilding" in result.stdout
+        code, out = run_until_retry(seeded_url, SCRIPTS[2], writer)
+    assert code == 0, out
+    assert "  lock timeout (2s) on 'build index calls_call_sid_key', attempt 1/10" in out
+    assert "calls_call_sid_key is invalid (an earlier build failed); rebuilding" in out
     assert query(
         seeded_url,
         "SELECT indisvalid FROM pg_index WHERE indexrelid = 'calls_call_sid_key'::regclass",

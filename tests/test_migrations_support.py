@@ -26,20 +26,32 @@ BASELINE_SQL = (
 CALL_SID_SHAPE = re.compile(r"^cs_[0-9a-f]{32}$")
 
 
-def run_script(
-    url: str, script: str, *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess:
-    """Run one migration script (or ``migrate``) as the operator does; return the result."""
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+def script_command(url: str, script: str, *args: str) -> dict:
+    """Return how to run a script as the operator does: command, folder, environment."""
+    # As on the operator's machine: no DATABASE_URL, and output buffered unless flushed.
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PYTHONUNBUFFERED")}
+    command = [sys.executable, str(ROOT / "migrations" / f"{script}.py"), *args]
+    return {"args": [*command, "--database-url", url], "cwd": ROOT, "env": env, "text": True}
+
+
+def run_script(url: str, script: str, *args: str, timeout: float = 120):
+    """Run one migration script (or ``migrate``) and return the completed process."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "migrations" / f"{script}.py"), *args, "--database-url", url],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+        **script_command(url, script, *args), capture_output=True, timeout=timeout, check=False
     )
+
+
+def run_until_retry(url: str, script: str, blocker: psycopg.Connection) -> tuple[int, str]:
+    """Run a script ``blocker`` holds up; end the block once it retries; return (code, out)."""
+    proc = subprocess.Popen(**script_command(url, script), stdout=subprocess.PIPE)
+    seen = []
+    for line in proc.stdout:  # the kit flushes each line, so this follows it live
+        seen.append(line)
+        if "lock timeout" in line:
+            break
+    blocker.rollback()
+    rest, _ = proc.communicate(timeout=120)
+    return proc.returncode, "".join(seen) + rest
 
 
 def run_ok(url: str, script: str, *args: str) -> str:
