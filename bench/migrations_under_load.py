@@ -18,6 +18,7 @@ databases) it starts a throwaway embedded PostgreSQL. Stops by itself.
 
 import argparse
 import contextlib
+import importlib
 import os
 import re
 import subprocess
@@ -33,6 +34,11 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import embedded_db  # noqa: E402
+
+BASELINE = importlib.import_module("migrations.000_initial_schema").MIGRATION
 
 STEPS = [
     ("001_add_call_sid_column", "upgrade"),
@@ -70,10 +76,8 @@ def drop_database(server_url: str, url: str) -> None:
 
 def seed(url: str, rows: int) -> None:
     """Create the baseline (unrecorded, as production has it) and fill it with legacy calls."""
-    baseline = (ROOT / "migrations" / "000_initial_schema.py").read_text()
-    create = re.search(r'"""\s*(CREATE TABLE IF NOT EXISTS calls.*?)"""', baseline, re.S)[1]
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(create)
+        conn.execute(BASELINE.upgrade[0].statements)
         conn.execute(
             """
             INSERT INTO calls (driver_id, conversation_id, phone_number, status, created_at)
@@ -295,9 +299,6 @@ def main() -> int:
     if args.database_url:
         bench(args.database_url, args.rows, args.memory_rows, args.threads)
         return 0
-    sys.path.insert(0, str(ROOT))  # the project's embedded_db, when run as a script
-    import embedded_db
-
     with tempfile.TemporaryDirectory() as folder:
         server = embedded_db.start(Path(folder) / "data", throwaway=True)
         try:
