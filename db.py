@@ -58,6 +58,15 @@ def get_conn() -> psycopg.Connection:
     return g.db_conn
 
 
+def release_conn() -> None:
+    """Give this request's connection back now, before a long wait on something else.
+
+    The next ``get_conn()`` takes a fresh one, so a request waiting on ElevenLabs
+    for seconds does not hold a connection other requests need.
+    """
+    _put_conn()
+
+
 def _put_conn(_exc=None) -> None:
     conn = g.pop("db_conn", None)
     if conn is not None:

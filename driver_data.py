@@ -17,7 +17,7 @@ from psycopg_pool import PoolTimeout
 import logging_setup
 import metrics
 from call_schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
-from db import get_conn
+from db import get_conn, release_conn
 from elevenlabs_client import ElevenLabsClient, ElevenLabsError, OutboundCall
 from errors import ApiError, error_response
 from models import calls
@@ -71,7 +71,7 @@ def _database_unavailable(exc):
 @bp.post("/call-elevenlabs")
 def create_call():
     """Write the call, then ask ElevenLabs to dial: 201 with the call, or 502 with why not."""
-    order = _load(_json_body())
+    order = _load(request.get_json())
     agent_id, agent_phone_number_id = _dialling_ids(order)
     variables = {**order["variables"]}
     if order["driver_name"] is not None:
@@ -93,6 +93,7 @@ def create_call():
         call.driver_id,
         mask_phone(call.phone_number),
     )
+    release_conn()  # the wait on ElevenLabs must not hold a pool connection
     api_called_at = datetime.now(UTC)
     try:
         accepted = current_app.extensions["elevenlabs"].outbound_call(
@@ -102,18 +103,18 @@ def create_call():
             dynamic_variables={**variables, "call_sid": call.call_sid},
         )
     except ElevenLabsError as exc:
-        raise _record_failure(conn, call.call_sid, exc, api_called_at) from None
+        raise _record_failure(get_conn(), call.call_sid, exc, api_called_at) from None
     except Exception:
         # Our own bug must not leave the row 'initiating' for ever: record it, then fail loudly.
         calls.mark_failed(
-            conn,
+            get_conn(),
             call.call_sid,
             reason="unexpected error in this service while calling ElevenLabs (see its logs); "
             "the call may have been placed",
             api_called_at=api_called_at,
         )
         raise
-    call = _record_acceptance(conn, call.call_sid, accepted, api_called_at)
+    call = _record_acceptance(get_conn(), call.call_sid, accepted, api_called_at)
     location = url_for(".get_call", call_sid=call.call_sid)
     return CALL.dump(call), 201, {"Location": location}
 
@@ -133,18 +134,6 @@ def get_call(call_sid: str):
         )
     lines = calls.transcript(conn, call.conversation_id)
     return CALL_WITH_TRANSCRIPT.dump({**vars(call), "transcript": lines})
-
-
-def _json_body():
-    """Return the parsed JSON body; nesting too deep to parse is a 400 like any bad JSON."""
-    try:
-        return request.get_json()
-    except RecursionError:  # json raises this, not ValueError, for "[[[[…" a million deep
-        raise ApiError(
-            "The request body is not valid JSON.",
-            code="invalid_json",
-            details={"reason": "nested too deeply"},
-        ) from None
 
 
 def _load(body) -> dict:

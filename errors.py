@@ -28,6 +28,13 @@ class ApiError(Exception):
 class JsonRequest(Request):
     """A request whose bad JSON is a clear 400 in our shape, not HTML."""
 
+    def get_json(self, *args, **kwargs):
+        """Parse the body as JSON; nesting too deep to parse is bad JSON too, not a 500."""
+        try:
+            return super().get_json(*args, **kwargs)
+        except RecursionError:  # json raises this, not ValueError, for "[[[[…" very deep
+            return self.on_json_loading_failed(ValueError("nested too deeply"))
+
     def on_json_loading_failed(self, e):
         """Raise a 400 that says the body is not valid JSON."""
         raise ApiError(

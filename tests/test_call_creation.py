@@ -86,6 +86,21 @@ def test_call_row_exists_before_elevenlabs_is_called(
     assert seen_by_elevenlabs == [(call_sid, "initiating", None, 42, "+14155550123")]
 
 
+def test_no_pool_connection_is_held_while_elevenlabs_is_called(
+    app, client, auth_headers, elevenlabs
+):
+    pool = app.extensions["db_pool"]
+    checked_out_during_the_call = []
+
+    def count_checked_out(_received):
+        stats = pool.get_stats()
+        checked_out_during_the_call.append(stats["pool_size"] - stats["pool_available"])
+
+    elevenlabs.answer(ANSWER_OK, on_request=count_checked_out)
+    assert post_call(client, CALL_REQUEST, auth_headers).status_code == 201
+    assert checked_out_during_the_call == [0]
+
+
 def test_elevenlabs_receives_the_documented_request(client, auth_headers, elevenlabs):
     elevenlabs.answer(ANSWER_OK)
     body = {**CALL_REQUEST, "driver_name": "Dana", "variables": {"load_id": "L-77", "eta": 20}}
