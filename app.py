@@ -15,7 +15,7 @@ SAFE_HEADERS = ["content-type", "content-length", "user-agent", "accept", "x-req
 def create_app(test_config=None):
     """Create the app: settings from the environment, then ``test_config`` over them."""
     app = Flask(__name__)
-    app.config.from_mapping(config.from_env(), **metrics.settings(), **logging_setup.settings())
+    app.config.from_mapping(config.from_env())
     if test_config:
         app.config.from_mapping(test_config)
     config.check(app.config)

@@ -47,6 +47,9 @@ def from_env(environ=os.environ) -> dict:
         "WEBHOOK_TOLERANCE_PAST": _number(environ, "WEBHOOK_TOLERANCE_PAST", 1800, int),
         "WEBHOOK_TOLERANCE_FUTURE": _number(environ, "WEBHOOK_TOLERANCE_FUTURE", 300, int),
         "MAX_CONTENT_LENGTH": _number(environ, "MAX_CONTENT_LENGTH", 1024 * 1024, int),
+        # /metrics accepts these bearer tokens; unset: the API tokens.
+        "METRICS_TOKENS": _tokens(environ.get("METRICS_TOKEN")),
+        "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
         "SENTRY_DSN": environ.get("SENTRY_DSN", ""),
         "RELEASE": environ.get("RELEASE", ""),
         "HOST": environ.get("HOST", "127.0.0.1"),

@@ -14,7 +14,6 @@ are replaced wherever they appear.
 
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -106,11 +105,6 @@ class StderrHandler(logging.Handler):
             sys.stderr.flush()
         except Exception:  # a logging failure must never break the request
             self.handleError(record)
-
-
-def settings(environ=os.environ) -> dict:
-    """Return the logging settings found in the environment."""
-    return {"LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper()}
 
 
 def _handler() -> StderrHandler:

@@ -80,12 +80,6 @@ DB_POOL_WAITING = Gauge(
 bp = Blueprint("metrics", __name__)
 
 
-def settings(environ=os.environ) -> dict:
-    """Return the metrics settings found in the environment."""
-    raw = environ.get("METRICS_TOKEN", "")
-    return {"METRICS_TOKENS": [t.strip() for t in raw.split(",") if t.strip()]}
-
-
 def record_webhook_delivery(endpoint: str, outcome: str) -> None:
     """Count one webhook delivery with its outcome."""
     WEBHOOK_DELIVERIES.labels(endpoint, outcome).inc()
