@@ -31,7 +31,7 @@ def test_concurrent_index_build_is_outside_any_transaction_and_ddl_has_timeouts(
     text = (tmp_path / "003_add_call_sid_constraints.upgrade.sql").read_text()
     build = text.index("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS calls_call_sid_key")
     assert text.rfind("BEGIN;", 0, build) == -1
-    assert "SET LOCAL lock_timeout = '2s';\nSET LOCAL statement_timeout = '1h';\n" in text
+    assert "SET LOCAL lock_timeout = '1500ms';\nSET LOCAL statement_timeout = '1h';\n" in text
     assert "ALTER TABLE calls VALIDATE CONSTRAINT calls_call_sid_check_not_null;" in text
 
 

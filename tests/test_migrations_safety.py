@@ -199,7 +199,7 @@ def test_ddl_waiting_on_a_lock_times_out_retries_and_then_succeeds(seeded_url):
         code, out = run_until_retry(seeded_url, SCRIPTS[0], blocker)
     assert code == 0, out
     assert (
-        "  lock timeout (2s) on 'ALTER TABLE calls ADD COLUMN IF NOT EXISTS call_sid text', "
+        "  lock timeout (1500ms) on 'ALTER TABLE calls ADD COLUMN IF NOT EXISTS call_sid text', "
         "attempt 1/10; retrying in 0.5s" in out
     )
     assert out.rstrip().splitlines()[-1].startswith("001 add_call_sid_column: upgrade applied")
@@ -212,7 +212,7 @@ def test_concurrent_index_build_blocked_by_a_writer_retries_and_rebuilds(seeded_
         writer.execute("UPDATE calls SET status = 'completed' WHERE id = 1")  # an open write
         code, out = run_until_retry(seeded_url, SCRIPTS[2], writer)
     assert code == 0, out
-    assert "  lock timeout (2s) on 'build index calls_call_sid_key', attempt 1/10" in out
+    assert "  lock timeout (1500ms) on 'build index calls_call_sid_key', attempt 1/10" in out
     assert "calls_call_sid_key is invalid (an earlier build failed); rebuilding" in out
     assert query(
         seeded_url,
