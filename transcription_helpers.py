@@ -32,11 +32,10 @@ def call_for_webhook(
     conn, *, call_sid: str | None = None, conversation_id: str | None = None
 ) -> Call | None:
     """Return the call a webhook names: by call_sid first, else by conversation_id (legacy)."""
-    if call_sid is not None:
-        return calls.by_call_sid(conn, call_sid)
-    if conversation_id is not None:
-        return calls.by_conversation_id(conn, conversation_id)
-    return None
+    call = calls.by_call_sid(conn, call_sid) if call_sid is not None else None
+    if call is None and conversation_id is not None:
+        call = calls.by_conversation_id(conn, conversation_id)
+    return call
 
 
 def conversation_id_for_call_sid(conn, call_sid: str) -> str | None:

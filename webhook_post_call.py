@@ -67,7 +67,9 @@ def parse(event_type: str, data: dict) -> PostCallEvent:
     if ids["call_sid"] is None and ids["conversation_id"] is None:
         raise malformed("names no call: dynamic_variables.call_sid and conversation_id missing")
     if event_type == CALL_INITIATION_FAILURE:
-        body = obj(metadata.get("body"), "data.metadata.body", required=False)
+        # Twilio's own fields, passed through as they come: only a fallback, so a
+        # shape we do not know is ignored rather than refused.
+        body = metadata.get("body") if isinstance(metadata.get("body"), dict) else {}
         return PostCallEvent(
             event_type,
             **ids,

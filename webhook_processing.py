@@ -63,12 +63,15 @@ def _transcription_line(conn, document) -> tuple[str, str | None]:
         conn, call_sid=delivery.call_sid, conversation_id=delivery.conversation_id
     )
     if call is None:
-        named = (
-            f"call_sid {delivery.call_sid!r}"
-            if delivery.call_sid is not None
-            else f"conversation_id {delivery.conversation_id!r}"
-        )
-        raise Rejected(log.UNKNOWN_CALL, f"no call has {named}")
+        named = [
+            f"{key} {value!r}"
+            for key, value in (
+                ("call_sid", delivery.call_sid),
+                ("conversation_id", delivery.conversation_id),
+            )
+            if value is not None
+        ]
+        raise Rejected(log.UNKNOWN_CALL, f"no call has {' or '.join(named)}")
     if call.conversation_id is None:
         raise Rejected(
             log.NO_CONVERSATION_ID,

@@ -305,3 +305,13 @@ def test_post_call_with_bad_signature_returns_401_and_changes_nothing(client, co
     assert response.status_code == 401
     assert deliveries(conn)[0]["outcome"] == "rejected_signature"
     assert calls.by_call_sid(conn, call.call_sid).status == "initiated"
+
+
+def test_call_initiation_failure_with_an_unknown_twilio_body_shape_still_fails_the_call(
+    client, conn
+):
+    call = make_call(conn, "conv_post_call")
+    event = failure_event()
+    event["data"]["metadata"]["body"] = "CallSid=CA1&CallStatus=busy"  # form-encoded, say
+    assert post_signed(client, POST_CALL, event).status_code == 200
+    assert calls.by_call_sid(conn, call.call_sid).status == "failed"

@@ -333,3 +333,10 @@ def test_a_second_v0_for_a_rotated_secret_is_accepted(client, conn):
     new = signature_header(body, timestamp=now).split("v0=")[1]
     header = f"t={now},v0={old},v0={new}"
     assert post_with_header(client, TRANSCRIPTION, body, header).status_code == 200
+
+
+def test_line_naming_an_unknown_call_sid_and_a_known_conversation_id_is_saved(client, conn):
+    make_call(conn, "conv_known")
+    payload = line("cs_not_ours", conversation_id="conv_known")
+    assert post_signed(client, TRANSCRIPTION, payload).status_code == 200
+    assert len(lines(conn, "conv_known")) == 1
