@@ -381,4 +381,5 @@ FILTER_NAMES = st.sampled_from(["status", "driver_id", "before", "limit", "outco
 def test_console_answers_any_input_with_a_page_or_a_4xx(client, query, call_sid):
     for path in ("/ops/calls", "/ops/deliveries", "/ops/calls/" + quote(call_sid, safe="")):
         response = client.get(f"{path}?{urlencode(query)}", headers=AUTH)
-        assert response.status_code in (200, 400, 404), (path, query)
+        # 308: werkzeug merging the slashes of a call_sid such as "/0", before any view.
+        assert response.status_code in (200, 308, 400, 404), (path, query)
