@@ -9,7 +9,25 @@ if __name__ == "__main__":  # run as a script: make the project importable
 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from migrations.kit import Migration, Sql, main
+from migrations.kit import Check, Migration, Sql, main
+
+
+def tables_are_empty(conn) -> str | None:
+    """Refuse to drop tables that hold calls: rolling back 000 is for empty databases."""
+    held = []
+    for table in ("calls", "transcriptions"):
+        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]:
+            # EXISTS, not count(*): one row is enough to refuse, on any table size.
+            query = f"SELECT EXISTS (SELECT 1 FROM {table})"
+            if conn.execute(query).fetchone()[0]:
+                held.append(table)
+    if held:
+        return (
+            f"{' and '.join(held)} hold rows; rolling back 000 would drop them. "
+            "000's downgrade is for empty development databases only; nothing changed"
+        )
+    return None
+
 
 MIGRATION = Migration(
     version=0,
@@ -37,7 +55,10 @@ MIGRATION = Migration(
             """
         )
     ],
-    downgrade=[Sql("DROP TABLE IF EXISTS transcriptions; DROP TABLE IF EXISTS calls;")],
+    downgrade=[
+        Check(tables_are_empty),
+        Sql("DROP TABLE IF EXISTS transcriptions; DROP TABLE IF EXISTS calls;"),
+    ],
 )
 
 if __name__ == "__main__":

@@ -89,6 +89,20 @@ def test_000_downgrade_removes_the_baseline_and_upgrade_again_restores_it(fresh_
     assert baseline_columns(fresh_database_url) == BASELINE_COLUMNS
 
 
+def test_000_downgrade_refuses_to_drop_tables_holding_calls(fresh_database_url):
+    run_ok(fresh_database_url, "000_initial_schema")
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO calls (driver_id, conversation_id) VALUES (7, 'conv_kept')")
+    before = schema_dump(fresh_database_url)
+    result = run_script(fresh_database_url, "000_initial_schema", "downgrade")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: calls hold rows; rolling back 000 would drop them")
+    assert result.stderr.count("\n") == 1
+    assert schema_dump(fresh_database_url) == before
+    assert query(fresh_database_url, "SELECT conversation_id FROM calls") == [("conv_kept",)]
+    assert applied(fresh_database_url) == [0]
+
+
 def test_000_second_upgrade_says_already_applied_and_changes_nothing(fresh_database_url):
     run_ok(fresh_database_url, "000_initial_schema")
     before = schema_dump(fresh_database_url)
