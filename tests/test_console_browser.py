@@ -153,6 +153,7 @@ def test_operator_watches_a_call_and_its_webhooks_arrive(
             timeout=REFRESH_WAIT_MS,
         )
         assert page.evaluate("window.__sameDocument") is True
+        page.screenshot(path=tmp_path / "calls.png", full_page=True)
 
         row.get_by_role("link", name=call_sid).click()
         page.wait_for_url(f"**/ops/calls/{call_sid}")
