@@ -57,7 +57,6 @@ def parse(event_type: str, data: dict) -> PostCallEvent:
         required=False,
     )
     variables = obj(client.get("dynamic_variables"), "dynamic_variables", required=False)
-    metadata = obj(data.get("metadata"), "data.metadata", required=False)
     ids = {
         "call_sid": text(variables.get("call_sid"), "dynamic_variables.call_sid", required=False),
         "conversation_id": text(
@@ -66,20 +65,29 @@ def parse(event_type: str, data: dict) -> PostCallEvent:
     }
     if ids["call_sid"] is None and ids["conversation_id"] is None:
         raise malformed("names no call: dynamic_variables.call_sid and conversation_id missing")
+    metadata = obj(data.get("metadata"), "data.metadata", required=False)
     if event_type == CALL_INITIATION_FAILURE:
-        # Twilio's own fields, passed through as they come: only a fallback, so a
-        # shape we do not know is ignored rather than refused.
-        body = metadata.get("body") if isinstance(metadata.get("body"), dict) else {}
-        return PostCallEvent(
-            event_type,
-            **ids,
-            twilio_call_sid=text(body.get("CallSid"), "metadata.body.CallSid", required=False),
-            failure_reason=text(data.get("failure_reason"), "data.failure_reason", required=False),
-        )
+        return _failure(data, metadata, ids)
+    return _transcription(data, metadata, ids)
+
+
+def _failure(data: dict, metadata: dict, ids: dict) -> PostCallEvent:
+    # Twilio's own fields, passed through as they come, serve only as a fallback
+    # to find the call: a shape we do not know is ignored rather than refused.
+    body = metadata.get("body") if isinstance(metadata.get("body"), dict) else {}
+    return PostCallEvent(
+        CALL_INITIATION_FAILURE,
+        **ids,
+        twilio_call_sid=payloads.clean(body.get("CallSid")),
+        failure_reason=text(data.get("failure_reason"), "data.failure_reason", required=False),
+    )
+
+
+def _transcription(data: dict, metadata: dict, ids: dict) -> PostCallEvent:
     phone_call = obj(metadata.get("phone_call"), "data.metadata.phone_call", required=False)
     start, turns = _transcript(data.get("transcript"), metadata.get("start_time_unix_secs"))
     return PostCallEvent(
-        event_type,
+        POST_CALL_TRANSCRIPTION,
         **ids,
         twilio_call_sid=text(phone_call.get("call_sid"), "phone_call.call_sid", required=False),
         start=start,
