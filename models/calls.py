@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+from psycopg import sql
 from psycopg.rows import class_row
 
 INITIATING = "initiating"
@@ -187,11 +188,13 @@ def stuck_initiating(conn, *, older_than_minutes: float, limit: int = 100) -> li
         return cur.execute(
             f"""
             SELECT {COLUMNS} FROM calls
-             WHERE status = %s AND created_at < now() - make_interval(secs => %s)
+             WHERE status = 'initiating' AND created_at < now() - make_interval(secs => %s)
              ORDER BY created_at
              LIMIT %s
             """,
-            (INITIATING, older_than_minutes * 60, limit),
+            # 'initiating' written out, not bound: a prepared generic plan can then
+            # still use the partial index calls_initiating_created_at_idx (007).
+            (older_than_minutes * 60, limit),
         ).fetchall()
 
 
@@ -204,18 +207,20 @@ def latest(
     driver_id: int | None = None,
 ) -> list[Call]:
     """Return the newest calls first, optionally filtered, paginated by id."""
+    # Only the filters given appear in the SQL: "(%s IS NULL OR …)" would leave a
+    # prepared generic plan unable to choose calls_driver_id_idx (007).
+    given = {"id <": before_id, "status =": status, "driver_id =": driver_id}
+    conditions = [
+        sql.SQL("{} {} %s").format(sql.Identifier(column), sql.SQL(operator))
+        for column, operator in (key.split() for key, value in given.items() if value is not None)
+    ]
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+    query = sql.SQL("SELECT {} FROM calls{} ORDER BY id DESC LIMIT %s").format(
+        sql.SQL(COLUMNS), where
+    )
+    params = [value for value in given.values() if value is not None] + [limit]
     with conn.cursor(row_factory=class_row(Call)) as cur:
-        return cur.execute(
-            f"""
-            SELECT {COLUMNS} FROM calls
-             WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
-               AND (%(status)s::text IS NULL OR status = %(status)s)
-               AND (%(driver)s::bigint IS NULL OR driver_id = %(driver)s)
-             ORDER BY id DESC
-             LIMIT %(limit)s
-            """,
-            {"before": before_id, "status": status, "driver": driver_id, "limit": limit},
-        ).fetchall()
+        return cur.execute(query, params).fetchall()
 
 
 @dataclass
