@@ -16,6 +16,7 @@ from psycopg_pool import PoolTimeout
 
 import logging_setup
 import metrics
+import transcription_helpers
 from call_schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
 from db import get_conn, release_conn
 from elevenlabs_client import ElevenLabsClient, ElevenLabsError, OutboundCall
@@ -132,7 +133,7 @@ def get_call(call_sid: str):
             code="call_not_found",
             details={"call_sid": call_sid} if plausible else {},
         )
-    lines = calls.transcript(conn, call.conversation_id)
+    lines = transcription_helpers.transcript(conn, call.conversation_id)
     return CALL_WITH_TRANSCRIPT.dump({**vars(call), "transcript": lines})
 
 

@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from psycopg_pool import PoolTimeout
 
 import ops_queries
+import transcription_helpers
 from db import get_conn
 from errors import ApiError
 from models import calls
@@ -186,7 +187,7 @@ def call_page(call_sid: str):
             code="not_found",
             details={"call_sid": call_sid[:128]},
         )
-    lines = calls.transcript(conn, call.conversation_id)
+    lines = transcription_helpers.transcript(conn, call.conversation_id)
     deliveries = ops_queries.deliveries(conn, call.call_sid, call.conversation_id)
     template = "ops/_call_detail.html" if request.args.get("fragment") else "ops/call.html"
     return render_template(template, call=call, lines=lines, deliveries=deliveries)

@@ -112,8 +112,10 @@ def save_post_call_transcript(
     return save_lines(conn, conversation_id, post_call_lines(start, turns))
 
 
-def transcript(conn, conversation_id: str) -> list[TranscriptLine]:
-    """Return a conversation's lines in the order they were said."""
+def transcript(conn, conversation_id: str | None) -> list[TranscriptLine]:
+    """Return a conversation's lines in the order they were said (none without one)."""
+    if conversation_id is None:
+        return []
     with conn.cursor(row_factory=class_row(TranscriptLine)) as cur:
         return cur.execute(
             """

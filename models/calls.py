@@ -221,28 +221,3 @@ def latest(
     params = [value for value in given.values() if value is not None] + [limit]
     with conn.cursor(row_factory=class_row(Call)) as cur:
         return cur.execute(query, params).fetchall()
-
-
-@dataclass
-class TranscriptLine:
-    """One line said on a call."""
-
-    speaker: str
-    message: str
-    timestamp: datetime
-
-
-def transcript(conn, conversation_id: str | None) -> list[TranscriptLine]:
-    """Return the lines of a conversation in the order they were said."""
-    if conversation_id is None:
-        return []
-    with conn.cursor(row_factory=class_row(TranscriptLine)) as cur:
-        return cur.execute(
-            """
-            SELECT speaker, message, "timestamp"
-              FROM transcriptions
-             WHERE conversation_id = %s
-             ORDER BY "timestamp", id
-            """,
-            (conversation_id,),
-        ).fetchall()

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+import transcription_helpers
 from models import calls
 
 NUMBER = "+14155550123"
@@ -149,4 +150,4 @@ def test_latest_lists_newest_first_with_filters(conn):
 
 
 def test_transcript_of_a_call_without_conversation_is_empty(conn):
-    assert calls.transcript(conn, None) == []
+    assert transcription_helpers.transcript(conn, None) == []
