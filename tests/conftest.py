@@ -19,6 +19,7 @@ import uuid
 
 import psycopg
 import pytest
+from fake_elevenlabs import FakeElevenLabs
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -128,6 +129,14 @@ def app(app_config):
 def client(app):
     """Return a test client of ``app``."""
     return app.test_client()
+
+
+@pytest.fixture
+def elevenlabs(httpserver):
+    """Return the local stand-in for ElevenLabs (tests/fake_elevenlabs.py), released after."""
+    fake = FakeElevenLabs(httpserver)
+    yield fake
+    fake.release()
 
 
 @pytest.fixture

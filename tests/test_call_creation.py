@@ -14,7 +14,6 @@ from fake_elevenlabs import (
     ERROR_429_BUSY,
     ERROR_429_CONCURRENCY,
     OUTBOUND_CALL_PATH,
-    FakeElevenLabs,
     refusing_address,
 )
 from psycopg import sql
@@ -23,14 +22,6 @@ from psycopg.conninfo import conninfo_to_dict
 from app import create_app
 
 CALL_REQUEST = {"driver_id": 42, "phone_number": "+14155550123"}
-
-
-@pytest.fixture
-def elevenlabs(httpserver):
-    """Return the fake ElevenLabs server, released at the end of the test."""
-    fake = FakeElevenLabs(httpserver)
-    yield fake
-    fake.release()
 
 
 @pytest.fixture

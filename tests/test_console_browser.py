@@ -11,7 +11,6 @@ import threading
 import pytest
 import requests
 from conftest import API_TOKEN
-from fake_elevenlabs import FakeElevenLabs
 from webhook_signing import TRANSCRIPTION, body_of, signature_header
 from werkzeug.serving import make_server
 
@@ -35,16 +34,9 @@ XSS_LINES = ["<script>window.__xss=1</script>", "<img src=x onerror=window.__xss
 
 
 @pytest.fixture
-def elevenlabs(httpserver):
-    """Return a local ElevenLabs that accepts every outbound call."""
-    fake = FakeElevenLabs(httpserver)
-    fake.answer(fresh_ids=True)
-    return fake
-
-
-@pytest.fixture
 def app_config(app_config, elevenlabs):
-    """Point the app at the local ElevenLabs."""
+    """Point the app at a local ElevenLabs that places every call, each with its own ids."""
+    elevenlabs.answer(fresh_ids=True)
     return {**app_config, "ELEVENLABS_BASE_URL": elevenlabs.base_url}
 
 

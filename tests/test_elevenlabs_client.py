@@ -13,7 +13,6 @@ from fake_elevenlabs import (
     ERROR_429_CONCURRENCY,
     OUTBOUND_CALL_PATH,
     DroppingServer,
-    FakeElevenLabs,
     refusing_address,
 )
 
@@ -25,14 +24,6 @@ CALL = {
     "to_number": "+14155550123",
     "dynamic_variables": {"call_sid": "cs_0123", "load_id": "L-77"},
 }
-
-
-@pytest.fixture
-def elevenlabs(httpserver):
-    """Return the fake ElevenLabs server, released at the end of the test."""
-    fake = FakeElevenLabs(httpserver)
-    yield fake
-    fake.release()
 
 
 def client_for(base_url: str, *, connect_timeout=2.0, read_timeout=2.0) -> ElevenLabsClient:

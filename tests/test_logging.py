@@ -5,7 +5,6 @@ import logging
 
 import pytest
 from conftest import API_TOKEN, WEBHOOK_SECRET
-from fake_elevenlabs import FakeElevenLabs
 from webhook_signing import TRANSCRIPTION, fixture, make_call, post_signed
 
 PHONE = "+14155550123"
@@ -46,14 +45,6 @@ def test_a_missing_or_unsafe_request_id_is_replaced_by_a_fresh_one(client, capsy
     assert made != given and len(made) == 32
     [line] = request_lines(capsys.readouterr().err)
     assert line["request_id"] == made and line["endpoint"] is None
-
-
-@pytest.fixture
-def elevenlabs(httpserver):
-    """Return the fake ElevenLabs server."""
-    fake = FakeElevenLabs(httpserver)
-    yield fake
-    fake.release()
 
 
 def test_a_call_creation_logs_no_whole_phone_number_and_names_its_call(

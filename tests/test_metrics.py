@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import API_TOKEN, WEBHOOK_SECRET
-from fake_elevenlabs import ERROR_429_BUSY, FakeElevenLabs
+from fake_elevenlabs import ERROR_429_BUSY
 from prometheus_client.parser import text_string_to_metric_families
 from webhook_signing import TRANSCRIPTION, fixture, make_call, post_signed
 
@@ -88,14 +88,6 @@ def test_metrics_show_the_database_pool(client, app_config):
     assert value(samples, "db_pool_connections", state="max") == app_config["DB_POOL_MAX_SIZE"]
     assert value(samples, "db_pool_connections", state="size") >= 1
     assert ("db_pool_requests_waiting", ()) in samples
-
-
-@pytest.fixture
-def elevenlabs(httpserver):
-    """Return the fake ElevenLabs server."""
-    fake = FakeElevenLabs(httpserver)
-    yield fake
-    fake.release()
 
 
 def test_metrics_count_elevenlabs_requests_and_calls_by_outcome(app_config, elevenlabs):

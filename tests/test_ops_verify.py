@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from test_migrations_support import seed_legacy_calls
 
 from migrations.kit import Run, load_chain, upgrade
 from ops import verify
@@ -29,26 +30,6 @@ def migrate(url: str, upto: int | None = None) -> None:
         for migration in load_chain():
             if upto is None or migration.version <= upto:
                 upgrade(conn, migration, QUIET)
-
-
-def seed_legacy_calls(url: str, count: int = 30) -> None:
-    """Insert calls the old code wrote (every 5th without driver_id), one line each."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            """
-            INSERT INTO calls (driver_id, conversation_id, phone_number, status)
-            SELECT CASE WHEN g %% 5 = 0 THEN NULL ELSE g END, 'conv_legacy_' || g,
-                   '+1415555' || lpad(g::text, 4, '0'), 'completed'
-              FROM generate_series(1, %s) AS g
-            """,
-            (count,),
-        )
-        conn.execute(
-            """
-            INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp")
-            SELECT conversation_id, 'agent', 'hello, call ' || id, now() FROM calls
-            """
-        )
 
 
 def seed_new_calls(url: str) -> None:
@@ -97,7 +78,7 @@ def rolled_out(create_database):
     """Return a database fully migrated, with legacy and new calls and recent deliveries."""
     url = create_database()
     migrate(url, upto=0)
-    seed_legacy_calls(url)
+    seed_legacy_calls(url, 30)
     migrate(url)
     seed_new_calls(url)
     seed_webhook_deliveries(url)
@@ -140,7 +121,7 @@ def test_verify_passes_every_check_on_a_rolled_out_database(rolled_out):
     checks = [line for line in lines if line[:4] in (PASS, WARN, FAIL)]
     assert checks and all(line.startswith(PASS) for line in checks), result.stdout
     assert lines[-1].startswith("summary:") and lines[-1].endswith("0 WARN, 0 FAIL -> ok")
-    assert "30 backfilled (6 with NULL driver_id)" in result.stdout
+    assert "30 backfilled (4 with NULL driver_id)" in result.stdout
     assert "rejected by calls_call_sid_key" in result.stdout
 
 
@@ -158,7 +139,7 @@ def test_verify_json_carries_each_check_with_its_figures(rolled_out):
 def test_pre_stage_checks_the_schema_only(create_database):
     url = create_database()
     migrate(url, upto=0)
-    seed_legacy_calls(url)
+    seed_legacy_calls(url, 30)
     migrate(url, upto=4)
     results = check(url, stage="pre")
     assert "stuck_initiating" not in results and "webhook_deliveries" not in results
@@ -195,7 +176,7 @@ def test_verify_on_an_empty_database_proves_uniqueness_with_its_own_rows(create_
 def test_verify_fails_when_003_is_not_applied(create_database):
     url = create_database()
     migrate(url, upto=0)
-    seed_legacy_calls(url)
+    seed_legacy_calls(url, 30)
     migrate(url, upto=2)
     results = check(url, stage="pre")
     failing = {name for name, r in results.items() if r.status == FAIL}
@@ -220,7 +201,7 @@ def test_verify_fails_when_003_is_not_applied(create_database):
 def test_verify_before_any_migration_names_the_first_script(create_database):
     url = create_database()
     migrate(url, upto=0)
-    seed_legacy_calls(url)
+    seed_legacy_calls(url, 30)
     result = run_verify(url, "--stage", "pre")
     assert result.returncode == 1
     assert "missing 001, 002, 003, 004" in result.stdout
@@ -231,7 +212,7 @@ def test_verify_before_any_migration_names_the_first_script(create_database):
 def test_verify_fails_on_a_call_without_call_sid(create_database):
     url = create_database()
     migrate(url, upto=0)
-    seed_legacy_calls(url)
+    seed_legacy_calls(url, 30)
     migrate(url, upto=2)
     with psycopg.connect(url, autocommit=True) as conn:
         # Only code that names the column can write NULL: the default fills it otherwise.
@@ -260,7 +241,7 @@ def test_verify_fails_on_an_invalid_index_left_by_a_failed_concurrent_build(roll
 def test_verify_fails_when_003_left_only_an_invalid_call_sid_index(create_database):
     url = create_database()
     migrate(url, upto=0)
-    seed_legacy_calls(url)
+    seed_legacy_calls(url, 30)
     migrate(url, upto=2)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE calls SET call_sid = 'legacy_1' WHERE id = 2")

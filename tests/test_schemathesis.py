@@ -13,7 +13,6 @@ import json
 import pytest
 import schemathesis
 from conftest import API_TOKEN
-from fake_elevenlabs import FakeElevenLabs
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.core import NotSet
@@ -35,16 +34,9 @@ CHECKS = [
 
 
 @pytest.fixture
-def elevenlabs(httpserver):
-    """Return a local ElevenLabs that places every call, each with its own ids."""
-    fake = FakeElevenLabs(httpserver)
-    fake.answer(fresh_ids=True)
-    return fake
-
-
-@pytest.fixture
 def app_config(app_config, elevenlabs):
-    """Point the app at the local ElevenLabs."""
+    """Point the app at a local ElevenLabs that places every call, each with its own ids."""
+    elevenlabs.answer(fresh_ids=True)
     return {**app_config, "ELEVENLABS_BASE_URL": elevenlabs.base_url}
 
 
