@@ -18,6 +18,7 @@ interrupted half-way is finished by running the script again:
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from textwrap import dedent
 
@@ -40,6 +41,22 @@ def index_validity(conn, name: str) -> bool | None:
         "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)", (name,)
     ).fetchone()
     return None if row is None else row[0]
+
+
+@contextmanager
+def session_timeouts(conn, lock_timeout: str, statement_timeout: str):
+    """Set timeouts for statements that cannot run in a transaction; reset them after."""
+    set_timeouts(conn, lock_timeout, statement_timeout, local=False)
+    try:
+        yield
+    finally:
+        conn.execute("RESET lock_timeout")
+        conn.execute("RESET statement_timeout")
+
+
+def drop_index_concurrently(conn, name: str) -> None:
+    """Drop an index without blocking writes to its table (outside a transaction)."""
+    conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
 
 
 @dataclass(frozen=True)
@@ -72,21 +89,13 @@ class ConcurrentIndex:
             return
 
         def attempt() -> None:
-            set_timeouts(conn, LOCK_TIMEOUT, self.statement_timeout, local=False)
-            try:
+            with session_timeouts(conn, LOCK_TIMEOUT, self.statement_timeout):
                 if index_validity(conn, self.name) is False:
                     # A failed or interrupted build leaves an invalid index behind.
                     run.say(f"  index {self.name} is invalid (an earlier build failed); rebuilding")
-                    conn.execute(
-                        sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-                            sql.Identifier(self.name)
-                        )
-                    )
+                    drop_index_concurrently(conn, self.name)
                 run.say(f"  building index {self.name} concurrently")
                 conn.execute(dedent(self.create).strip())
-            finally:
-                conn.execute("RESET lock_timeout")
-                conn.execute("RESET statement_timeout")
 
         with_lock_retries(attempt, run, f"build index {self.name}")
 
@@ -111,16 +120,8 @@ class DropIndexConcurrently:
             return
 
         def attempt() -> None:
-            set_timeouts(conn, LOCK_TIMEOUT, "60s", local=False)
-            try:
-                conn.execute(
-                    sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-                        sql.Identifier(self.name)
-                    )
-                )
-            finally:
-                conn.execute("RESET lock_timeout")
-                conn.execute("RESET statement_timeout")
+            with session_timeouts(conn, LOCK_TIMEOUT, "60s"):
+                drop_index_concurrently(conn, self.name)
 
         with_lock_retries(attempt, run, f"drop index {self.name}")
 
