@@ -38,6 +38,30 @@ def call_for_webhook(
     return call
 
 
+# The per-line webhook's look-up and save, as two CTEs of the one statement that
+# also records the delivery (webhook_processing): ``found`` is the call named, by
+# call_sid first, else by conversation_id (the rule of ``call_for_webhook``; the
+# second branch runs only when no call has the call_sid); ``line`` is the line
+# inserted under its conversation, a row only when it was new.
+WEBHOOK_LINE_CTES = f"""
+    found AS (
+        SELECT call_sid, conversation_id, status FROM calls WHERE call_sid = %(call_sid)s
+        UNION ALL
+        SELECT call_sid, conversation_id, status FROM calls
+         WHERE conversation_id = %(conversation_id)s
+           AND NOT EXISTS (SELECT FROM calls WHERE call_sid = %(call_sid)s)
+    ),
+    line AS (
+        INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp")
+        SELECT conversation_id, %(speaker)s, %(message)s, %(at)s
+          FROM found
+         WHERE conversation_id IS NOT NULL
+        ON CONFLICT {LINE_KEY} DO NOTHING
+        RETURNING 1
+    )
+"""
+
+
 def conversation_id_for_call_sid(conn, call_sid: str) -> str | None:
     """Return the conversation_id of the call with this call_sid (the two-step lookup's middle)."""
     call = calls.by_call_sid(conn, call_sid)

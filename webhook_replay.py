@@ -15,6 +15,7 @@ Exit status: 0 when everything asked for is settled, 1 otherwise.
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
@@ -54,6 +55,24 @@ def refusal(delivery: Delivery) -> tuple[str, bool] | None:
     return None
 
 
+@dataclass
+class ReplayRecording:
+    """Notes a replay's outcome on its delivery: alone, or inside the statement that applies it."""
+
+    conn: object
+    delivery_id: int
+
+    def __call__(self, outcome) -> None:
+        """Note an outcome already decided."""
+        log.record_replay(
+            self.conn, self.delivery_id, outcome=outcome.outcome, reason=outcome.reason
+        )
+
+    def statement(self, identifiers: dict) -> tuple[str, dict]:
+        """Return the note as SQL reading its outcome from the applying statement."""
+        return log.record_replay_statement(self.delivery_id)
+
+
 def replay_one(conn, delivery_id: int, *, dry_run: bool = False) -> tuple[str, bool]:
     """Replay one delivery under a row lock; return a line to print and whether it is settled."""
     with conn.transaction():
@@ -67,10 +86,7 @@ def replay_one(conn, delivery_id: int, *, dry_run: bool = False) -> tuple[str, b
         if dry_run:
             return f"{label}: would replay; reason was: {delivery.reason}", True
         outcome, _ = processing.apply(
-            conn,
-            delivery.endpoint,
-            bytes(delivery.body),
-            lambda o: log.record_replay(conn, delivery.id, outcome=o.outcome, reason=o.reason),
+            conn, delivery.endpoint, bytes(delivery.body), ReplayRecording(conn, delivery.id)
         )
     settled = outcome.outcome in log.SETTLED
     detail = f": {outcome.reason}" if outcome.reason else ""

@@ -57,20 +57,46 @@ class Received:
 
     def record(self, conn, outcome: Outcome) -> int:
         """Insert this delivery into the log with its outcome; return its id."""
-        trusted = self.signature_valid is not False and not self.oversized
-        keep = STORED_LIMIT if trusted else UNVERIFIED_STORED_LIMIT
         return log.record(
             conn,
-            endpoint=self.endpoint,
-            signature_valid=self.signature_valid,
-            signature_header=_printable(self.signature_header),
-            body=self.body[:keep],
-            body_size=self.size,
-            body_truncated=self.oversized or len(self.body) > keep,
+            **self._logged(),
             identifiers=outcome.identifiers,
             outcome=outcome.outcome,
             reason=outcome.reason,
         )
+
+    def recorder(self, conn) -> "Recording":
+        """Return this delivery's recorder for ``webhook_processing.apply``."""
+        return Recording(conn, self)
+
+    def _logged(self) -> dict:
+        """Return the log's columns that come from the request itself."""
+        trusted = self.signature_valid is not False and not self.oversized
+        keep = STORED_LIMIT if trusted else UNVERIFIED_STORED_LIMIT
+        return {
+            "endpoint": self.endpoint,
+            "signature_valid": self.signature_valid,
+            "signature_header": _printable(self.signature_header),
+            "body": self.body[:keep],
+            "body_size": self.size,
+            "body_truncated": self.oversized or len(self.body) > keep,
+        }
+
+
+@dataclass
+class Recording:
+    """Records a delivery as a new log row: alone, or inside the statement that applies it."""
+
+    conn: object
+    received: Received
+
+    def __call__(self, outcome: Outcome) -> int:
+        """Insert the delivery with an outcome already decided; return its id."""
+        return self.received.record(self.conn, outcome)
+
+    def statement(self, identifiers: dict) -> tuple[str, dict]:
+        """Return the insert as SQL reading its outcome from the applying statement."""
+        return log.record_statement(**self.received._logged(), identifiers=identifiers)
 
 
 @bp.post("/transcription")
@@ -135,9 +161,7 @@ def _handle(conn, received: Received) -> tuple[Outcome, int]:
     rejection = _screen(received)
     if rejection is not None:
         return rejection, received.record(conn, rejection)
-    return processing.apply(
-        conn, received.endpoint, received.body, lambda outcome: received.record(conn, outcome)
-    )
+    return processing.apply(conn, received.endpoint, received.body, received.recorder(conn))
 
 
 def _screen(received: Received) -> Outcome | None:

@@ -113,6 +113,47 @@ def record(
     return row[0]
 
 
+def record_statement(
+    *,
+    endpoint: str,
+    signature_valid: bool | None,
+    signature_header: str | None,
+    body: bytes,
+    body_size: int,
+    body_truncated: bool,
+    identifiers: dict,
+) -> tuple[str, dict]:
+    """Return ``record`` as SQL taking outcome, reason and http_status from a CTE ``verdict``.
+
+    For a statement that decides the outcome and records it at once (the per-line
+    webhook): one statement, so the line and its record stand or fall together.
+    It returns the new delivery's id.
+    """
+    return (
+        """
+        INSERT INTO webhook_deliveries (
+            endpoint, signature_valid, signature_header, body, body_size, body_truncated,
+            event_type, call_sid, conversation_id, outcome, reason, http_status)
+        SELECT %(d_endpoint)s, %(d_signature_valid)s, %(d_signature_header)s, %(d_body)s,
+               %(d_body_size)s, %(d_body_truncated)s, %(d_event_type)s, %(d_call_sid)s,
+               %(d_conversation_id)s, outcome, reason, http_status
+          FROM verdict
+        RETURNING id
+        """,
+        {
+            "d_endpoint": endpoint,
+            "d_signature_valid": signature_valid,
+            "d_signature_header": signature_header,
+            "d_body": body,
+            "d_body_size": body_size,
+            "d_body_truncated": body_truncated,
+            "d_event_type": identifiers.get("event_type"),
+            "d_call_sid": identifiers.get("call_sid"),
+            "d_conversation_id": identifiers.get("conversation_id"),
+        },
+    )
+
+
 def lock(conn, delivery_id: int) -> Delivery | None:
     """Return a delivery locked for replay (inside the caller's transaction), or None."""
     with conn.cursor(row_factory=class_row(Delivery)) as cur:
@@ -149,6 +190,21 @@ def record_replay(conn, delivery_id: int, *, outcome: str, reason: str | None) -
          WHERE id = %s
         """,
         (outcome, reason, delivery_id),
+    )
+
+
+def record_replay_statement(delivery_id: int) -> tuple[str, dict]:
+    """Return ``record_replay`` as SQL taking outcome and reason from a CTE ``verdict``."""
+    return (
+        """
+        UPDATE webhook_deliveries
+           SET replay_count = replay_count + 1, replayed_at = now(),
+               replay_outcome = verdict.outcome, replay_reason = verdict.reason
+          FROM verdict
+         WHERE id = %(d_id)s
+        RETURNING id
+        """,
+        {"d_id": delivery_id},
     )
 
 
