@@ -11,6 +11,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from psycopg import sql
+
 import transcription_helpers as helpers
 import webhook_payloads as payloads
 import webhook_post_call
@@ -139,19 +141,34 @@ def line_statement(delivery: LineDelivery, identifiers: dict, record: Recorder) 
         "message": delivery.line.message,
         "at": delivery.line.timestamp,
         "unknown_call_reason": f"no call has {' or '.join(named)}",
-        "no_conversation_reason": NO_CONVERSATION_REASON,
-        "duplicate_reason": DUPLICATE_REASON,
         **record_params,
     }
-    for outcome in (log.ACCEPTED, log.DUPLICATE, log.UNKNOWN_CALL, log.NO_CONVERSATION_ID):
-        params[outcome] = outcome
-        params[f"{outcome}_status"] = log.STATUS[outcome]
     return _line_sql(record_sql), params
+
+
+def _constants() -> dict:
+    """Return the statement's fixed values: outcomes, their statuses, the fixed reasons."""
+    values = {
+        "no_conversation_reason": NO_CONVERSATION_REASON,
+        "duplicate_reason": DUPLICATE_REASON,
+    }
+    for outcome in (log.ACCEPTED, log.DUPLICATE, log.UNKNOWN_CALL, log.NO_CONVERSATION_ID):
+        values[outcome] = outcome
+        values[f"{outcome}_status"] = log.STATUS[outcome]
+    return values
 
 
 @functools.cache
 def _line_sql(record_sql: str) -> str:
-    return LINE_STATEMENT.format(line_ctes=helpers.WEBHOOK_LINE_CTES, record=record_sql)
+    """Return the statement with its fixed values written in as literals.
+
+    Fewer bound values: psycopg maps and dumps each one on every execution.
+    """
+    text = LINE_STATEMENT.format(line_ctes=helpers.WEBHOOK_LINE_CTES, record=record_sql)
+    for name, value in _constants().items():
+        literal = sql.Literal(value).as_string().replace("%", "%%")
+        text = text.replace(f"%({name})s", literal)
+    return text
 
 
 def _transcription_line(conn, delivery: LineDelivery, identifiers: dict, record: Recorder):
