@@ -28,21 +28,12 @@ class TranscriptLine:
     timestamp: datetime
 
 
-def call_for_webhook(
-    conn, *, call_sid: str | None = None, conversation_id: str | None = None
-) -> Call | None:
-    """Return the call a webhook names: by call_sid first, else by conversation_id (legacy)."""
-    call = calls.by_call_sid(conn, call_sid) if call_sid is not None else None
-    if call is None and conversation_id is not None:
-        call = calls.by_conversation_id(conn, conversation_id)
-    return call
-
-
-# The per-line webhook's look-up and save, as two CTEs of the one statement that
-# also records the delivery (webhook_processing): ``found`` is the call named, by
-# call_sid first, else by conversation_id (the rule of ``call_for_webhook``; the
-# second branch runs only when no call has the call_sid); ``line`` is the line
-# inserted under its conversation, a row only when it was new.
+# The two-step look-up and the save of a per-line webhook, as two CTEs of the one
+# statement that also records the delivery (webhook_processing): ``found`` is the
+# call named, by call_sid first (call_sid -> call -> its conversation_id), else by
+# conversation_id (the legacy key, during a rollback; the second branch runs only
+# when no call has the call_sid); ``line`` is the line inserted under the call's
+# conversation, a row only when it was new.
 WEBHOOK_LINE_CTES = f"""
     found AS (
         SELECT call_sid, conversation_id, status FROM calls WHERE call_sid = %(call_sid)s
@@ -62,12 +53,6 @@ WEBHOOK_LINE_CTES = f"""
 """
 
 
-def conversation_id_for_call_sid(conn, call_sid: str) -> str | None:
-    """Return the conversation_id of the call with this call_sid (the two-step lookup's middle)."""
-    call = calls.by_call_sid(conn, call_sid)
-    return call.conversation_id if call else None
-
-
 def call_by_twilio_call_sid(conn, twilio_call_sid: str) -> Call | None:
     """Return the call Twilio knows by this SID, or None (a last resort for post-call events)."""
     with conn.cursor(row_factory=class_row(Call)) as cur:
@@ -75,19 +60,6 @@ def call_by_twilio_call_sid(conn, twilio_call_sid: str) -> Call | None:
             f"SELECT {calls.COLUMNS} FROM calls WHERE twilio_call_sid = %s LIMIT 1",
             (twilio_call_sid,),
         ).fetchone()
-
-
-def save_line(conn, conversation_id: str, speaker: str, message: str, at: datetime) -> bool:
-    """Save one line under a conversation; return False when it was already there."""
-    cur = conn.execute(
-        f"""
-        INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp")
-        VALUES (%s, %s, %s, %s)
-        ON CONFLICT {LINE_KEY} DO NOTHING
-        """,
-        (conversation_id, speaker, message, at),
-    )
-    return cur.rowcount == 1
 
 
 def save_lines(conn, conversation_id: str, lines: Iterable[TranscriptLine]) -> int:
