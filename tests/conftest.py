@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from fake_elevenlabs import FakeElevenLabs
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import embedded_db
 from app import create_app
@@ -61,6 +61,30 @@ def create_database(server_url):
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture
+def cut_off_database(server_url):
+    """Return ``cut(url, refuse_new=True)``: cut a database's connections under a running app.
+
+    With ``refuse_new`` it stays unreachable (the database is down); without, it
+    is what a restart does to a pool: open connections gone, new ones welcome.
+    """
+
+    def cut(url: str, *, refuse_new: bool = True) -> None:
+        name = conninfo_to_dict(url)["dbname"]
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            if refuse_new:
+                admin.execute(
+                    sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(
+                        sql.Identifier(name)
+                    )
+                )
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+
+    return cut
 
 
 @pytest.fixture

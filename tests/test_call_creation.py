@@ -16,8 +16,6 @@ from fake_elevenlabs import (
     OUTBOUND_CALL_PATH,
     refusing_address,
 )
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from app import create_app
 
@@ -456,20 +454,14 @@ def test_no_configured_tokens_accepts_no_one(make_client, conn):
 
 
 def test_database_unreachable_is_503_and_elevenlabs_is_not_called(
-    app_config, create_database, server_url, auth_headers, elevenlabs
+    app_config, create_database, cut_off_database, auth_headers, elevenlabs
 ):
     elevenlabs.answer(ANSWER_OK)
     url = create_database()
     app = create_app({**app_config, "DATABASE_URL": url, "DB_POOL_TIMEOUT": 1})
     try:
         # Take the database away under the running app, as the health check test does.
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            name = sql.Identifier(conninfo_to_dict(url)["dbname"])
-            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (conninfo_to_dict(url)["dbname"],),
-            )
+        cut_off_database(url)
         response = post_call(app.test_client(), CALL_REQUEST, auth_headers)
     finally:
         app.extensions["db_pool"].close()

@@ -2,10 +2,6 @@
 
 import time
 
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
-
 import db
 from app import create_app
 
@@ -16,21 +12,14 @@ def test_healthz_is_200_with_the_database_up(client):
     assert response.get_json() == {"status": "ok"}
 
 
-def test_healthz_is_503_with_the_database_unreachable(app_config, create_database, server_url):
+def test_healthz_is_503_with_the_database_unreachable(
+    app_config, create_database, cut_off_database
+):
     url = create_database()
-    name = conninfo_to_dict(url)["dbname"]
     app = create_app({**app_config, "DATABASE_URL": url, "DB_POOL_TIMEOUT": 1})
     try:
         assert app.test_client().get("/healthz").status_code == 200
-        # Take the database away under the running app: no new connections,
-        # and the pool's existing ones cut.
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name))
-            )
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-            )
+        cut_off_database(url)
         response = app.test_client().get("/healthz")
         assert response.status_code == 503
         assert response.get_json()["error"] == "database_unavailable"
@@ -39,19 +28,13 @@ def test_healthz_is_503_with_the_database_unreachable(app_config, create_databas
 
 
 def test_pool_replaces_connections_cut_by_a_database_restart(
-    app_config, create_database, server_url
+    app_config, create_database, cut_off_database
 ):
     url = create_database()
-    name = conninfo_to_dict(url)["dbname"]
     app = create_app({**app_config, "DATABASE_URL": url, "DB_POOL_MIN_SIZE": 2})
     try:
         assert app.test_client().get("/healthz").status_code == 200
-        # What a restart does to the pool: every open connection cut.
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
+        cut_off_database(url, refuse_new=False)  # what a restart does to the pool
         time.sleep(db.ALIVE_BYPASS_SECONDS + 0.1)  # idle: checked before being handed out
         statuses = [app.test_client().get("/healthz").status_code for _ in range(3)]
         assert statuses == [200, 200, 200]

@@ -4,13 +4,10 @@ import base64
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
-import psycopg
 import pytest
 from conftest import API_TOKEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 import ops_queries
 from app import create_app
@@ -349,18 +346,12 @@ def test_rejected_deliveries_are_read_through_the_outcome_index(conn):
 
 
 def test_console_with_the_database_unreachable_is_503_not_500(
-    app_config, create_database, server_url
+    app_config, create_database, cut_off_database
 ):
     url = create_database()
     app = create_app({**app_config, "DATABASE_URL": url, "DB_POOL_TIMEOUT": 1})
     try:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            name = sql.Identifier(conninfo_to_dict(url)["dbname"])
-            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (conninfo_to_dict(url)["dbname"],),
-            )
+        cut_off_database(url)
         response = app.test_client().get("/ops/calls", headers=AUTH)
         assert response.status_code == 503
         assert "database_unavailable" in response.get_data(as_text=True)
