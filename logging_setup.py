@@ -22,13 +22,12 @@ from datetime import UTC, datetime
 
 from flask import g, request
 
+from phone_numbers import mask_phones_in
+
 log = logging.getLogger("http")
 
 # A request id we accept from outside: short, and nothing that could forge a log line.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
-# A phone number as a token of its own: 7 to 15 digits, optionally after "+". Digits
-# inside identifiers (legacy_1234567, hex call_sids) touch a letter or "_" and stay.
-PHONE = re.compile(r"(?<![A-Za-z0-9_.:-])\+?[0-9]{7,15}(?![A-Za-z0-9_])")
 # Identifiers we need whole to correlate lines; they never hold a phone number.
 VERBATIM = frozenset({"request_id", "call_sid", "conversation_id", "ts", "level", "logger"})
 REDACTED = "[redacted]"
@@ -36,13 +35,6 @@ SHORTEST_SECRET = 6  # shorter values would cut ordinary words out of messages
 
 # Attributes every LogRecord has; anything else was passed with ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-
-
-def mask_phone(number: str) -> str:
-    """Return a number with all but its first three and last two digits hidden."""
-    plus = "+" if number.startswith("+") else ""
-    digits = number[len(plus) :]
-    return f"{plus}{digits[:3]}***{digits[-2:]}"
 
 
 class Redact(logging.Filter):
@@ -56,7 +48,7 @@ class Redact(logging.Filter):
         """Return ``text`` with secrets replaced and phone numbers masked."""
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
-        return PHONE.sub(lambda found: mask_phone(found.group()), text)
+        return mask_phones_in(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Clean the message, the traceback and every extra field; keep the record."""

@@ -7,8 +7,10 @@ import re
 
 # [0-9], not \d (which takes any Unicode digit); \Z, not $ (which lets "\n" through).
 E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")
-# Any run of 7+ digits in free text (an error body may echo the number, with or without +).
-DIGIT_RUN = re.compile(r"\+?(?<![0-9])[0-9]{7,}(?![0-9])")
+# A phone number in free text (an error body or a library's log line may echo it, with
+# or without "+"): 7 to 15 digits standing as a token of their own. Digits inside
+# identifiers (legacy_1234567, hex call_sids) touch a letter or "_" and stay whole.
+PHONE_IN_TEXT = re.compile(r"(?<![A-Za-z0-9_.:-])\+?[0-9]{7,15}(?![A-Za-z0-9_])")
 HIDDEN = "•••"
 
 
@@ -27,4 +29,4 @@ def mask_phone(number: str | None) -> str:
 
 def mask_phones_in(text: str) -> str:
     """Return ``text`` with every number in it masked."""
-    return DIGIT_RUN.sub(lambda found: mask_phone(found.group()), text)
+    return PHONE_IN_TEXT.sub(lambda found: mask_phone(found.group()), text)

@@ -100,9 +100,9 @@ def test_any_logger_has_phone_numbers_masked_and_secrets_cut_out(app, capsys):
         library.exception("failed")
     captured = capsys.readouterr().err
     first, second, third = json_lines(captured)
-    assert first["msg"] == "dialling +141***23 with key [redacted]"
-    assert second["msg"] == "secret [redacted], token [redacted]" and second["to"] == "+141***23"
-    assert "ValueError: ElevenLabs refused +141***23" in third["exc"]
+    assert first["msg"] == "dialling +1415•••0123 with key [redacted]"
+    assert second["msg"] == "secret [redacted], token [redacted]" and second["to"] == "+1415•••0123"
+    assert "ValueError: ElevenLabs refused +1415•••0123" in third["exc"]
     for secret in (PHONE, "xi_test_key", WEBHOOK_SECRET, API_TOKEN):
         assert secret not in captured
 

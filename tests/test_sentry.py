@@ -101,4 +101,4 @@ def test_an_unhandled_error_reaches_sentry_tagged_and_without_personal_data(
     raw = b"".join(body for _, body in received) + json.dumps(events).encode()
     for personal in (PHONE, PHONE[1:], DRIVER, API_TOKEN, "s3cr3t-cookie", "203.0.113.9"):
         assert personal.encode() not in raw, personal
-    assert "+141***23" in event["exception"]["values"][-1]["value"]
+    assert "+1415•••0123" in event["exception"]["values"][-1]["value"]
