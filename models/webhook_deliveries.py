@@ -86,31 +86,24 @@ def record(
     outcome: str,
     reason: str | None,
 ) -> int:
-    """Insert one delivery with its outcome; return its id."""
-    row = conn.execute(
-        """
-        INSERT INTO webhook_deliveries (
-            endpoint, signature_valid, signature_header, body, body_size, body_truncated,
-            event_type, call_sid, conversation_id, outcome, reason, http_status)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        RETURNING id
-        """,
-        (
-            endpoint,
-            signature_valid,
-            signature_header,
-            body,
-            body_size,
-            body_truncated,
-            identifiers.get("event_type"),
-            identifiers.get("call_sid"),
-            identifiers.get("conversation_id"),
-            outcome,
-            reason,
-            STATUS[outcome],
-        ),
-    ).fetchone()
-    return row[0]
+    """Insert one delivery with an outcome already decided; return its id."""
+    statement, params = record_statement(
+        endpoint=endpoint,
+        signature_valid=signature_valid,
+        signature_header=signature_header,
+        body=body,
+        body_size=body_size,
+        body_truncated=body_truncated,
+        identifiers=identifiers,
+    )
+    verdict = """
+        WITH verdict AS (
+            SELECT %(v_outcome)s::text AS outcome, %(v_reason)s::text AS reason,
+                   %(v_status)s::integer AS http_status
+        )
+    """
+    params = {**params, "v_outcome": outcome, "v_reason": reason, "v_status": STATUS[outcome]}
+    return conn.execute(verdict + statement, params).fetchone()[0]
 
 
 def record_statement(
