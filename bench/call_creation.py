@@ -7,6 +7,11 @@ for ElevenLabs that answers at once, and the app under gunicorn with the
 production settings; then N clients create calls for a fixed time. Overhead is
 each call's latency minus the time the stand-in spent on it: our validation,
 two writes, the HTTP hop and serialisation. Target: p50 overhead <= 5 ms.
+
+It also prints the CPU each party used per call in the measured window (the
+app's gunicorn processes, PostgreSQL, this process's clients and stand-in) and
+what that implies: all parties share the machine's CPUs, so with N calls always
+in flight no call can take less than N x (CPU per call) / CPUs.
 """
 
 import argparse
@@ -14,25 +19,18 @@ import http.client
 import itertools
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import psycopg
-import requests
+# The project root (the app's modules) and this folder (harness), run from anywhere.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import embedded_db  # noqa: E402
-from migrations.kit import Run  # noqa: E402
-from migrations.migrate import move  # noqa: E402
+from harness import CpuAccount, cpu_seconds, running_app, throwaway_database
 
 TOKEN = "bench-token"  # noqa: S105  (a throwaway server's token)
 
@@ -72,47 +70,26 @@ class FakeElevenLabs(BaseHTTPRequestHandler):
         """Stay quiet: the bench prints its own figures."""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_app(database_url: str, elevenlabs_url: str, workers: int) -> tuple:
-    port = free_port()
-    env = {
-        **os.environ,
-        "APP_ENV": "development",
+def app_settings(database_url: str, elevenlabs_url: str, workers: int) -> dict[str, str]:
+    """Return the environment the app runs with: production settings, the local stand-in."""
+    return {
+        "APP_ENV": "production",
         "DATABASE_URL": database_url,
         "API_TOKENS": TOKEN,
+        "ELEVENLABS_WEBHOOK_SECRET": "wsec_bench",
         "ELEVENLABS_BASE_URL": elevenlabs_url,
         "ELEVENLABS_API_KEY": "xi_bench",
         "ELEVENLABS_AGENT_ID": "agent_bench",
         "ELEVENLABS_PHONE_NUMBER_ID": "phnum_bench",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
         "WEB_CONCURRENCY": str(workers),
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return server, base
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    server.terminate()
-    raise SystemExit("error: the app did not come up within 60 s")
 
 
-def drive(base: str, clients: int, seconds: float, warmup: float) -> tuple[list, int]:
-    """Create calls from ``clients`` threads; return (latency, call_sid) pairs and errors."""
+def drive(port: int, clients: int, seconds: float, warmup: float, cpu: CpuAccount) -> tuple:
+    """Create calls from ``clients`` threads; return (latency, call_sid) pairs and errors.
+
+    ``cpu`` is entered and left at the edges of the measured window.
+    """
     results, errors, lock = [], [0], threading.Lock()
     start = time.monotonic()
     measure_from, stop_at = start + warmup, start + warmup + seconds
@@ -120,11 +97,10 @@ def drive(base: str, clients: int, seconds: float, warmup: float) -> tuple[list,
         {"driver_id": 42, "phone_number": "+14155550123", "variables": {"load_id": "L-77"}}
     )
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    host, port = base.removeprefix("http://").split(":")
 
     def client():
         # http.client, not requests: the load generator shares the CPU with what it measures.
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         while (now := time.monotonic()) < stop_at:
             began = time.perf_counter()
             connection.request("POST", "/driver_data/call-elevenlabs", body, headers)
@@ -141,6 +117,9 @@ def drive(base: str, clients: int, seconds: float, warmup: float) -> tuple[list,
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
         thread.start()
+    time.sleep(max(0.0, measure_from - time.monotonic()))
+    with cpu:
+        time.sleep(max(0.0, stop_at - time.monotonic()))
     for thread in threads:
         thread.join()
     return results, errors[0]
@@ -150,21 +129,29 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def report(results: list, errors: int, seconds: float, clients: int) -> None:
+def report(results: list, errors: int, args, cpu: CpuAccount) -> None:
     latencies = [latency * 1000 for latency, _ in results]
     overheads = [
         (latency - FakeElevenLabs.spent.get(call_sid, 0.0)) * 1000 for latency, call_sid in results
     ]
+    calls, cpus = len(results), os.cpu_count()
     print(
-        f"clients: {clients}  measured: {seconds:g} s  calls: {len(results)}  errors: {errors}"
-        f"  (CPUs, shared by clients, app, PostgreSQL and fake: {os.cpu_count()})"
+        f"clients: {args.clients}  measured: {args.seconds:g} s  calls: {calls}  errors: {errors}"
     )
-    print(f"calls/s: {len(results) / seconds:.1f}")
+    print(f"calls/s: {calls / args.seconds:.1f}")
     print(f"latency  ms: p50 {percentile(latencies, 50):.2f}  p99 {percentile(latencies, 99):.2f}")
     p50 = percentile(overheads, 50)
     print(f"overhead ms: p50 {p50:.2f}  p99 {percentile(overheads, 99):.2f}  (target p50 <= 5)")
     fake = [s * 1000 for s in FakeElevenLabs.spent.values()]
     print(f"fake ElevenLabs ms: p50 {percentile(fake, 50):.3f}")
+    # Every party runs on the same CPUs, so with ``clients`` calls always in flight a
+    # call cannot take less than clients x (CPU per call) / CPUs (Little's law).
+    total = cpu.total_per(calls)
+    print(f"CPU per call: {cpu.per(calls)}; {total:.2f} ms in all on {cpus} CPUs")
+    print(
+        f"floor at {args.clients} clients: {args.clients} x {total:.2f} / {cpus}"
+        f" = {args.clients * total / cpus:.2f} ms per call"
+    )
 
 
 def main() -> int:
@@ -176,26 +163,24 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench-pg-") as data:
-        db_server = embedded_db.start(Path(data) / "data", throwaway=True)
-        fake = ThreadingHTTPServer(("127.0.0.1", 0), FakeElevenLabs)
-        fake.daemon_threads = True
-        threading.Thread(target=fake.serve_forever, daemon=True).start()
-        app = None
-        try:
-            with psycopg.connect(embedded_db.url(db_server), autocommit=True) as admin:
-                admin.execute("CREATE DATABASE bench")
-            url = embedded_db.url(db_server, "bench")
-            move(url, "up", None, Run(out=lambda line: None))
-            app, base = start_app(url, f"http://127.0.0.1:{fake.server_port}", args.workers)
-            results, errors = drive(base, args.clients, args.seconds, args.warmup)
-            report(results, errors, args.seconds, args.clients)
-        finally:
-            if app is not None:
-                app.terminate()
-                app.wait(timeout=30)
-            fake.shutdown()
-            db_server.cleanup()
+    fake = ThreadingHTTPServer(("127.0.0.1", 0), FakeElevenLabs)
+    fake.daemon_threads = True
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    try:
+        with throwaway_database() as (url, postmaster):
+            settings = app_settings(url, f"http://127.0.0.1:{fake.server_port}", args.workers)
+            with running_app(settings) as (app, port):
+                cpu = CpuAccount(
+                    {
+                        "app": lambda: cpu_seconds(app.pid),
+                        "PostgreSQL": lambda: cpu_seconds(postmaster),
+                        "clients + stand-in": time.process_time,
+                    }
+                )
+                results, errors = drive(port, args.clients, args.seconds, args.warmup, cpu)
+            report(results, errors, args, cpu)
+    finally:
+        fake.shutdown()
     return 0
 
 
