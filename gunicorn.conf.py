@@ -4,9 +4,11 @@ Threads rather than processes alone: a call creation waits on ElevenLabs for
 up to ELEVENLABS_READ_TIMEOUT seconds, and that wait must not hold a whole worker.
 """
 
+import errno
 import multiprocessing
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +18,12 @@ workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 60
+# Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads
+# new connections over them. On one shared socket the first worker awake accepts
+# greedily and keeps what it accepted: in bench/call_creation.py eight keep-alive
+# clients all landed on one worker in two runs of three, and that worker, bound
+# by its GIL, served all of them while the other idled.
+reuse_port = True
 graceful_timeout = 30
 # Requests are logged by the app itself, as JSON lines.
 accesslog = None
@@ -41,7 +49,30 @@ def on_starting(server):
     except (config.ConfigError, db.DatabaseUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    _refuse_if_port_taken(server.cfg.address)
     _clear_metrics_dir()
+
+
+def _refuse_if_port_taken(addresses):
+    """Exit in one line when something already listens where we are to listen.
+
+    With reuse_port, a second instance (an old one never stopped, a second
+    ``make run``) would not fail to bind: it would silently share the port and
+    half the traffic. A probe bound without SO_REUSEPORT finds any listener.
+    """
+    for address in addresses:
+        if not isinstance(address, tuple):  # a unix socket: not shared by reuse_port
+            continue
+        host, port = address[0], address[1]
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                print(f"error: {host}:{port} is already in use by another server", file=sys.stderr)
+                sys.exit(1)
 
 
 def _clear_metrics_dir():

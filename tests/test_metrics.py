@@ -2,20 +2,16 @@
 
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import API_TOKEN, WEBHOOK_SECRET
+from conftest import API_TOKEN
 from fake_elevenlabs import ERROR_429_BUSY
+from gunicorn_server import free_port, production_env, start, stop, wait_for, workers_of
 from prometheus_client.parser import text_string_to_metric_families
 from webhook_signing import TRANSCRIPTION, fixture, make_call, post_signed
 
-ROOT = Path(__file__).resolve().parents[1]
 METRICS_TOKEN = "metrics-token-0123456789"
 
 
@@ -125,61 +121,16 @@ def test_metrics_count_elevenlabs_requests_and_calls_by_outcome(app_config, elev
 # --- several gunicorn workers ------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def workers_of(master: int) -> set[int]:
-    """Return the pids of a gunicorn master's workers (its child processes)."""
-    children = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended while we looked
-            continue
-        if int(fields[1]) == master:
-            children.add(int(stat.parent.name))
-    return children
-
-
-def wait_for(condition, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds workers through /proc")
 def test_metrics_add_up_every_gunicorn_worker_even_after_workers_restart(database_url, tmp_path):
     port = free_port()
-    env = {
-        **os.environ,
-        "APP_ENV": "production",
-        "DATABASE_URL": database_url,
-        "API_TOKENS": API_TOKEN,
-        "ELEVENLABS_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "2",
-        "GUNICORN_THREADS": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-    }
+    env = production_env(database_url, port, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     stale = metrics_dir / "counter_999999.db"  # a previous run's leftovers
     stale.write_bytes(b"stale")
     log = tmp_path / "gunicorn.log"
-    with log.open("wb") as output:
-        master = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    master = start(env, log)
     base = f"http://127.0.0.1:{port}"
     served = 0
 
@@ -218,6 +169,5 @@ def test_metrics_add_up_every_gunicorn_worker_even_after_workers_restart(databas
         assert leftovers == []
         assert requests.get(f"{base}/metrics", timeout=5).status_code == 401
     finally:
-        master.send_signal(signal.SIGTERM)
-        master.wait(timeout=30)
+        stop(master)
         print(log.read_text()[-4000:])  # shown when the test fails
