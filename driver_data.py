@@ -7,7 +7,8 @@ committed *before* ElevenLabs is asked to dial, so every attempt leaves a row:
 
 import hmac
 import logging
-from datetime import UTC, datetime
+import time
+from datetime import datetime
 
 import psycopg
 from flask import Blueprint, current_app, request, url_for
@@ -94,8 +95,11 @@ def create_call():
         call.driver_id,
         mask_phone(call.phone_number),
     )
+    # Read from the database's clock, after the commit: created_at <= api_called_at then
+    # compares two readings of one clock (the app host's may be off by more than the gap).
+    api_called_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     release_conn()  # the wait on ElevenLabs must not hold a pool connection
-    api_called_at = datetime.now(UTC)
+    sent = time.monotonic()
     try:
         accepted = current_app.extensions["elevenlabs"].outbound_call(
             agent_id=agent_id,
@@ -104,7 +108,8 @@ def create_call():
             dynamic_variables={**variables, "call_sid": call.call_sid},
         )
     except ElevenLabsError as exc:
-        raise _record_failure(get_conn(), call.call_sid, exc, api_called_at) from None
+        waited = time.monotonic() - sent
+        raise _record_failure(get_conn(), call.call_sid, exc, api_called_at, waited) from None
     except Exception:
         # Our own bug must not leave the row 'initiating' for ever: record it, then fail loudly.
         calls.mark_failed(
@@ -115,7 +120,8 @@ def create_call():
             api_called_at=api_called_at,
         )
         raise
-    call = _record_acceptance(get_conn(), call.call_sid, accepted, api_called_at)
+    waited = time.monotonic() - sent
+    call = _record_acceptance(get_conn(), call.call_sid, accepted, api_called_at, waited)
     location = url_for(".get_call", call_sid=call.call_sid)
     return CALL.dump(call), 201, {"Location": location}
 
@@ -186,10 +192,12 @@ def _dialling_ids(order: dict) -> tuple[str, str]:
     return agent_id, agent_phone_number_id
 
 
-def _record_failure(conn, call_sid: str, exc: ElevenLabsError, api_called_at: datetime):
+def _record_failure(
+    conn, call_sid: str, exc: ElevenLabsError, api_called_at: datetime, waited: float
+):
     """Mark the call failed with ElevenLabs' reason; return the 502 that says so."""
     calls.mark_failed(conn, call_sid, reason=exc.reason, api_called_at=api_called_at)
-    metrics.record_elevenlabs_call(exc.kind, (datetime.now(UTC) - api_called_at).total_seconds())
+    metrics.record_elevenlabs_call(exc.kind, waited)
     metrics.record_call_outcome(calls.FAILED)
     log.warning("call %s failed (%s): %s", call_sid, exc.kind, mask_phones_in(exc.reason))
     return ApiError(
@@ -205,9 +213,11 @@ def _record_failure(conn, call_sid: str, exc: ElevenLabsError, api_called_at: da
     )
 
 
-def _record_acceptance(conn, call_sid: str, accepted: OutboundCall, api_called_at: datetime):
+def _record_acceptance(
+    conn, call_sid: str, accepted: OutboundCall, api_called_at: datetime, waited: float
+):
     """Store ElevenLabs' ids on the call and move it to ``initiated``; return it."""
-    metrics.record_elevenlabs_call("ok", (datetime.now(UTC) - api_called_at).total_seconds())
+    metrics.record_elevenlabs_call("ok", waited)
     ids = {"twilio_call_sid": accepted.twilio_call_sid, "api_called_at": api_called_at}
     try:
         call = calls.mark_initiated(conn, call_sid, conversation_id=accepted.conversation_id, **ids)

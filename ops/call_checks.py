@@ -29,6 +29,11 @@ def _recent(conn, limit: int) -> list[dict]:
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
+def _named(call: dict) -> str:
+    """Return how a line names a call: its call_sid, or its id where it has none."""
+    return call["call_sid"] or f"id {call['id']}"
+
+
 def created_before_api_call(conn, opts):
     """Check each recent call's row was written before its ElevenLabs request (the feature)."""
     name = "created_before_api_call"
@@ -36,7 +41,7 @@ def created_before_api_call(conn, opts):
         return refusal
     calls = _recent(conn, opts.recent)
     dialled = [c for c in calls if c["api_called_at"] is not None]
-    late = [c["call_sid"] for c in dialled if c["created_at"] > c["api_called_at"]]
+    late = [_named(c) for c in dialled if c["created_at"] > c["api_called_at"]]
     figures = {"recent": len(calls), "dialled": len(dialled), "written_after_request": len(late)}
     if late:
         return failed(
@@ -79,13 +84,9 @@ def recent_conversation_ids(conn, opts):
     by_status: dict[str, list[dict]] = {}
     for call in calls:
         by_status.setdefault(call["status"], []).append(call)
-    completed_bare = [
-        c["call_sid"] for c in by_status.get("completed", []) if not c["conversation_id"]
-    ]
-    initiated_bare = [
-        c["call_sid"] for c in by_status.get("initiated", []) if not c["conversation_id"]
-    ]
-    unexplained = [c["call_sid"] for c in by_status.get("failed", []) if not c["failure_reason"]]
+    completed_bare = [_named(c) for c in by_status.get("completed", []) if not c["conversation_id"]]
+    initiated_bare = [_named(c) for c in by_status.get("initiated", []) if not c["conversation_id"]]
+    unexplained = [_named(c) for c in by_status.get("failed", []) if not c["failure_reason"]]
     counts = {status: len(rows) for status, rows in sorted(by_status.items())}
     figures = {
         "by_status": counts,

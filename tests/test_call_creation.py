@@ -233,7 +233,8 @@ def test_elevenlabs_hanging_past_the_read_timeout_answers_502_within_the_timeout
     elevenlabs.release()
 
     assert response.status_code == 502
-    assert 0.5 <= elapsed < 1.5
+    # Bounded by what it means, clearly short of the 20 s default, not by this machine's speed.
+    assert 0.5 <= elapsed < 5
     details = response.get_json()["details"]
     assert details["kind"] == "read_timeout"
     assert details["may_have_dialled"] is True
@@ -448,7 +449,7 @@ def test_every_rotated_token_is_accepted(make_client, elevenlabs):
 
 def test_no_configured_tokens_accepts_no_one(make_client, conn):
     client = make_client(API_TOKENS=[])
-    response = post_call(client, CALL_REQUEST, {"Authorization": "Bearer "})
+    response = post_call(client, CALL_REQUEST, {"Authorization": "Bearer any-token"})
     assert response.status_code == 401
     assert call_rows(conn) == []
 

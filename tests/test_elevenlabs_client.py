@@ -131,7 +131,7 @@ def test_read_timeout_comes_within_the_timeout_and_warns_the_call_may_exist(elev
     elevenlabs.answer(ANSWER_OK, hang=True)
     started = time.monotonic()
     error = failure(elevenlabs.base_url, read_timeout=0.3)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 5  # the 0.3 s timeout, not the 20 s default
     assert error.kind == "read_timeout"
     assert "0.3s" in error.reason
     assert error.may_have_dialled is True
@@ -155,7 +155,7 @@ def test_connect_timeout_is_told_apart_from_read_timeout():
         time.sleep(0.1)
         started = time.monotonic()
         error = failure(f"http://127.0.0.1:{address[1]}", connect_timeout=0.3)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3  # the 0.3 s timeout, not the 5 s default
     finally:
         for filler in fillers:
             filler.close()

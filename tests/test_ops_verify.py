@@ -225,6 +225,27 @@ def test_verify_fails_on_a_call_without_call_sid(create_database):
     assert run_verify(url, "--stage", "pre").returncode == 1
 
 
+def test_verify_fails_on_recent_calls_written_without_call_sid(rolled_out):
+    with psycopg.connect(rolled_out, autocommit=True) as conn:
+        # 003 forbids it; a hand-made change (a rollback gone wrong) is what this check is for.
+        conn.execute("ALTER TABLE calls ALTER COLUMN call_sid DROP NOT NULL")
+        conn.execute("INSERT INTO calls (driver_id, call_sid) VALUES (1, NULL)")
+    result = check(rolled_out)["recent_calls_have_call_sid"]
+    assert result.status == FAIL
+    assert result.detail.startswith("1 of the last ")
+    assert run_verify(rolled_out).returncode == 1
+
+
+def test_verify_fails_when_a_backfilled_call_no_longer_resolves_to_its_transcript(rolled_out):
+    with psycopg.connect(rolled_out, autocommit=True) as conn:
+        conn.execute("DELETE FROM transcriptions WHERE conversation_id = 'conv_seed_1'")
+        conn.execute("UPDATE calls SET conversation_id = NULL WHERE id = 1")
+    result = check(rolled_out)["backfill"]
+    assert result.status == FAIL
+    assert "do not resolve to a conversation: legacy_1" in result.detail
+    assert run_verify(rolled_out).returncode == 1
+
+
 def test_verify_fails_on_an_invalid_index_left_by_a_failed_concurrent_build(rolled_out):
     with psycopg.connect(rolled_out, autocommit=True) as conn:
         # Duplicate phone numbers make the build fail half-way, as in production.
