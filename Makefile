@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format migrate-status clean browser
+.PHONY: run test coverage lint format migrate-status clean browser
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ run: $(STAMP)  ## serve the API (embedded PostgreSQL unless DATABASE_URL), migra
 
 test: $(STAMP) lint browser  ## the whole suite on a throwaway embedded PostgreSQL (or TEST_DATABASE_URL)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+coverage: $(STAMP) browser  ## the suite under coverage; each module's covered share and missed lines
+	rm -f .coverage .coverage.*
+	$(PY) -m coverage run -m pytest $(PYTEST_ARGS)
+	$(PY) -m coverage combine --quiet
+	$(PY) -m coverage report
 
 # squawk reads each migration's SQL as its steps run it (build/migrations-sql/).
 # 000 is the schema production already has (bigserial keys as they are there) and
@@ -41,4 +47,4 @@ migrate-status: $(STAMP)
 	$(PY) migrations/migrate.py status
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) build .pytest_cache .ruff_cache .coverage .coverage.*

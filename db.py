@@ -34,7 +34,7 @@ def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Conn
     except PoolTimeout:
         reason = _why_unreachable(url)
         pool.close()
-        raise DatabaseUnavailable(f"cannot reach the database: {reason}") from None
+        raise DatabaseUnavailable(f"cannot connect to the database: {reason}") from None
     return pool
 
 

@@ -5,6 +5,7 @@ up to ELEVENLABS_READ_TIMEOUT seconds, and that wait must not hold a whole worke
 """
 
 import errno
+import logging
 import multiprocessing
 import os
 import shutil
@@ -41,6 +42,9 @@ def on_starting(server):
     import config
     import db
 
+    # The pool warns once per failed attempt; our one line below says it all.
+    pool_log = logging.getLogger("psycopg.pool")
+    pool_log.setLevel(logging.CRITICAL)
     try:
         settings = config.from_env()
         config.check(settings)
@@ -49,6 +53,8 @@ def on_starting(server):
     except (config.ConfigError, db.DatabaseUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        pool_log.setLevel(logging.NOTSET)
     _refuse_if_port_taken(server.cfg.address)
     _clear_metrics_dir()
 

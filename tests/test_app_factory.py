@@ -80,7 +80,7 @@ def test_production_starts_with_its_secrets(database_url):
 
 
 def test_unreachable_database_fails_in_the_factory_with_a_clear_reason():
-    with pytest.raises(db.DatabaseUnavailable, match=r"cannot reach the database: .*refused"):
+    with pytest.raises(db.DatabaseUnavailable, match=r"cannot connect to the database: .*refused"):
         create_app({"DATABASE_URL": UNREACHABLE, "DB_POOL_TIMEOUT": 1})
 
 

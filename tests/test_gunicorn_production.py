@@ -1,4 +1,4 @@
-"""How production gunicorn listens: a socket per worker, and never beside another server."""
+"""Production gunicorn: a socket per worker, never beside another server, one-line refusals."""
 
 from pathlib import Path
 
@@ -60,3 +60,15 @@ def test_a_second_server_on_a_port_in_use_refuses_in_one_line(database_url, tmp_
         assert serving(port)
     finally:
         stop(first)
+
+
+def test_an_unreachable_database_stops_start_up_with_one_error_line(tmp_path):
+    port = free_port()
+    env = production_env("postgresql://nobody@127.0.0.1:1/calls", port)
+    log = tmp_path / "gunicorn.log"
+    master = start(env, log)
+    assert master.wait(timeout=60) == 1
+    errors = [line for line in log.read_text().splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("error: cannot connect to the database: ")
+    assert "Connection refused" in errors[0]
