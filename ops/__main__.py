@@ -1,10 +1,10 @@
-"""``python -m ops <command>``: operator commands (today: ``verify``)."""
+"""``python -m ops <command>``: operator commands: ``verify``, ``prune-deliveries``."""
 
 import sys
 
-from ops import verify
+from ops import prune_deliveries, verify
 
-COMMANDS = {"verify": verify.main}
+COMMANDS = {"verify": verify.main, "prune-deliveries": prune_deliveries.main}
 
 
 def main(argv: list[str]) -> int:

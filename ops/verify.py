@@ -9,15 +9,13 @@ it was found.
 """
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
-from ops import call_checks, lookup_checks, probe, schema_checks, webhook_checks
-from ops.report import FAIL, Result, as_json, as_text, failed
+from ops import call_checks, database, lookup_checks, probe, schema_checks, webhook_checks
+from ops.report import FAIL, Result, as_json, as_text, failed, one_line
 
 # Before the code deploy: the schema the four migrations leave.
 PRE = [
@@ -59,12 +57,7 @@ def _guarded(check, conn, opts) -> Result:
         with conn.transaction():
             return check(conn, opts)
     except psycopg.Error as exc:
-        return failed(name, f"could not check: {_line(exc)}")
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        return failed(name, f"could not check: {one_line(exc)}")
 
 
 def _read_only(conn, checks, opts) -> list[Result]:
@@ -86,17 +79,10 @@ def run(conn: psycopg.Connection, opts: Options) -> list[Result]:
     try:
         results.append(probe.unique_rejects_duplicate(conn, opts))
     except psycopg.Error as exc:
-        results.append(failed("unique_rejects_duplicate", f"could not check: {_line(exc)}"))
+        results.append(failed("unique_rejects_duplicate", f"could not check: {one_line(exc)}"))
     if opts.stage == "post":
         results += _read_only(conn, POST, opts)
     return results
-
-
-def describe(url: str) -> str:
-    """Return where the database is, without the password."""
-    parts = conninfo_to_dict(url)
-    host = parts.get("host") or "local socket"
-    return f"database {parts.get('dbname', '?')} on {host}:{parts.get('port', 5432)}"
 
 
 def parse(argv) -> argparse.Namespace:
@@ -140,21 +126,19 @@ def parse(argv) -> argparse.Namespace:
 def main(argv=None) -> int:
     """Run verify from the command line: 0 all pass (or warn), 1 any FAIL, 2 cannot run."""
     args = parse(argv)
-    url = args.database_url or os.environ.get("DATABASE_URL")
-    if not url:
-        print("error: no database: set DATABASE_URL or pass --database-url", file=sys.stderr)
-        return 2
     opts = Options(
         args.stage, args.recent, args.stuck_minutes, max_rejection_rate=args.max_rejection_rate
     )
     try:
-        with psycopg.connect(
-            url, autocommit=True, connect_timeout=10, application_name="ops-verify"
-        ) as conn:
+        url = database.url_of(args.database_url)
+        with database.connect(url, "verify") as conn:
             results = run(conn, opts)
+    except database.NoDatabase as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except psycopg.OperationalError as exc:
-        print(f"error: cannot connect to the database: {_line(exc)}", file=sys.stderr)
+        print(f"error: cannot connect to the database: {one_line(exc)}", file=sys.stderr)
         return 2
     render = as_json if args.json else as_text
-    print(render(results, stage=args.stage, target=describe(url)))
+    print(render(results, stage=args.stage, target=database.describe(url)))
     return 1 if any(r.status == FAIL for r in results) else 0

@@ -6,21 +6,19 @@ transcript lines), then broken in the ways the checklist guards against.
 """
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pytest
+from commands import run_module
 from test_migrations_support import seed_legacy_calls
 
 from migrations.kit import Run, load_chain, upgrade
 from ops import verify
 from ops.report import FAIL, PASS, WARN
 
-ROOT = Path(__file__).resolve().parents[1]
 QUIET = Run(out=lambda line: None)
 
 
@@ -96,15 +94,7 @@ def check(url: str, stage: str = "post", **options) -> dict:
 
 def run_verify(url: str, *args: str) -> subprocess.CompletedProcess:
     """Run ``python -m ops verify`` as the operator does, DATABASE_URL in the environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "ops", "verify", *args],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_module("ops", "verify", *args, database_url=url)
 
 
 def statuses(results: dict) -> dict:
@@ -377,16 +367,7 @@ def test_verify_leaves_the_database_unchanged(state, rolled_out, create_database
 
 
 def test_verify_without_a_database_says_so_and_exits_2():
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    result = subprocess.run(
-        [sys.executable, "-m", "ops", "verify"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_module("ops", "verify", database_url=None)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: no database: set DATABASE_URL or pass --database-url"
 
