@@ -9,6 +9,8 @@ keep a final status final, so a late or repeated event never moves a call back.
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
+
 import transcription_helpers as helpers
 import webhook_payloads as payloads
 from models import calls
@@ -163,17 +165,36 @@ def attach_conversation(conn, call: Call, event: PostCallEvent) -> Call:
     if wanted is None or call.conversation_id == wanted:
         return call
     if call.conversation_id is None:
-        owner = calls.by_conversation_id(conn, wanted)
-        if owner is None:
-            attached = calls.attach_conversation(conn, call.call_sid, wanted)
-            call = attached or calls.by_call_sid(conn, call.call_sid)  # lost a race: re-read
-            if call.conversation_id == wanted:
-                return call
-    raise Rejected(
-        log.CONFLICT,
-        f"call {call.call_sid} has conversation_id {call.conversation_id!r} "
-        f"but the event names {wanted!r}",
-    )
+        # Update, then judge by what the row holds now, not by what we read
+        # before: meanwhile a twin delivery or ElevenLabs' answer to our call
+        # request may have given this very call this very id, which agrees.
+        attached = _attach_unless_taken(conn, call.call_sid, wanted)
+        call = attached or calls.by_call_sid(conn, call.call_sid)
+        if call.conversation_id == wanted:
+            return call
+    raise Rejected(log.CONFLICT, _contradiction(conn, call, wanted))
+
+
+def _attach_unless_taken(conn, call_sid: str, conversation_id: str) -> Call | None:
+    """Return the call given the conversation; None if it had one, or another call has it."""
+    try:
+        # A savepoint: the unique violation must not abort the delivery's transaction.
+        with conn.transaction():
+            return calls.attach_conversation(conn, call_sid, conversation_id)
+    except psycopg.errors.UniqueViolation:
+        return None
+
+
+def _contradiction(conn, call: Call, wanted: str) -> str:
+    """Say how the event contradicts what is recorded, for the delivery log."""
+    if call.conversation_id is not None:
+        return (
+            f"call {call.call_sid} has conversation_id {call.conversation_id!r} "
+            f"but the event names {wanted!r}"
+        )
+    owner = calls.by_conversation_id(conn, wanted)
+    holder = f"call {owner.call_sid}" if owner is not None else "another call"
+    return f"the event gives call {call.call_sid} conversation_id {wanted!r}, but {holder} has it"
 
 
 def _complete(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
@@ -205,6 +226,9 @@ def _fail(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
     reason = event.failure_reason or "unknown"
     if calls.mark_failed(conn, call.call_sid, reason=reason) is not None:
         return log.ACCEPTED, f"call {call.call_sid} failed: {reason}"
-    if call.status == calls.COMPLETED:
+    # What stopped the update is the status now, not the one read before it: a
+    # completion may have been committed in between.
+    status = calls.by_call_sid(conn, call.call_sid).status
+    if status == calls.COMPLETED:
         return log.STALE, f"call {call.call_sid} already completed; a late failure cannot undo it"
-    return log.DUPLICATE, f"call {call.call_sid} was already {call.status}"
+    return log.DUPLICATE, f"call {call.call_sid} was already {status}"
