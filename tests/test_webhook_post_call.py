@@ -1,6 +1,7 @@
 """``POST /webhooks/elevenlabs/post-call``: ElevenLabs' real post-call envelopes."""
 
 import base64
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,6 @@ from webhook_signing import (
     lines,
     make_call,
     post_signed,
-    post_with_header,
 )
 
 from app import create_app
@@ -296,12 +296,25 @@ def test_post_call_with_only_optional_fields_missing_is_accepted(client, conn):
     assert (done.status, done.call_duration_secs, done.twilio_call_sid) == ("completed", None, None)
 
 
-def test_post_call_with_bad_signature_returns_401_and_changes_nothing(client, conn):
+# How the signature is wrong, and the reason the log gives: a current timestamp
+# signed with another secret reaches the HMAC comparison; an old one never does.
+BAD_SIGNATURES = {
+    "wrong secret": ({"secret": "wsec_someone_else"}, "signature does not match the body"),
+    "an hour old": ({"timestamp": time.time() - 3600}, "old; the limit is 1800s"),
+}
+
+
+@pytest.mark.parametrize("signing, reason", BAD_SIGNATURES.values(), ids=BAD_SIGNATURES.keys())
+def test_post_call_with_bad_signature_returns_401_and_changes_nothing(
+    client, conn, signing, reason
+):
     call = make_call(conn, "conv_post_call")
-    body = body_of(transcription_event(call.call_sid))
-    response = post_with_header(client, POST_CALL, body, "t=1,v0=" + "0" * 64)
+    response = post_signed(client, POST_CALL, transcription_event(call.call_sid), **signing)
     assert response.status_code == 401
-    assert deliveries(conn)[0]["outcome"] == "rejected_signature"
+    [delivery] = deliveries(conn)
+    assert (delivery["outcome"], delivery["signature_valid"]) == ("rejected_signature", False)
+    assert reason in delivery["reason"]
+    assert lines(conn, "conv_post_call") == []
     assert calls.by_call_sid(conn, call.call_sid).status == "initiated"
 
 
