@@ -71,6 +71,25 @@ def _why_unreachable(url: str) -> str:
     return "no connection within the pool's timeout"
 
 
+# SQLSTATEs that mean the server is gone, not that it refused one statement:
+# class 08 (connection exception), then administrator or crash shutdown, and
+# "the database system is starting up". A statement or lock timeout, a deadlock
+# or a serialization failure is an OperationalError too, from a server that is up.
+_SERVER_GONE = ("57P01", "57P02", "57P03")
+
+
+def unreachable(exc: BaseException, conn: psycopg.Connection | None) -> bool:
+    """Return whether an error means the database cannot be reached at all."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, psycopg.Error):
+        return False
+    if conn is not None and (conn.closed or conn.broken):
+        return True
+    sqlstate = exc.sqlstate or ""
+    return sqlstate.startswith("08") or sqlstate in _SERVER_GONE
+
+
 def init_app(app, pool: ConnectionPool) -> None:
     """Attach the pool to the app and return connections at the end of each request."""
     app.extensions["db_pool"] = pool

@@ -77,7 +77,12 @@ def _paths() -> dict:
     signed = [{"elevenLabsSignature": []}]
     webhook_answers = {
         "200": _json("WebhookAnswer", "recorded and settled (saved, duplicate or acknowledged)"),
-        **_errors(400, 401, 503),
+        **_errors(400, 401),
+        "503": _json(
+            "Error",
+            "database_error: the database refused it for now; recorded, to replay. "
+            "database_unavailable: the database is unreachable; not recorded",
+        ),
     }
     return {
         "/driver_data/call-elevenlabs": {

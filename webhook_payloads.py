@@ -3,6 +3,8 @@
 Nothing here touches the database. Every string that may reach PostgreSQL is
 checked for what ``text`` cannot hold (NUL, lone surrogates), every number for
 what ``timestamptz`` cannot hold, so a hostile or broken body is a 400, never a 500.
+A field kept only for the record (``informational``) is the exception: cut or
+ignored, with a note, since refusing it would refuse everything else with it.
 """
 
 import json
@@ -98,6 +100,32 @@ def text(value, field: str, *, required: bool = True, max_length: int = MAX_ID_L
         raise malformed(f"{field} is {len(value)} characters; the limit is {max_length}")
     if not storable(value):
         raise malformed(f"{field} contains a NUL character or invalid unicode")
+    return value
+
+
+def informational(
+    value, field: str, notes: list, *, max_length: int = MAX_ID_LENGTH, cut: bool = True
+) -> str | None:
+    """Return an optional string kept for the record; what cannot be kept is noted, not refused.
+
+    Refusing would lose the rest of the delivery for a detail, and no replay could
+    ever apply it. Too long, it is cut to ``max_length``, unless ``cut`` is false
+    (an identifier: cut, it would name something else) and it is dropped instead.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        notes.append(f"{field} ignored: {_json_type(value)}, not a string")
+        return None
+    if not storable(value):
+        notes.append(f"{field} ignored: it contains a NUL character or invalid unicode")
+        return None
+    if len(value) > max_length and not cut:
+        notes.append(f"{field} ignored: {len(value)} characters; the limit is {max_length}")
+        return None
+    if len(value) > max_length:
+        notes.append(f"{field} cut to {max_length} of its {len(value)} characters")
+        return value[:max_length]
     return value
 
 

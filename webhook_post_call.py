@@ -9,16 +9,19 @@ keep a final status final, so a late or repeated event never moves a call back.
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
+
 import transcription_helpers as helpers
 import webhook_payloads as payloads
 from models import calls
 from models import webhook_deliveries as log
 from models.calls import Call
-from webhook_payloads import Rejected, malformed, number, obj, text
+from webhook_payloads import Rejected, informational, malformed, number, obj, text
 
 POST_CALL_TRANSCRIPTION = "post_call_transcription"
 CALL_INITIATION_FAILURE = "call_initiation_failure"
 MAX_DURATION_SECS = 10 * 24 * 3600
+MAX_TERMINATION_REASON_LENGTH = 2000
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class PostCallEvent:
     turns: tuple = ()
     call_duration_secs: int | None = None
     termination_reason: str | None = None
+    notes: tuple[str, ...] = ()  # what was cut or ignored, said in the delivery's reason
 
 
 def apply(conn, document) -> tuple[str, str | None]:
@@ -45,8 +49,10 @@ def apply(conn, document) -> tuple[str, str | None]:
     event = parse(event_type, obj(envelope.get("data"), "data"))
     call = attach_conversation(conn, find_call(conn, event), event)
     if event.type == CALL_INITIATION_FAILURE:
-        return _fail(conn, call, event)
-    return _complete(conn, call, event)
+        outcome, reason = _fail(conn, call, event)
+    else:
+        outcome, reason = _complete(conn, call, event)
+    return outcome, "; ".join((reason, *event.notes))
 
 
 def parse(event_type: str, data: dict) -> PostCallEvent:
@@ -57,48 +63,60 @@ def parse(event_type: str, data: dict) -> PostCallEvent:
         required=False,
     )
     variables = obj(client.get("dynamic_variables"), "dynamic_variables", required=False)
+    metadata = obj(data.get("metadata"), "data.metadata", required=False)
+    notes = []  # what was cut or ignored of fields kept only for the record
     ids = {
         "call_sid": text(variables.get("call_sid"), "dynamic_variables.call_sid", required=False),
         "conversation_id": text(
             data.get("conversation_id"), "data.conversation_id", required=False
         ),
+        "twilio_call_sid": _twilio_call_sid(event_type, metadata, notes),
     }
-    if ids["call_sid"] is None and ids["conversation_id"] is None:
-        raise malformed("names no call: dynamic_variables.call_sid and conversation_id missing")
-    metadata = obj(data.get("metadata"), "data.metadata", required=False)
+    if all(value is None for value in ids.values()):
+        raise malformed(
+            "names no call: dynamic_variables.call_sid, conversation_id "
+            "and Twilio's call SID are all missing"
+        )
     if event_type == CALL_INITIATION_FAILURE:
-        return _failure(data, metadata, ids)
-    return _transcription(data, metadata, ids)
+        reason = informational(data.get("failure_reason"), "data.failure_reason", notes)
+        return PostCallEvent(
+            CALL_INITIATION_FAILURE, **ids, failure_reason=reason, notes=tuple(notes)
+        )
+    return _transcription(data, metadata, ids, notes)
 
 
-def _failure(data: dict, metadata: dict, ids: dict) -> PostCallEvent:
-    # Twilio's own fields, passed through as they come, serve only as a fallback
-    # to find the call: a shape we do not know is ignored rather than refused.
-    body = metadata.get("body") if isinstance(metadata.get("body"), dict) else {}
-    return PostCallEvent(
-        CALL_INITIATION_FAILURE,
-        **ids,
-        twilio_call_sid=payloads.clean(body.get("CallSid")),
-        failure_reason=text(data.get("failure_reason"), "data.failure_reason", required=False),
+def _twilio_call_sid(event_type: str, metadata: dict, notes: list) -> str | None:
+    """Return Twilio's SID of the call, the last resort to find it, where each event carries it."""
+    # Twilio's own fields, passed through as they come, serve only to find the
+    # call: a shape we do not know is ignored (and noted) rather than refused.
+    where, key = (
+        ("body", "CallSid") if event_type == CALL_INITIATION_FAILURE else ("phone_call", "call_sid")
     )
+    holder = metadata.get(where)
+    if holder is not None and not isinstance(holder, dict):
+        notes.append(f"data.metadata.{where} ignored: not an object")
+    if not isinstance(holder, dict):
+        return None
+    return informational(holder.get(key), f"data.metadata.{where}.{key}", notes, cut=False)
 
 
-def _transcription(data: dict, metadata: dict, ids: dict) -> PostCallEvent:
-    phone_call = obj(metadata.get("phone_call"), "data.metadata.phone_call", required=False)
+def _transcription(data: dict, metadata: dict, ids: dict, notes: list) -> PostCallEvent:
     start, turns = _transcript(data.get("transcript"), metadata.get("start_time_unix_secs"))
+    duration = _duration(metadata.get("call_duration_secs"), notes)
+    termination_reason = informational(
+        metadata.get("termination_reason"),
+        "data.metadata.termination_reason",
+        notes,
+        max_length=MAX_TERMINATION_REASON_LENGTH,
+    )
     return PostCallEvent(
         POST_CALL_TRANSCRIPTION,
         **ids,
-        twilio_call_sid=text(phone_call.get("call_sid"), "phone_call.call_sid", required=False),
         start=start,
         turns=turns,
-        call_duration_secs=_duration(metadata.get("call_duration_secs")),
-        termination_reason=text(
-            metadata.get("termination_reason"),
-            "termination_reason",
-            required=False,
-            max_length=2000,
-        ),
+        call_duration_secs=duration,
+        termination_reason=termination_reason,
+        notes=tuple(notes),
     )
 
 
@@ -131,13 +149,18 @@ def _transcript(value, start_value) -> tuple[datetime | None, tuple]:
     return start, tuple(turns)
 
 
-def _duration(value) -> int | None:
-    seconds = number(value, "data.metadata.call_duration_secs", required=False)
-    if seconds is None:
+def _duration(value, notes: list) -> int | None:
+    """Return the call's length in whole seconds; a value we cannot use is noted and ignored."""
+    field = "data.metadata.call_duration_secs"
+    try:
+        seconds = number(value, field, required=False)
+    except Rejected as rejection:
+        notes.append(f"{rejection.reason}: ignored")
         return None
-    if not 0 <= seconds <= MAX_DURATION_SECS:
-        raise malformed(f"data.metadata.call_duration_secs is out of range: {seconds}")
-    return round(seconds)
+    if seconds is not None and not 0 <= seconds <= MAX_DURATION_SECS:
+        notes.append(f"{field} is out of range ({seconds}): ignored")
+        return None
+    return None if seconds is None else round(seconds)
 
 
 def find_call(conn, event: PostCallEvent) -> Call:
@@ -150,10 +173,13 @@ def find_call(conn, event: PostCallEvent) -> Call:
     if call is None and event.twilio_call_sid is not None:
         call = helpers.call_by_twilio_call_sid(conn, event.twilio_call_sid)
     if call is None:
-        raise Rejected(
-            log.UNKNOWN_CALL,
-            f"no call has call_sid {event.call_sid!r} or conversation_id {event.conversation_id!r}",
-        )
+        named = {
+            "call_sid": event.call_sid,
+            "conversation_id": event.conversation_id,
+            "twilio_call_sid": event.twilio_call_sid,
+        }
+        said = " or ".join(f"{key} {value!r}" for key, value in named.items() if value is not None)
+        raise Rejected(log.UNKNOWN_CALL, f"no call has {said}")
     return call
 
 
@@ -163,17 +189,36 @@ def attach_conversation(conn, call: Call, event: PostCallEvent) -> Call:
     if wanted is None or call.conversation_id == wanted:
         return call
     if call.conversation_id is None:
-        owner = calls.by_conversation_id(conn, wanted)
-        if owner is None:
-            attached = calls.attach_conversation(conn, call.call_sid, wanted)
-            call = attached or calls.by_call_sid(conn, call.call_sid)  # lost a race: re-read
-            if call.conversation_id == wanted:
-                return call
-    raise Rejected(
-        log.CONFLICT,
-        f"call {call.call_sid} has conversation_id {call.conversation_id!r} "
-        f"but the event names {wanted!r}",
-    )
+        # Update, then judge by what the row holds now, not by what we read
+        # before: meanwhile a twin delivery or ElevenLabs' answer to our call
+        # request may have given this very call this very id, which agrees.
+        attached = _attach_unless_taken(conn, call.call_sid, wanted)
+        call = attached or calls.by_call_sid(conn, call.call_sid)
+        if call.conversation_id == wanted:
+            return call
+    raise Rejected(log.CONFLICT, _contradiction(conn, call, wanted))
+
+
+def _attach_unless_taken(conn, call_sid: str, conversation_id: str) -> Call | None:
+    """Return the call given the conversation; None if it had one, or another call has it."""
+    try:
+        # A savepoint: the unique violation must not abort the delivery's transaction.
+        with conn.transaction():
+            return calls.attach_conversation(conn, call_sid, conversation_id)
+    except psycopg.errors.UniqueViolation:
+        return None
+
+
+def _contradiction(conn, call: Call, wanted: str) -> str:
+    """Say how the event contradicts what is recorded, for the delivery log."""
+    if call.conversation_id is not None:
+        return (
+            f"call {call.call_sid} has conversation_id {call.conversation_id!r} "
+            f"but the event names {wanted!r}"
+        )
+    owner = calls.by_conversation_id(conn, wanted)
+    holder = f"call {owner.call_sid}" if owner is not None else "another call"
+    return f"the event gives call {call.call_sid} conversation_id {wanted!r}, but {holder} has it"
 
 
 def _complete(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
@@ -205,6 +250,9 @@ def _fail(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
     reason = event.failure_reason or "unknown"
     if calls.mark_failed(conn, call.call_sid, reason=reason) is not None:
         return log.ACCEPTED, f"call {call.call_sid} failed: {reason}"
-    if call.status == calls.COMPLETED:
+    # What stopped the update is the status now, not the one read before it: a
+    # completion may have been committed in between.
+    status = calls.by_call_sid(conn, call.call_sid).status
+    if status == calls.COMPLETED:
         return log.STALE, f"call {call.call_sid} already completed; a late failure cannot undo it"
-    return log.DUPLICATE, f"call {call.call_sid} was already {call.status}"
+    return log.DUPLICATE, f"call {call.call_sid} was already {status}"

@@ -16,8 +16,9 @@ from psycopg_pool import PoolTimeout
 
 import logging_setup
 import metrics
+import webhook_payloads as payloads
 import webhook_processing as processing
-from db import get_conn
+from db import get_conn, unreachable
 from errors import ApiError
 from models import webhook_deliveries as log
 from webhook_processing import Outcome
@@ -55,7 +56,7 @@ class Received:
     signature_header: str | None
     signature_valid: bool | None = None
 
-    def record(self, conn, outcome: Outcome) -> int:
+    def record(self, conn, outcome: Outcome, http_status: int | None = None) -> int:
         """Insert this delivery into the log with its outcome; return its id."""
         return log.record(
             conn,
@@ -63,7 +64,15 @@ class Received:
             identifiers=outcome.identifiers,
             outcome=outcome.outcome,
             reason=outcome.reason,
+            http_status=http_status,
         )
+
+    def named(self) -> dict:
+        """Return what the body names (call_sid, conversation_id, …); nothing if unreadable."""
+        try:
+            return payloads.identifiers(self.endpoint, payloads.parse_json(self.body))
+        except payloads.Rejected:
+            return {}
 
     def recorder(self, conn) -> "Recording":
         """Return this delivery's recorder for ``webhook_processing.apply``."""
@@ -114,19 +123,22 @@ def post_call():
 def receive(endpoint: str):
     """Read, check, apply and record one delivery; answer with its outcome."""
     received = read_request(endpoint)
+    conn = None
     try:
         conn = get_conn()
         outcome, delivery_id = _handle(conn, received)
-    except (psycopg.OperationalError, PoolTimeout) as exc:
-        # 503, not 500: the delivery could not even be recorded, and ElevenLabs
-        # retries 5xx when retries are enabled.
-        logger.error("webhook %s not recorded: database unavailable: %s", endpoint, exc)
-        raise ApiError(
-            "The database is unavailable; the delivery was not recorded.",
-            status=503,
-            code="database_unavailable",
-        ) from None
-    except Exception:
+    except Exception as exc:
+        if unreachable(exc, conn):
+            # 503, not 500: the delivery could not even be recorded, and ElevenLabs
+            # retries 5xx when retries are enabled.
+            logger.error("webhook %s not recorded: database unavailable: %s", endpoint, exc)
+            raise ApiError(
+                "The database is unavailable; the delivery was not recorded.",
+                status=503,
+                code="database_unavailable",
+            ) from None
+        if isinstance(exc, psycopg.OperationalError):
+            raise _refused_for_now(conn, received, exc) from None
         _record_error(received)
         raise
     metrics.record_webhook_delivery(endpoint, outcome.outcome)
@@ -192,9 +204,31 @@ def _record_error(received: Received) -> None:
     """Record a delivery our own code failed on, so it can be replayed after the fix."""
     metrics.record_webhook_delivery(received.endpoint, log.ERROR)
     try:
-        received.record(get_conn(), Outcome(log.ERROR, "an unexpected error; see the logs"))
+        outcome = Outcome(log.ERROR, "an unexpected error; see the logs", received.named())
+        received.record(get_conn(), outcome)
     except (psycopg.Error, PoolTimeout):
         logger.exception("webhook %s could not be recorded", received.endpoint)
+
+
+def _refused_for_now(conn, received: Received, exc: psycopg.OperationalError) -> ApiError:
+    """Record a delivery a working database refused (a timeout, a lock, a deadlock); return the 503.
+
+    Recorded as ``error``, so ``webhook_replay`` applies it later even when
+    ElevenLabs does not retry; the 503 lets it retry when it does.
+    """
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    reason = f"the database could not apply it just now ({type(exc).__name__}: {first_line})"
+    logger.error("webhook %s: %s", received.endpoint, reason)
+    metrics.record_webhook_delivery(received.endpoint, log.ERROR)
+    details = {"reason": reason}
+    message = "The database could not apply this delivery just now; it is recorded for replay."
+    try:
+        outcome = Outcome(log.ERROR, reason, received.named())
+        details["delivery_id"] = received.record(conn, outcome, http_status=503)
+    except (psycopg.Error, PoolTimeout):
+        logger.exception("webhook %s could not be recorded", received.endpoint)
+        message = "The database could not apply this delivery just now, nor record it."
+    return ApiError(message, status=503, code="database_error", details=details)
 
 
 def _respond(outcome: Outcome, delivery_id: int):

@@ -85,8 +85,12 @@ def record(
     identifiers: dict,
     outcome: str,
     reason: str | None,
+    http_status: int | None = None,
 ) -> int:
-    """Insert one delivery with an outcome already decided; return its id."""
+    """Insert one delivery with an outcome already decided; return its id.
+
+    ``http_status`` is what the delivery was answered with, when not its outcome's usual one.
+    """
     statement, params = record_statement(
         endpoint=endpoint,
         signature_valid=signature_valid,
@@ -102,7 +106,12 @@ def record(
                    %(v_status)s::integer AS http_status
         )
     """
-    params = {**params, "v_outcome": outcome, "v_reason": reason, "v_status": STATUS[outcome]}
+    params = {
+        **params,
+        "v_outcome": outcome,
+        "v_reason": reason,
+        "v_status": http_status or STATUS[outcome],
+    }
     return conn.execute(verdict + statement, params).fetchone()[0]
 
 

@@ -19,7 +19,11 @@ from webhook_signing import (
     signature_header,
 )
 
+import webhook_processing
 import webhook_signature
+from models.webhook_deliveries import TRANSCRIPTION as TRANSCRIPTION_ENDPOINT
+from webhook_payloads import Line, LineDelivery
+from webhooks_elevenlabs import Received
 
 AT = datetime(2026, 11, 25, 10, 20, tzinfo=UTC)
 
@@ -228,18 +232,36 @@ def test_read_back_transcript_is_in_time_order(client, conn):
     assert [each.message for each in said] == ["first", "second", "third"]
 
 
-def test_explain_of_call_sid_lookup_uses_the_index(conn):
+# What the per-line statement names (by call_sid; during a rollback by
+# conversation_id; or both, the call_sid first), and the indexes it must use.
+NAMED_BY = {
+    "call_sid": ("cs_explain", None, ["calls_call_sid_key"]),
+    "conversation_id": (None, "conv_explain_7", ["calls_conversation_id_key"]),
+    "both": ("cs_explain", "conv_explain_7", ["calls_call_sid_key", "calls_conversation_id_key"]),
+}
+
+
+@pytest.mark.parametrize(
+    "call_sid, conversation_id, indexes", NAMED_BY.values(), ids=NAMED_BY.keys()
+)
+def test_explain_of_the_webhooks_own_statement_uses_indexes_not_a_scan_of_calls(
+    conn, call_sid, conversation_id, indexes
+):
     conn.execute(
         "INSERT INTO calls (driver_id, conversation_id, phone_number, status) "
         "SELECT g, 'conv_explain_' || g, '+14155550123', 'completed' "
         "FROM generate_series(1, 5000) AS g"
     )
     conn.execute("ANALYZE calls")
-    sid = conn.execute("SELECT call_sid FROM calls LIMIT 1").fetchone()[0]
-    plan = "\n".join(
-        row[0] for row in conn.execute("EXPLAIN SELECT * FROM calls WHERE call_sid = %s", (sid,))
+    delivery = LineDelivery(call_sid, conversation_id, Line("agent", "On my way.", AT))
+    received = Received(TRANSCRIPTION_ENDPOINT, b"{}", 2, False, None, signature_valid=True)
+    statement, params = webhook_processing.line_statement(
+        delivery, {"call_sid": call_sid}, received.recorder(conn)
     )
-    assert "Index Scan using calls_call_sid_key" in plan, plan
+    plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + statement, params))
+    assert "Seq Scan on calls" not in plan, plan
+    for index in indexes:
+        assert f"Index Scan using {index} on calls" in plan, plan
 
 
 # --- the signature ---------------------------------------------------------------------

@@ -1,0 +1,103 @@
+"""Webhooks when the database is down, or up but refusing a statement for now.
+
+Down, a delivery cannot be recorded: 503, so ElevenLabs may retry it. Up but
+refusing (a lock or statement timeout, a deadlock), the delivery is recorded as
+``error`` and answered 503: ElevenLabs may retry, and the replay command applies
+it later either way.
+"""
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+from test_webhook_replay import SINCE, replay
+from webhook_signing import (
+    POST_CALL,
+    TRANSCRIPTION,
+    deliveries,
+    fixture,
+    lines,
+    make_call,
+    post_signed,
+)
+
+import db
+from app import create_app
+from models import calls
+
+# endpoint, the timeout that strikes, lines the replay saves, the call's status after it
+REFUSALS = {
+    "post-call, lock timeout": (POST_CALL, "lock_timeout", 3, "completed"),
+    "post-call, statement timeout": (POST_CALL, "statement_timeout", 3, "completed"),
+    "per-line, lock timeout": (TRANSCRIPTION, "lock_timeout", 1, "initiated"),
+}
+
+
+def delivery_for(path, call) -> dict:
+    """Return the fixture webhook of an endpoint, for the call."""
+    if path == TRANSCRIPTION:
+        return fixture("transcription_line.json", call.call_sid)
+    event = fixture("post_call_transcription.json", call.call_sid)
+    event["data"]["conversation_id"] = call.conversation_id
+    return event
+
+
+@pytest.mark.parametrize("path, timeout, new_lines, status", REFUSALS.values(), ids=REFUSALS.keys())
+def test_delivery_refused_by_a_database_timeout_is_recorded_as_error_and_replayed_later(
+    app_config, database_url, conn, path, timeout, new_lines, status
+):
+    # The service's connections carry the timeout, as ALTER ROLE … SET gives them.
+    url = make_conninfo(database_url, options=f"-c {timeout}=300ms")
+    app = create_app({**app_config, "DATABASE_URL": url})
+    call = make_call(conn, "conv_refused")
+    try:
+        # The call row locked meanwhile, by an operator's UPDATE or a migration batch, say.
+        with psycopg.connect(database_url) as holder:
+            holder.execute("SELECT FROM calls WHERE call_sid = %s FOR UPDATE", (call.call_sid,))
+            response = post_signed(app.test_client(), path, delivery_for(path, call))
+            holder.rollback()
+    finally:
+        app.extensions["db_pool"].close()
+
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["error"] == "database_error"
+    [delivery] = deliveries(conn)
+    assert response.get_json()["details"]["delivery_id"] == delivery["id"]
+    assert (delivery["outcome"], delivery["http_status"]) == ("error", 503)
+    assert "timeout" in delivery["reason"]
+    assert delivery["call_sid"] == call.call_sid
+    assert lines(conn, "conv_refused") == []
+    assert calls.by_call_sid(conn, call.call_sid).status == "initiated"
+
+    result = replay(database_url, "--since", SINCE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "error at receipt): replayed, accepted" in result.stdout
+    assert len(lines(conn, "conv_refused")) == new_lines
+    assert calls.by_call_sid(conn, call.call_sid).status == status
+
+
+@pytest.mark.parametrize("path", [POST_CALL, TRANSCRIPTION])
+def test_webhook_with_the_database_unreachable_is_503_database_unavailable(
+    app_config, create_database, cut_off_database, path
+):
+    url = create_database()
+    app = create_app({**app_config, "DATABASE_URL": url, "DB_POOL_TIMEOUT": 1})
+    try:
+        cut_off_database(url)
+        body = {"call_sid": "cs_whatever", "speaker": "agent", "message": "hi", "timestamp": 1}
+        response = post_signed(app.test_client(), path, body)
+    finally:
+        app.extensions["db_pool"].close()
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "database_unavailable"
+
+
+def test_only_a_lost_connection_counts_as_the_database_unreachable(database_url, conn):
+    with psycopg.connect(database_url, autocommit=True) as lost:
+        conn.execute("SELECT pg_terminate_backend(%s, 5000)", (lost.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError) as terminated:
+            lost.execute("SELECT 1")
+        assert db.unreachable(terminated.value, lost)
+    with psycopg.connect(database_url, options="-c statement_timeout=50ms") as busy:
+        with pytest.raises(psycopg.errors.QueryCanceled) as cancelled:
+            busy.execute("SELECT pg_sleep(1)")
+        assert not db.unreachable(cancelled.value, busy)

@@ -1,0 +1,155 @@
+"""Post-call fields kept only for the record, and Twilio's call SID as the last way to the call.
+
+A field the webhook does not need (why the call ended, why it failed, Twilio's
+SID, the duration) is cut or ignored when unusable, and the delivery's reason says
+so: refusing the envelope would lose its transcript, and no replay could apply it.
+"""
+
+import pytest
+from test_webhook_post_call import failure_event, transcription_event
+from webhook_signing import POST_CALL, deliveries, fixture, lines, make_call, post_signed
+
+from models import calls
+
+TWILIO_CALL_SID = "CA9f8e7d6c5b4a39281706f5e4d3c2b1a0"  # the failure fixture's CallSid
+LONG_TERMINATION_REASON = "LLM error: " + "x" * 2100
+
+
+def test_call_initiation_failure_naming_only_twilios_call_sid_fails_the_call(client, conn):
+    # ElevenLabs answered with a callSid but no conversation_id, and the failure
+    # names neither our call_sid nor a conversation: only Twilio's CallSid is left.
+    call = calls.create(conn, driver_id=7, phone_number="+14155550123")
+    calls.mark_initiated(
+        conn,
+        call.call_sid,
+        conversation_id=None,
+        twilio_call_sid=TWILIO_CALL_SID,
+        api_called_at=call.created_at,
+    )
+    event = fixture("call_initiation_failure.json")
+    event["data"]["conversation_id"] = None
+    response = post_signed(client, POST_CALL, event)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["status"] == "accepted"
+    failed = calls.by_call_sid(conn, call.call_sid)
+    assert (failed.status, failed.failure_reason) == ("failed", "no-answer")
+    assert deliveries(conn)[0]["outcome"] == "accepted"
+
+
+def test_call_initiation_failure_naming_no_call_at_all_returns_400(client, conn):
+    event = fixture("call_initiation_failure.json")
+    event["data"]["conversation_id"] = None
+    del event["data"]["metadata"]["body"]["CallSid"]
+    response = post_signed(client, POST_CALL, event)
+    assert response.status_code == 400
+    assert "names no call" in response.get_json()["details"]["reason"]
+    assert deliveries(conn)[0]["outcome"] == "rejected_malformed"
+
+
+def test_call_initiation_failure_naming_an_unknown_twilio_call_sid_is_unknown_call(client, conn):
+    event = fixture("call_initiation_failure.json")
+    event["data"]["conversation_id"] = None
+    response = post_signed(client, POST_CALL, event)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "unknown_call"
+    assert TWILIO_CALL_SID in deliveries(conn)[0]["reason"]
+
+
+def _set(event: dict, path: tuple, value) -> None:
+    *parents, last = path
+    for key in parents:
+        event = event[key]
+    event[last] = value
+
+
+METADATA = ("data", "metadata")
+UNUSABLE = {
+    "termination_reason over 2000 characters": (
+        (*METADATA, "termination_reason"),
+        LONG_TERMINATION_REASON,
+        "data.metadata.termination_reason cut to 2000 of its 2111 characters",
+        ("termination_reason", LONG_TERMINATION_REASON[:2000]),
+    ),
+    "termination_reason an object": (
+        (*METADATA, "termination_reason"),
+        {"code": 1000},
+        "data.metadata.termination_reason ignored: an object, not a string",
+        ("termination_reason", None),
+    ),
+    "Twilio's call_sid too long": (
+        (*METADATA, "phone_call", "call_sid"),
+        "CA" + "f" * 300,
+        "data.metadata.phone_call.call_sid ignored: 302 characters; the limit is 200",
+        ("twilio_call_sid", None),
+    ),
+    "Twilio's call_sid a number": (
+        (*METADATA, "phone_call", "call_sid"),
+        12345,
+        "data.metadata.phone_call.call_sid ignored: a number, not a string",
+        ("twilio_call_sid", None),
+    ),
+    "phone_call an array": (
+        (*METADATA, "phone_call"),
+        [],
+        "data.metadata.phone_call ignored: not an object",
+        ("twilio_call_sid", None),
+    ),
+    "duration a string": (
+        (*METADATA, "call_duration_secs"),
+        "16",
+        "data.metadata.call_duration_secs must be a number, not a string: ignored",
+        ("call_duration_secs", None),
+    ),
+    "duration negative": (
+        (*METADATA, "call_duration_secs"),
+        -1,
+        "data.metadata.call_duration_secs is out of range (-1): ignored",
+        ("call_duration_secs", None),
+    ),
+}
+
+
+@pytest.mark.parametrize("path, value, note, kept", UNUSABLE.values(), ids=UNUSABLE.keys())
+def test_post_call_with_an_unusable_informational_field_keeps_the_transcript_and_says_so(
+    client, conn, path, value, note, kept
+):
+    call = make_call(conn, "conv_post_call")
+    event = transcription_event(call.call_sid)
+    _set(event, path, value)
+    response = post_signed(client, POST_CALL, event)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["status"] == "accepted"
+    assert len(lines(conn, "conv_post_call")) == 3
+    done = calls.by_call_sid(conn, call.call_sid)
+    assert done.status == "completed"
+    column, expected = kept
+    assert getattr(done, column) == expected
+    [delivery] = deliveries(conn)
+    assert delivery["outcome"] == "accepted"
+    assert note in delivery["reason"]
+
+
+FAILURE_REASONS = {
+    "over 200 characters": (
+        "unknown: " + "y" * 300,
+        "unknown: " + "y" * 191,
+        "data.failure_reason cut to 200 of its 309 characters",
+    ),
+    "an object": ({"code": 486}, "unknown", "data.failure_reason ignored: an object, not a string"),
+}
+
+
+@pytest.mark.parametrize("sent, stored, note", FAILURE_REASONS.values(), ids=FAILURE_REASONS.keys())
+def test_call_initiation_failure_with_an_unusable_reason_still_fails_the_call_and_says_so(
+    client, conn, sent, stored, note
+):
+    call = make_call(conn, "conv_post_call")
+    event = failure_event()
+    event["data"]["failure_reason"] = sent
+    response = post_signed(client, POST_CALL, event)
+    assert response.status_code == 200, response.get_json()
+    failed = calls.by_call_sid(conn, call.call_sid)
+    assert (failed.status, failed.failure_reason) == ("failed", stored)
+    [delivery] = deliveries(conn)
+    assert delivery["outcome"] == "accepted"
+    assert note in delivery["reason"]
