@@ -8,13 +8,15 @@ committed *before* ElevenLabs is asked to dial, so every attempt leaves a row:
 import hmac
 import logging
 import time
+from contextlib import contextmanager
 from datetime import datetime
 
 import psycopg
-from flask import Blueprint, current_app, request, url_for
+from flask import Blueprint, current_app, g, request, url_for
 from marshmallow import ValidationError
 from psycopg_pool import PoolTimeout
 
+import db
 import logging_setup
 import metrics
 import transcription_helpers
@@ -66,8 +68,38 @@ def _accepted(presented: str, tokens: list[str]) -> bool:
 @bp.errorhandler(psycopg.OperationalError)
 @bp.errorhandler(PoolTimeout)
 def _database_unavailable(exc):
-    log.error("database unavailable: %s", (str(exc).strip().splitlines() or [repr(exc)])[0])
-    return error_response(503, "database_unavailable", "The database cannot be reached.")
+    reason = (str(exc).strip().splitlines() or [repr(exc)])[0]
+    if db.unreachable(exc, g.get("db_conn")):
+        log.error("database unavailable: %s", reason)
+        return error_response(503, "database_unavailable", "The database cannot be reached.")
+    # Up, but it refused the statement (a lock or statement timeout): nothing was written.
+    log.error("database refused the request: %s", reason)
+    return error_response(
+        503, "database_error", "The database refused the request.", {"reason": reason}
+    )
+
+
+@contextmanager
+def _recording_outcome(call_sid: str, **details):
+    """Answer 503 naming the call when its outcome cannot be written after ElevenLabs answered.
+
+    The row stays 'initiating' (``calls_cli stuck`` lists it); ``placed`` tells the
+    client whether ElevenLabs took the call, so it does not place it a second time.
+    """
+    try:
+        yield
+    except (psycopg.Error, PoolTimeout) as exc:
+        reason = (str(exc).strip().splitlines() or [repr(exc)])[0]
+        log.error(
+            "call %s: ElevenLabs answered but the outcome was not recorded: %s", call_sid, reason
+        )
+        raise ApiError(
+            "ElevenLabs answered, but the call's outcome could not be recorded; the call "
+            "stays 'initiating'. Do not place it again if `placed` is true.",
+            status=503,
+            code="outcome_not_recorded",
+            details={"call_sid": call_sid, **details, "database_reason": reason},
+        ) from None
 
 
 @bp.post("/call-elevenlabs")
@@ -109,7 +141,10 @@ def create_call():
         )
     except ElevenLabsError as exc:
         waited = time.monotonic() - sent
-        raise _record_failure(get_conn(), call.call_sid, exc, api_called_at, waited) from None
+        refused = {"reason": exc.reason, "may_have_dialled": exc.may_have_dialled}
+        with _recording_outcome(call.call_sid, placed=False, **refused):
+            error = _record_failure(get_conn(), call.call_sid, exc, api_called_at, waited)
+        raise error from None
     except Exception:
         # Our own bug must not leave the row 'initiating' for ever: record it, then fail loudly.
         calls.mark_failed(
@@ -121,7 +156,8 @@ def create_call():
         )
         raise
     waited = time.monotonic() - sent
-    call = _record_acceptance(get_conn(), call.call_sid, accepted, api_called_at, waited)
+    with _recording_outcome(call.call_sid, placed=True, conversation_id=accepted.conversation_id):
+        call = _record_acceptance(get_conn(), call.call_sid, accepted, api_called_at, waited)
     location = url_for(".get_call", call_sid=call.call_sid)
     return CALL.dump(call), 201, {"Location": location}
 

@@ -16,8 +16,11 @@ from fake_elevenlabs import (
     OUTBOUND_CALL_PATH,
     refusing_address,
 )
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from app import create_app
+from migrations.kit import Run, load_chain, upgrade
 
 CALL_REQUEST = {"driver_id": 42, "phone_number": "+14155550123"}
 
@@ -470,3 +473,79 @@ def test_database_unreachable_is_503_and_elevenlabs_is_not_called(
     assert response.status_code == 503
     assert response.get_json()["error"] == "database_unavailable"
     assert elevenlabs.received == []
+
+
+def allow_connections_again(server_url: str, url: str) -> None:
+    name = conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name))
+        )
+
+
+@pytest.mark.parametrize(
+    "answer, status, placed",
+    [(ANSWER_OK, 200, True), (ERROR_429_BUSY, 429, False)],
+    ids=["elevenlabs-placed-it", "elevenlabs-refused"],
+)
+def test_outcome_that_cannot_be_recorded_is_503_naming_the_call_and_whether_it_was_placed(
+    app_config,
+    create_database,
+    cut_off_database,
+    server_url,
+    auth_headers,
+    elevenlabs,
+    answer,
+    status,
+    placed,
+):
+    url = create_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for migration in load_chain():
+            upgrade(conn, migration, Run(out=lambda line: None))
+    app = create_app({**app_config, "DATABASE_URL": url, "DB_POOL_TIMEOUT": 1})
+    # The database goes away while ElevenLabs is dialling: the row is written, the answer not.
+    elevenlabs.answer(answer, status=status, on_request=lambda seen: cut_off_database(url))
+    try:
+        response = post_call(app.test_client(), CALL_REQUEST, auth_headers)
+    finally:
+        app.extensions["db_pool"].close()
+        allow_connections_again(server_url, url)
+
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["error"] == "outcome_not_recorded"
+    details = body["details"]
+    assert details["placed"] is placed
+    assert details["call_sid"] == elevenlabs.received[0].call_sid
+    with psycopg.connect(url) as conn:
+        [row] = call_rows(conn)
+    assert row["call_sid"] == details["call_sid"]
+    assert row["status"] == "initiating"  # what calls_cli stuck lists
+    if placed:
+        assert details["conversation_id"] == ANSWER_OK["conversation_id"]
+    else:
+        assert "system_busy" in details["reason"]
+
+
+def test_a_database_that_refuses_the_insert_is_503_and_elevenlabs_is_not_called(
+    app_config, database_url, conn, auth_headers, elevenlabs
+):
+    elevenlabs.answer(ANSWER_OK)
+    # The service's connections carry a lock timeout, as ALTER ROLE … SET gives them.
+    url = make_conninfo(database_url, options="-c lock_timeout=300ms")
+    app = create_app({**app_config, "DATABASE_URL": url})
+    try:
+        with psycopg.connect(database_url) as holder:
+            holder.execute("LOCK TABLE calls IN SHARE MODE")  # blocks inserts, not reads
+            response = post_call(app.test_client(), CALL_REQUEST, auth_headers)
+            holder.rollback()
+    finally:
+        app.extensions["db_pool"].close()
+
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["error"] == "database_error"
+    assert "lock timeout" in body["details"]["reason"]
+    assert elevenlabs.received == []
+    assert call_rows(conn) == []
