@@ -9,7 +9,8 @@ yet, the call was unknown, a bug) is applied now; its outcome at receipt stays
 in the log and the replay's outcome is noted beside it. Replaying is idempotent:
 a settled delivery is skipped, and a line already saved is not saved twice.
 Deliveries with a bad signature or a truncated body are never replayed.
-Exit status: 0 when everything asked for is settled, 1 otherwise.
+Exit status: 0 when everything asked for is settled (with --dry-run: when every
+delivery is settled or would be replayed), 1 otherwise.
 """
 
 import argparse
@@ -73,24 +74,28 @@ class ReplayRecording:
         return log.record_replay_statement(self.delivery_id)
 
 
-def replay_one(conn, delivery_id: int, *, dry_run: bool = False) -> tuple[str, bool]:
-    """Replay one delivery under a row lock; return a line to print and whether it is settled."""
+# Where a delivery stands after its turn: the last line's counts.
+SETTLED, WOULD_REPLAY, NOT_SETTLED = "settled", "would replay", "not settled"
+
+
+def replay_one(conn, delivery_id: int, *, dry_run: bool = False) -> tuple[str, str]:
+    """Replay one delivery under a row lock; return a line to print and where it stands."""
     with conn.transaction():
         delivery = log.lock(conn, delivery_id)
         if delivery is None:
-            return f"delivery {delivery_id}: no such delivery", False
+            return f"delivery {delivery_id}: no such delivery", NOT_SETTLED
         label = f"delivery {delivery.id} ({delivery.endpoint}, {delivery.outcome} at receipt)"
         refused = refusal(delivery)
         if refused is not None:
-            return f"{label}: {refused[0]}", refused[1]
+            return f"{label}: {refused[0]}", SETTLED if refused[1] else NOT_SETTLED
         if dry_run:
-            return f"{label}: would replay; reason was: {delivery.reason}", True
+            return f"{label}: would replay; reason was: {delivery.reason}", WOULD_REPLAY
         outcome, _ = processing.apply(
             conn, delivery.endpoint, bytes(delivery.body), ReplayRecording(conn, delivery.id)
         )
-    settled = outcome.outcome in log.SETTLED
     detail = f": {outcome.reason}" if outcome.reason else ""
-    return f"{label}: replayed, {outcome.outcome}{detail}", settled
+    standing = SETTLED if outcome.outcome in log.SETTLED else NOT_SETTLED
+    return f"{label}: replayed, {outcome.outcome}{detail}", standing
 
 
 def run(url: str, *, since: datetime | None, delivery_id: int | None, dry_run: bool) -> int:
@@ -104,12 +109,19 @@ def run(url: str, *, since: datetime | None, delivery_id: int | None, dry_run: b
         if not ids:
             print(f"nothing to replay since {since.isoformat()}")
             return 0
-        unsettled = 0
+        standings = []
         for each in ids:
-            line, settled = replay_one(conn, each, dry_run=dry_run)
-            unsettled += not settled
+            line, standing = replay_one(conn, each, dry_run=dry_run)
+            standings.append(standing)
             print(line)
-    print(f"{len(ids)} deliveries, {len(ids) - unsettled} settled, {unsettled} not")
+    settled, unsettled = standings.count(SETTLED), standings.count(NOT_SETTLED)
+    if dry_run:
+        print(
+            f"{len(ids)} deliveries: {standings.count(WOULD_REPLAY)} would be replayed, "
+            f"{settled} already settled, {unsettled} refused (dry run: nothing changed)"
+        )
+    else:
+        print(f"{len(ids)} deliveries, {settled} settled, {unsettled} not")
     return 1 if unsettled else 0
 
 

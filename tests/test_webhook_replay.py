@@ -1,11 +1,7 @@
 """``python -m webhook_replay``: rejected deliveries replayed once their cause is fixed."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from commands import run_module
 from webhook_signing import (
     POST_CALL,
     TRANSCRIPTION,
@@ -18,26 +14,14 @@ from webhook_signing import (
 
 from models import calls
 
-ROOT = Path(__file__).resolve().parents[1]
 SINCE = "2000-01-01T00:00Z"
 
 
 def replay(database_url, *args, env_url=False):
     """Run the replay command as the operator does; return the finished process."""
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     if env_url:
-        env["DATABASE_URL"] = database_url
-    else:
-        args = (*args, "--database-url", database_url)
-    return subprocess.run(
-        [sys.executable, "-m", "webhook_replay", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+        return run_module("webhook_replay", *args, database_url=database_url)
+    return run_module("webhook_replay", *args, "--database-url", database_url, database_url=None)
 
 
 def line_for(call_sid):
@@ -121,6 +105,9 @@ def test_dry_run_lists_and_changes_nothing(database_url, conn, early_line):
     result = replay(database_url, "--since", SINCE, "--dry-run")
     assert result.returncode == 0
     assert "would replay" in result.stdout
+    assert result.stdout.splitlines()[-1] == (
+        "1 deliveries: 1 would be replayed, 0 already settled, 0 refused (dry run: nothing changed)"
+    )
     assert lines(conn, "conv_replayed") == []
     assert deliveries(conn)[0]["replay_count"] == 0
 
@@ -183,16 +170,7 @@ def test_bad_arguments_are_refused_in_one_line(database_url, args, message):
 
 
 def test_without_a_database_the_error_is_one_line():
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    result = subprocess.run(
-        [sys.executable, "-m", "webhook_replay", "--since", SINCE],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_module("webhook_replay", "--since", SINCE, database_url=None)
     assert result.returncode == 1
     assert result.stderr == "error: no database: set DATABASE_URL or pass --database-url\n"
 
