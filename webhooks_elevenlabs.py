@@ -32,9 +32,11 @@ logger = logging.getLogger(__name__)
 # which must not fail: ElevenLabs disables a webhook after 10 failures in a row.
 READ_LIMITS = {log.TRANSCRIPTION: 64 * 1024, log.POST_CALL: 32 * 1024 * 1024}
 # What the log keeps of a body: all of it up to 1 MiB when authentic (enough to
-# replay any line or transcript), a 64 kB prefix otherwise (to inspect, not replay).
+# replay any line or transcript); otherwise a prefix to inspect, never to replay:
+# a body not known to be ElevenLabs' (anyone can send those, at any rate), an
+# oversized one, or an event we acknowledge without storing (audio: MBs a call).
 STORED_LIMIT = 1024 * 1024
-UNVERIFIED_STORED_LIMIT = 64 * 1024
+INSPECTION_PREFIX = 4 * 1024
 
 MESSAGES = {
     log.REJECTED_SIGNATURE: "The ElevenLabs-Signature header is missing or does not sign the body.",
@@ -60,7 +62,7 @@ class Received:
         """Insert this delivery into the log with its outcome; return its id."""
         return log.record(
             conn,
-            **self._logged(),
+            **self._logged(kept_whole=outcome.outcome != log.ACKNOWLEDGED),
             identifiers=outcome.identifiers,
             outcome=outcome.outcome,
             reason=outcome.reason,
@@ -78,10 +80,10 @@ class Received:
         """Return this delivery's recorder for ``webhook_processing.apply``."""
         return Recording(conn, self)
 
-    def _logged(self) -> dict:
+    def _logged(self, *, kept_whole: bool = True) -> dict:
         """Return the log's columns that come from the request itself."""
         trusted = self.signature_valid is not False and not self.oversized
-        keep = STORED_LIMIT if trusted else UNVERIFIED_STORED_LIMIT
+        keep = STORED_LIMIT if trusted and kept_whole else INSPECTION_PREFIX
         return {
             "endpoint": self.endpoint,
             "signature_valid": self.signature_valid,
