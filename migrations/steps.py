@@ -4,8 +4,10 @@ Each runs on the migration's autocommit connection and is idempotent, so a run
 interrupted half-way is finished by running the script again:
 
 - ``ConcurrentIndex``: ``CREATE [UNIQUE] INDEX CONCURRENTLY`` outside a
-  transaction; an invalid index left by an earlier failed build is dropped
-  (concurrently) and rebuilt, because ``IF NOT EXISTS`` would accept it as is;
+  transaction, without a short lock timeout (its waits queue no traffic), saying
+  which sessions it waits for; an invalid index left by an earlier failed build
+  is dropped (concurrently) and rebuilt, because ``IF NOT EXISTS`` would accept
+  it as is, and a build that fails drops the invalid index it leaves;
 - ``DropIndexConcurrently``: its counterpart for downgrades;
 - ``Backfill``: an ``UPDATE`` in primary-key ranges, one commit per batch, with
   progress lines and the final count;
@@ -30,9 +32,17 @@ from migrations.kit import (
     MigrationError,
     Run,
     Sql,
+    one_line,
     set_timeouts,
     with_lock_retries,
 )
+from migrations.waits import WaitWatch
+
+# Concurrent index builds and drops wait without a lock timeout ('0': none); see
+# ConcurrentIndex for why, and statement_timeout for what bounds them.
+CONCURRENT_LOCK_TIMEOUT = "0"
+# One backfill batch: a primary-key range of at most batch_size rows.
+BATCH_TIMEOUT = "60s"
 
 
 def index_validity(conn, name: str) -> bool | None:
@@ -50,8 +60,9 @@ def session_timeouts(conn, lock_timeout: str, statement_timeout: str):
     try:
         yield
     finally:
-        conn.execute("RESET lock_timeout")
-        conn.execute("RESET statement_timeout")
+        if not conn.broken:  # a lost connection has no settings left to reset
+            conn.execute("RESET lock_timeout")
+            conn.execute("RESET statement_timeout")
 
 
 def drop_index_concurrently(conn, name: str) -> None:
@@ -59,9 +70,32 @@ def drop_index_concurrently(conn, name: str) -> None:
     conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
 
 
+def concurrent_sql_text(statement_timeout: str, statements: list[str]) -> str:
+    """Return statements run outside a transaction as they run: timeouts set, then reset."""
+    return "\n".join(
+        [
+            "-- No short lock_timeout: a concurrent build or drop only ever waits in ways",
+            "-- that queue no reads or writes (SHARE UPDATE EXCLUSIVE, older transactions);",
+            "-- statement_timeout bounds the whole wait.",
+            f"SET lock_timeout = '{CONCURRENT_LOCK_TIMEOUT}';",
+            f"SET statement_timeout = '{statement_timeout}';",
+            *statements,
+            "RESET lock_timeout;",
+            "RESET statement_timeout;",
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class ConcurrentIndex:
-    """Build an index with ``CREATE … INDEX CONCURRENTLY``; rebuild an invalid leftover."""
+    """Build an index with ``CREATE … INDEX CONCURRENTLY``; rebuild an invalid leftover.
+
+    No lock timeout and no retries: the build's waits never queue application
+    traffic, and a retry would throw away a finished table scan. It waits as long
+    as ``statement_timeout`` allows, saying which sessions it waits for; when it
+    fails, it drops the invalid index it leaves (an invalid UNIQUE index still
+    rejects duplicates), so nothing is left behind.
+    """
 
     name: str
     create: str
@@ -70,16 +104,14 @@ class ConcurrentIndex:
 
     def sql_text(self) -> str:
         """Return the SQL this step runs, for review and linting."""
-        return "\n".join(
+        return concurrent_sql_text(
+            self.statement_timeout,
             [
-                f"SET lock_timeout = '{LOCK_TIMEOUT}';",
-                f"SET statement_timeout = '{self.statement_timeout}';",
                 "-- Only when an invalid index is left from a failed build:",
                 f"DROP INDEX CONCURRENTLY IF EXISTS {self.name};",
                 dedent(self.create).strip().rstrip(";") + ";",
-                "RESET lock_timeout;",
-                "RESET statement_timeout;",
-            ]
+                "-- Only when the build fails: the same DROP, so no invalid index stays.",
+            ],
         )
 
     def apply(self, conn: psycopg.Connection, run: Run) -> None:
@@ -87,43 +119,79 @@ class ConcurrentIndex:
         if index_validity(conn, self.name):
             run.say(f"  index {self.name} exists and is valid")
             return
-
-        def attempt() -> None:
-            with session_timeouts(conn, LOCK_TIMEOUT, self.statement_timeout):
-                if index_validity(conn, self.name) is False:
-                    # A failed or interrupted build leaves an invalid index behind.
-                    run.say(f"  index {self.name} is invalid (an earlier build failed); rebuilding")
-                    drop_index_concurrently(conn, self.name)
-                run.say(f"  building index {self.name} concurrently")
+        what = f"index {self.name}"
+        with (
+            session_timeouts(conn, CONCURRENT_LOCK_TIMEOUT, self.statement_timeout),
+            WaitWatch(conn, run.say, what) as watch,
+        ):
+            if index_validity(conn, self.name) is False:
+                # A failed or interrupted build leaves an invalid index behind.
+                run.say(f"  index {self.name} is invalid (an earlier build failed); rebuilding")
+                drop_index_concurrently(conn, self.name)
+            run.say(
+                f"  building index {self.name} concurrently"
+                f" (statement_timeout {self.statement_timeout})"
+            )
+            try:
                 conn.execute(dedent(self.create).strip())
+            except BaseException as exc:  # Ctrl-C too: never leave the invalid index behind
+                self.drop_leftover(conn, run, exc, watch.last)
+                raise
 
-        with_lock_retries(attempt, run, f"build index {self.name}")
+    def drop_leftover(self, conn, run: Run, exc: BaseException, waited_for: str) -> None:
+        """Drop the invalid index a failed build leaves; say what is left when that fails too."""
+        reason = one_line(exc)
+        if waited_for:
+            reason += f", waiting for {waited_for}"
+        if conn.broken:
+            raise MigrationError(
+                f"could not build index {self.name} ({reason}) and the connection is lost; "
+                f"an invalid index may be left: drop it with DROP INDEX CONCURRENTLY IF EXISTS "
+                f"{self.name}, or run the migration again"
+            ) from None
+        if index_validity(conn, self.name) is None:
+            return
+        run.say(f"  {self.what_failed(reason)}; dropping the invalid index it left")
+        try:
+            drop_index_concurrently(conn, self.name)
+        except psycopg.Error as drop_exc:
+            raise MigrationError(
+                f"{self.what_failed(reason)}, and dropping the invalid index it left failed too "
+                f"({one_line(drop_exc)}): drop it with DROP INDEX CONCURRENTLY IF EXISTS "
+                f"{self.name}"
+            ) from None
+
+    def what_failed(self, reason: str) -> str:
+        """Return e.g. ``building index x failed (…)``."""
+        return f"building index {self.name} failed ({reason})"
 
 
 @dataclass(frozen=True)
 class DropIndexConcurrently:
-    """Drop an index, if it exists, with ``DROP INDEX CONCURRENTLY`` (outside a transaction)."""
+    """Drop an index, if it exists, with ``DROP INDEX CONCURRENTLY`` (outside a transaction).
+
+    Like the build: no lock timeout (it waits for transactions using the table,
+    queueing no traffic), bounded by ``statement_timeout``, naming what it waits for.
+    """
 
     name: str
+    statement_timeout: str = "1h"
 
     def sql_text(self) -> str:
         """Return the SQL this step runs, for review and linting."""
-        return (
-            f"SET lock_timeout = '{LOCK_TIMEOUT}';\nSET statement_timeout = '60s';\n"
-            f"DROP INDEX CONCURRENTLY IF EXISTS {self.name};\n"
-            "RESET lock_timeout;\nRESET statement_timeout;"
+        return concurrent_sql_text(
+            self.statement_timeout, [f"DROP INDEX CONCURRENTLY IF EXISTS {self.name};"]
         )
 
     def apply(self, conn: psycopg.Connection, run: Run) -> None:
         """Drop the index unless it is already gone."""
         if index_validity(conn, self.name) is None:
             return
-
-        def attempt() -> None:
-            with session_timeouts(conn, LOCK_TIMEOUT, "60s"):
-                drop_index_concurrently(conn, self.name)
-
-        with_lock_retries(attempt, run, f"drop index {self.name}")
+        with (
+            session_timeouts(conn, CONCURRENT_LOCK_TIMEOUT, self.statement_timeout),
+            WaitWatch(conn, run.say, f"dropping index {self.name}"),
+        ):
+            drop_index_concurrently(conn, self.name)
 
 
 @dataclass(frozen=True)
