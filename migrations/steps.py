@@ -23,6 +23,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from textwrap import dedent
+from typing import ClassVar
 
 import psycopg
 from psycopg import sql
@@ -306,9 +307,13 @@ class SetNotNull:
     def sql_text(self) -> str:
         """Return the SQL this step runs, for review and linting."""
         add, validate, finish = self.statements()
+        steps = ((add, "60s"), (validate, self.validate_timeout), (finish, "60s"))
         return "\n".join(
-            Sql(text, statement_timeout=timeout).sql_text()
-            for text, timeout in ((add, "60s"), (validate, self.validate_timeout), (finish, "60s"))
+            [
+                "-- When VALIDATE or SET NOT NULL fails after this run added the check, the",
+                "-- check is dropped again (the last DROP CONSTRAINT, in its own transaction).",
+                *(Sql(text, statement_timeout=timeout).sql_text() for text, timeout in steps),
+            ]
         )
 
     def is_done(self, conn) -> bool:
@@ -329,25 +334,47 @@ class SetNotNull:
         )
 
     def apply(self, conn: psycopg.Connection, run: Run) -> None:
-        """Add, validate, set NOT NULL, drop the check; on NULLs, undo the check and refuse."""
+        """Add, validate, set NOT NULL, drop the check; on failure, drop the check it added."""
         add, validate, finish = self.statements()
         if self.is_done(conn) and not self.has_check(conn):
             run.say(f"  {self.table}.{self.column} is already NOT NULL")
             return
-        if not self.is_done(conn):
-            if not self.has_check(conn):
-                Sql(add).apply(conn, run)
-            try:
+        added = False
+        if not self.is_done(conn) and not self.has_check(conn):
+            Sql(add).apply(conn, run)
+            added = True
+            run.say(f"  added {self.check_name} NOT VALID; validating it (writes go on)")
+        try:
+            if not self.is_done(conn):
                 Sql(validate, statement_timeout=self.validate_timeout).apply(conn, run)
-            except psycopg.errors.CheckViolation:
-                # Leave nothing behind: a lingering check would reject NULL inserts.
-                Sql(f"ALTER TABLE {self.table} DROP CONSTRAINT IF EXISTS {self.check_name}").apply(
-                    conn, run
-                )
-                raise MigrationError(
-                    f"{self.table}.{self.column} has NULL values; nothing changed"
-                ) from None
-        Sql(finish).apply(conn, run)
+            Sql(finish).apply(conn, run)
+        except psycopg.errors.CheckViolation:
+            # Leave nothing behind: a lingering check would reject NULL inserts.
+            self.drop_check(conn, run, "it found NULL values")
+            raise MigrationError(
+                f"{self.table}.{self.column} has NULL values; nothing changed"
+            ) from None
+        except (psycopg.Error, MigrationError, KeyboardInterrupt) as exc:
+            # Lock retries used up, a statement timeout, Ctrl-C: the check this run
+            # added must not stay, or the column's NULL inserts fail from now on.
+            if added:
+                self.drop_check(conn, run, one_line(exc))
+            raise
+
+    def drop_check(self, conn, run: Run, why: str) -> None:
+        """Drop the temporary check (with lock retries); say exactly what is left if that fails."""
+        drop = f"ALTER TABLE {self.table} DROP CONSTRAINT IF EXISTS {self.check_name}"
+        run.say(f"  {self.table}.{self.column}: {why}; dropping {self.check_name}")
+        try:
+            if conn.broken:
+                raise MigrationError("the connection is lost")
+            Sql(drop).apply(conn, run)
+        except (psycopg.Error, MigrationError) as exc:
+            raise MigrationError(
+                f"making {self.table}.{self.column} NOT NULL failed ({why}), and its check "
+                f"{self.check_name} is left ({one_line(exc)}); it rejects rows with a NULL "
+                f"{self.column} until dropped: {drop}"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -356,6 +383,7 @@ class Report:
 
     title: str
     query: str
+    read_only: ClassVar[bool] = True
 
     def sql_text(self) -> str:
         """Return nothing to lint: a report only reads."""
