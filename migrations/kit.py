@@ -168,9 +168,8 @@ def set_timeouts(conn, lock_timeout: str, statement_timeout: str, *, local: bool
     """Set lock and statement timeouts for this transaction (local) or session."""
     scope = sql.SQL("LOCAL ") if local else sql.SQL("")
     for name, value in (("lock_timeout", lock_timeout), ("statement_timeout", statement_timeout)):
-        conn.execute(
-            sql.SQL("SET {}{} = {}").format(scope, sql.Identifier(name), sql.Literal(value))
-        )
+        # Written as the rendered SQL writes it, so what squawk reads is what runs.
+        conn.execute(sql.SQL("SET {}{} = {}").format(scope, sql.SQL(name), sql.Literal(value)))
 
 
 def with_lock_retries(attempt: Callable[[], None], run: Run, what: str) -> None:

@@ -212,12 +212,16 @@ class Backfill:
     progress_every_seconds: float = 2.0
 
     def sql_text(self) -> str:
-        """Return one batch's UPDATE, with sample bounds, for review and linting."""
+        """Return one batch as it runs (its own transaction, timeouts), with sample bounds."""
         text = dedent(self.update).strip().rstrip(";")
-        return (
-            f"SET lock_timeout = '{LOCK_TIMEOUT}';\n"
-            + text.replace("%(after)s", "0").replace("%(upto)s", str(self.batch_size))
-            + ";"
+        return "\n".join(
+            [
+                "BEGIN;",
+                f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';",
+                f"SET LOCAL statement_timeout = '{BATCH_TIMEOUT}';",
+                text.replace("%(after)s", "0").replace("%(upto)s", str(self.batch_size)) + ";",
+                "COMMIT;",
+            ]
         )
 
     def apply(self, conn: psycopg.Connection, run: Run) -> None:
@@ -271,7 +275,7 @@ class Backfill:
         def attempt() -> None:
             nonlocal changed
             with conn.transaction():
-                set_timeouts(conn, LOCK_TIMEOUT, "60s", local=True)
+                set_timeouts(conn, LOCK_TIMEOUT, BATCH_TIMEOUT, local=True)
                 changed = conn.execute(self.update, {"after": after, "upto": upto}).rowcount
 
         with_lock_retries(attempt, run, f"{self.table} ids {after + 1}..{upto}")
