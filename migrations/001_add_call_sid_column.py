@@ -15,6 +15,13 @@ if __name__ == "__main__":  # run as a script: make the project importable
 
 from migrations.kit import Migration, Sql, main
 
+COLUMN_MISSING = """
+    SELECT 1 WHERE NOT EXISTS (
+        SELECT 1 FROM pg_attribute
+        WHERE attrelid = 'calls'::regclass AND attname = 'call_sid' AND NOT attisdropped
+    )
+"""
+
 MIGRATION = Migration(
     version=1,
     name="add_call_sid_column",
@@ -34,7 +41,9 @@ MIGRATION = Migration(
             -- and the column breaks nothing it does. Catalog-only, no rewrite.
             -- squawk-ignore ban-drop-default
             ALTER TABLE calls ALTER COLUMN call_sid DROP DEFAULT
-            """
+            """,
+            # Undoing a failed upgrade may find no column at all.
+            skip_if=COLUMN_MISSING,
         ),
         Sql(
             """

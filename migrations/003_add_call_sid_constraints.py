@@ -3,7 +3,10 @@
 The unique index is built CONCURRENTLY, then attached as the constraint
 ``calls_call_sid_key`` (``USING INDEX``: no second build). NOT NULL goes through
 a validated CHECK so that ``SET NOT NULL`` skips its full-table scan. Duplicates
-or missing call_sids stop the run before anything is built, listing them.
+stop the run before anything is built, listing them. Calls without a call_sid
+(written as NULL after 002 ran: 002 is applied, so running it again does
+nothing) get one first, exactly as 002 gives it (``legacy_<id>``, in batches,
+cleared by 002's downgrade like the rest).
 """
 
 if __name__ == "__main__":  # run as a script: make the project importable
@@ -12,8 +15,12 @@ if __name__ == "__main__":  # run as a script: make the project importable
 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from migrations.kit import Check, Migration, Sql, main
+import importlib
+
+from migrations.kit import Check, Migration, Run, Sql, Step, main
 from migrations.steps import ConcurrentIndex, DropIndexConcurrently, Report, SetNotNull
+
+BACKFILL_002 = importlib.import_module("migrations.002_backfill_call_sid").MIGRATION.upgrade[0]
 
 CONSTRAINT_EXISTS = """
     SELECT 1 FROM pg_constraint
@@ -21,8 +28,8 @@ CONSTRAINT_EXISTS = """
 """
 
 
-def no_duplicates_or_nulls(conn) -> str | None:
-    """Return why the constraints cannot be built (duplicates, NULLs), or None."""
+def no_duplicates(conn) -> str | None:
+    """Return why the constraints cannot be built (duplicate call_sids), or None."""
     if conn.execute(CONSTRAINT_EXISTS).fetchone():
         return None  # already unique: an earlier run got past the build
     duplicates = conn.execute(
@@ -41,17 +48,25 @@ def no_duplicates_or_nulls(conn) -> str | None:
             f"duplicate call_sid values, nothing built: {listed}; give those calls "
             "distinct call_sids and run 003 again"
         )
+    return None
+
+
+def give_missing_call_sids(conn, run: Run) -> None:
+    """Give calls still without a call_sid one, with 002's own batched backfill."""
+    if conn.execute(CONSTRAINT_EXISTS).fetchone():
+        return  # an earlier run got past this: NOT NULL follows the constraint
     missing = conn.execute("SELECT count(*) FROM calls WHERE call_sid IS NULL").fetchone()[0]
     if missing:
-        return f"{missing} calls have no call_sid, nothing built; run 002 again, then 003"
-    return None
+        run.say(f"  {missing:,} calls have no call_sid (written since 002); filling as 002 does")
+        BACKFILL_002.apply(conn, run)
 
 
 MIGRATION = Migration(
     version=3,
     name="add_call_sid_constraints",
     upgrade=[
-        Check(no_duplicates_or_nulls),
+        Check(no_duplicates),
+        Step(give_missing_call_sids, sql=BACKFILL_002.sql_text()),
         ConcurrentIndex(
             "calls_call_sid_key",
             "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS calls_call_sid_key ON calls (call_sid)",

@@ -128,8 +128,8 @@ def build_line_key(conn, run: Run) -> None:
     except psycopg.errors.UniqueViolation:
         raise MigrationError(
             "a duplicate transcript line arrived while transcriptions_line_key was being "
-            "built (the old code still runs); run 006 again: it moves the copy aside and "
-            "rebuilds the key"
+            "built (the old code still runs); run 006 again: it moves the copies aside and "
+            "builds the key"
         ) from None
 
 

@@ -13,10 +13,14 @@ A migration is declared as data: a version, a name, and two lists of steps
   migration queued behind a long transaction never blocks the live traffic
   queued behind *it*;
 - steps that must run outside a transaction (``CREATE INDEX CONCURRENTLY``,
-  batched backfills) run on the autocommit connection.
+  batched backfills) run on the autocommit connection; concurrent index builds
+  and drops wait without a short lock timeout, since their waits queue nobody;
+- an upgrade that fails part-way changes nothing: its own downgrade steps
+  (idempotent, safe on a half-applied state) undo what the run did, and when
+  that fails too the error says exactly what is left and how to remove it.
 
-Steps are idempotent on their own, so a run interrupted half-way is finished by
-simply running the script again.
+Steps are idempotent on their own, so a run interrupted half-way (Ctrl-C) is
+finished by simply running the script again.
 """
 
 from __future__ import annotations
@@ -30,9 +34,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from textwrap import dedent
+from typing import ClassVar
 
 import psycopg
 from psycopg import sql
+
+from migrations.schema_state import difference, schema_objects
 
 # Arbitrary but fixed: every migration run of this project takes this key.
 ADVISORY_LOCK_KEY = 7_140_203_001
@@ -56,6 +63,7 @@ class Run:
 
     lock_retries: int = 0
     out: Callable[[str], None] | None = None
+    current: str = ""  # the migration being moved, for the line an interrupted run prints
 
     def say(self, line: str) -> None:
         """Print one progress line, at once even when stdout is a pipe or a log file."""
@@ -73,6 +81,8 @@ class Sql:
     there (for statements PostgreSQL has no ``IF [NOT] EXISTS`` for).
     """
 
+    # One transaction: when it fails, it has changed nothing.
+    atomic: ClassVar[bool] = True
     statements: str
     skip_if: str | None = None
     statement_timeout: str = "60s"
@@ -107,6 +117,7 @@ class Check:
     """A precondition: ``test(conn)`` returns None when fine, or why the step cannot go on."""
 
     test: Callable[[psycopg.Connection], str | None]
+    read_only: ClassVar[bool] = True
 
     def sql_text(self) -> str:
         """Return nothing to lint: a check only reads."""
@@ -157,9 +168,8 @@ def set_timeouts(conn, lock_timeout: str, statement_timeout: str, *, local: bool
     """Set lock and statement timeouts for this transaction (local) or session."""
     scope = sql.SQL("LOCAL ") if local else sql.SQL("")
     for name, value in (("lock_timeout", lock_timeout), ("statement_timeout", statement_timeout)):
-        conn.execute(
-            sql.SQL("SET {}{} = {}").format(scope, sql.Identifier(name), sql.Literal(value))
-        )
+        # Written as the rendered SQL writes it, so what squawk reads is what runs.
+        conn.execute(sql.SQL("SET {}{} = {}").format(scope, sql.SQL(name), sql.Literal(value)))
 
 
 def with_lock_retries(attempt: Callable[[], None], run: Run, what: str) -> None:
@@ -236,19 +246,67 @@ def ensure_record_table(conn, run: Run) -> None:
 # --- running one migration ------------------------------------------------------------
 
 
+def apply_step(conn, migration: Migration, direction: str, step, run: Run) -> None:
+    """Run one step; its failure becomes one clear line naming the migration."""
+    try:
+        step.apply(conn, run)
+    except psycopg.Error as exc:
+        raise MigrationError(f"{migration.label}: {direction} failed: {one_line(exc)}") from None
+    except MigrationError as exc:
+        if isinstance(step, Check):  # a refused precondition speaks for itself
+            raise
+        raise MigrationError(f"{migration.label}: {direction} failed: {exc}") from None
+
+
 def apply_steps(conn, migration: Migration, direction: str, run: Run) -> None:
-    """Run one direction's steps in order; a database error becomes one clear line."""
+    """Run one direction's steps in order."""
     for step in getattr(migration, direction):
+        apply_step(conn, migration, direction, step, run)
+
+
+def changed_anything(done: Sequence, failed) -> bool:
+    """Return whether steps that completed, or one that failed half-way, may have changed data."""
+    return any(not getattr(step, "read_only", False) for step in done) or not (
+        getattr(failed, "read_only", False) or getattr(failed, "atomic", False)
+    )
+
+
+def script_name(migration: Migration) -> str:
+    """Return the migration's script, as the operator runs it."""
+    return f"migrations/{migration.version:03d}_{migration.name}.py"
+
+
+def undo_failed_upgrade(conn, migration: Migration, run: Run, failure: MigrationError, before):
+    """Run the migration's downgrade steps to undo a failed upgrade; raise why it failed."""
+    run.say(f"{migration.label}: upgrade failed; undoing what this run did (its downgrade steps)")
+    try:
+        apply_steps(conn, migration, "downgrade", run)
+        left = difference(before, schema_objects(conn))
+    except (MigrationError, psycopg.Error) as exc:
+        undo_error = str(exc) if isinstance(exc, MigrationError) else one_line(exc)
         try:
-            step.apply(conn, run)
-        except psycopg.Error as exc:
-            raise MigrationError(
-                f"{migration.label}: {direction} failed: {one_line(exc)}"
-            ) from None
+            left = difference(before, schema_objects(conn)) or "no schema change"
+        except psycopg.Error:
+            left = "unknown (the connection is lost)"
+        raise MigrationError(
+            f"{failure}; undoing it failed too ({undo_error}); left behind: {left}; once the "
+            f"cause is gone, remove it with `python {script_name(migration)} downgrade --partial` "
+            f"(or finish the upgrade by running the script again)"
+        ) from None
+    if left:
+        raise MigrationError(
+            f"{failure}; its downgrade steps ran but the schema differs from before: {left}; "
+            f"remove it with `python {script_name(migration)} downgrade --partial`"
+        )
+    run.say(f"{migration.label}: undone; the schema is as it was before this run")
+    raise MigrationError(f"{failure}; undone, the schema is as it was")
 
 
 def upgrade(conn, migration: Migration, run: Run) -> bool:
-    """Apply ``migration`` if it is not applied; return whether it changed anything."""
+    """Apply ``migration`` if it is not applied; return whether it changed anything.
+
+    A failure part-way through is undone with the migration's own downgrade steps.
+    """
     applied = applied_versions(conn)
     if migration.version in applied:
         run.say(f"{migration.label}: already applied; nothing to do")
@@ -265,9 +323,24 @@ def upgrade(conn, migration: Migration, run: Run) -> bool:
             f"{migration.label}: later migrations are applied ({later}); the record is inconsistent"
         )
     ensure_record_table(conn, run)
+    before = schema_objects(conn)
     started = time.monotonic()
+    run.current = migration.label
     run.say(f"{migration.label}: upgrading")
-    apply_steps(conn, migration, "upgrade", run)
+    steps = list(migration.upgrade)
+    for number, step in enumerate(steps):
+        try:
+            apply_step(conn, migration, "upgrade", step, run)
+        except MigrationError as exc:
+            if not changed_anything(steps[:number], step):
+                raise
+            if conn.broken:
+                raise MigrationError(
+                    f"{exc}; the connection is lost, so what this run did is not undone: run "
+                    f"the script again to finish, or `python {script_name(migration)} "
+                    "downgrade --partial` to remove it"
+                ) from None
+            undo_failed_upgrade(conn, migration, run, exc, before)
     conn.execute(
         "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
         (migration.version, migration.name),
@@ -276,12 +349,22 @@ def upgrade(conn, migration: Migration, run: Run) -> bool:
     return True
 
 
-def downgrade(conn, migration: Migration, run: Run) -> bool:
-    """Roll ``migration`` back if it is applied; return whether it changed anything."""
+def downgrade(conn, migration: Migration, run: Run, *, partial: bool = False) -> bool:
+    """Roll ``migration`` back if it is applied; return whether it changed anything.
+
+    ``partial``: run the downgrade steps even though the migration is not recorded
+    as applied, to remove what a failed upgrade left when its own undo failed.
+    """
     applied = applied_versions(conn)
-    if migration.version not in applied:
+    if migration.version not in applied and not partial:
         run.say(f"{migration.label}: not applied; nothing to roll back")
         return False
+    missing = [v for v in range(migration.version) if v not in applied]
+    if migration.version not in applied and missing:  # partial: only the next one can have failed
+        raise MigrationError(
+            f"{migration.label}: not applied, and {missing[-1]:03d} before it is not either: "
+            "no failed upgrade of it can have left anything"
+        )
     later = sorted(v for v in applied if v > migration.version)
     if later:
         raise MigrationError(
@@ -290,7 +373,11 @@ def downgrade(conn, migration: Migration, run: Run) -> bool:
         )
     ensure_record_table(conn, run)
     started = time.monotonic()
-    run.say(f"{migration.label}: rolling back")
+    run.current = migration.label
+    if migration.version in applied:
+        run.say(f"{migration.label}: rolling back")
+    else:
+        run.say(f"{migration.label}: not applied; removing what a failed upgrade left")
     apply_steps(conn, migration, "downgrade", run)
     conn.execute("DELETE FROM schema_migrations WHERE version = %s", (migration.version,))
     run.say(f"{migration.label}: downgrade applied in {time.monotonic() - started:.2f}s")
@@ -368,13 +455,18 @@ def database_url(given: str | None) -> str:
     return url
 
 
-def run_migration(url: str, migration: Migration, direction: str, run: Run | None = None) -> Run:
+def run_migration(
+    url: str, migration: Migration, direction: str, run: Run | None = None, *, partial=False
+) -> Run:
     """Upgrade or downgrade one migration under the advisory lock."""
     run = run or Run()
     conn = connect(url)
     try:
         with Locked(conn):
-            (upgrade if direction == "upgrade" else downgrade)(conn, migration, run)
+            if direction == "upgrade":
+                upgrade(conn, migration, run)
+            else:
+                downgrade(conn, migration, run, partial=partial)
     except psycopg.Error as exc:  # the connection itself failed (steps report their own)
         raise MigrationError(f"{migration.label}: {direction} failed: {one_line(exc)}") from None
     finally:
@@ -387,13 +479,28 @@ def main(migration: Migration, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=f"Migration {migration.label}.")
     parser.add_argument("direction", nargs="?", default="upgrade", choices=["upgrade", "downgrade"])
     parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="downgrade: remove what a failed upgrade left, though it is not recorded as applied",
+    )
     args = parser.parse_args(argv)
+    if args.partial and args.direction != "downgrade":
+        parser.error("--partial goes with downgrade")
     try:
-        run_migration(database_url(args.database_url), migration, args.direction)
+        run_migration(
+            database_url(args.database_url), migration, args.direction, partial=args.partial
+        )
     except MigrationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"error: {migration.label}: interrupted; run it again to finish", file=sys.stderr)
+        undo = (
+            f", or remove what it did with `python {script_name(migration)} downgrade --partial`"
+            if args.direction == "upgrade"
+            else ""
+        )
+        message = f"{migration.label}: interrupted; run it again to finish{undo}"
+        print(f"error: {message}", file=sys.stderr)
         return 130
     return 0

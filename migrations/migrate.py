@@ -123,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     except psycopg.Error as exc:  # the connection failed between steps: one line, not a trace
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, as the numbered scripts print it
+        during = f" during {run.current}" if run.current else ""
+        print(f"error: interrupted{during}; run the same command again to finish", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -4,8 +4,10 @@ Each runs on the migration's autocommit connection and is idempotent, so a run
 interrupted half-way is finished by running the script again:
 
 - ``ConcurrentIndex``: ``CREATE [UNIQUE] INDEX CONCURRENTLY`` outside a
-  transaction; an invalid index left by an earlier failed build is dropped
-  (concurrently) and rebuilt, because ``IF NOT EXISTS`` would accept it as is;
+  transaction, without a short lock timeout (its waits queue no traffic), saying
+  which sessions it waits for; an invalid index left by an earlier failed build
+  is dropped (concurrently) and rebuilt, because ``IF NOT EXISTS`` would accept
+  it as is, and a build that fails drops the invalid index it leaves;
 - ``DropIndexConcurrently``: its counterpart for downgrades;
 - ``Backfill``: an ``UPDATE`` in primary-key ranges, one commit per batch, with
   progress lines and the final count;
@@ -21,6 +23,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from textwrap import dedent
+from typing import ClassVar
 
 import psycopg
 from psycopg import sql
@@ -30,9 +33,17 @@ from migrations.kit import (
     MigrationError,
     Run,
     Sql,
+    one_line,
     set_timeouts,
     with_lock_retries,
 )
+from migrations.waits import WaitWatch
+
+# Concurrent index builds and drops wait without a lock timeout ('0': none); see
+# ConcurrentIndex for why, and statement_timeout for what bounds them.
+CONCURRENT_LOCK_TIMEOUT = "0"
+# One backfill batch: a primary-key range of at most batch_size rows.
+BATCH_TIMEOUT = "60s"
 
 
 def index_validity(conn, name: str) -> bool | None:
@@ -50,8 +61,9 @@ def session_timeouts(conn, lock_timeout: str, statement_timeout: str):
     try:
         yield
     finally:
-        conn.execute("RESET lock_timeout")
-        conn.execute("RESET statement_timeout")
+        if not conn.broken:  # a lost connection has no settings left to reset
+            conn.execute("RESET lock_timeout")
+            conn.execute("RESET statement_timeout")
 
 
 def drop_index_concurrently(conn, name: str) -> None:
@@ -59,9 +71,32 @@ def drop_index_concurrently(conn, name: str) -> None:
     conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
 
 
+def concurrent_sql_text(statement_timeout: str, statements: list[str]) -> str:
+    """Return statements run outside a transaction as they run: timeouts set, then reset."""
+    return "\n".join(
+        [
+            "-- No short lock_timeout: a concurrent build or drop only ever waits in ways",
+            "-- that queue no reads or writes (SHARE UPDATE EXCLUSIVE, older transactions);",
+            "-- statement_timeout bounds the whole wait.",
+            f"SET lock_timeout = '{CONCURRENT_LOCK_TIMEOUT}';",
+            f"SET statement_timeout = '{statement_timeout}';",
+            *statements,
+            "RESET lock_timeout;",
+            "RESET statement_timeout;",
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class ConcurrentIndex:
-    """Build an index with ``CREATE … INDEX CONCURRENTLY``; rebuild an invalid leftover."""
+    """Build an index with ``CREATE … INDEX CONCURRENTLY``; rebuild an invalid leftover.
+
+    No lock timeout and no retries: the build's waits never queue application
+    traffic, and a retry would throw away a finished table scan. It waits as long
+    as ``statement_timeout`` allows, saying which sessions it waits for; when it
+    fails, it drops the invalid index it leaves (an invalid UNIQUE index still
+    rejects duplicates), so nothing is left behind.
+    """
 
     name: str
     create: str
@@ -70,16 +105,14 @@ class ConcurrentIndex:
 
     def sql_text(self) -> str:
         """Return the SQL this step runs, for review and linting."""
-        return "\n".join(
+        return concurrent_sql_text(
+            self.statement_timeout,
             [
-                f"SET lock_timeout = '{LOCK_TIMEOUT}';",
-                f"SET statement_timeout = '{self.statement_timeout}';",
                 "-- Only when an invalid index is left from a failed build:",
                 f"DROP INDEX CONCURRENTLY IF EXISTS {self.name};",
                 dedent(self.create).strip().rstrip(";") + ";",
-                "RESET lock_timeout;",
-                "RESET statement_timeout;",
-            ]
+                "-- Only when the build fails: the same DROP, so no invalid index stays.",
+            ],
         )
 
     def apply(self, conn: psycopg.Connection, run: Run) -> None:
@@ -87,43 +120,79 @@ class ConcurrentIndex:
         if index_validity(conn, self.name):
             run.say(f"  index {self.name} exists and is valid")
             return
-
-        def attempt() -> None:
-            with session_timeouts(conn, LOCK_TIMEOUT, self.statement_timeout):
-                if index_validity(conn, self.name) is False:
-                    # A failed or interrupted build leaves an invalid index behind.
-                    run.say(f"  index {self.name} is invalid (an earlier build failed); rebuilding")
-                    drop_index_concurrently(conn, self.name)
-                run.say(f"  building index {self.name} concurrently")
+        what = f"index {self.name}"
+        with (
+            session_timeouts(conn, CONCURRENT_LOCK_TIMEOUT, self.statement_timeout),
+            WaitWatch(conn, run.say, what) as watch,
+        ):
+            if index_validity(conn, self.name) is False:
+                # A failed or interrupted build leaves an invalid index behind.
+                run.say(f"  index {self.name} is invalid (an earlier build failed); rebuilding")
+                drop_index_concurrently(conn, self.name)
+            run.say(
+                f"  building index {self.name} concurrently"
+                f" (statement_timeout {self.statement_timeout})"
+            )
+            try:
                 conn.execute(dedent(self.create).strip())
+            except BaseException as exc:  # Ctrl-C too: never leave the invalid index behind
+                self.drop_leftover(conn, run, exc, watch.last)
+                raise
 
-        with_lock_retries(attempt, run, f"build index {self.name}")
+    def drop_leftover(self, conn, run: Run, exc: BaseException, waited_for: str) -> None:
+        """Drop the invalid index a failed build leaves; say what is left when that fails too."""
+        reason = one_line(exc)
+        if waited_for:
+            reason += f", waiting for {waited_for}"
+        if conn.broken:
+            raise MigrationError(
+                f"could not build index {self.name} ({reason}) and the connection is lost; "
+                f"an invalid index may be left: drop it with DROP INDEX CONCURRENTLY IF EXISTS "
+                f"{self.name}, or run the migration again"
+            ) from None
+        if index_validity(conn, self.name) is None:
+            return
+        run.say(f"  {self.what_failed(reason)}; dropping the invalid index it left")
+        try:
+            drop_index_concurrently(conn, self.name)
+        except psycopg.Error as drop_exc:
+            raise MigrationError(
+                f"{self.what_failed(reason)}, and dropping the invalid index it left failed too "
+                f"({one_line(drop_exc)}): drop it with DROP INDEX CONCURRENTLY IF EXISTS "
+                f"{self.name}"
+            ) from None
+
+    def what_failed(self, reason: str) -> str:
+        """Return e.g. ``building index x failed (…)``."""
+        return f"building index {self.name} failed ({reason})"
 
 
 @dataclass(frozen=True)
 class DropIndexConcurrently:
-    """Drop an index, if it exists, with ``DROP INDEX CONCURRENTLY`` (outside a transaction)."""
+    """Drop an index, if it exists, with ``DROP INDEX CONCURRENTLY`` (outside a transaction).
+
+    Like the build: no lock timeout (it waits for transactions using the table,
+    queueing no traffic), bounded by ``statement_timeout``, naming what it waits for.
+    """
 
     name: str
+    statement_timeout: str = "1h"
 
     def sql_text(self) -> str:
         """Return the SQL this step runs, for review and linting."""
-        return (
-            f"SET lock_timeout = '{LOCK_TIMEOUT}';\nSET statement_timeout = '60s';\n"
-            f"DROP INDEX CONCURRENTLY IF EXISTS {self.name};\n"
-            "RESET lock_timeout;\nRESET statement_timeout;"
+        return concurrent_sql_text(
+            self.statement_timeout, [f"DROP INDEX CONCURRENTLY IF EXISTS {self.name};"]
         )
 
     def apply(self, conn: psycopg.Connection, run: Run) -> None:
         """Drop the index unless it is already gone."""
         if index_validity(conn, self.name) is None:
             return
-
-        def attempt() -> None:
-            with session_timeouts(conn, LOCK_TIMEOUT, "60s"):
-                drop_index_concurrently(conn, self.name)
-
-        with_lock_retries(attempt, run, f"drop index {self.name}")
+        with (
+            session_timeouts(conn, CONCURRENT_LOCK_TIMEOUT, self.statement_timeout),
+            WaitWatch(conn, run.say, f"dropping index {self.name}"),
+        ):
+            drop_index_concurrently(conn, self.name)
 
 
 @dataclass(frozen=True)
@@ -143,12 +212,16 @@ class Backfill:
     progress_every_seconds: float = 2.0
 
     def sql_text(self) -> str:
-        """Return one batch's UPDATE, with sample bounds, for review and linting."""
+        """Return one batch as it runs (its own transaction, timeouts), with sample bounds."""
         text = dedent(self.update).strip().rstrip(";")
-        return (
-            f"SET lock_timeout = '{LOCK_TIMEOUT}';\n"
-            + text.replace("%(after)s", "0").replace("%(upto)s", str(self.batch_size))
-            + ";"
+        return "\n".join(
+            [
+                "BEGIN;",
+                f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';",
+                f"SET LOCAL statement_timeout = '{BATCH_TIMEOUT}';",
+                text.replace("%(after)s", "0").replace("%(upto)s", str(self.batch_size)) + ";",
+                "COMMIT;",
+            ]
         )
 
     def apply(self, conn: psycopg.Connection, run: Run) -> None:
@@ -202,7 +275,7 @@ class Backfill:
         def attempt() -> None:
             nonlocal changed
             with conn.transaction():
-                set_timeouts(conn, LOCK_TIMEOUT, "60s", local=True)
+                set_timeouts(conn, LOCK_TIMEOUT, BATCH_TIMEOUT, local=True)
                 changed = conn.execute(self.update, {"after": after, "upto": upto}).rowcount
 
         with_lock_retries(attempt, run, f"{self.table} ids {after + 1}..{upto}")
@@ -238,9 +311,13 @@ class SetNotNull:
     def sql_text(self) -> str:
         """Return the SQL this step runs, for review and linting."""
         add, validate, finish = self.statements()
+        steps = ((add, "60s"), (validate, self.validate_timeout), (finish, "60s"))
         return "\n".join(
-            Sql(text, statement_timeout=timeout).sql_text()
-            for text, timeout in ((add, "60s"), (validate, self.validate_timeout), (finish, "60s"))
+            [
+                "-- When VALIDATE or SET NOT NULL fails after this run added the check, the",
+                "-- check is dropped again (the last DROP CONSTRAINT, in its own transaction).",
+                *(Sql(text, statement_timeout=timeout).sql_text() for text, timeout in steps),
+            ]
         )
 
     def is_done(self, conn) -> bool:
@@ -261,25 +338,47 @@ class SetNotNull:
         )
 
     def apply(self, conn: psycopg.Connection, run: Run) -> None:
-        """Add, validate, set NOT NULL, drop the check; on NULLs, undo the check and refuse."""
+        """Add, validate, set NOT NULL, drop the check; on failure, drop the check it added."""
         add, validate, finish = self.statements()
         if self.is_done(conn) and not self.has_check(conn):
             run.say(f"  {self.table}.{self.column} is already NOT NULL")
             return
-        if not self.is_done(conn):
-            if not self.has_check(conn):
-                Sql(add).apply(conn, run)
-            try:
+        added = False
+        if not self.is_done(conn) and not self.has_check(conn):
+            Sql(add).apply(conn, run)
+            added = True
+            run.say(f"  added {self.check_name} NOT VALID; validating it (writes go on)")
+        try:
+            if not self.is_done(conn):
                 Sql(validate, statement_timeout=self.validate_timeout).apply(conn, run)
-            except psycopg.errors.CheckViolation:
-                # Leave nothing behind: a lingering check would reject NULL inserts.
-                Sql(f"ALTER TABLE {self.table} DROP CONSTRAINT IF EXISTS {self.check_name}").apply(
-                    conn, run
-                )
-                raise MigrationError(
-                    f"{self.table}.{self.column} has NULL values; nothing changed"
-                ) from None
-        Sql(finish).apply(conn, run)
+            Sql(finish).apply(conn, run)
+        except psycopg.errors.CheckViolation:
+            # Leave nothing behind: a lingering check would reject NULL inserts.
+            self.drop_check(conn, run, "it found NULL values")
+            raise MigrationError(
+                f"{self.table}.{self.column} has NULL values; nothing changed"
+            ) from None
+        except (psycopg.Error, MigrationError, KeyboardInterrupt) as exc:
+            # Lock retries used up, a statement timeout, Ctrl-C: the check this run
+            # added must not stay, or the column's NULL inserts fail from now on.
+            if added:
+                self.drop_check(conn, run, one_line(exc))
+            raise
+
+    def drop_check(self, conn, run: Run, why: str) -> None:
+        """Drop the temporary check (with lock retries); say exactly what is left if that fails."""
+        drop = f"ALTER TABLE {self.table} DROP CONSTRAINT IF EXISTS {self.check_name}"
+        run.say(f"  {self.table}.{self.column}: {why}; dropping {self.check_name}")
+        try:
+            if conn.broken:
+                raise MigrationError("the connection is lost")
+            Sql(drop).apply(conn, run)
+        except (psycopg.Error, MigrationError) as exc:
+            raise MigrationError(
+                f"making {self.table}.{self.column} NOT NULL failed ({why}), and its check "
+                f"{self.check_name} is left ({one_line(exc)}); it rejects rows with a NULL "
+                f"{self.column} until dropped: {drop}"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -288,6 +387,7 @@ class Report:
 
     title: str
     query: str
+    read_only: ClassVar[bool] = True
 
     def sql_text(self) -> str:
         """Return nothing to lint: a report only reads."""

@@ -1,10 +1,33 @@
-"""The SQL squawk reads is the SQL the steps run, and squawk accepts 001 to 004."""
+"""The SQL squawk reads is the SQL the steps run, and squawk accepts 001 to 004.
 
+What a step runs is recorded from a real connection (every statement it sends,
+and where its transactions begin and commit) and compared with what
+``migrate.py sql`` renders for it.
+"""
+
+import dataclasses
+import importlib
+import re
 import subprocess
 import sys
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from test_migrations_support import ROOT, SCRIPTS
+import psycopg
+from psycopg import sql
+from test_migrations_support import (
+    ROOT,
+    SCRIPTS,
+    create_baseline_without_record,
+    run_ok,
+    seed_legacy_calls,
+)
+
+from migrations.kit import Run
+
+BACKFILL = importlib.import_module("migrations.002_backfill_call_sid").MIGRATION.upgrade[0]
+NOT_NULL = importlib.import_module("migrations.003_add_call_sid_constraints").MIGRATION.upgrade[4]
+DRIVER_INDEX = importlib.import_module("migrations.007_call_lookup_indexes").MIGRATION.upgrade[0]
 
 SQUAWK = str(Path(sys.executable).with_name("squawk"))  # squawk-cli, beside this Python
 
@@ -26,13 +49,89 @@ def test_migrate_sql_writes_one_file_per_migration_and_direction(tmp_path):
         assert {f"{script}.upgrade.sql", f"{script}.downgrade.sql"} <= names
 
 
-def test_concurrent_index_build_is_outside_any_transaction_and_ddl_has_timeouts(tmp_path):
+def test_rendered_003_builds_its_index_outside_a_transaction_and_frames_other_ddl(tmp_path):
     write_sql(tmp_path)
     text = (tmp_path / "003_add_call_sid_constraints.upgrade.sql").read_text()
     build = text.index("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS calls_call_sid_key")
-    assert text.rfind("BEGIN;", 0, build) == -1
+    assert text.rfind("BEGIN;", 0, build) < text.rfind("COMMIT;", 0, build)
+    assert "SET lock_timeout = '0';\nSET statement_timeout = '2h';\n" in text
     assert "SET LOCAL lock_timeout = '1500ms';\nSET LOCAL statement_timeout = '1h';\n" in text
     assert "ALTER TABLE calls VALIDATE CONSTRAINT calls_call_sid_check_not_null;" in text
+
+
+class Recording(psycopg.Connection):
+    """A real connection that keeps, as text, every statement sent and each BEGIN and COMMIT."""
+
+    sent: list[str]
+
+    def execute(self, query, params=None, **kwargs):
+        """Keep the statement (parameters filled in), then run it."""
+        text = query.as_string(self) if isinstance(query, sql.Composable) else query
+        self.sent.append(text % params if isinstance(params, dict) else text)
+        return super().execute(query, params, **kwargs)
+
+    @contextmanager
+    def transaction(self, *args, **kwargs):
+        """Keep where the transaction begins and commits."""
+        self.sent.append("BEGIN")
+        with super().transaction(*args, **kwargs) as tx:
+            yield tx
+        self.sent.append("COMMIT")
+
+
+def normalised(texts) -> list[str]:
+    """Return single statements without comments, quotes, runs of whitespace, or reads."""
+    out = []
+    for text in texts:
+        code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+        for statement in code.split(";"):  # none of these statements has a ';' inside
+            statement = re.sub(r"\s+", " ", statement.replace('"', "")).strip()
+            if statement and not statement.startswith("SELECT"):
+                out.append(statement)
+    return out
+
+
+def ran(url, step) -> list[str]:
+    """Run ``step`` on a recording connection; return what it sent, reads left out."""
+    with Recording.connect(url, autocommit=True) as conn:
+        conn.sent = []
+        step.apply(conn, Run(out=lambda line: None))
+        return normalised(conn.sent)
+
+
+def rendered(step) -> list[str]:
+    """Return what ``migrate.py sql`` shows for ``step``, statement by statement."""
+    return normalised([step.sql_text()])
+
+
+def at_001(url):
+    """Return a baseline database with 300 legacy calls and 001 applied."""
+    create_baseline_without_record(url)
+    seed_legacy_calls(url, 300)
+    run_ok(url, SCRIPTS[0])
+    return url
+
+
+def test_sql_squawk_reads_for_a_backfill_is_what_each_batch_runs(fresh_database_url):
+    one_batch = dataclasses.replace(BACKFILL, batch_size=300)  # ids 1..300: a single batch
+    assert ran(at_001(fresh_database_url), one_batch) == rendered(one_batch)
+
+
+def test_sql_squawk_reads_for_set_not_null_is_what_it_runs(fresh_database_url):
+    url = at_001(fresh_database_url)
+    run_ok(url, SCRIPTS[1])
+    assert ran(url, NOT_NULL) == rendered(NOT_NULL)
+
+
+def test_sql_squawk_reads_for_an_index_build_is_what_the_build_runs(fresh_database_url):
+    url = at_001(fresh_database_url)
+    # An invalid leftover of the same name (every legacy call is 'completed'): the DROP runs too.
+    with (
+        psycopg.connect(url, autocommit=True) as conn,
+        suppress(psycopg.errors.UniqueViolation),
+    ):
+        conn.execute("CREATE UNIQUE INDEX CONCURRENTLY calls_driver_id_idx ON calls (status)")
+    assert ran(url, DRIVER_INDEX) == rendered(DRIVER_INDEX)
 
 
 def test_squawk_finds_nothing_unconsidered_in_001_to_004(tmp_path):

@@ -204,17 +204,3 @@ def test_ddl_waiting_on_a_lock_times_out_retries_and_then_succeeds(seeded_url):
     )
     assert out.rstrip().splitlines()[-1].startswith("001 add_call_sid_column: upgrade applied")
     assert applied(seeded_url) == [0, 1]
-
-
-def test_concurrent_index_build_blocked_by_a_writer_retries_and_rebuilds(seeded_url):
-    up_to(seeded_url, 2)
-    with psycopg.connect(seeded_url) as writer:
-        writer.execute("UPDATE calls SET status = 'completed' WHERE id = 1")  # an open write
-        code, out = run_until_retry(seeded_url, SCRIPTS[2], writer)
-    assert code == 0, out
-    assert "  lock timeout (1500ms) on 'build index calls_call_sid_key', attempt 1/10" in out
-    assert "calls_call_sid_key is invalid (an earlier build failed); rebuilding" in out
-    assert query(
-        seeded_url,
-        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'calls_call_sid_key'::regclass",
-    ) == [(True,)]

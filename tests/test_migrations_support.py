@@ -54,6 +54,23 @@ def run_until_retry(url: str, script: str, blocker: psycopg.Connection) -> tuple
     return proc.returncode, "".join(seen) + rest
 
 
+def start_script(url: str, script: str, *args: str) -> subprocess.Popen:
+    """Start a script as the operator does, its output readable line by line as it runs."""
+    return subprocess.Popen(
+        **script_command(url, script, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def read_until(proc: subprocess.Popen, marker: str) -> str:
+    """Return the script's output up to and including the first line holding ``marker``."""
+    seen = []
+    for line in proc.stdout:  # the kit flushes each line, so this follows it live
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"{marker!r} never printed; output: {''.join(seen)}")
+
+
 def run_ok(url: str, script: str, *args: str) -> str:
     """Run a script, insist it succeeded quietly on stderr, and return its stdout."""
     result = run_script(url, script, *args)
