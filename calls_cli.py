@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import psycopg
 
+from errors import first_line
 from models import calls
 
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
             stuck(conn, args.older_than, args.limit)
     except psycopg.Error as exc:
-        print(f"error: {_first_line(exc)}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 1
     return 0
 
@@ -82,11 +83,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
     return value
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

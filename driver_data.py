@@ -23,7 +23,7 @@ import transcription_helpers
 from call_schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
 from db import get_conn, release_conn
 from elevenlabs_client import ElevenLabsClient, ElevenLabsError, OutboundCall
-from errors import ApiError, error_response
+from errors import ApiError, error_response, first_line
 from models import calls
 from phone_numbers import mask_phone, mask_phones_in
 
@@ -68,7 +68,7 @@ def _accepted(presented: str, tokens: list[str]) -> bool:
 @bp.errorhandler(psycopg.OperationalError)
 @bp.errorhandler(PoolTimeout)
 def _database_unavailable(exc):
-    reason = (str(exc).strip().splitlines() or [repr(exc)])[0]
+    reason = first_line(exc)
     if db.unreachable(exc, g.get("db_conn")):
         log.error("database unavailable: %s", reason)
         return error_response(503, "database_unavailable", "The database cannot be reached.")
@@ -76,6 +76,41 @@ def _database_unavailable(exc):
     log.error("database refused the request: %s", reason)
     return error_response(
         503, "database_error", "The database refused the request.", {"reason": reason}
+    )
+
+
+def _not_placed(call_sid: str, exc: psycopg.Error) -> ApiError:
+    """Answer for a call written but never sent: the database failed before ElevenLabs was asked.
+
+    The row is marked failed with that reason on a fresh connection when one comes,
+    so it is not left 'initiating' as if the driver might have been rung.
+    """
+    reason = first_line(exc)
+    log.error(
+        "call %s not placed: the database failed before ElevenLabs was asked: %s", call_sid, reason
+    )
+    release_conn()  # the pool discards a broken connection
+    status = calls.INITIATING
+    try:
+        calls.mark_failed(
+            get_conn(),
+            call_sid,
+            reason=f"not placed: the database failed before ElevenLabs was asked ({reason})",
+        )
+        status = calls.FAILED
+    except (psycopg.Error, PoolTimeout):
+        log.error("call %s: could not be marked failed; it stays initiating", call_sid)
+    metrics.record_call_outcome(status)
+    return ApiError(
+        "The call was written but not placed: the database failed before ElevenLabs was asked.",
+        status=503,
+        code="not_placed",
+        details={
+            "call_sid": call_sid,
+            "placed": False,
+            "status": status,
+            "database_reason": reason,
+        },
     )
 
 
@@ -89,7 +124,8 @@ def _recording_outcome(call_sid: str, **details):
     try:
         yield
     except (psycopg.Error, PoolTimeout) as exc:
-        reason = (str(exc).strip().splitlines() or [repr(exc)])[0]
+        reason = first_line(exc)
+        metrics.record_call_outcome(calls.INITIATING)  # the status the request leaves it in
         log.error(
             "call %s: ElevenLabs answered but the outcome was not recorded: %s", call_sid, reason
         )
@@ -129,7 +165,10 @@ def create_call():
     )
     # Read from the database's clock, after the commit: created_at <= api_called_at then
     # compares two readings of one clock (the app host's may be off by more than the gap).
-    api_called_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    try:
+        api_called_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    except psycopg.Error as exc:
+        raise _not_placed(call.call_sid, exc) from None
     release_conn()  # the wait on ElevenLabs must not hold a pool connection
     sent = time.monotonic()
     try:
@@ -232,8 +271,9 @@ def _record_failure(
     conn, call_sid: str, exc: ElevenLabsError, api_called_at: datetime, waited: float
 ):
     """Mark the call failed with ElevenLabs' reason; return the 502 that says so."""
-    calls.mark_failed(conn, call_sid, reason=exc.reason, api_called_at=api_called_at)
+    # Counted first: ElevenLabs' answer happened even if writing it down fails.
     metrics.record_elevenlabs_call(exc.kind, waited)
+    calls.mark_failed(conn, call_sid, reason=exc.reason, api_called_at=api_called_at)
     metrics.record_call_outcome(calls.FAILED)
     log.warning("call %s failed (%s): %s", call_sid, exc.kind, mask_phones_in(exc.reason))
     return ApiError(

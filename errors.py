@@ -44,6 +44,12 @@ class JsonRequest(Request):
         )
 
 
+def first_line(exc: BaseException) -> str:
+    """Return the first line of an exception's message (its type when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def error_response(status: int, code: str, message: str, details: dict | None = None):
     """Return the JSON error body and status."""
     return jsonify(error=code, message=message, details=details or {}), status

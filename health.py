@@ -5,7 +5,7 @@ from flask import Blueprint
 from psycopg_pool import PoolTimeout
 
 from db import get_conn
-from errors import error_response
+from errors import error_response, first_line
 
 bp = Blueprint("health", __name__)
 
@@ -16,7 +16,7 @@ def healthz():
     try:
         get_conn().execute("SELECT 1")
     except (psycopg.Error, PoolTimeout) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         return error_response(
             503, "database_unavailable", "The database cannot be reached.", {"reason": reason}
         )

@@ -68,7 +68,8 @@ def _errors(*statuses: int) -> dict:
         502: "ElevenLabs did not place the call; the call is recorded as failed",
         503: "not_configured; database_unavailable (unreachable) or database_error (it refused "
         "the statement): nothing was written; outcome_not_recorded: ElevenLabs answered but "
-        "the outcome could not be written, details.placed says whether the call was placed",
+        "the outcome could not be written, details.placed says whether the call was placed; "
+        "not_placed: written, marked failed, ElevenLabs never asked",
     }
     return {str(status): _json("Error", words[status]) for status in statuses}
 

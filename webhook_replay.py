@@ -22,6 +22,7 @@ from datetime import datetime
 import psycopg
 
 import webhook_processing as processing
+from errors import first_line
 from models import webhook_deliveries as log
 from models.webhook_deliveries import Delivery
 
@@ -103,7 +104,7 @@ def run(url: str, *, since: datetime | None, delivery_id: int | None, dry_run: b
     try:
         conn = psycopg.connect(url, autocommit=True, application_name="webhook-replay")
     except psycopg.OperationalError as exc:
-        raise ReplayError(f"cannot connect to the database: {_one_line(exc)}") from None
+        raise ReplayError(f"cannot connect to the database: {first_line(exc)}") from None
     with conn:
         ids = [delivery_id] if delivery_id is not None else log.replay_candidates(conn, since=since)
         if not ids:
@@ -144,13 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     except ReplayError as exc:
         print(f"error: {exc}", file=sys.stderr)
     except psycopg.Error as exc:
-        print(f"error: database: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: database: {first_line(exc)}", file=sys.stderr)
     return 1
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ import logging_setup
 import metrics
 import webhook_payloads as payloads
 import webhook_processing as processing
-from db import get_conn, unreachable
-from errors import ApiError
+from db import get_conn, release_conn, unreachable
+from errors import ApiError, first_line
 from models import webhook_deliveries as log
 from webhook_processing import Outcome
 from webhook_signature import HEADER, SignatureError, verify
@@ -129,18 +129,11 @@ def receive(endpoint: str):
     try:
         conn = get_conn()
         outcome, delivery_id = _handle(conn, received)
-    except Exception as exc:
-        if unreachable(exc, conn):
-            # 503, not 500: the delivery could not even be recorded, and ElevenLabs
-            # retries 5xx when retries are enabled.
-            logger.error("webhook %s not recorded: database unavailable: %s", endpoint, exc)
-            raise ApiError(
-                "The database is unavailable; the delivery was not recorded.",
-                status=503,
-                code="database_unavailable",
-            ) from None
-        if isinstance(exc, psycopg.OperationalError):
-            raise _refused_for_now(conn, received, exc) from None
+    except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        # 503, not 500: the database failed, not the delivery; ElevenLabs retries
+        # 5xx when retries are enabled, and a recorded one can be replayed.
+        raise _database_failed(conn, received, exc) from None
+    except Exception:
         _record_error(received)
         raise
     metrics.record_webhook_delivery(endpoint, outcome.outcome)
@@ -212,25 +205,51 @@ def _record_error(received: Received) -> None:
         logger.exception("webhook %s could not be recorded", received.endpoint)
 
 
-def _refused_for_now(conn, received: Received, exc: psycopg.OperationalError) -> ApiError:
-    """Record a delivery a working database refused (a timeout, a lock, a deadlock); return the 503.
+def _database_failed(conn, received: Received, exc: Exception) -> ApiError:
+    """Record a delivery the database failed on, for replay; return the 503 to answer.
 
-    Recorded as ``error``, so ``webhook_replay`` applies it later even when
-    ElevenLabs does not retry; the 503 lets it retry when it does.
+    A database that is up but refused (a lock or statement timeout, a deadlock)
+    records it on the same connection. A connection that broke may be one killed
+    backend or a failover, not a database down: the delivery is recorded on a
+    fresh connection if the pool can give one. Only a delivery that could not be
+    recorded at all is answered ``database_unavailable``.
     """
-    first_line = (str(exc).strip().splitlines() or [""])[0]
-    reason = f"the database could not apply it just now ({type(exc).__name__}: {first_line})"
+    reason = f"the database could not apply it just now ({type(exc).__name__}: {first_line(exc)})"
     logger.error("webhook %s: %s", received.endpoint, reason)
     metrics.record_webhook_delivery(received.endpoint, log.ERROR)
-    details = {"reason": reason}
-    message = "The database could not apply this delivery just now; it is recorded for replay."
+    if isinstance(exc, PoolTimeout):
+        conn = None
+    elif unreachable(exc, conn):
+        release_conn()  # the pool discards a broken connection
+        conn = _fresh_connection()
+    delivery_id = None
+    if conn is not None:
+        try:
+            outcome = Outcome(log.ERROR, reason, received.named())
+            delivery_id = received.record(conn, outcome, http_status=503)
+        except (psycopg.Error, PoolTimeout):
+            logger.exception("webhook %s could not be recorded", received.endpoint)
+    if delivery_id is None:
+        logger.error("webhook %s not recorded: database unavailable", received.endpoint)
+        return ApiError(
+            "The database is unavailable; the delivery was not recorded.",
+            status=503,
+            code="database_unavailable",
+        )
+    return ApiError(
+        "The database could not apply this delivery just now; it is recorded for replay.",
+        status=503,
+        code="database_error",
+        details={"reason": reason, "delivery_id": delivery_id},
+    )
+
+
+def _fresh_connection():
+    """Return another pool connection, or None when the database cannot give one."""
     try:
-        outcome = Outcome(log.ERROR, reason, received.named())
-        details["delivery_id"] = received.record(conn, outcome, http_status=503)
+        return get_conn()
     except (psycopg.Error, PoolTimeout):
-        logger.exception("webhook %s could not be recorded", received.endpoint)
-        message = "The database could not apply this delivery just now, nor record it."
-    return ApiError(message, status=503, code="database_error", details=details)
+        return None
 
 
 def _respond(outcome: Outcome, delivery_id: int):

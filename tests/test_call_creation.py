@@ -16,6 +16,7 @@ from fake_elevenlabs import (
     OUTBOUND_CALL_PATH,
     refusing_address,
 )
+from prometheus_client import REGISTRY
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -475,6 +476,11 @@ def test_database_unreachable_is_503_and_elevenlabs_is_not_called(
     assert elevenlabs.received == []
 
 
+def counted(name: str, **labels) -> float:
+    """Return a counter's value in this process's metrics (0 before its first count)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def allow_connections_again(server_url: str, url: str) -> None:
     name = conninfo_to_dict(url)["dbname"]
     with psycopg.connect(server_url, autocommit=True) as admin:
@@ -506,11 +512,22 @@ def test_outcome_that_cannot_be_recorded_is_503_naming_the_call_and_whether_it_w
     app = create_app({**app_config, "DATABASE_URL": url, "DB_POOL_TIMEOUT": 1})
     # The database goes away while ElevenLabs is dialling: the row is written, the answer not.
     elevenlabs.answer(answer, status=status, on_request=lambda seen: cut_off_database(url))
+    kind = "ok" if placed else "rate_limited"
+    before = (
+        counted("elevenlabs_requests_total", outcome=kind),
+        counted("calls_created_total", status="initiating"),
+    )
     try:
         response = post_call(app.test_client(), CALL_REQUEST, auth_headers)
     finally:
         app.extensions["db_pool"].close()
         allow_connections_again(server_url, url)
+    # ElevenLabs' answer is counted, and the call by the status it is left in.
+    after = (
+        counted("elevenlabs_requests_total", outcome=kind),
+        counted("calls_created_total", status="initiating"),
+    )
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
 
     assert response.status_code == 503
     body = response.get_json()
@@ -549,3 +566,36 @@ def test_a_database_that_refuses_the_insert_is_503_and_elevenlabs_is_not_called(
     assert "lock timeout" in body["details"]["reason"]
     assert elevenlabs.received == []
     assert call_rows(conn) == []
+
+
+def test_a_call_whose_connection_fails_before_dialling_is_marked_not_placed(
+    app_config, database_url, conn, auth_headers, elevenlabs, monkeypatch
+):
+    elevenlabs.answer(ANSWER_OK)
+    app = create_app(app_config)
+    reads_the_clock = psycopg.Connection.execute
+
+    def killed_before_the_clock_read(self, query, *args, **kwargs):
+        # A real failure at the one moment no test can reach from outside: the row is
+        # committed, the connection dies (a failover, an idle-timeout kill), nothing sent.
+        if query == "SELECT clock_timestamp()":
+            with psycopg.connect(database_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s, 5000)", (self.info.backend_pid,))
+        return reads_the_clock(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", killed_before_the_clock_read)
+    try:
+        response = post_call(app.test_client(), CALL_REQUEST, auth_headers)
+    finally:
+        monkeypatch.undo()
+        app.extensions["db_pool"].close()
+
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["error"] == "not_placed"
+    assert (body["details"]["placed"], body["details"]["status"]) == (False, "failed")
+    assert elevenlabs.received == []
+    [row] = call_rows(conn)
+    assert row["call_sid"] == body["details"]["call_sid"]
+    assert row["status"] == "failed"  # not left 'initiating' as if the driver might be rung
+    assert row["failure_reason"].startswith("not placed: the database failed before ElevenLabs")

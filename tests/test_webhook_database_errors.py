@@ -6,6 +6,9 @@ refusing (a lock or statement timeout, a deadlock), the delivery is recorded as
 it later either way.
 """
 
+import threading
+import time
+
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
@@ -101,3 +104,53 @@ def test_only_a_lost_connection_counts_as_the_database_unreachable(database_url,
         with pytest.raises(psycopg.errors.QueryCanceled) as cancelled:
             busy.execute("SELECT pg_sleep(1)")
         assert not db.unreachable(cancelled.value, busy)
+
+
+def service_backend_waiting_on_a_lock(conn, timeout: float = 10.0) -> int:
+    """Return the pid of the service's connection that waits on a lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE application_name = 'call-sid-service' AND wait_event_type = 'Lock'"
+        ).fetchone()
+        if row:
+            return row[0]
+        time.sleep(0.02)
+    raise AssertionError("no service connection waits on a lock")
+
+
+@pytest.mark.parametrize("path", [POST_CALL, TRANSCRIPTION])
+def test_delivery_whose_connection_is_killed_is_recorded_on_another_for_replay(
+    app_config, database_url, conn, path
+):
+    # One backend killed (an idle-timeout, a failover) while the database stays up.
+    app = create_app(app_config)
+    call = make_call(conn, "conv_killed")
+    answer = {}
+    try:
+        with psycopg.connect(database_url) as holder:
+            holder.execute("SELECT FROM calls WHERE call_sid = %s FOR UPDATE", (call.call_sid,))
+            delivering = threading.Thread(
+                target=lambda: answer.update(
+                    response=post_signed(app.test_client(), path, delivery_for(path, call))
+                )
+            )
+            delivering.start()
+            conn.execute(
+                "SELECT pg_terminate_backend(%s, 5000)", (service_backend_waiting_on_a_lock(conn),)
+            )
+            delivering.join(timeout=30)
+            holder.rollback()
+    finally:
+        app.extensions["db_pool"].close()
+
+    response = answer["response"]
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "database_error"
+    [delivery] = deliveries(conn)
+    assert response.get_json()["details"]["delivery_id"] == delivery["id"]
+    assert (delivery["outcome"], delivery["call_sid"]) == ("error", call.call_sid)
+    result = replay(database_url, "--since", SINCE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "error at receipt): replayed, accepted" in result.stdout
