@@ -42,6 +42,15 @@ def schema_objects(conn) -> set[str]:
     return {row[0] for row in conn.execute(SCHEMA_OBJECTS).fetchall()}
 
 
+def valid_indexes(objects: set[str]) -> frozenset[str]:
+    """Return the names of the valid indexes among ``schema_objects`` lines."""
+    return frozenset(
+        line.removeprefix("index ")
+        for line in objects
+        if line.startswith("index ") and not line.endswith(" (invalid)")
+    )
+
+
 def difference(before: set[str], after: set[str]) -> str:
     """Return what ``after`` has that ``before`` had not, and the reverse, in one line."""
     parts = []

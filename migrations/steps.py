@@ -188,6 +188,9 @@ class DropIndexConcurrently:
         """Drop the index unless it is already gone."""
         if index_validity(conn, self.name) is None:
             return
+        if self.name in run.keep_indexes:  # undoing a failed upgrade: not built by that run
+            run.say(f"  index {self.name} existed before this run; kept")
+            return
         with (
             session_timeouts(conn, CONCURRENT_LOCK_TIMEOUT, self.statement_timeout),
             WaitWatch(conn, run.say, f"dropping index {self.name}"),
@@ -247,6 +250,7 @@ class Backfill:
             upto = min(after + self.batch_size, high)
             changed = self.run_batch(conn, run, after, upto)
             done += changed
+            run.moved_rows = run.moved_rows or changed > 0  # a failed upgrade must undo them
             after = upto if changed else self.skip_gap(conn, table, upto, high)
             now = time.monotonic()
             if now - last_report >= self.progress_every_seconds or after >= high:

@@ -25,11 +25,12 @@ from test_migrations_support import (
     start_script,
 )
 
-from migrations import kit
+from migrations import kit, waits
 
 CONSTRAINTS = importlib.import_module("migrations.003_add_call_sid_constraints").MIGRATION
 NULLABLE = importlib.import_module("migrations.004_make_conversation_id_nullable").MIGRATION
 DELIVERIES = importlib.import_module("migrations.006_webhook_deliveries").MIGRATION
+LOOKUP_INDEXES = importlib.import_module("migrations.007_call_lookup_indexes").MIGRATION
 CHECKS = "SELECT conname FROM pg_constraint WHERE conrelid = 'calls'::regclass AND contype = 'c'"
 
 
@@ -67,6 +68,81 @@ def run_failing(url, migration, direction, out):
     with pytest.raises(kit.MigrationError) as failure:
         kit.run_migration(url, migration, direction, kit.Run(out=out))
     return str(failure.value)
+
+
+def cancel_build(url):
+    """Return an action that cancels the migration's running index build, as an operator does."""
+    return statement(
+        url,
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'migrations' AND query LIKE 'CREATE%%INDEX%%'",
+    )
+
+
+def old_snapshot(url):
+    """Return a session holding an old snapshot (a report, pg_dump): index builds wait for it."""
+    session = psycopg.connect(url)
+    session.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    session.execute("SELECT count(*) FROM schema_migrations").fetchone()
+    return session
+
+
+def test_007_failing_after_skipping_an_index_made_by_hand_keeps_that_index(seeded_url, monkeypatch):
+    run_ok(seeded_url, "migrate", "up", "6")
+    statement(seeded_url, "CREATE INDEX calls_driver_id_idx ON calls (driver_id, id)")()
+    before = schema_dump(seeded_url)
+    monkeypatch.setattr(waits, "FIRST_REPORT_SECONDS", 0.5)
+    lines = []
+    with old_snapshot(seeded_url):
+        cancel = on_line(
+            "index calls_initiating_created_at_idx: waiting", cancel_build(seeded_url), lines
+        )
+        error = run_failing(seeded_url, LOOKUP_INDEXES, "upgrade", cancel)
+    assert "  index calls_driver_id_idx exists and is valid" in lines
+    assert (
+        error == "007 call_lookup_indexes: upgrade failed: canceling statement due to user request"
+    )
+    assert not [line for line in lines if "undoing" in line]
+    assert schema_dump(seeded_url) == before
+    assert applied(seeded_url) == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_003_index_build_failing_with_no_call_sid_to_fill_runs_no_undo(seeded_url, monkeypatch):
+    run_ok(seeded_url, "migrate", "up", "2")
+    before = schema_dump(seeded_url)
+    monkeypatch.setattr(waits, "FIRST_REPORT_SECONDS", 0.5)
+    lines = []
+    with old_snapshot(seeded_url):
+        cancel = on_line("index calls_call_sid_key: waiting", cancel_build(seeded_url), lines)
+        error = run_failing(seeded_url, CONSTRAINTS, "upgrade", cancel)
+    assert error == (
+        "003 add_call_sid_constraints: upgrade failed: canceling statement due to user request"
+    )
+    assert "  building index calls_call_sid_key failed (" in "\n".join(lines)
+    assert not [line for line in lines if "undoing" in line or "ALTER" in line]
+    assert schema_dump(seeded_url) == before
+    assert applied(seeded_url) == [0, 1, 2]
+
+
+def test_006_undo_keeps_a_line_key_made_by_hand_before_the_run(seeded_url, monkeypatch):
+    run_ok(seeded_url, "migrate", "up", "5")
+    statement(
+        seeded_url,
+        "CREATE UNIQUE INDEX transcriptions_line_key "
+        'ON transcriptions (conversation_id, speaker, "timestamp", md5(message))',
+    )()
+    before = schema_dump(seeded_url)
+    monkeypatch.setattr(waits, "FIRST_REPORT_SECONDS", 0.5)
+    lines = []
+    with old_snapshot(seeded_url):
+        cancel = on_line(
+            "index calls_twilio_call_sid_idx: waiting", cancel_build(seeded_url), lines
+        )
+        error = run_failing(seeded_url, DELIVERIES, "upgrade", cancel)
+    assert error.endswith("; undone, the schema is as it was")
+    assert "  index transcriptions_line_key existed before this run; kept" in lines
+    assert schema_dump(seeded_url) == before
+    assert applied(seeded_url) == [0, 1, 2, 3, 4, 5]
 
 
 def test_003_gives_calls_written_without_a_call_sid_since_002_one_and_finishes(seeded_url):
