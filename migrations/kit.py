@@ -376,6 +376,11 @@ def downgrade(conn, migration: Migration, run: Run, *, partial: bool = False) ->
     as applied, to remove what a failed upgrade left when its own undo failed.
     """
     applied = applied_versions(conn)
+    if partial and migration.version in applied:  # a full rollback would drop its data
+        raise MigrationError(
+            f"{migration.version:03d} is applied; --partial is only for a failed upgrade; "
+            "use plain downgrade"
+        )
     if migration.version not in applied and not partial:
         run.say(f"{migration.label}: not applied; nothing to roll back")
         return False

@@ -20,6 +20,7 @@ from test_migrations_support import (
     query,
     read_until,
     run_ok,
+    run_script,
     schema_dump,
     seed_legacy_calls,
     start_script,
@@ -290,6 +291,20 @@ def test_a_failed_upgrade_whose_undo_fails_says_what_is_left_and_downgrade_parti
     assert "003 add_call_sid_constraints: not applied; removing what a failed upgrade left" in out
     assert schema_dump(seeded_url) == before
     assert applied(seeded_url) == [0, 1, 2]
+
+
+def test_downgrade_partial_of_an_applied_migration_is_refused_and_keeps_its_columns(seeded_url):
+    run_ok(seeded_url, "migrate", "up", "5")
+    query(seeded_url, "UPDATE calls SET failure_reason = 'timeout' WHERE id <= 10 RETURNING id")
+    before = schema_dump(seeded_url)
+    result = run_script(seeded_url, "005_call_lifecycle", "downgrade", "--partial")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: 005 is applied; --partial is only for a failed upgrade; use plain downgrade\n"
+    )
+    assert schema_dump(seeded_url) == before
+    assert query(seeded_url, "SELECT count(failure_reason) FROM calls") == [(10,)]
+    assert applied(seeded_url) == [0, 1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize("command", [("migrate", "up"), (SCRIPTS[0],)])
