@@ -366,6 +366,7 @@ def upgrade(conn, migration: Migration, run: Run) -> bool:
         (migration.version, migration.name),
     )
     run.say(f"{migration.label}: upgrade applied in {time.monotonic() - started:.2f}s")
+    run.current = ""
     return True
 
 
@@ -406,6 +407,7 @@ def downgrade(conn, migration: Migration, run: Run, *, partial: bool = False) ->
     apply_steps(conn, migration, "downgrade", run)
     conn.execute("DELETE FROM schema_migrations WHERE version = %s", (migration.version,))
     run.say(f"{migration.label}: downgrade applied in {time.monotonic() - started:.2f}s")
+    run.current = ""
     return True
 
 

@@ -317,10 +317,32 @@ def test_ctrl_c_during_a_lock_wait_prints_one_line_and_exits_130(seeded_url, com
         _, err = migration.communicate(timeout=60)
     assert migration.returncode == 130
     assert err == (
-        "error: interrupted during 001 add_call_sid_column; run the same command again to finish\n"
+        "error: interrupted during 001 add_call_sid_column; to finish, run "
+        "`python migrations/migrate.py up`\n"
         if command[0] == "migrate"
         else "error: 001 add_call_sid_column: interrupted; run it again to finish, or remove "
         "what it did with `python migrations/001_add_call_sid_column.py downgrade --partial`\n"
     )
     assert applied(seeded_url) == [0]
     run_ok(seeded_url, *command)
+
+
+def test_migrate_down_2_interrupted_in_its_second_migration_names_the_command_that_finishes(
+    seeded_url,
+):
+    run_ok(seeded_url, "migrate", "up", "7")
+    with psycopg.connect(seeded_url) as report:  # its read makes 006's index drop wait
+        report.execute("SELECT count(*) FROM transcriptions").fetchone()
+        migration = start_script(seeded_url, "migrate", "down", "2")
+        out = read_until(migration, "dropping index transcriptions_line_key: waiting")
+        migration.send_signal(signal.SIGINT)
+        _, err = migration.communicate(timeout=60)
+    assert "007 call_lookup_indexes: downgrade applied in " in out
+    assert migration.returncode == 130
+    assert err == (
+        "error: interrupted during 006 webhook_deliveries; to finish, run "
+        "`python migrations/migrate.py down 1`\n"
+    )
+    assert applied(seeded_url) == [0, 1, 2, 3, 4, 5, 6]
+    run_ok(seeded_url, "migrate", "down", "1")
+    assert applied(seeded_url) == [0, 1, 2, 3, 4, 5]
