@@ -346,3 +346,27 @@ def test_migrate_down_2_interrupted_in_its_second_migration_names_the_command_th
     assert applied(seeded_url) == [0, 1, 2, 3, 4, 5, 6]
     run_ok(seeded_url, "migrate", "down", "1")
     assert applied(seeded_url) == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_failed_upgrade_in_a_database_whose_tables_are_not_in_public_says_what_is_left(
+    fresh_database_url, monkeypatch
+):
+    url = fresh_database_url
+    statement(url, "CREATE SCHEMA app")()
+    statement(
+        url,
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I SET search_path = app', "
+        "current_database()); END $$",
+    )()
+    create_baseline_without_record(url)
+    seed_legacy_calls(url, 300)
+    run_ok(url, "migrate", "up", "2")
+    monkeypatch.setattr(kit, "MAX_LOCK_ATTEMPTS", 1)
+    with psycopg.connect(url) as vacuum_like:
+        hold = partial(vacuum_like.execute, "LOCK TABLE calls IN SHARE UPDATE EXCLUSIVE MODE")
+        error = run_failing(url, CONSTRAINTS, "upgrade", on_line("NOT VALID;", hold, []))
+    assert query(url, "SELECT to_regclass('app.calls') IS NOT NULL") == [(True,)]
+    assert (
+        "left behind: added: constraint calls_call_sid_check_not_null on calls: "
+        "CHECK ((call_sid IS NOT NULL)) NOT VALID; "
+    ) in error
