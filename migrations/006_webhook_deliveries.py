@@ -102,6 +102,7 @@ def move_duplicate_lines(conn, run: Run) -> None:
         with conn.transaction():
             conn.execute("SET LOCAL lock_timeout = '2s'")
             conn.execute(MOVE_DUPLICATES, (ids[start : start + BATCH_SIZE],))
+        run.moved_rows = True
     lines = conn.execute(
         f'SELECT count(DISTINCT (conversation_id, speaker, "timestamp", md5(message))) '
         f"FROM {DUPLICATES_TABLE}"

@@ -39,7 +39,7 @@ from typing import ClassVar
 import psycopg
 from psycopg import sql
 
-from migrations.schema_state import difference, schema_objects
+from migrations.schema_state import difference, schema_objects, valid_indexes
 
 # Arbitrary but fixed: every migration run of this project takes this key.
 ADVISORY_LOCK_KEY = 7_140_203_001
@@ -64,6 +64,11 @@ class Run:
     lock_retries: int = 0
     out: Callable[[str], None] | None = None
     current: str = ""  # the migration being moved, for the line an interrupted run prints
+    moved: int = 0  # migrations finished by this command, for the line an interrupted run prints
+    # Set by data-moving steps that changed rows in this migration's run: the undo must run.
+    moved_rows: bool = False
+    # Indexes valid before a failed upgrade: its undo keeps them (they are not this run's).
+    keep_indexes: frozenset[str] = frozenset()
 
     def say(self, line: str) -> None:
         """Print one progress line, at once even when stdout is a pipe or a log file."""
@@ -277,8 +282,16 @@ def script_name(migration: Migration) -> str:
 
 
 def undo_failed_upgrade(conn, migration: Migration, run: Run, failure: MigrationError, before):
-    """Run the migration's downgrade steps to undo a failed upgrade; raise why it failed."""
+    """Run the migration's downgrade steps to undo a failed upgrade; raise why it failed.
+
+    Called only when the run changed something (the schema differs from ``before``,
+    or a data-moving step moved rows). An index that was valid before the run was
+    not built by it (a build skips a valid index), so ``DropIndexConcurrently``
+    keeps it (``run.keep_indexes``); anything else of ``before`` that is gone after
+    the undo is named in the error.
+    """
     run.say(f"{migration.label}: upgrade failed; undoing what this run did (its downgrade steps)")
+    run.keep_indexes = valid_indexes(before)
     try:
         apply_steps(conn, migration, "downgrade", run)
         left = difference(before, schema_objects(conn))
@@ -288,11 +301,13 @@ def undo_failed_upgrade(conn, migration: Migration, run: Run, failure: Migration
             left = difference(before, schema_objects(conn)) or "no schema change"
         except psycopg.Error:
             left = "unknown (the connection is lost)"
+        run.keep_indexes = frozenset()
         raise MigrationError(
             f"{failure}; undoing it failed too ({undo_error}); left behind: {left}; once the "
             f"cause is gone, remove it with `python {script_name(migration)} downgrade --partial` "
             f"(or finish the upgrade by running the script again)"
         ) from None
+    run.keep_indexes = frozenset()
     if left:
         raise MigrationError(
             f"{failure}; its downgrade steps ran but the schema differs from before: {left}; "
@@ -305,7 +320,9 @@ def undo_failed_upgrade(conn, migration: Migration, run: Run, failure: Migration
 def upgrade(conn, migration: Migration, run: Run) -> bool:
     """Apply ``migration`` if it is not applied; return whether it changed anything.
 
-    A failure part-way through is undone with the migration's own downgrade steps.
+    A failure part-way through is undone with the migration's own downgrade steps,
+    unless the failed steps already cleaned up after themselves (the schema is as
+    before and no rows were moved): then nothing runs and the failure is raised as is.
     """
     applied = applied_versions(conn)
     if migration.version in applied:
@@ -326,6 +343,7 @@ def upgrade(conn, migration: Migration, run: Run) -> bool:
     before = schema_objects(conn)
     started = time.monotonic()
     run.current = migration.label
+    run.moved_rows = False
     run.say(f"{migration.label}: upgrading")
     steps = list(migration.upgrade)
     for number, step in enumerate(steps):
@@ -340,12 +358,15 @@ def upgrade(conn, migration: Migration, run: Run) -> bool:
                     f"the script again to finish, or `python {script_name(migration)} "
                     "downgrade --partial` to remove it"
                 ) from None
+            if not run.moved_rows and schema_objects(conn) == before:
+                raise  # the failed step cleaned up after itself: nothing to undo
             undo_failed_upgrade(conn, migration, run, exc, before)
     conn.execute(
         "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
         (migration.version, migration.name),
     )
     run.say(f"{migration.label}: upgrade applied in {time.monotonic() - started:.2f}s")
+    run.current = ""
     return True
 
 
@@ -356,6 +377,11 @@ def downgrade(conn, migration: Migration, run: Run, *, partial: bool = False) ->
     as applied, to remove what a failed upgrade left when its own undo failed.
     """
     applied = applied_versions(conn)
+    if partial and migration.version in applied:  # a full rollback would drop its data
+        raise MigrationError(
+            f"{migration.version:03d} is applied; --partial is only for a failed upgrade; "
+            "use plain downgrade"
+        )
     if migration.version not in applied and not partial:
         run.say(f"{migration.label}: not applied; nothing to roll back")
         return False
@@ -381,6 +407,7 @@ def downgrade(conn, migration: Migration, run: Run, *, partial: bool = False) ->
     apply_steps(conn, migration, "downgrade", run)
     conn.execute("DELETE FROM schema_migrations WHERE version = %s", (migration.version,))
     run.say(f"{migration.label}: downgrade applied in {time.monotonic() - started:.2f}s")
+    run.current = ""
     return True
 
 

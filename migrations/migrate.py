@@ -51,26 +51,39 @@ def move(url: str, direction: str, count: int | None, run: Run) -> int:
     """Apply the next ``count`` pending migrations, or roll back the last ``count``."""
     chain = load_chain()
     conn = connect(url)
-    moved = 0
+    run.moved = 0
     try:
         with Locked(conn):
             applied = applied_versions(conn)
             if direction == "up":
                 todo = [m for m in chain if m.version not in applied]
                 for migration in todo[: count if count is not None else len(todo)]:
-                    moved += upgrade(conn, migration, run)
+                    run.moved += upgrade(conn, migration, run)
             else:
                 todo = [m for m in reversed(chain) if m.version in applied]
                 for migration in todo[: count if count is not None else 1]:
-                    moved += downgrade(conn, migration, run)
+                    run.moved += downgrade(conn, migration, run)
     finally:
         conn.close()
+    moved = run.moved
     if not moved:
         run.say(
             "nothing to do: the database is "
             + ("up to date" if direction == "up" else "at 000 or below")
         )
     return moved
+
+
+def how_to_finish(command: str, count: int | None, moved: int) -> str:
+    """Return what finishes an interrupted command: not itself, which would move more."""
+    if command == "up" and count is None:  # all pending: the same command
+        return "to finish, run `python migrations/migrate.py up`"
+    if command not in ("up", "down"):
+        return "run the same command again"
+    left = (count or 1) - moved
+    if left < 1:
+        return "nothing is left to do"
+    return f"to finish, run `python migrations/migrate.py {command} {left}`"
 
 
 def migration_sql(migration, direction: str) -> str:
@@ -125,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:  # Ctrl-C: one line, as the numbered scripts print it
         during = f" during {run.current}" if run.current else ""
-        print(f"error: interrupted{during}; run the same command again to finish", file=sys.stderr)
+        finish = how_to_finish(args.command, args.count, run.moved)
+        print(f"error: interrupted{during}; {finish}", file=sys.stderr)
         return 130
     return 0
 

@@ -42,6 +42,8 @@ from migrations.waits import WaitWatch
 # Concurrent index builds and drops wait without a lock timeout ('0': none); see
 # ConcurrentIndex for why, and statement_timeout for what bounds them.
 CONCURRENT_LOCK_TIMEOUT = "0"
+# After Ctrl-C, dropping a build's leftover waits this long at most, then says what is left.
+INTERRUPTED_DROP_TIMEOUT = "3s"
 # One backfill batch: a primary-key range of at most batch_size rows.
 BATCH_TIMEOUT = "60s"
 
@@ -140,27 +142,43 @@ class ConcurrentIndex:
                 raise
 
     def drop_leftover(self, conn, run: Run, exc: BaseException, waited_for: str) -> None:
-        """Drop the invalid index a failed build leaves; say what is left when that fails too."""
+        """Drop the invalid index a failed build leaves; say what is left when that fails too.
+
+        After Ctrl-C the drop gets only a few seconds (it waits for the same old
+        transactions the build waited for); a second Ctrl-C stops it at once.
+        Whenever the index stays, the line says so with the SQL that drops it.
+        """
         reason = one_line(exc)
         if waited_for:
             reason += f", waiting for {waited_for}"
         if conn.broken:
             raise MigrationError(
                 f"could not build index {self.name} ({reason}) and the connection is lost; "
-                f"an invalid index may be left: drop it with DROP INDEX CONCURRENTLY IF EXISTS "
-                f"{self.name}, or run the migration again"
+                f"an invalid index may be left: {self.drop_it()}, or run the migration again"
             ) from None
         if index_validity(conn, self.name) is None:
             return
         run.say(f"  {self.what_failed(reason)}; dropping the invalid index it left")
+        interrupted = isinstance(exc, KeyboardInterrupt)
         try:
-            drop_index_concurrently(conn, self.name)
-        except psycopg.Error as drop_exc:
-            raise MigrationError(
-                f"{self.what_failed(reason)}, and dropping the invalid index it left failed too "
-                f"({one_line(drop_exc)}): drop it with DROP INDEX CONCURRENTLY IF EXISTS "
-                f"{self.name}"
-            ) from None
+            if interrupted:
+                with session_timeouts(conn, INTERRUPTED_DROP_TIMEOUT, INTERRUPTED_DROP_TIMEOUT):
+                    drop_index_concurrently(conn, self.name)
+            else:
+                drop_index_concurrently(conn, self.name)
+        except (psycopg.Error, KeyboardInterrupt) as drop_exc:
+            left = f"the invalid index it left stays ({one_line(drop_exc)}): {self.drop_it()}"
+            if interrupted or isinstance(drop_exc, KeyboardInterrupt):
+                run.say(f"  {self.what_failed(reason)}; {left}")
+                raise KeyboardInterrupt from None
+            raise MigrationError(f"{self.what_failed(reason)}, and {left}") from None
+
+    def drop_it(self) -> str:
+        """Return the SQL that drops a leftover of this build, and why it matters."""
+        unique = " (until then, an invalid UNIQUE index still rejects duplicate writes)"
+        return f"drop it with DROP INDEX CONCURRENTLY IF EXISTS {self.name}" + (
+            unique if "UNIQUE" in self.create.upper() else ""
+        )
 
     def what_failed(self, reason: str) -> str:
         """Return e.g. ``building index x failed (…)``."""
@@ -187,6 +205,9 @@ class DropIndexConcurrently:
     def apply(self, conn: psycopg.Connection, run: Run) -> None:
         """Drop the index unless it is already gone."""
         if index_validity(conn, self.name) is None:
+            return
+        if self.name in run.keep_indexes:  # undoing a failed upgrade: not built by that run
+            run.say(f"  index {self.name} existed before this run; kept")
             return
         with (
             session_timeouts(conn, CONCURRENT_LOCK_TIMEOUT, self.statement_timeout),
@@ -247,6 +268,7 @@ class Backfill:
             upto = min(after + self.batch_size, high)
             changed = self.run_batch(conn, run, after, upto)
             done += changed
+            run.moved_rows = run.moved_rows or changed > 0  # a failed upgrade must undo them
             after = upto if changed else self.skip_gap(conn, table, upto, high)
             now = time.monotonic()
             if now - last_report >= self.progress_every_seconds or after >= high:
@@ -373,12 +395,16 @@ class SetNotNull:
             if conn.broken:
                 raise MigrationError("the connection is lost")
             Sql(drop).apply(conn, run)
-        except (psycopg.Error, MigrationError) as exc:
-            raise MigrationError(
+        except (psycopg.Error, MigrationError, KeyboardInterrupt) as exc:
+            left = (
                 f"making {self.table}.{self.column} NOT NULL failed ({why}), and its check "
                 f"{self.check_name} is left ({one_line(exc)}); it rejects rows with a NULL "
                 f"{self.column} until dropped: {drop}"
-            ) from None
+            )
+            if isinstance(exc, KeyboardInterrupt):  # Ctrl-C stays Ctrl-C: say what is left
+                run.say(f"  {left}")
+                raise KeyboardInterrupt from None
+            raise MigrationError(left) from None
 
 
 @dataclass(frozen=True)

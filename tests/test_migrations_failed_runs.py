@@ -20,16 +20,18 @@ from test_migrations_support import (
     query,
     read_until,
     run_ok,
+    run_script,
     schema_dump,
     seed_legacy_calls,
     start_script,
 )
 
-from migrations import kit
+from migrations import kit, waits
 
 CONSTRAINTS = importlib.import_module("migrations.003_add_call_sid_constraints").MIGRATION
 NULLABLE = importlib.import_module("migrations.004_make_conversation_id_nullable").MIGRATION
 DELIVERIES = importlib.import_module("migrations.006_webhook_deliveries").MIGRATION
+LOOKUP_INDEXES = importlib.import_module("migrations.007_call_lookup_indexes").MIGRATION
 CHECKS = "SELECT conname FROM pg_constraint WHERE conrelid = 'calls'::regclass AND contype = 'c'"
 
 
@@ -67,6 +69,81 @@ def run_failing(url, migration, direction, out):
     with pytest.raises(kit.MigrationError) as failure:
         kit.run_migration(url, migration, direction, kit.Run(out=out))
     return str(failure.value)
+
+
+def cancel_build(url):
+    """Return an action that cancels the migration's running index build, as an operator does."""
+    return statement(
+        url,
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'migrations' AND query LIKE 'CREATE%%INDEX%%'",
+    )
+
+
+def old_snapshot(url):
+    """Return a session holding an old snapshot (a report, pg_dump): index builds wait for it."""
+    session = psycopg.connect(url)
+    session.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    session.execute("SELECT count(*) FROM schema_migrations").fetchone()
+    return session
+
+
+def test_007_failing_after_skipping_an_index_made_by_hand_keeps_that_index(seeded_url, monkeypatch):
+    run_ok(seeded_url, "migrate", "up", "6")
+    statement(seeded_url, "CREATE INDEX calls_driver_id_idx ON calls (driver_id, id)")()
+    before = schema_dump(seeded_url)
+    monkeypatch.setattr(waits, "FIRST_REPORT_SECONDS", 0.5)
+    lines = []
+    with old_snapshot(seeded_url):
+        cancel = on_line(
+            "index calls_initiating_created_at_idx: waiting", cancel_build(seeded_url), lines
+        )
+        error = run_failing(seeded_url, LOOKUP_INDEXES, "upgrade", cancel)
+    assert "  index calls_driver_id_idx exists and is valid" in lines
+    assert (
+        error == "007 call_lookup_indexes: upgrade failed: canceling statement due to user request"
+    )
+    assert not [line for line in lines if "undoing" in line]
+    assert schema_dump(seeded_url) == before
+    assert applied(seeded_url) == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_003_index_build_failing_with_no_call_sid_to_fill_runs_no_undo(seeded_url, monkeypatch):
+    run_ok(seeded_url, "migrate", "up", "2")
+    before = schema_dump(seeded_url)
+    monkeypatch.setattr(waits, "FIRST_REPORT_SECONDS", 0.5)
+    lines = []
+    with old_snapshot(seeded_url):
+        cancel = on_line("index calls_call_sid_key: waiting", cancel_build(seeded_url), lines)
+        error = run_failing(seeded_url, CONSTRAINTS, "upgrade", cancel)
+    assert error == (
+        "003 add_call_sid_constraints: upgrade failed: canceling statement due to user request"
+    )
+    assert "  building index calls_call_sid_key failed (" in "\n".join(lines)
+    assert not [line for line in lines if "undoing" in line or "ALTER" in line]
+    assert schema_dump(seeded_url) == before
+    assert applied(seeded_url) == [0, 1, 2]
+
+
+def test_006_undo_keeps_a_line_key_made_by_hand_before_the_run(seeded_url, monkeypatch):
+    run_ok(seeded_url, "migrate", "up", "5")
+    statement(
+        seeded_url,
+        "CREATE UNIQUE INDEX transcriptions_line_key "
+        'ON transcriptions (conversation_id, speaker, "timestamp", md5(message))',
+    )()
+    before = schema_dump(seeded_url)
+    monkeypatch.setattr(waits, "FIRST_REPORT_SECONDS", 0.5)
+    lines = []
+    with old_snapshot(seeded_url):
+        cancel = on_line(
+            "index calls_twilio_call_sid_idx: waiting", cancel_build(seeded_url), lines
+        )
+        error = run_failing(seeded_url, DELIVERIES, "upgrade", cancel)
+    assert error.endswith("; undone, the schema is as it was")
+    assert "  index transcriptions_line_key existed before this run; kept" in lines
+    assert schema_dump(seeded_url) == before
+    assert applied(seeded_url) == [0, 1, 2, 3, 4, 5]
 
 
 def test_003_gives_calls_written_without_a_call_sid_since_002_one_and_finishes(seeded_url):
@@ -216,6 +293,20 @@ def test_a_failed_upgrade_whose_undo_fails_says_what_is_left_and_downgrade_parti
     assert applied(seeded_url) == [0, 1, 2]
 
 
+def test_downgrade_partial_of_an_applied_migration_is_refused_and_keeps_its_columns(seeded_url):
+    run_ok(seeded_url, "migrate", "up", "5")
+    query(seeded_url, "UPDATE calls SET failure_reason = 'timeout' WHERE id <= 10 RETURNING id")
+    before = schema_dump(seeded_url)
+    result = run_script(seeded_url, "005_call_lifecycle", "downgrade", "--partial")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: 005 is applied; --partial is only for a failed upgrade; use plain downgrade\n"
+    )
+    assert schema_dump(seeded_url) == before
+    assert query(seeded_url, "SELECT count(failure_reason) FROM calls") == [(10,)]
+    assert applied(seeded_url) == [0, 1, 2, 3, 4, 5]
+
+
 @pytest.mark.parametrize("command", [("migrate", "up"), (SCRIPTS[0],)])
 def test_ctrl_c_during_a_lock_wait_prints_one_line_and_exits_130(seeded_url, command):
     with psycopg.connect(seeded_url) as reader:
@@ -226,10 +317,56 @@ def test_ctrl_c_during_a_lock_wait_prints_one_line_and_exits_130(seeded_url, com
         _, err = migration.communicate(timeout=60)
     assert migration.returncode == 130
     assert err == (
-        "error: interrupted during 001 add_call_sid_column; run the same command again to finish\n"
+        "error: interrupted during 001 add_call_sid_column; to finish, run "
+        "`python migrations/migrate.py up`\n"
         if command[0] == "migrate"
         else "error: 001 add_call_sid_column: interrupted; run it again to finish, or remove "
         "what it did with `python migrations/001_add_call_sid_column.py downgrade --partial`\n"
     )
     assert applied(seeded_url) == [0]
     run_ok(seeded_url, *command)
+
+
+def test_migrate_down_2_interrupted_in_its_second_migration_names_the_command_that_finishes(
+    seeded_url,
+):
+    run_ok(seeded_url, "migrate", "up", "7")
+    with psycopg.connect(seeded_url) as report:  # its read makes 006's index drop wait
+        report.execute("SELECT count(*) FROM transcriptions").fetchone()
+        migration = start_script(seeded_url, "migrate", "down", "2")
+        out = read_until(migration, "dropping index transcriptions_line_key: waiting")
+        migration.send_signal(signal.SIGINT)
+        _, err = migration.communicate(timeout=60)
+    assert "007 call_lookup_indexes: downgrade applied in " in out
+    assert migration.returncode == 130
+    assert err == (
+        "error: interrupted during 006 webhook_deliveries; to finish, run "
+        "`python migrations/migrate.py down 1`\n"
+    )
+    assert applied(seeded_url) == [0, 1, 2, 3, 4, 5, 6]
+    run_ok(seeded_url, "migrate", "down", "1")
+    assert applied(seeded_url) == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_failed_upgrade_in_a_database_whose_tables_are_not_in_public_says_what_is_left(
+    fresh_database_url, monkeypatch
+):
+    url = fresh_database_url
+    statement(url, "CREATE SCHEMA app")()
+    statement(
+        url,
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I SET search_path = app', "
+        "current_database()); END $$",
+    )()
+    create_baseline_without_record(url)
+    seed_legacy_calls(url, 300)
+    run_ok(url, "migrate", "up", "2")
+    monkeypatch.setattr(kit, "MAX_LOCK_ATTEMPTS", 1)
+    with psycopg.connect(url) as vacuum_like:
+        hold = partial(vacuum_like.execute, "LOCK TABLE calls IN SHARE UPDATE EXCLUSIVE MODE")
+        error = run_failing(url, CONSTRAINTS, "upgrade", on_line("NOT VALID;", hold, []))
+    assert query(url, "SELECT to_regclass('app.calls') IS NOT NULL") == [(True,)]
+    assert (
+        "left behind: added: constraint calls_call_sid_check_not_null on calls: "
+        "CHECK ((call_sid IS NOT NULL)) NOT VALID; "
+    ) in error

@@ -8,6 +8,7 @@ and a build that does fail leaves no invalid index behind.
 
 import dataclasses
 import importlib
+import signal
 import time
 
 import psycopg
@@ -110,3 +111,30 @@ def test_index_build_that_fails_drops_the_invalid_index_it_left(at_002):
         "timeout); dropping the invalid index it left" in lines
     )
     assert query(at_002, VALIDITY, ("calls_driver_id_idx",)) == []
+
+
+def test_ctrl_c_during_a_unique_build_that_waits_exits_soon_and_prints_the_drop_it_left(
+    fresh_database_url,
+):
+    url = fresh_database_url
+    create_baseline_without_record(url)
+    seed_legacy_calls(url, 300)
+    run_ok(url, "migrate", "up", "5")
+    with psycopg.connect(url) as report:  # pg_dump-like: an old snapshot that read the table
+        report.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        report.execute("SELECT count(*) FROM transcriptions").fetchone()
+        migration = start_script(url, "006_webhook_deliveries")
+        read_until(migration, "index transcriptions_line_key: waiting")
+        migration.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        out, err = migration.communicate(timeout=60)
+        took = time.monotonic() - started
+    drop = "DROP INDEX CONCURRENTLY IF EXISTS transcriptions_line_key"
+    assert migration.returncode == 130, out + err
+    assert took < 20
+    assert f"{drop} (until then, an invalid UNIQUE index still rejects duplicate writes)" in out
+    assert err.startswith("error: 006 webhook_deliveries: interrupted; run it again to finish")
+    assert query(url, VALIDITY, ("transcriptions_line_key",)) == [(False,)]
+    with psycopg.connect(url, autocommit=True) as operator:
+        operator.execute(drop)
+    assert query(url, VALIDITY, ("transcriptions_line_key",)) == []
