@@ -47,8 +47,14 @@ def start(env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def stop(master: subprocess.Popen) -> None:
-    master.send_signal(signal.SIGTERM)
-    master.wait(timeout=30)
+    """Stop gunicorn (a no-op when it already exited), killing it if it will not go."""
+    if master.poll() is None:
+        master.send_signal(signal.SIGTERM)
+    try:
+        master.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        master.kill()
+        master.wait(timeout=30)
 
 
 def workers_of(master: int) -> set[int]:

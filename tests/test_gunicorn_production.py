@@ -48,6 +48,7 @@ def test_each_worker_listens_on_a_socket_of_its_own(database_url, tmp_path):
 def test_a_second_server_on_a_port_in_use_refuses_in_one_line(database_url, tmp_path):
     port = free_port()
     first = start(production_env(database_url, port), tmp_path / "first.log")
+    second = None
     try:
         wait_for(lambda: serving(port), "the first server to serve")
         second_log = tmp_path / "second.log"
@@ -59,6 +60,8 @@ def test_a_second_server_on_a_port_in_use_refuses_in_one_line(database_url, tmp_
         assert listening_sockets(port) == 2  # the first server's own, nothing added
         assert serving(port)
     finally:
+        if second is not None:  # had it started after all, it must not outlive the test
+            stop(second)
         stop(first)
 
 
@@ -67,7 +70,10 @@ def test_an_unreachable_database_stops_start_up_with_one_error_line(tmp_path):
     env = production_env("postgresql://nobody@127.0.0.1:1/calls", port)
     log = tmp_path / "gunicorn.log"
     master = start(env, log)
-    assert master.wait(timeout=60) == 1
+    try:
+        assert master.wait(timeout=60) == 1
+    finally:
+        stop(master)
     errors = [line for line in log.read_text().splitlines() if "error" in line.lower()]
     assert len(errors) == 1, errors
     assert errors[0].startswith("error: cannot connect to the database: ")
