@@ -294,6 +294,7 @@ def undo_failed_upgrade(conn, migration: Migration, run: Run, failure: Migration
     run.keep_indexes = valid_indexes(before)
     try:
         apply_steps(conn, migration, "downgrade", run)
+        rebuild_kept_indexes(conn, migration, run, before)
         left = difference(before, schema_objects(conn))
     except (MigrationError, psycopg.Error) as exc:
         undo_error = str(exc) if isinstance(exc, MigrationError) else one_line(exc)
@@ -309,12 +310,32 @@ def undo_failed_upgrade(conn, migration: Migration, run: Run, failure: Migration
         ) from None
     run.keep_indexes = frozenset()
     if left:
+        # What the run added is removed with --partial; what it took away, by finishing it.
+        remedy = (
+            f"remove it with `python {script_name(migration)} downgrade --partial`"
+            if "added:" in left
+            else f"run `python {script_name(migration)}` again once the cause is gone: "
+            "its steps build what is missing"
+        )
         raise MigrationError(
             f"{failure}; its downgrade steps ran but the schema differs from before: {left}; "
-            f"remove it with `python {script_name(migration)} downgrade --partial`"
+            f"{remedy}"
         )
     run.say(f"{migration.label}: undone; the schema is as it was before this run")
     raise MigrationError(f"{failure}; undone, the schema is as it was")
+
+
+def rebuild_kept_indexes(conn, migration: Migration, run: Run, before: set[str]) -> None:
+    """Build again an index valid before the run that the undo dropped with something else.
+
+    ``DropIndexConcurrently`` keeps such an index, but a downgrade step may drop it
+    another way (003's DROP CONSTRAINT takes the index it was attached with).
+    """
+    gone = run.keep_indexes - valid_indexes(schema_objects(conn))
+    for step in migration.upgrade:
+        if getattr(step, "builds_index", False) and step.name in gone:
+            run.say(f"  index {step.name} existed before this run; building it again")
+            step.apply(conn, run)
 
 
 def upgrade(conn, migration: Migration, run: Run) -> bool:

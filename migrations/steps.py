@@ -104,6 +104,7 @@ class ConcurrentIndex:
     create: str
     # The build reads the whole table twice; only here is a long statement expected.
     statement_timeout: str = "2h"
+    builds_index: ClassVar[bool] = True  # the undo may build it again (kit.rebuild_kept_indexes)
 
     def sql_text(self) -> str:
         """Return the SQL this step runs, for review and linting."""

@@ -146,6 +146,32 @@ def test_006_undo_keeps_a_line_key_made_by_hand_before_the_run(seeded_url, monke
     assert applied(seeded_url) == [0, 1, 2, 3, 4, 5]
 
 
+def test_003_undo_builds_again_an_index_made_before_the_run_that_its_downgrade_dropped(
+    seeded_url,
+):
+    run_ok(seeded_url, "migrate", "up", "2")
+    # Left by an earlier 003 run stopped right after its build: valid, no constraint yet.
+    statement(seeded_url, "CREATE UNIQUE INDEX calls_call_sid_key ON calls (call_sid)")()
+    before = schema_dump(seeded_url)
+    lines = []
+    # Old code writes a call without call_sid after the fill: NOT NULL fails, the run is undone,
+    # and its downgrade's DROP CONSTRAINT takes the index the run attached to it.
+    null_call = statement(
+        seeded_url, "INSERT INTO calls (conversation_id, call_sid) VALUES ('conv_x', NULL)"
+    )
+    error = run_failing(
+        seeded_url,
+        CONSTRAINTS,
+        "upgrade",
+        on_line("index calls_call_sid_key exists and is valid", null_call, lines),
+    )
+    statement(seeded_url, "DELETE FROM calls WHERE conversation_id = 'conv_x'")()
+    assert "  index calls_call_sid_key existed before this run; building it again" in lines
+    assert error.endswith("undone, the schema is as it was")
+    assert schema_dump(seeded_url) == before
+    assert applied(seeded_url) == [0, 1, 2]
+
+
 def test_003_gives_calls_written_without_a_call_sid_since_002_one_and_finishes(seeded_url):
     run_ok(seeded_url, "migrate", "up", "2")
     query(seeded_url, "UPDATE calls SET call_sid = NULL WHERE id IN (5, 9) RETURNING id")
