@@ -112,6 +112,18 @@ def release_conn() -> None:
     _put_conn()
 
 
+def fresh_conn() -> psycopg.Connection:
+    """Give back this request's broken connection and return one that works.
+
+    After a restart or a failover every pooled connection is dead at once, and
+    one given back less than ALIVE_BYPASS_SECONDS ago would be handed out without
+    a ping: ``check()`` tests the idle ones first and discards the dead.
+    """
+    _put_conn()
+    current_app.extensions["db_pool"].check()
+    return get_conn()
+
+
 def _put_conn(_exc=None) -> None:
     conn = g.pop("db_conn", None)
     if conn is not None:

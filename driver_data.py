@@ -89,11 +89,10 @@ def _not_placed(call_sid: str, exc: psycopg.Error) -> ApiError:
     log.error(
         "call %s not placed: the database failed before ElevenLabs was asked: %s", call_sid, reason
     )
-    release_conn()  # the pool discards a broken connection
     status = calls.INITIATING
     try:
         calls.mark_failed(
-            get_conn(),
+            db.fresh_conn(),
             call_sid,
             reason=f"not placed: the database failed before ElevenLabs was asked ({reason})",
         )
@@ -179,10 +178,11 @@ def create_call():
             dynamic_variables={**variables, "call_sid": call.call_sid},
         )
     except ElevenLabsError as exc:
-        waited = time.monotonic() - sent
+        # Counted before any connection is taken: the answer happened even if writing it fails.
+        metrics.record_elevenlabs_call(exc.kind, time.monotonic() - sent)
         refused = {"reason": exc.reason, "may_have_dialled": exc.may_have_dialled}
         with _recording_outcome(call.call_sid, placed=False, **refused):
-            error = _record_failure(get_conn(), call.call_sid, exc, api_called_at, waited)
+            error = _record_failure(get_conn(), call.call_sid, exc, api_called_at)
         raise error from None
     except Exception:
         # Our own bug must not leave the row 'initiating' for ever: record it, then fail loudly.
@@ -194,9 +194,9 @@ def create_call():
             api_called_at=api_called_at,
         )
         raise
-    waited = time.monotonic() - sent
+    metrics.record_elevenlabs_call("ok", time.monotonic() - sent)
     with _recording_outcome(call.call_sid, placed=True, conversation_id=accepted.conversation_id):
-        call = _record_acceptance(get_conn(), call.call_sid, accepted, api_called_at, waited)
+        call = _record_acceptance(get_conn(), call.call_sid, accepted, api_called_at)
     location = url_for(".get_call", call_sid=call.call_sid)
     return CALL.dump(call), 201, {"Location": location}
 
@@ -267,12 +267,8 @@ def _dialling_ids(order: dict) -> tuple[str, str]:
     return agent_id, agent_phone_number_id
 
 
-def _record_failure(
-    conn, call_sid: str, exc: ElevenLabsError, api_called_at: datetime, waited: float
-):
+def _record_failure(conn, call_sid: str, exc: ElevenLabsError, api_called_at: datetime):
     """Mark the call failed with ElevenLabs' reason; return the 502 that says so."""
-    # Counted first: ElevenLabs' answer happened even if writing it down fails.
-    metrics.record_elevenlabs_call(exc.kind, waited)
     calls.mark_failed(conn, call_sid, reason=exc.reason, api_called_at=api_called_at)
     metrics.record_call_outcome(calls.FAILED)
     log.warning("call %s failed (%s): %s", call_sid, exc.kind, mask_phones_in(exc.reason))
@@ -289,11 +285,8 @@ def _record_failure(
     )
 
 
-def _record_acceptance(
-    conn, call_sid: str, accepted: OutboundCall, api_called_at: datetime, waited: float
-):
+def _record_acceptance(conn, call_sid: str, accepted: OutboundCall, api_called_at: datetime):
     """Store ElevenLabs' ids on the call and move it to ``initiated``; return it."""
-    metrics.record_elevenlabs_call("ok", waited)
     ids = {"twilio_call_sid": accepted.twilio_call_sid, "api_called_at": api_called_at}
     try:
         call = calls.mark_initiated(conn, call_sid, conversation_id=accepted.conversation_id, **ids)

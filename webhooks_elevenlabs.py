@@ -18,7 +18,7 @@ import logging_setup
 import metrics
 import webhook_payloads as payloads
 import webhook_processing as processing
-from db import get_conn, release_conn, unreachable
+from db import fresh_conn, get_conn, unreachable
 from errors import ApiError, first_line
 from models import webhook_deliveries as log
 from webhook_processing import Outcome
@@ -220,7 +220,6 @@ def _database_failed(conn, received: Received, exc: Exception) -> ApiError:
     if isinstance(exc, PoolTimeout):
         conn = None
     elif unreachable(exc, conn):
-        release_conn()  # the pool discards a broken connection
         conn = _fresh_connection()
     delivery_id = None
     if conn is not None:
@@ -245,9 +244,9 @@ def _database_failed(conn, received: Received, exc: Exception) -> ApiError:
 
 
 def _fresh_connection():
-    """Return another pool connection, or None when the database cannot give one."""
+    """Return a working connection instead of the broken one, or None when none can be had."""
     try:
-        return get_conn()
+        return fresh_conn()
     except (psycopg.Error, PoolTimeout):
         return None
 

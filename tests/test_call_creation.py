@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+import db
 from app import create_app
 from migrations.kit import Run, load_chain, upgrade
 
@@ -510,8 +511,14 @@ def test_outcome_that_cannot_be_recorded_is_503_naming_the_call_and_whether_it_w
         for migration in load_chain():
             upgrade(conn, migration, Run(out=lambda line: None))
     app = create_app({**app_config, "DATABASE_URL": url, "DB_POOL_TIMEOUT": 1})
-    # The database goes away while ElevenLabs is dialling: the row is written, the answer not.
-    elevenlabs.answer(answer, status=status, on_request=lambda seen: cut_off_database(url))
+
+    # The database goes away while ElevenLabs is dialling (longer than the pool trusts an idle
+    # connection without a ping): the row is written, the answer not.
+    def database_goes_away(seen):
+        cut_off_database(url)
+        time.sleep(db.ALIVE_BYPASS_SECONDS + 0.1)
+
+    elevenlabs.answer(answer, status=status, on_request=database_goes_away)
     kind = "ok" if placed else "rate_limited"
     before = (
         counted("elevenlabs_requests_total", outcome=kind),
@@ -568,24 +575,41 @@ def test_a_database_that_refuses_the_insert_is_503_and_elevenlabs_is_not_called(
     assert call_rows(conn) == []
 
 
+@pytest.mark.parametrize("restart", [False, True], ids=["one-backend-killed", "database-restart"])
 def test_a_call_whose_connection_fails_before_dialling_is_marked_not_placed(
-    app_config, database_url, conn, auth_headers, elevenlabs, monkeypatch
+    app_config,
+    database_url,
+    conn,
+    auth_headers,
+    elevenlabs,
+    monkeypatch,
+    cut_off_database,
+    restart,
 ):
     elevenlabs.answer(ANSWER_OK)
-    app = create_app(app_config)
+    app = create_app({**app_config, "DB_POOL_MIN_SIZE": 4, "DB_POOL_MAX_SIZE": 4})
+    # Every pooled connection was in use a moment ago: none is pinged before it is handed out.
+    monkeypatch.setattr(db, "ALIVE_BYPASS_SECONDS", 3600)
+    client = app.test_client()
+    for _ in range(4):
+        client.get("/driver_data/calls/cs_nobody", headers=auth_headers)
     reads_the_clock = psycopg.Connection.execute
 
     def killed_before_the_clock_read(self, query, *args, **kwargs):
         # A real failure at the one moment no test can reach from outside: the row is
-        # committed, the connection dies (a failover, an idle-timeout kill), nothing sent.
+        # committed, the connection dies (an idle-timeout kill; a restart or failover
+        # takes every pooled one), nothing sent.
         if query == "SELECT clock_timestamp()":
-            with psycopg.connect(database_url, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s, 5000)", (self.info.backend_pid,))
+            if restart:
+                cut_off_database(database_url, refuse_new=False)
+            else:
+                with psycopg.connect(database_url, autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (self.info.backend_pid,))
         return reads_the_clock(self, query, *args, **kwargs)
 
     monkeypatch.setattr(psycopg.Connection, "execute", killed_before_the_clock_read)
     try:
-        response = post_call(app.test_client(), CALL_REQUEST, auth_headers)
+        response = post_call(client, CALL_REQUEST, auth_headers)
     finally:
         monkeypatch.undo()
         app.extensions["db_pool"].close()
@@ -595,7 +619,8 @@ def test_a_call_whose_connection_fails_before_dialling_is_marked_not_placed(
     assert body["error"] == "not_placed"
     assert (body["details"]["placed"], body["details"]["status"]) == (False, "failed")
     assert elevenlabs.received == []
-    [row] = call_rows(conn)
+    with psycopg.connect(database_url) as after:  # the restart took the test's connection too
+        [row] = call_rows(after)
     assert row["call_sid"] == body["details"]["call_sid"]
     assert row["status"] == "failed"  # not left 'initiating' as if the driver might be rung
     assert row["failure_reason"].startswith("not placed: the database failed before ElevenLabs")

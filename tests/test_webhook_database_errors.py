@@ -154,3 +154,30 @@ def test_delivery_whose_connection_is_killed_is_recorded_on_another_for_replay(
     result = replay(database_url, "--since", SINCE)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "error at receipt): replayed, accepted" in result.stdout
+
+
+def test_delivery_during_a_database_restart_is_recorded_on_a_new_connection(
+    app_config, database_url, cut_off_database, monkeypatch
+):
+    app = create_app({**app_config, "DB_POOL_MIN_SIZE": 4, "DB_POOL_MAX_SIZE": 4})
+    # Every pooled connection was in use a moment ago: none is pinged before it is handed out.
+    monkeypatch.setattr(db, "ALIVE_BYPASS_SECONDS", 3600)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        call = make_call(conn, "conv_restart")
+    body = delivery_for(TRANSCRIPTION, call)
+    client = app.test_client()
+    try:
+        for _ in range(4):
+            client.get("/healthz")
+        cut_off_database(database_url, refuse_new=False)  # a restart: every backend gone
+        during = post_signed(client, TRANSCRIPTION, body)
+        after = post_signed(client, TRANSCRIPTION, body)
+    finally:
+        app.extensions["db_pool"].close()
+
+    assert during.status_code == 503
+    assert during.get_json()["error"] == "database_error"
+    assert after.status_code == 200  # the same line, now stored
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        recorded = [(d["id"], d["outcome"]) for d in deliveries(conn)]
+    assert recorded[0] == (during.get_json()["details"]["delivery_id"], "error")
