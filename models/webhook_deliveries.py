@@ -76,30 +76,18 @@ COLUMNS = """
 def record(
     conn,
     *,
-    endpoint: str,
-    signature_valid: bool | None,
-    signature_header: str | None,
-    body: bytes,
-    body_size: int,
-    body_truncated: bool,
-    identifiers: dict,
     outcome: str,
     reason: str | None,
     http_status: int | None = None,
+    **delivery,
 ) -> int:
     """Insert one delivery with an outcome already decided; return its id.
 
-    ``http_status`` is what the delivery was answered with, when not its outcome's usual one.
+    ``delivery`` is what ``record_statement`` takes (the request's columns and the
+    identifiers). ``http_status`` is what the delivery was answered with, when not
+    its outcome's usual one.
     """
-    statement, params = record_statement(
-        endpoint=endpoint,
-        signature_valid=signature_valid,
-        signature_header=signature_header,
-        body=body,
-        body_size=body_size,
-        body_truncated=body_truncated,
-        identifiers=identifiers,
-    )
+    statement, params = record_statement(**delivery)
     verdict = """
         WITH verdict AS (
             SELECT %(v_outcome)s::text AS outcome, %(v_reason)s::text AS reason,

@@ -17,9 +17,9 @@ import sys
 
 import psycopg
 
+from errors import first_line
 from models import webhook_deliveries as log
 from ops import database
-from ops.report import one_line
 
 # Old enough, and nothing left to do with it.
 PRUNABLE = """
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except psycopg.OperationalError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
     except psycopg.errors.UndefinedTable:
         print("error: no webhook_deliveries table (migration 006 not applied)", file=sys.stderr)

@@ -16,12 +16,6 @@ class Result:
     figures: dict = field(default_factory=dict)
 
 
-def one_line(exc: BaseException) -> str:
-    """Return the first line of an error's message (its type when it has none)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def passed(name: str, detail: str, **figures) -> Result:
     """Return a PASS."""
     return Result(name, PASS, detail, figures)

@@ -159,7 +159,8 @@ def calls_have_call_sid(conn, opts):
     if missing:
         return failed(
             name,
-            f"{missing} of {total} calls have no call_sid (ids {sample}…): run 002 again",
+            f"{missing} of {total} calls have no call_sid (ids {sample}…): "
+            "run 003, which gives them one first",
             **figures,
         )
     return passed(name, f"{total} of {total} calls have a call_sid", **figures)

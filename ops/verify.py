@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import psycopg
 
+from errors import first_line
 from ops import call_checks, database, lookup_checks, probe, schema_checks, webhook_checks
-from ops.report import FAIL, Result, as_json, as_text, failed, one_line
+from ops.report import FAIL, Result, as_json, as_text, failed
 
 # Before the code deploy: the schema the four migrations leave.
 PRE = [
@@ -57,7 +58,7 @@ def _guarded(check, conn, opts) -> Result:
         with conn.transaction():
             return check(conn, opts)
     except psycopg.Error as exc:
-        return failed(name, f"could not check: {one_line(exc)}")
+        return failed(name, f"could not check: {first_line(exc)}")
 
 
 def _read_only(conn, checks, opts) -> list[Result]:
@@ -79,7 +80,7 @@ def run(conn: psycopg.Connection, opts: Options) -> list[Result]:
     try:
         results.append(probe.unique_rejects_duplicate(conn, opts))
     except psycopg.Error as exc:
-        results.append(failed("unique_rejects_duplicate", f"could not check: {one_line(exc)}"))
+        results.append(failed("unique_rejects_duplicate", f"could not check: {first_line(exc)}"))
     if opts.stage == "post":
         results += _read_only(conn, POST, opts)
     return results
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except psycopg.OperationalError as exc:
-        print(f"error: cannot connect to the database: {one_line(exc)}", file=sys.stderr)
+        print(f"error: cannot connect to the database: {first_line(exc)}", file=sys.stderr)
         return 2
     render = as_json if args.json else as_text
     print(render(results, stage=args.stage, target=database.describe(url)))
