@@ -22,6 +22,7 @@ import pytest
 from fake_elevenlabs import FakeElevenLabs
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from test_migrations_support import create_baseline_without_record, seed_legacy_calls
 
 import embedded_db
 from app import create_app
@@ -91,6 +92,14 @@ def cut_off_database(server_url):
 def fresh_database_url(create_database):
     """Return the URL of a new, empty database (no migrations applied)."""
     return create_database()
+
+
+@pytest.fixture
+def seeded_url(fresh_database_url):
+    """Return a baseline database with 300 legacy calls (some with NULL driver_id), no record."""
+    create_baseline_without_record(fresh_database_url)
+    seed_legacy_calls(fresh_database_url, 300)
+    return fresh_database_url
 
 
 @pytest.fixture(scope="session")

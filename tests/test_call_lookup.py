@@ -1,17 +1,12 @@
 """``GET /driver_data/calls/<call_sid>``: a call, its whole trail, its transcript in order."""
 
+import webhook_signing
+
 from models import calls
 
 
-def make_call(conn, **answer):
-    call = calls.create(conn, driver_id=7, phone_number="+14155550123", driver_name="Dana")
-    return calls.mark_initiated(
-        conn,
-        call.call_sid,
-        conversation_id=answer.get("conversation_id", "conv_lookup"),
-        twilio_call_sid="CA0001",
-        api_called_at=call.created_at,
-    )
+def make_call(conn, conversation_id="conv_lookup"):
+    return webhook_signing.make_call(conn, conversation_id, twilio_call_sid="CA0001")
 
 
 def say(conn, conversation_id, speaker, message, at):

@@ -35,14 +35,6 @@ LOOKUP_INDEXES = importlib.import_module("migrations.007_call_lookup_indexes").M
 CHECKS = "SELECT conname FROM pg_constraint WHERE conrelid = 'calls'::regclass AND contype = 'c'"
 
 
-@pytest.fixture
-def seeded_url(fresh_database_url):
-    """Return a baseline database with 300 legacy calls (some with NULL driver_id)."""
-    create_baseline_without_record(fresh_database_url)
-    seed_legacy_calls(fresh_database_url, 300)
-    return fresh_database_url
-
-
 def on_line(marker, action, lines):
     """Return a ``Run`` output that records each line and calls ``action`` on ``marker``."""
 

@@ -30,13 +30,11 @@ VALIDITY = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)"
 
 
 @pytest.fixture
-def at_002(fresh_database_url):
+def at_002(seeded_url):
     """Return a baseline database with 300 legacy calls, 001 and 002 applied."""
-    create_baseline_without_record(fresh_database_url)
-    seed_legacy_calls(fresh_database_url, 300)
     for script in SCRIPTS[:2]:
-        run_ok(fresh_database_url, script)
-    return fresh_database_url
+        run_ok(seeded_url, script)
+    return seeded_url
 
 
 def old_snapshot(url: str) -> psycopg.Connection:

@@ -5,25 +5,26 @@ import pytest
 from test_migrations_support import (
     SCRIPTS,
     applied,
-    create_baseline_without_record,
     query,
     run_ok,
     run_script,
     run_until_retry,
     schema_dump,
-    seed_legacy_calls,
 )
 
 from migrations.kit import MigrationError, Run
 from migrations.steps import Backfill, SetNotNull
 
 
-@pytest.fixture
-def seeded_url(fresh_database_url):
-    """Return a baseline database with 300 legacy calls (some with NULL driver_id)."""
-    create_baseline_without_record(fresh_database_url)
-    seed_legacy_calls(fresh_database_url, 300)
-    return fresh_database_url
+def legacy_backfill(batch_size: int) -> Backfill:
+    """Return 002's backfill of legacy call_sids, reporting every batch."""
+    return Backfill(
+        "calls",
+        "UPDATE calls SET call_sid = 'legacy_' || id "
+        "WHERE id > %(after)s AND id <= %(upto)s AND call_sid IS NULL",
+        batch_size=batch_size,
+        progress_every_seconds=0,
+    )
 
 
 def up_to(url, last):
@@ -43,13 +44,7 @@ def test_backfill_rerun_fills_only_what_is_still_null(seeded_url):
     up_to(seeded_url, 1)
     with psycopg.connect(seeded_url, autocommit=True) as conn:
         conn.execute("UPDATE calls SET call_sid = 'cs_written_by_app' WHERE id = 5")
-        step = Backfill(
-            "calls",
-            "UPDATE calls SET call_sid = 'legacy_' || id "
-            "WHERE id > %(after)s AND id <= %(upto)s AND call_sid IS NULL",
-            batch_size=7,
-            progress_every_seconds=0,
-        )
+        step = legacy_backfill(batch_size=7)
         lines = []
         step.apply(conn, Run(out=lines.append))
     assert lines[0] == "  calls: ids 1..300, about 300 rows; batches of 7"
@@ -70,13 +65,7 @@ def test_backfill_jumps_over_gaps_in_ids_instead_of_walking_them(seeded_url):
     with psycopg.connect(seeded_url, autocommit=True) as conn:
         conn.execute("INSERT INTO calls (id, conversation_id) VALUES (50000000, 'conv_far')")
         conn.execute("UPDATE calls SET call_sid = NULL WHERE id = 50000000")
-        step = Backfill(
-            "calls",
-            "UPDATE calls SET call_sid = 'legacy_' || id "
-            "WHERE id > %(after)s AND id <= %(upto)s AND call_sid IS NULL",
-            batch_size=100,
-            progress_every_seconds=0,
-        )
+        step = legacy_backfill(batch_size=100)
         lines = []
         step.apply(conn, Run(out=lines.append))
     assert [line.split(";")[0] for line in lines if "rows/s" in line] == [

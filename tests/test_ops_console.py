@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 import pytest
+import webhook_signing
 from conftest import API_TOKEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,17 +17,10 @@ from models import calls
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"ops:{API_TOKEN}".encode()).decode()}
 
 
-def make_call(conn, driver_id=7, *, conversation_id=None, name="Dana"):
+def make_call(conn, driver_id=7, *, conversation_id=None):
     """Create a call as the API does; with a conversation_id, as ElevenLabs answered."""
-    call = calls.create(conn, driver_id=driver_id, phone_number="+14155550123", driver_name=name)
-    if conversation_id is None:
-        return call
-    return calls.mark_initiated(
-        conn,
-        call.call_sid,
-        conversation_id=conversation_id,
-        twilio_call_sid="CA" + "0" * 32,
-        api_called_at=call.created_at,
+    return webhook_signing.make_call(
+        conn, conversation_id, driver_id=driver_id, twilio_call_sid="CA" + "0" * 32
     )
 
 

@@ -87,18 +87,24 @@ def fixture(name: str, call_sid: str | None = None) -> dict:
     return json.loads(text)
 
 
-def make_call(conn, conversation_id: str | None = "conv_webhook_1", **kwargs):
+def make_call(
+    conn,
+    conversation_id: str | None = "conv_webhook_1",
+    *,
+    driver_id: int = 7,
+    twilio_call_sid: str | None = None,
+):
     """Create a call as call creation does; given a conversation_id, as ElevenLabs answered."""
     from models import calls
 
-    call = calls.create(conn, driver_id=7, phone_number="+14155550123", driver_name="Dana")
+    call = calls.create(conn, driver_id=driver_id, phone_number="+14155550123", driver_name="Dana")
     if conversation_id is None:
         return call
     return calls.mark_initiated(
         conn,
         call.call_sid,
         conversation_id=conversation_id,
-        twilio_call_sid=kwargs.get("twilio_call_sid"),
+        twilio_call_sid=twilio_call_sid,
         api_called_at=call.created_at,
     )
 
