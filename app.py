@@ -5,8 +5,7 @@ from flask import Flask
 import config
 import db
 import errors
-import logging_setup
-import metrics
+from observability import logs, metrics
 
 # Request headers worth seeing in a Sentry event; every other one is "[Filtered]".
 SAFE_HEADERS = ["content-type", "content-length", "user-agent", "accept", "x-request-id", "host"]
@@ -14,28 +13,28 @@ SAFE_HEADERS = ["content-type", "content-length", "user-agent", "accept", "x-req
 
 def create_app(test_config=None):
     """Create the app: settings from the environment, then ``test_config`` over them."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the console serves its own
     app.config.from_mapping(config.from_env())
     if test_config:
         app.config.from_mapping(test_config)
     config.check(app.config)
 
-    logging_setup.init_app(app)
+    logs.init_app(app)
     _init_sentry(app)
     errors.init_app(app)
     metrics.init_app(app)
     db.init_app(app, _open_pool(app))
 
     import driver_data
-    import health
-    import openapi
-    import ops_console
     import webhooks_elevenlabs
+    from api import openapi
+    from console import views as console
+    from observability import health
 
     app.register_blueprint(health.bp)
     app.register_blueprint(driver_data.bp)
     app.register_blueprint(webhooks_elevenlabs.bp)
-    app.register_blueprint(ops_console.bp)
+    app.register_blueprint(console.bp)
     app.register_blueprint(openapi.bp)
     return app
 
@@ -81,6 +80,6 @@ def _init_sentry(app) -> None:
             "stack_frame_variables": False,
         },
         # What remains (messages, breadcrumbs) is cleaned like a log line.
-        before_send=lambda event, hint: logging_setup.scrub(event),
-        before_breadcrumb=lambda crumb, hint: logging_setup.scrub(crumb),
+        before_send=lambda event, hint: logs.scrub(event),
+        before_breadcrumb=lambda crumb, hint: logs.scrub(crumb),
     )

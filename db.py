@@ -5,11 +5,32 @@ request ends. Connections are in autocommit mode: a group of writes that must
 stand or fall together says so with ``with conn.transaction():``.
 """
 
+import os
 import time
 
 import psycopg
 from flask import current_app, g
 from psycopg_pool import ConnectionPool, PoolTimeout
+
+from errors import first_line
+
+
+class NoDatabase(Exception):
+    """Neither ``--database-url`` nor ``DATABASE_URL`` names a database."""
+
+    def __init__(self):
+        super().__init__("no database: set DATABASE_URL or pass --database-url")
+
+
+def url_of(given: str | None) -> str:
+    """Return ``--database-url`` when given, else ``DATABASE_URL``; raise NoDatabase if neither.
+
+    The one way every command (migrations, ``python -m ops …``) finds its database.
+    """
+    url = given or os.environ.get("DATABASE_URL")
+    if not url:
+        raise NoDatabase
+    return url
 
 
 class DatabaseUnavailable(Exception):
@@ -67,7 +88,7 @@ def _why_unreachable(url: str) -> str:
     try:
         psycopg.connect(url, connect_timeout=3).close()
     except psycopg.Error as exc:
-        return str(exc).strip().splitlines()[0]
+        return first_line(exc)
     return "no connection within the pool's timeout"
 
 

@@ -5,7 +5,6 @@ committed *before* ElevenLabs is asked to dial, so every attempt leaves a row:
 ``initiated`` with ElevenLabs' ids, or ``failed`` with the reason.
 """
 
-import hmac
 import logging
 import time
 from contextlib import contextmanager
@@ -16,16 +15,16 @@ from flask import Blueprint, current_app, g, request, url_for
 from marshmallow import ValidationError
 from psycopg_pool import PoolTimeout
 
+import auth
 import db
-import logging_setup
-import metrics
 import transcription_helpers
-from call_schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
+from api.phone_numbers import mask_phone, mask_phones_in
+from api.schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
 from db import get_conn, release_conn
-from elevenlabs_client import ElevenLabsClient, ElevenLabsError, OutboundCall
+from elevenlabs.client import ElevenLabsClient, ElevenLabsError, OutboundCall
 from errors import ApiError, error_response, first_line
 from models import calls
-from phone_numbers import mask_phone, mask_phones_in
+from observability import logs, metrics
 
 __all__ = ["CallRequestSchema", "CallSchema", "CallWithTranscriptSchema", "bp"]
 
@@ -46,23 +45,14 @@ def _attach_elevenlabs_client(state) -> None:
 @bp.before_request
 def require_bearer_token():
     """Refuse any request that does not carry one of API_TOKENS as its bearer token."""
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    presented = presented.strip() if scheme.lower() == "bearer" else ""
-    if presented and _accepted(presented, current_app.config["API_TOKENS"]):
+    presented = auth.presented_token("bearer")
+    if auth.accepted(presented, current_app.config["API_TOKENS"]):
         return None
     challenge = 'Bearer realm="driver_data"' + (', error="invalid_token"' if presented else "")
     body, status = error_response(
         401, "unauthorized", "A valid bearer token is required (Authorization: Bearer <token>)."
     )
     return body, status, {"WWW-Authenticate": challenge}
-
-
-def _accepted(presented: str, tokens: list[str]) -> bool:
-    """Compare against every token in constant time, so timing tells nothing."""
-    accepted = False
-    for token in tokens:
-        accepted |= hmac.compare_digest(presented.encode(), token.encode())
-    return accepted
 
 
 @bp.errorhandler(psycopg.OperationalError)
@@ -117,7 +107,7 @@ def _not_placed(call_sid: str, exc: psycopg.Error) -> ApiError:
 def _recording_outcome(call_sid: str, **details):
     """Answer 503 naming the call when its outcome cannot be written after ElevenLabs answered.
 
-    The row stays 'initiating' (``calls_cli stuck`` lists it); ``placed`` tells the
+    The row stays 'initiating' (``python -m ops stuck`` lists it); ``placed`` tells the
     client whether ElevenLabs took the call, so it does not place it a second time.
     """
     try:
@@ -155,7 +145,7 @@ def create_call():
         phone_number=order["phone_number"],
         driver_name=order["driver_name"],
     )
-    logging_setup.bind(call_sid=call.call_sid)
+    logs.bind(call_sid=call.call_sid)
     log.info(
         "call %s created for driver %s to %s",
         call.call_sid,
@@ -299,6 +289,6 @@ def _record_acceptance(conn, call_sid: str, accepted: OutboundCall, api_called_a
         )
         call = calls.mark_initiated(conn, call_sid, conversation_id=None, **ids)
     metrics.record_call_outcome(call.status)
-    logging_setup.bind(conversation_id=call.conversation_id)
+    logs.bind(conversation_id=call.conversation_id)
     log.info("call %s initiated, conversation %s", call_sid, call.conversation_id)
     return call

@@ -29,7 +29,7 @@ class TranscriptLine:
 
 
 # The two-step look-up and the save of a per-line webhook, as two CTEs of the one
-# statement that also records the delivery (webhook_processing): ``found`` is the
+# statement that also records the delivery (``webhooks.apply``): ``found`` is the
 # call named, by call_sid first (call_sid -> call -> its conversation_id), else by
 # conversation_id (the legacy key, during a rollback; the second branch runs only
 # when no call has the call_sid); ``line`` is the line inserted under the call's

@@ -2,7 +2,7 @@
 
 Every request is recorded in ``webhook_deliveries`` before it is answered,
 whatever the answer: ElevenLabs never retries a 4xx, so the log is the only
-trace of what was refused, and ``python -m webhook_replay`` replays it from there.
+trace of what was refused, and ``python -m ops replay`` replays it from there.
 """
 
 import logging
@@ -14,15 +14,14 @@ import psycopg
 from flask import Blueprint, current_app, request
 from psycopg_pool import PoolTimeout
 
-import logging_setup
-import metrics
-import webhook_payloads as payloads
-import webhook_processing as processing
 from db import fresh_conn, get_conn, unreachable
+from elevenlabs import payloads as payloads
+from elevenlabs.signature import HEADER, SignatureError, verify
 from errors import ApiError, first_line
-from models import webhook_deliveries as log
-from webhook_processing import Outcome
-from webhook_signature import HEADER, SignatureError, verify
+from models import webhook_deliveries as deliveries
+from observability import logs, metrics
+from webhooks import apply
+from webhooks.apply import Outcome
 
 bp = Blueprint("webhooks_elevenlabs", __name__, url_prefix="/webhooks/elevenlabs")
 logger = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ logger = logging.getLogger(__name__)
 # Bytes read per endpoint. A line is well under 1 kB; a post-call envelope is
 # hundreds of kB for a long call, and post_call_audio carries base64 audio (MBs),
 # which must not fail: ElevenLabs disables a webhook after 10 failures in a row.
-READ_LIMITS = {log.TRANSCRIPTION: 64 * 1024, log.POST_CALL: 32 * 1024 * 1024}
+READ_LIMITS = {deliveries.TRANSCRIPTION: 64 * 1024, deliveries.POST_CALL: 32 * 1024 * 1024}
 # What the log keeps of a body: all of it up to 1 MiB when authentic (enough to
 # replay any line or transcript); otherwise a prefix to inspect, never to replay:
 # a body not known to be ElevenLabs' (anyone can send those, at any rate), an
@@ -39,11 +38,15 @@ STORED_LIMIT = 1024 * 1024
 INSPECTION_PREFIX = 4 * 1024
 
 MESSAGES = {
-    log.REJECTED_SIGNATURE: "The ElevenLabs-Signature header is missing or does not sign the body.",
-    log.REJECTED_MALFORMED: "The webhook body cannot be used.",
-    log.UNKNOWN_CALL: "No call matches this webhook.",
-    log.NO_CONVERSATION_ID: "The call has no conversation_id yet; the delivery is kept for replay.",
-    log.CONFLICT: "The webhook contradicts what is recorded for its call.",
+    deliveries.REJECTED_SIGNATURE: (
+        "The ElevenLabs-Signature header is missing or does not sign the body."
+    ),
+    deliveries.REJECTED_MALFORMED: "The webhook body cannot be used.",
+    deliveries.UNKNOWN_CALL: "No call matches this webhook.",
+    deliveries.NO_CONVERSATION_ID: (
+        "The call has no conversation_id yet; the delivery is kept for replay."
+    ),
+    deliveries.CONFLICT: "The webhook contradicts what is recorded for its call.",
 }
 
 
@@ -60,9 +63,9 @@ class Received:
 
     def record(self, conn, outcome: Outcome, http_status: int | None = None) -> int:
         """Insert this delivery into the log with its outcome; return its id."""
-        return log.record(
+        return deliveries.record(
             conn,
-            **self._logged(kept_whole=outcome.outcome != log.ACKNOWLEDGED),
+            **self._logged(kept_whole=outcome.outcome != deliveries.ACKNOWLEDGED),
             identifiers=outcome.identifiers,
             outcome=outcome.outcome,
             reason=outcome.reason,
@@ -77,7 +80,7 @@ class Received:
             return {}
 
     def recorder(self, conn) -> "Recording":
-        """Return this delivery's recorder for ``webhook_processing.apply``."""
+        """Return this delivery's recorder for ``apply.apply``."""
         return Recording(conn, self)
 
     def _logged(self, *, kept_whole: bool = True) -> dict:
@@ -107,19 +110,19 @@ class Recording:
 
     def statement(self, identifiers: dict) -> tuple[str, dict]:
         """Return the insert as SQL reading its outcome from the applying statement."""
-        return log.record_statement(**self.received._logged(), identifiers=identifiers)
+        return deliveries.record_statement(**self.received._logged(), identifiers=identifiers)
 
 
 @bp.post("/transcription")
 def transcription():
     """Save one line of a call's transcript (ElevenLabs' per-line webhook)."""
-    return receive(log.TRANSCRIPTION)
+    return receive(deliveries.TRANSCRIPTION)
 
 
 @bp.post("/post-call")
 def post_call():
     """Apply a post-call webhook: the transcript and end of a call, or its failure."""
-    return receive(log.POST_CALL)
+    return receive(deliveries.POST_CALL)
 
 
 def receive(endpoint: str):
@@ -137,7 +140,7 @@ def receive(endpoint: str):
         _record_error(received)
         raise
     metrics.record_webhook_delivery(endpoint, outcome.outcome)
-    logging_setup.bind(**{k: outcome.identifiers.get(k) for k in ("call_sid", "conversation_id")})
+    logs.bind(**{k: outcome.identifiers.get(k) for k in ("call_sid", "conversation_id")})
     return _respond(outcome, delivery_id)
 
 
@@ -168,14 +171,14 @@ def _handle(conn, received: Received) -> tuple[Outcome, int]:
     rejection = _screen(received)
     if rejection is not None:
         return rejection, received.record(conn, rejection)
-    return processing.apply(conn, received.endpoint, received.body, received.recorder(conn))
+    return apply.apply(conn, received.endpoint, received.body, received.recorder(conn))
 
 
 def _screen(received: Received) -> Outcome | None:
     """Return the rejection of an oversized or badly signed delivery, or None to go on."""
     if received.oversized:
         limit = len(received.body) - 1
-        return Outcome(log.REJECTED_MALFORMED, f"the body is over {limit} bytes")
+        return Outcome(deliveries.REJECTED_MALFORMED, f"the body is over {limit} bytes")
     secret = current_app.config["ELEVENLABS_WEBHOOK_SECRET"]
     if not secret:
         return None  # development without a secret: unsigned webhooks are accepted
@@ -190,16 +193,16 @@ def _screen(received: Received) -> Outcome | None:
         )
     except SignatureError as exc:
         received.signature_valid = False
-        return Outcome(log.REJECTED_SIGNATURE, str(exc))
+        return Outcome(deliveries.REJECTED_SIGNATURE, str(exc))
     received.signature_valid = True
     return None
 
 
 def _record_error(received: Received) -> None:
     """Record a delivery our own code failed on, so it can be replayed after the fix."""
-    metrics.record_webhook_delivery(received.endpoint, log.ERROR)
+    metrics.record_webhook_delivery(received.endpoint, deliveries.ERROR)
     try:
-        outcome = Outcome(log.ERROR, "an unexpected error; see the logs", received.named())
+        outcome = Outcome(deliveries.ERROR, "an unexpected error; see the logs", received.named())
         received.record(get_conn(), outcome)
     except (psycopg.Error, PoolTimeout):
         logger.exception("webhook %s could not be recorded", received.endpoint)
@@ -216,7 +219,7 @@ def _database_failed(conn, received: Received, exc: Exception) -> ApiError:
     """
     reason = f"the database could not apply it just now ({type(exc).__name__}: {first_line(exc)})"
     logger.error("webhook %s: %s", received.endpoint, reason)
-    metrics.record_webhook_delivery(received.endpoint, log.ERROR)
+    metrics.record_webhook_delivery(received.endpoint, deliveries.ERROR)
     if isinstance(exc, PoolTimeout):
         conn = None
     elif unreachable(exc, conn):
@@ -224,7 +227,7 @@ def _database_failed(conn, received: Received, exc: Exception) -> ApiError:
     delivery_id = None
     if conn is not None:
         try:
-            outcome = Outcome(log.ERROR, reason, received.named())
+            outcome = Outcome(deliveries.ERROR, reason, received.named())
             delivery_id = received.record(conn, outcome, http_status=503)
         except (psycopg.Error, PoolTimeout):
             logger.exception("webhook %s could not be recorded", received.endpoint)

@@ -9,7 +9,7 @@ seeded) and the app under gunicorn with the production settings, then:
    new line for a random call, from N keep-alive connections for a fixed time;
 2. ceiling: the same SQL each webhook runs (the one statement that looks the
    call up by call_sid, inserts the line ON CONFLICT DO NOTHING and records the
-   delivery, built by the app's own ``webhook_processing.line_statement``), from
+   delivery, built by the app's own ``apply.line_statement``), from
    N psycopg connections for the same time. Under load the pool hands out
    connections without pinging them (db.ALIVE_BYPASS_SECONDS), so the ceiling
    does not ping either.
@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import CpuAccount, cpu_seconds, running_app, throwaway_database
 
-import webhook_processing
-from webhook_payloads import Line, LineDelivery
+from elevenlabs.payloads import Line, LineDelivery
+from webhooks import apply
 from webhooks_elevenlabs import Received
 
 SECRET = "wsec_bench"  # noqa: S105  (a throwaway server's secret)
@@ -142,9 +142,7 @@ def ceiling_worker(url, calls, threads, start, warmup, seconds, seed_, queue) ->
                     Line("user", f"line {n}", datetime.fromtimestamp(1795600000 + n, UTC)),
                 )
                 identifiers = {"call_sid": delivery.call_sid, "conversation_id": None}
-                statement = webhook_processing.line_statement(
-                    delivery, identifiers, received.recorder(conn)
-                )
+                statement = apply.line_statement(delivery, identifiers, received.recorder(conn))
                 conn.execute(*statement).fetchone()
                 latency = time.perf_counter() - began
                 if now >= start + warmup:

@@ -20,6 +20,8 @@ from datetime import datetime
 from psycopg import sql
 from psycopg.rows import class_row
 
+BIGINT_MAX = 2**63 - 1  # driver_id and ids are PostgreSQL bigints
+
 INITIATING = "initiating"
 INITIATED = "initiated"
 FAILED = "failed"

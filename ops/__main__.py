@@ -1,10 +1,15 @@
-"""``python -m ops <command>``: operator commands: ``verify``, ``prune-deliveries``."""
+"""``python -m ops <command>``: every operator command (``verify``, ``replay``, ``stuck``, …)."""
 
 import sys
 
-from ops import prune_deliveries, verify
+from ops import prune_deliveries, replay, stuck_calls, verify
 
-COMMANDS = {"verify": verify.main, "prune-deliveries": prune_deliveries.main}
+COMMANDS = {
+    "verify": verify.main,
+    "replay": replay.main,
+    "stuck": stuck_calls.main,
+    "prune-deliveries": prune_deliveries.main,
+}
 
 
 def main(argv: list[str]) -> int:

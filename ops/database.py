@@ -1,24 +1,12 @@
-"""Which database an ops command works on, and how it connects to it."""
-
-import os
+"""How an ops command connects to its database (``db.url_of`` says which one)."""
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 
-class NoDatabase(Exception):
-    """Neither ``--database-url`` nor ``DATABASE_URL`` names a database."""
-
-    def __init__(self):
-        super().__init__("no database: set DATABASE_URL or pass --database-url")
-
-
-def url_of(given: str | None) -> str:
-    """Return ``--database-url`` when given, else ``DATABASE_URL``; raise NoDatabase if neither."""
-    url = given or os.environ.get("DATABASE_URL")
-    if not url:
-        raise NoDatabase
-    return url
+def add_argument(parser) -> None:
+    """Add the ``--database-url`` option every ops command takes."""
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
 
 
 def connect(url: str, command: str) -> psycopg.Connection:

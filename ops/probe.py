@@ -8,6 +8,7 @@ live row, so it takes no row lock the service could wait on.
 
 import psycopg
 
+from errors import first_line
 from ops.catalog import column
 from ops.report import failed, passed
 
@@ -40,7 +41,7 @@ def _try_duplicate(conn) -> tuple[str, str]:
         except psycopg.errors.UniqueViolation as exc:
             outcome = ("rejected", exc.diag.constraint_name or "")
         except psycopg.Error as exc:  # any other refusal says nothing about uniqueness
-            outcome = ("error", str(exc).strip().splitlines()[0])
+            outcome = ("error", first_line(exc))
         raise psycopg.Rollback  # whatever happened, nothing of it stays
     return outcome
 

@@ -17,8 +17,9 @@ import sys
 
 import psycopg
 
+import db
 from errors import first_line
-from models import webhook_deliveries as log
+from models import webhook_deliveries as deliveries
 from ops import database
 
 # Old enough, and nothing left to do with it.
@@ -46,8 +47,8 @@ def prune(conn, days: int, *, batch: int, dry_run: bool, out=print) -> int:
     """Delete (or, dry, count) what the retention allows; return how many rows that is."""
     params = {
         "days": days,
-        "done": list(log.SETTLED),
-        "bad_signature": log.REJECTED_SIGNATURE,
+        "done": list(deliveries.SETTLED),
+        "bad_signature": deliveries.REJECTED_SIGNATURE,
         "batch": batch,
     }
     kept = conn.execute(f"SELECT count(*) FROM webhook_deliveries WHERE {KEPT}", params)
@@ -81,7 +82,7 @@ def parse(argv) -> argparse.Namespace:
     parser.add_argument("--older-than-days", type=int, required=True, metavar="N")
     parser.add_argument("--batch", type=int, default=5_000, help="rows per transaction")
     parser.add_argument("--dry-run", action="store_true", help="count, change nothing")
-    parser.add_argument("--database-url", help="default: $DATABASE_URL")
+    database.add_argument(parser)
     args = parser.parse_args(argv)
     if args.older_than_days < 1:
         parser.error("--older-than-days must be at least 1")
@@ -94,11 +95,11 @@ def main(argv=None) -> int:
     """Run the retention from the command line."""
     args = parse(argv)
     try:
-        url = database.url_of(args.database_url)
+        url = db.url_of(args.database_url)
         with database.connect(url, "prune-deliveries") as conn:
             print(f"prune-deliveries on {database.describe(url)}")
             prune(conn, args.older_than_days, batch=args.batch, dry_run=args.dry_run)
-    except database.NoDatabase as exc:
+    except db.NoDatabase as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except psycopg.OperationalError as exc:

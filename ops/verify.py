@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+import db
 from errors import first_line
 from ops import call_checks, database, lookup_checks, probe, schema_checks, webhook_checks
 from ops.report import FAIL, Result, as_json, as_text, failed
@@ -99,7 +100,7 @@ def parse(argv) -> argparse.Namespace:
         help="pre: before the code deploy (schema only); post: everything",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of lines")
-    parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
+    database.add_argument(parser)
     parser.add_argument(
         "--recent",
         type=int,
@@ -131,10 +132,10 @@ def main(argv=None) -> int:
         args.stage, args.recent, args.stuck_minutes, max_rejection_rate=args.max_rejection_rate
     )
     try:
-        url = database.url_of(args.database_url)
+        url = db.url_of(args.database_url)
         with database.connect(url, "verify") as conn:
             results = run(conn, opts)
-    except database.NoDatabase as exc:
+    except db.NoDatabase as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except psycopg.OperationalError as exc:

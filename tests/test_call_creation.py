@@ -545,7 +545,7 @@ def test_outcome_that_cannot_be_recorded_is_503_naming_the_call_and_whether_it_w
     with psycopg.connect(url) as conn:
         [row] = call_rows(conn)
     assert row["call_sid"] == details["call_sid"]
-    assert row["status"] == "initiating"  # what calls_cli stuck lists
+    assert row["status"] == "initiating"  # what `python -m ops stuck` lists
     if placed:
         assert details["conversation_id"] == ANSWER_OK["conversation_id"]
     else:

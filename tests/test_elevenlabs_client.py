@@ -16,7 +16,7 @@ from fake_elevenlabs import (
     refusing_address,
 )
 
-from elevenlabs_client import ElevenLabsClient, ElevenLabsError
+from elevenlabs.client import ElevenLabsClient, ElevenLabsError
 
 CALL = {
     "agent_id": "agent_7f3c2d1e9b8a",

@@ -10,8 +10,8 @@ from conftest import API_TOKEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import ops_queries
 from app import create_app
+from console import queries
 from models import calls
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"ops:{API_TOKEN}".encode()).decode()}
@@ -267,12 +267,12 @@ def plan(conn, query, params) -> str:
 
 def test_console_queries_use_indexes_not_table_scans(conn):
     sids, convs = ["cs_a", "cs_b"], ["conv_a", None]
-    counts = plan(conn, ops_queries.DELIVERY_COUNTS, (sids, convs))
+    counts = plan(conn, queries.DELIVERY_COUNTS, (sids, convs))
     assert "webhook_deliveries_call_sid_idx" in counts
     assert "webhook_deliveries_conversation_id_idx" in counts
     one_call = {"call_sid": "cs_a", "conversation_id": "conv_a", "preview": 10, "limit": 5}
-    deliveries = plan(conn, ops_queries.CALL_DELIVERIES, one_call)
-    lines = plan(conn, ops_queries.TRANSCRIPT_COUNTS, (convs,))
+    deliveries = plan(conn, queries.CALL_DELIVERIES, one_call)
+    lines = plan(conn, queries.TRANSCRIPT_COUNTS, (convs,))
     for found in (counts, deliveries, lines):
         assert "Seq Scan" not in found, found
 
@@ -333,9 +333,9 @@ def test_deliveries_page_needs_credentials(client):
 
 def test_rejected_deliveries_are_read_through_the_outcome_index(conn):
     params = {"before": 2**63 - 1, "outcomes": ["unknown_call"], "preview": 10, "limit": 5}
-    found = plan(conn, ops_queries.LATEST_DELIVERIES_OF, params)
+    found = plan(conn, queries.LATEST_DELIVERIES_OF, params)
     assert "webhook_deliveries_outcome_received_at_idx" in found, found
-    newest = plan(conn, ops_queries.LATEST_DELIVERIES, params)
+    newest = plan(conn, queries.LATEST_DELIVERIES, params)
     assert "webhook_deliveries_pkey" in newest, newest
 
 

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from commands import run_module
 
-from models import webhook_deliveries as log
+from models import webhook_deliveries as delivery_log
 from ops.prune_deliveries import prune
 
 
@@ -28,17 +28,22 @@ def record(conn, outcome: str, *, days_ago: int, replay_outcome: str | None = No
 def deliveries(conn) -> dict[str, int]:
     """A month of deliveries in every state that matters to retention."""
     return {
-        "old_accepted": record(conn, log.ACCEPTED, days_ago=40),
-        "old_duplicate": record(conn, log.DUPLICATE, days_ago=40),
-        "old_acknowledged": record(conn, log.ACKNOWLEDGED, days_ago=40),
-        "old_bad_signature": record(conn, log.REJECTED_SIGNATURE, days_ago=40),
-        "old_replayed": record(conn, log.UNKNOWN_CALL, days_ago=40, replay_outcome=log.ACCEPTED),
-        "old_unsettled": record(conn, log.UNKNOWN_CALL, days_ago=40),
-        "old_failed_replay": record(
-            conn, log.NO_CONVERSATION_ID, days_ago=40, replay_outcome=log.NO_CONVERSATION_ID
+        "old_accepted": record(conn, delivery_log.ACCEPTED, days_ago=40),
+        "old_duplicate": record(conn, delivery_log.DUPLICATE, days_ago=40),
+        "old_acknowledged": record(conn, delivery_log.ACKNOWLEDGED, days_ago=40),
+        "old_bad_signature": record(conn, delivery_log.REJECTED_SIGNATURE, days_ago=40),
+        "old_replayed": record(
+            conn, delivery_log.UNKNOWN_CALL, days_ago=40, replay_outcome=delivery_log.ACCEPTED
         ),
-        "new_accepted": record(conn, log.ACCEPTED, days_ago=1),
-        "new_bad_signature": record(conn, log.REJECTED_SIGNATURE, days_ago=1),
+        "old_unsettled": record(conn, delivery_log.UNKNOWN_CALL, days_ago=40),
+        "old_failed_replay": record(
+            conn,
+            delivery_log.NO_CONVERSATION_ID,
+            days_ago=40,
+            replay_outcome=delivery_log.NO_CONVERSATION_ID,
+        ),
+        "new_accepted": record(conn, delivery_log.ACCEPTED, days_ago=1),
+        "new_bad_signature": record(conn, delivery_log.REJECTED_SIGNATURE, days_ago=1),
     }
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from phone_numbers import E164, mask_phone, mask_phones_in
+from api.phone_numbers import E164, mask_phone, mask_phones_in
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from webhook_signing import signature_header
 
-import openapi
+from api import openapi
 
 CHECKS = [
     not_a_server_error,

@@ -21,7 +21,7 @@ def call_aged(conn, minutes: float, *, driver_id=7) -> str:
 
 def run_cli(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "calls_cli", *args],
+        [sys.executable, "-m", "ops", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -70,7 +70,7 @@ def test_stuck_calls_are_listed_oldest_first(conn):
 def test_stuck_listing_without_a_database_says_so_in_one_line():
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     result = subprocess.run(
-        [sys.executable, "-m", "calls_cli", "stuck"],
+        [sys.executable, "-m", "ops", "stuck"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -12,9 +12,9 @@ import pytest
 from test_webhook_post_call import failure_event, transcription_event
 from webhook_signing import POST_CALL, deliveries, lines, make_call, post_signed
 
-import webhook_post_call
 from app import create_app
 from models import calls
+from webhooks import post_call as webhook_post_call
 
 PARALLEL = 8
 

@@ -1,4 +1,4 @@
-"""``python -m webhook_replay``: rejected deliveries replayed once their cause is fixed."""
+"""``python -m ops replay``: rejected deliveries replayed once their cause is fixed."""
 
 import pytest
 from commands import run_module
@@ -20,8 +20,8 @@ SINCE = "2000-01-01T00:00Z"
 def replay(database_url, *args, env_url=False):
     """Run the replay command as the operator does; return the finished process."""
     if env_url:
-        return run_module("webhook_replay", *args, database_url=database_url)
-    return run_module("webhook_replay", *args, "--database-url", database_url, database_url=None)
+        return run_module("ops", "replay", *args, database_url=database_url)
+    return run_module("ops", "replay", *args, "--database-url", database_url, database_url=None)
 
 
 def line_for(call_sid):
@@ -170,7 +170,7 @@ def test_bad_arguments_are_refused_in_one_line(database_url, args, message):
 
 
 def test_without_a_database_the_error_is_one_line():
-    result = run_module("webhook_replay", "--since", SINCE, database_url=None)
+    result = run_module("ops", "replay", "--since", SINCE, database_url=None)
     assert result.returncode == 1
     assert result.stderr == "error: no database: set DATABASE_URL or pass --database-url\n"
 

@@ -19,10 +19,10 @@ from webhook_signing import (
     signature_header,
 )
 
-import webhook_processing
-import webhook_signature
+from elevenlabs import signature as webhook_signature
+from elevenlabs.payloads import Line, LineDelivery
 from models.webhook_deliveries import TRANSCRIPTION as TRANSCRIPTION_ENDPOINT
-from webhook_payloads import Line, LineDelivery
+from webhooks import apply
 from webhooks_elevenlabs import Received
 
 AT = datetime(2026, 11, 25, 10, 20, tzinfo=UTC)
@@ -255,7 +255,7 @@ def test_explain_of_the_webhooks_own_statement_uses_indexes_not_a_scan_of_calls(
     conn.execute("ANALYZE calls")
     delivery = LineDelivery(call_sid, conversation_id, Line("agent", "On my way.", AT))
     received = Received(TRANSCRIPTION_ENDPOINT, b"{}", 2, False, None, signature_valid=True)
-    statement, params = webhook_processing.line_statement(
+    statement, params = apply.line_statement(
         delivery, {"call_sid": call_sid}, received.recorder(conn)
     )
     plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + statement, params))

@@ -1,7 +1,7 @@
 """Replay rejected webhook deliveries from the log, through the endpoints' own code path.
 
-    python -m webhook_replay --since 2026-11-25T10:00Z    every replayable delivery since then
-    python -m webhook_replay --delivery 42                one delivery, by id
+    python -m ops replay --since 2026-11-25T10:00Z    every replayable delivery since then
+    python -m ops replay --delivery 42                one delivery, by id
     options: --dry-run (list, change nothing), --database-url URL (default: $DATABASE_URL)
 
 A delivery refused for a cause since fixed (its call had no conversation_id
@@ -14,17 +14,18 @@ delivery is settled or would be replayed), 1 otherwise.
 """
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
-import webhook_processing as processing
+import db
 from errors import first_line
-from models import webhook_deliveries as log
+from models import webhook_deliveries as deliveries
 from models.webhook_deliveries import Delivery
+from ops import database
+from webhooks import apply
 
 
 class ReplayError(Exception):
@@ -44,7 +45,7 @@ def parse_since(value: str) -> datetime:
 
 def refusal(delivery: Delivery) -> tuple[str, bool] | None:
     """Return why a delivery is not replayed and whether that is fine, or None to replay it."""
-    if delivery.outcome in log.SETTLED or delivery.replay_outcome in log.SETTLED:
+    if delivery.outcome in deliveries.SETTLED or delivery.replay_outcome in deliveries.SETTLED:
         settled = delivery.replay_outcome or delivery.outcome
         return f"already settled ({settled}); nothing to do", True
     if delivery.signature_valid is False:
@@ -66,13 +67,13 @@ class ReplayRecording:
 
     def __call__(self, outcome) -> None:
         """Note an outcome already decided."""
-        log.record_replay(
+        deliveries.record_replay(
             self.conn, self.delivery_id, outcome=outcome.outcome, reason=outcome.reason
         )
 
     def statement(self, identifiers: dict) -> tuple[str, dict]:
         """Return the note as SQL reading its outcome from the applying statement."""
-        return log.record_replay_statement(self.delivery_id)
+        return deliveries.record_replay_statement(self.delivery_id)
 
 
 # Where a delivery stands after its turn: the last line's counts.
@@ -82,7 +83,7 @@ SETTLED, WOULD_REPLAY, NOT_SETTLED = "settled", "would replay", "not settled"
 def replay_one(conn, delivery_id: int, *, dry_run: bool = False) -> tuple[str, str]:
     """Replay one delivery under a row lock; return a line to print and where it stands."""
     with conn.transaction():
-        delivery = log.lock(conn, delivery_id)
+        delivery = deliveries.lock(conn, delivery_id)
         if delivery is None:
             return f"delivery {delivery_id}: no such delivery", NOT_SETTLED
         label = f"delivery {delivery.id} ({delivery.endpoint}, {delivery.outcome} at receipt)"
@@ -91,22 +92,26 @@ def replay_one(conn, delivery_id: int, *, dry_run: bool = False) -> tuple[str, s
             return f"{label}: {refused[0]}", SETTLED if refused[1] else NOT_SETTLED
         if dry_run:
             return f"{label}: would replay; reason was: {delivery.reason}", WOULD_REPLAY
-        outcome, _ = processing.apply(
+        outcome, _ = apply.apply(
             conn, delivery.endpoint, bytes(delivery.body), ReplayRecording(conn, delivery.id)
         )
     detail = f": {outcome.reason}" if outcome.reason else ""
-    standing = SETTLED if outcome.outcome in log.SETTLED else NOT_SETTLED
+    standing = SETTLED if outcome.outcome in deliveries.SETTLED else NOT_SETTLED
     return f"{label}: replayed, {outcome.outcome}{detail}", standing
 
 
 def run(url: str, *, since: datetime | None, delivery_id: int | None, dry_run: bool) -> int:
     """Replay what was asked for, printing one line per delivery; return the exit status."""
     try:
-        conn = psycopg.connect(url, autocommit=True, application_name="webhook-replay")
+        conn = database.connect(url, "replay")
     except psycopg.OperationalError as exc:
         raise ReplayError(f"cannot connect to the database: {first_line(exc)}") from None
     with conn:
-        ids = [delivery_id] if delivery_id is not None else log.replay_candidates(conn, since=since)
+        ids = (
+            [delivery_id]
+            if delivery_id is not None
+            else deliveries.replay_candidates(conn, since=since)
+        )
         if not ids:
             print(f"nothing to replay since {since.isoformat()}")
             return 0
@@ -129,20 +134,18 @@ def run(url: str, *, since: datetime | None, delivery_id: int | None, dry_run: b
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``--since TIME`` or ``--delivery ID``; one-line errors, non-zero on failure."""
     parser = argparse.ArgumentParser(
-        prog="python -m webhook_replay", description=__doc__.split("\n")[0]
+        prog="python -m ops replay", description=__doc__.split("\n")[0]
     )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--since", type=parse_since, help="ISO 8601 time with a zone")
     which.add_argument("--delivery", type=int, help="a delivery id (webhook_deliveries.id)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be replayed")
-    parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
+    database.add_argument(parser)
     args = parser.parse_args(argv)
-    url = args.database_url or os.environ.get("DATABASE_URL")
     try:
-        if not url:
-            raise ReplayError("no database: set DATABASE_URL or pass --database-url")
+        url = db.url_of(args.database_url)
         return run(url, since=args.since, delivery_id=args.delivery, dry_run=args.dry_run)
-    except ReplayError as exc:
+    except (ReplayError, db.NoDatabase) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except psycopg.Error as exc:
         print(f"error: database: {first_line(exc)}", file=sys.stderr)

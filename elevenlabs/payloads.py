@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from models import webhook_deliveries as log
+from models import webhook_deliveries as deliveries
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
@@ -35,7 +35,7 @@ class Rejected(Exception):
 
 def malformed(reason: str) -> Rejected:
     """Return the rejection of a body that is not what the endpoint takes."""
-    return Rejected(log.REJECTED_MALFORMED, reason)
+    return Rejected(deliveries.REJECTED_MALFORMED, reason)
 
 
 @dataclass(frozen=True)
@@ -229,10 +229,10 @@ def line_delivery(document) -> LineDelivery:
 
 
 def identifiers(endpoint: str, document) -> dict:
-    """Return what a body names (event type, call_sid, conversation_id), for the log."""
+    """Return what a body names (event type, call_sid, conversation_id), for the deliveries."""
     if not isinstance(document, dict):
         return {}
-    if endpoint == log.TRANSCRIPTION:
+    if endpoint == deliveries.TRANSCRIPTION:
         return {
             "call_sid": clean(document.get("call_sid")),
             "conversation_id": clean(document.get("conversation_id")),

@@ -1,7 +1,7 @@
 """``GET /openapi.json``: the OpenAPI 3 description of every JSON endpoint.
 
 Generated with apispec from the marshmallow schemas that validate and serialise
-``/driver_data`` (``call_schemas``), and from ``openapi_schemas`` for what no
+``/driver_data`` (``api.schemas``), and from ``api.webhook_schemas`` for what no
 view validates with marshmallow: the webhook bodies, the error shape, the small answers.
 """
 
@@ -9,14 +9,14 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app
 
-from call_schemas import (
+from api.schemas import (
     MAX_VARIABLES,
     CallRequestSchema,
     CallSchema,
     CallWithTranscriptSchema,
     DynamicVariables,
 )
-from openapi_schemas import (
+from api.webhook_schemas import (
     ErrorSchema,
     HealthSchema,
     PostCallWebhookSchema,

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from flask import g, request
 
-from phone_numbers import mask_phones_in
+from api.phone_numbers import mask_phones_in
 
 log = logging.getLogger("http")
 

@@ -12,11 +12,11 @@ from datetime import datetime
 import psycopg
 
 import transcription_helpers as helpers
-import webhook_payloads as payloads
+from elevenlabs import payloads as payloads
+from elevenlabs.payloads import Rejected, informational, malformed, number, obj, text
 from models import calls
-from models import webhook_deliveries as log
+from models import webhook_deliveries as deliveries
 from models.calls import Call
-from webhook_payloads import Rejected, informational, malformed, number, obj, text
 
 POST_CALL_TRANSCRIPTION = "post_call_transcription"
 CALL_INITIATION_FAILURE = "call_initiation_failure"
@@ -45,7 +45,7 @@ def apply(conn, document) -> tuple[str, str | None]:
     envelope = obj(document, "the body")
     event_type = text(envelope.get("type"), "type")
     if event_type not in (POST_CALL_TRANSCRIPTION, CALL_INITIATION_FAILURE):
-        return log.ACKNOWLEDGED, f"{event_type} events are acknowledged, not stored"
+        return deliveries.ACKNOWLEDGED, f"{event_type} events are acknowledged, not stored"
     event = parse(event_type, obj(envelope.get("data"), "data"))
     call = attach_conversation(conn, find_call(conn, event), event)
     if event.type == CALL_INITIATION_FAILURE:
@@ -179,7 +179,7 @@ def find_call(conn, event: PostCallEvent) -> Call:
             "twilio_call_sid": event.twilio_call_sid,
         }
         said = " or ".join(f"{key} {value!r}" for key, value in named.items() if value is not None)
-        raise Rejected(log.UNKNOWN_CALL, f"no call has {said}")
+        raise Rejected(deliveries.UNKNOWN_CALL, f"no call has {said}")
     return call
 
 
@@ -196,7 +196,7 @@ def attach_conversation(conn, call: Call, event: PostCallEvent) -> Call:
         call = attached or calls.by_call_sid(conn, call.call_sid)
         if call.conversation_id == wanted:
             return call
-    raise Rejected(log.CONFLICT, _contradiction(conn, call, wanted))
+    raise Rejected(deliveries.CONFLICT, _contradiction(conn, call, wanted))
 
 
 def _attach_unless_taken(conn, call_sid: str, conversation_id: str) -> Call | None:
@@ -210,7 +210,7 @@ def _attach_unless_taken(conn, call_sid: str, conversation_id: str) -> Call | No
 
 
 def _contradiction(conn, call: Call, wanted: str) -> str:
-    """Say how the event contradicts what is recorded, for the delivery log."""
+    """Say how the event contradicts what is recorded, for the delivery deliveries."""
     if call.conversation_id is not None:
         return (
             f"call {call.call_sid} has conversation_id {call.conversation_id!r} "
@@ -225,7 +225,7 @@ def _complete(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
     """Save the transcript and complete the call; a repeat changes nothing."""
     if event.turns and call.conversation_id is None:
         raise Rejected(
-            log.NO_CONVERSATION_ID,
+            deliveries.NO_CONVERSATION_ID,
             f"call {call.call_sid} has no conversation_id and the event names none",
         )
     new_lines = 0
@@ -241,18 +241,21 @@ def _complete(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
         twilio_call_sid=event.twilio_call_sid,
     )
     if completed is None and not new_lines:
-        return log.DUPLICATE, "transcript already saved and call already completed"
-    return log.ACCEPTED, f"{new_lines} new lines; call {call.call_sid} completed"
+        return deliveries.DUPLICATE, "transcript already saved and call already completed"
+    return deliveries.ACCEPTED, f"{new_lines} new lines; call {call.call_sid} completed"
 
 
 def _fail(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
     """Mark the call failed, unless it already ended."""
     reason = event.failure_reason or "unknown"
     if calls.mark_failed(conn, call.call_sid, reason=reason) is not None:
-        return log.ACCEPTED, f"call {call.call_sid} failed: {reason}"
+        return deliveries.ACCEPTED, f"call {call.call_sid} failed: {reason}"
     # What stopped the update is the status now, not the one read before it: a
     # completion may have been committed in between.
     status = calls.by_call_sid(conn, call.call_sid).status
     if status == calls.COMPLETED:
-        return log.STALE, f"call {call.call_sid} already completed; a late failure cannot undo it"
-    return log.DUPLICATE, f"call {call.call_sid} was already {status}"
+        return (
+            deliveries.STALE,
+            f"call {call.call_sid} already completed; a late failure cannot undo it",
+        )
+    return deliveries.DUPLICATE, f"call {call.call_sid} was already {status}"

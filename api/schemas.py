@@ -8,9 +8,9 @@ import math
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from phone_numbers import E164
+from api.phone_numbers import E164
+from models.calls import BIGINT_MAX
 
-BIGINT_MAX = 2**63 - 1  # driver_id is a PostgreSQL bigint
 SAFE_INTEGER = 2**53 - 1  # beyond this a JSON number loses digits in most consumers
 MAX_DRIVER_NAME = 100
 MAX_VARIABLES = 32

@@ -14,10 +14,10 @@ from typing import Protocol, TypeVar
 from psycopg import sql
 
 import transcription_helpers as helpers
-import webhook_payloads as payloads
-import webhook_post_call
-from models import webhook_deliveries as log
-from webhook_payloads import LineDelivery, Rejected
+from elevenlabs import payloads as payloads
+from elevenlabs.payloads import LineDelivery, Rejected
+from models import webhook_deliveries as deliveries
+from webhooks import post_call
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -40,7 +40,7 @@ class Outcome:
     @property
     def status(self) -> int:
         """Return the HTTP status this outcome is answered with."""
-        return log.STATUS[self.outcome]
+        return deliveries.STATUS[self.outcome]
 
 
 class Recorder(Protocol[T_co]):
@@ -57,7 +57,7 @@ def apply(conn, endpoint: str, body: bytes, record: Recorder[T]) -> tuple[Outcom
     """Process a delivery and ``record`` its outcome together; a rejection saves only the record."""
     try:
         document, identifiers = _parse(endpoint, body)
-        if endpoint == log.TRANSCRIPTION:
+        if endpoint == deliveries.TRANSCRIPTION:
             delivery = _named(identifiers, payloads.line_delivery, document)
             return _transcription_line(conn, delivery, identifiers, record)
         with conn.transaction():
@@ -83,7 +83,7 @@ def _named(identifiers: dict, parse, document):
 
 
 def _post_call(conn, document, identifiers: dict) -> Outcome:
-    outcome, reason = _named(identifiers, lambda doc: webhook_post_call.apply(conn, doc), document)
+    outcome, reason = _named(identifiers, lambda doc: post_call.apply(conn, doc), document)
     return Outcome(outcome, reason, identifiers)
 
 
@@ -152,9 +152,14 @@ def _constants() -> dict:
         "no_conversation_reason": NO_CONVERSATION_REASON,
         "duplicate_reason": DUPLICATE_REASON,
     }
-    for outcome in (log.ACCEPTED, log.DUPLICATE, log.UNKNOWN_CALL, log.NO_CONVERSATION_ID):
+    for outcome in (
+        deliveries.ACCEPTED,
+        deliveries.DUPLICATE,
+        deliveries.UNKNOWN_CALL,
+        deliveries.NO_CONVERSATION_ID,
+    ):
         values[outcome] = outcome
-        values[f"{outcome}_status"] = log.STATUS[outcome]
+        values[f"{outcome}_status"] = deliveries.STATUS[outcome]
     return values
 
 

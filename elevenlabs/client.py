@@ -13,6 +13,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
+from errors import first_line
+
 OUTBOUND_CALL_PATH = "/v1/convai/twilio/outbound-call"
 # Enough of a body to recognise it in a failure reason, not enough to flood a column.
 EXCERPT_CHARS = 200
@@ -113,11 +115,14 @@ def transport_error(exc: requests.RequestException, timeout: tuple) -> ElevenLab
             "connection_refused", "ElevenLabs refused the connection; the call was not placed"
         )
     if isinstance(exc, requests.exceptions.SSLError):
-        return ElevenLabsError("tls_error", f"TLS with ElevenLabs failed: {_first_line(exc)}")
+        return ElevenLabsError(
+            "tls_error", f"TLS with ElevenLabs failed: {first_line(exc)[:EXCERPT_CHARS]}"
+        )
     if isinstance(exc, requests.ConnectionError) and not _request_sent(exc):
         return ElevenLabsError(
             "connection_failed",
-            f"could not connect to ElevenLabs ({_first_line(exc)}); the call was not placed",
+            f"could not connect to ElevenLabs ({first_line(exc)[:EXCERPT_CHARS]}); "
+            "the call was not placed",
         )
     if isinstance(exc, requests.ConnectionError):
         return ElevenLabsError(
@@ -127,7 +132,9 @@ def transport_error(exc: requests.RequestException, timeout: tuple) -> ElevenLab
             may_have_dialled=True,
         )
     # An invalid URL or similar: our configuration, not ElevenLabs.
-    return ElevenLabsError("request_error", f"request to ElevenLabs not sent: {_first_line(exc)}")
+    return ElevenLabsError(
+        "request_error", f"request to ElevenLabs not sent: {first_line(exc)[:EXCERPT_CHARS]}"
+    )
 
 
 def parse_answer(response: requests.Response) -> OutboundCall:
@@ -290,8 +297,3 @@ def _request_sent(exc: requests.ConnectionError) -> bool:
     """Tell whether a connection error happened after the connection was made."""
     # NameResolutionError (DNS) is a NewConnectionError too: nothing was sent either way.
     return not _caused_by(exc, NewConnectionError)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:EXCERPT_CHARS]

@@ -1,4 +1,4 @@
-"""Operator's look at calls: ``python -m calls_cli stuck --older-than 10``.
+"""``python -m ops stuck --older-than 10``: calls stuck in ``initiating``.
 
 A call stays ``initiating`` only if the process died between writing the row
 and hearing back from ElevenLabs; the driver may or may not have been rung.
@@ -6,14 +6,15 @@ This lists such calls so someone can check them in ElevenLabs' call history.
 """
 
 import argparse
-import os
 import sys
 from datetime import timedelta
 
 import psycopg
 
+import db
 from errors import first_line
 from models import calls
+from ops import database
 
 
 def stuck(conn, older_than_minutes: float, limit: int, out=print) -> int:
@@ -42,24 +43,17 @@ def _age(age: timedelta) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; errors are one line on stderr and exit 1."""
-    parser = argparse.ArgumentParser(prog="python -m calls_cli", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("stuck", help="list calls stuck in initiating")
-    listing.add_argument(
+    parser = argparse.ArgumentParser(prog="python -m ops stuck", description=__doc__.split("\n")[0])
+    parser.add_argument(
         "--older-than", type=_minutes, default=10.0, metavar="MINUTES", help="default: 10"
     )
-    listing.add_argument("--limit", type=_positive_int, default=100, help="default: 100")
-    listing.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
+    parser.add_argument("--limit", type=_positive_int, default=100, help="default: 100")
+    database.add_argument(parser)
     args = parser.parse_args(argv)
-
-    url = args.database_url or os.environ.get("DATABASE_URL")
-    if not url:
-        print("error: no database: set DATABASE_URL or pass --database-url", file=sys.stderr)
-        return 1
     try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        with database.connect(db.url_of(args.database_url), "stuck") as conn:
             stuck(conn, args.older_than, args.limit)
-    except psycopg.Error as exc:
+    except (db.NoDatabase, psycopg.Error) as exc:
         print(f"error: {first_line(exc)}", file=sys.stderr)
         return 1
     return 0

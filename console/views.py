@@ -5,7 +5,6 @@ script may send ``Authorization: Bearer <token>`` instead). Pages refresh their
 data in place every few seconds from the same URL with ``?fragment=1``.
 """
 
-import hmac
 import logging
 import re
 from datetime import UTC
@@ -14,24 +13,32 @@ import psycopg
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from psycopg_pool import PoolTimeout
 
-import ops_queries
+import auth
 import transcription_helpers
+from api.phone_numbers import mask_phone
+from console import queries
 from db import get_conn
 from errors import ApiError
 from models import calls
-from models import webhook_deliveries as deliveries_log
-from phone_numbers import mask_phone
+from models import webhook_deliveries as deliveries
+from models.calls import BIGINT_MAX
 
 log = logging.getLogger(__name__)
-bp = Blueprint("ops_console", __name__, url_prefix="/ops")
+bp = Blueprint(
+    "ops_console",
+    __name__,
+    url_prefix="/ops",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-BIGINT_MAX = 2**63 - 1
 STATUSES = (calls.INITIATING, calls.INITIATED, calls.FAILED, calls.COMPLETED)
 # "rejected" stands for every outcome not answered with a 2xx.
-REJECTED = [o for o, status in deliveries_log.STATUS.items() if status >= 300]
-OUTCOME_FILTERS = ("rejected", *deliveries_log.STATUS)
+REJECTED = [o for o, status in deliveries.STATUS.items() if status >= 300]
+OUTCOME_FILTERS = ("rejected", *deliveries.STATUS)
 # Every call_sid we make (``cs_…``, ``legacy_<id>``) fits; anything else cannot
 # name a call, and refusing it early keeps NUL bytes and megabyte paths off the database.
 CALL_SID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -50,20 +57,11 @@ SECURITY_HEADERS = {
 }
 
 
-def _token_accepted(given: str) -> bool:
-    accepted = False
-    for token in current_app.config["API_TOKENS"]:
-        # Compare against every token, so the time taken does not say which one matched.
-        accepted |= hmac.compare_digest(given.encode(), token.encode())
-    return accepted
-
-
 @bp.before_request
 def require_token():
     """Answer 401 with a Basic challenge unless the request carries an API token."""
-    auth = request.authorization
-    given = (auth.password if auth and auth.type == "basic" else auth and auth.token) or ""
-    if given and _token_accepted(given):
+    given = auth.presented_token("basic", "bearer")
+    if auth.accepted(given, current_app.config["API_TOKENS"]):
         return None
     body = render_template(
         "ops/error.html",
@@ -159,10 +157,8 @@ def calls_page():
     page = calls.latest(conn, **{**filters, "limit": filters["limit"] + 1})
     has_older = len(page) > filters["limit"]
     page = page[: filters["limit"]]
-    counts = ops_queries.transcript_counts(
-        conn, [c.conversation_id for c in page if c.conversation_id]
-    )
-    deliveries = ops_queries.delivery_counts(conn, page)
+    counts = queries.transcript_counts(conn, [c.conversation_id for c in page if c.conversation_id])
+    deliveries = queries.delivery_counts(conn, page)
     template = "ops/_calls_table.html" if request.args.get("fragment") else "ops/calls.html"
     return render_template(
         template,
@@ -188,7 +184,7 @@ def call_page(call_sid: str):
             details={"call_sid": call_sid[:128]},
         )
     lines = transcription_helpers.transcript(conn, call.conversation_id)
-    deliveries = ops_queries.deliveries(conn, call.call_sid, call.conversation_id)
+    deliveries = queries.deliveries(conn, call.call_sid, call.conversation_id)
     template = "ops/_call_detail.html" if request.args.get("fragment") else "ops/call.html"
     return render_template(template, call=call, lines=lines, deliveries=deliveries)
 
@@ -211,7 +207,7 @@ def deliveries_page():
     """Show the latest webhook deliveries, including those that named no known call."""
     filters = parse_delivery_filters(request.args)
     outcome = filters["outcome"]
-    page = ops_queries.latest_deliveries(
+    page = queries.latest_deliveries(
         get_conn(),
         limit=filters["limit"] + 1,
         before_id=filters["before_id"],

@@ -13,10 +13,11 @@ from datetime import datetime
 
 from psycopg.rows import class_row
 
+from models.calls import BIGINT_MAX
+
 # Enough to read what was sent; a body can be up to the request size limit.
 BODY_PREVIEW_BYTES = 2000
 MAX_DELIVERIES = 200
-BIGINT_MAX = 2**63 - 1
 
 TRANSCRIPT_COUNTS = """
 SELECT conversation_id, count(*)

@@ -1,13 +1,13 @@
 """The shapes the OpenAPI document describes that no view validates with marshmallow.
 
 The error shape and the small answers, and the webhook bodies (read by hand,
-defensively, in ``webhook_payloads``), written after DESIGN.md and ElevenLabs'
-documentation. ``/driver_data`` is described from ``call_schemas`` itself.
+defensively, in ``elevenlabs.payloads``), written after DESIGN.md and ElevenLabs'
+documentation. ``/driver_data`` is described from ``api.schemas`` itself.
 """
 
 from marshmallow import INCLUDE, Schema, fields, validate
 
-from webhook_payloads import MAX_ID_LENGTH, MAX_MESSAGE_LENGTH, MAX_SPEAKER_LENGTH
+from elevenlabs.payloads import MAX_ID_LENGTH, MAX_MESSAGE_LENGTH, MAX_SPEAKER_LENGTH
 
 
 class ErrorSchema(Schema):

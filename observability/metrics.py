@@ -13,7 +13,6 @@ Other modules record with the ``record_…`` functions, one line at the place
 where the thing happens.
 """
 
-import hmac
 import os
 import time
 
@@ -29,6 +28,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+import auth
 from errors import error_response
 
 HTTP_REQUESTS = Counter(
@@ -121,18 +121,6 @@ def _pool_gauges() -> None:
     DB_POOL_WAITING.set(stats.get("requests_waiting", 0))
 
 
-def _authorised() -> bool:
-    tokens = current_app.config.get("METRICS_TOKENS") or current_app.config["API_TOKENS"]
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        return False
-    accepted = False
-    for token in tokens:
-        # Compare with every token, so the time taken does not say which one matched.
-        accepted |= hmac.compare_digest(given.encode(), token.encode())
-    return accepted
-
-
 def _registry():
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
@@ -144,7 +132,8 @@ def _registry():
 @bp.get("/metrics")
 def scrape():
     """Answer the metrics in Prometheus' text format, to a holder of a metrics token."""
-    if not _authorised():
+    tokens = current_app.config.get("METRICS_TOKENS") or current_app.config["API_TOKENS"]
+    if not auth.accepted(auth.presented_token("bearer"), tokens):
         body, status = error_response(
             401, "unauthorized", "Metrics need Authorization: Bearer <METRICS_TOKEN>."
         )

@@ -1,0 +1,1 @@
+"""The HTTP API's schemas (marshmallow), phone numbers, and its OpenAPI document."""

@@ -1,0 +1,28 @@
+"""Who may call what: the API tokens a request presents, checked in constant time."""
+
+import hmac
+
+from flask import request
+
+
+def presented_token(*schemes: str) -> str:
+    """Return the credential of an Authorization header in one of ``schemes``, else "".
+
+    ``bearer`` gives the token itself; ``basic`` gives the password (any user name).
+    """
+    auth = request.authorization
+    if auth is None or auth.type not in schemes:
+        return ""
+    return (auth.password if auth.type == "basic" else auth.token) or ""
+
+
+def accepted(given: str, tokens: list[str]) -> bool:
+    """Tell whether ``given`` is one of ``tokens``, comparing with every one of them.
+
+    Comparing with all, in constant time, so the time taken says neither whether
+    nor which one matched.
+    """
+    matched = False
+    for token in tokens:
+        matched |= hmac.compare_digest(given.encode(), token.encode())
+    return bool(given) and matched

@@ -1,0 +1,1 @@
+"""The operators' console under ``/ops``: views, their queries, templates and static files."""

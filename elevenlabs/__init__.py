@@ -1,0 +1,1 @@
+"""ElevenLabs: the outbound-call client, the webhook signature, parsing what it sends."""

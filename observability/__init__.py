@@ -1,0 +1,1 @@
+"""Metrics, logs and health: what the service tells its operators about itself."""
