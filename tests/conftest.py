@@ -19,13 +19,13 @@ import uuid
 
 import psycopg
 import pytest
-from fake_elevenlabs import FakeElevenLabs
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from test_migrations_support import create_baseline_without_record, seed_legacy_calls
 
 import embedded_db
 from app import create_app
+from elevenlabs.simulator import Simulator
 from migrations.kit import Run, load_chain, upgrade
 
 API_TOKEN = "test-token-0123456789abcdef"
@@ -165,11 +165,11 @@ def client(app):
 
 
 @pytest.fixture
-def elevenlabs(httpserver):
-    """Return the local stand-in for ElevenLabs (tests/fake_elevenlabs.py), released after."""
-    fake = FakeElevenLabs(httpserver)
-    yield fake
-    fake.release()
+def elevenlabs():
+    """Return ElevenLabs' simulator on a free port, sending no webhooks; stopped after."""
+    simulator = Simulator().start()
+    yield simulator
+    simulator.close()
 
 
 @pytest.fixture
