@@ -16,6 +16,7 @@ Migration tests get a fresh empty database of their own from ``fresh_database_ur
 
 import os
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -27,6 +28,10 @@ import embedded_db
 from app import create_app
 from elevenlabs.simulator import Simulator
 from migrations.kit import Run, load_chain, upgrade
+
+# A command run without DATABASE_URL finds the development database; never a
+# developer's own from a test.
+os.environ["EMBEDDED_PGDATA"] = str(Path(__file__).resolve().parent / "no-development-database")
 
 API_TOKEN = "test-token-0123456789abcdef"
 WEBHOOK_SECRET = "wsec_test_0123456789abcdef"

@@ -1,4 +1,10 @@
-"""``python -m elevenlabs.simulator``: serve the ElevenLabs simulator until Ctrl-C."""
+"""``python -m elevenlabs.simulator``: serve the ElevenLabs simulator until Ctrl-C.
+
+It signs its webhooks with ``ELEVENLABS_WEBHOOK_SECRET`` (unsigned when unset)
+and accepts only ``ELEVENLABS_API_KEY`` as ``xi-api-key`` (any when unset): the
+service's own settings. ``SIMULATOR_CONCURRENCY`` (default 5) conversations at
+once, each ``SIMULATOR_CALL_SECONDS`` long (default 8).
+"""
 
 import argparse
 import os
@@ -18,20 +24,20 @@ def main(argv=None) -> int:
         "--webhook-url", default="", help="the service's base URL, e.g. http://127.0.0.1:8000"
     )
     parser.add_argument(
-        "--webhook-secret",
-        default="",
-        help="signs the webhooks (the service's ELEVENLABS_WEBHOOK_SECRET)",
+        "--hang-seconds", type=float, default=30.0, help="how long a number ending in 6 hangs"
     )
-    parser.add_argument("--api-key", default="", help="the only xi-api-key accepted (default: any)")
     args = parser.parse_args(argv)
+    # Secrets from the environment, the service's own names: never on a command line
+    # every local user can read.
     try:
         simulator = from_env(
             os.environ,
             host=args.host,
             port=args.port,
             webhook_url=args.webhook_url,
-            webhook_secret=args.webhook_secret,
-            api_key=args.api_key,
+            webhook_secret=os.environ.get("ELEVENLABS_WEBHOOK_SECRET", ""),
+            api_key=os.environ.get("ELEVENLABS_API_KEY", ""),
+            hang_seconds=args.hang_seconds,
         )
     except (config.ConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
