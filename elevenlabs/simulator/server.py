@@ -24,6 +24,8 @@ log = logging.getLogger("elevenlabs.simulator")
 # Last digit of to_number → what happens; anything else is answered.
 BUSY, NO_ANSWER, SILENT, REFUSED, OVER_LIMIT, HANGS = "1", "2", "3", "4", "5", "6"
 FAILURE_REASONS = {BUSY: "busy", NO_ANSWER: "no-answer"}
+# From the outbound call's answer being sent to the driver picking up (or not).
+RING_SECONDS = 1.0
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Simulator:
         self.conversations: dict[str, dict] = {}
         self.deliveries: list[tuple[str, int | None]] = []
         self.scripted: Scripted | None = None
+        self._ringing: dict[str, threading.Thread] = {}
         self._active = 0
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -139,7 +142,9 @@ class Simulator:
         document = script.conversation(call, conversation_id, twilio_sid)
         with self._lock:
             self.conversations[conversation_id] = document
-        threading.Thread(target=self._play, args=(document, digit), daemon=True).start()
+        self._ringing[conversation_id] = threading.Thread(
+            target=self._play, args=(document, digit), daemon=True
+        )
         answer = {**answers.ANSWER_OK, "conversation_id": conversation_id, "callSid": twilio_sid}
         return 200, answer
 
@@ -155,7 +160,7 @@ class Simulator:
         """Ring, then talk the call through and report it as ElevenLabs would."""
         try:
             # Ringing: the service records the outbound call's answer meanwhile.
-            if self._release.wait(min(1.0, self.call_seconds / 4)):
+            if self._release.wait(RING_SECONDS):
                 return
             if digit in FAILURE_REASONS:
                 reason = FAILURE_REASONS[digit]
@@ -271,7 +276,11 @@ def _app(sim: Simulator) -> Flask:
         if problems:
             return _json({"detail": problems}, 422)
         status, answer = sim.place(body)
-        return _json(answer, status)
+        response = _json(answer, status)
+        ringing = sim._ringing.pop(answer.get("conversation_id"), None)
+        if ringing:  # the call rings once its answer is on the wire, as it would
+            response.call_on_close(ringing.start)
+        return response
 
     @app.get(answers.CONVERSATIONS_PATH)
     def conversation_list():
