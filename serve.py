@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
 import requests
 from psycopg.conninfo import conninfo_to_dict
 
@@ -96,8 +97,10 @@ def check_database_url(url: str | None) -> None:
     if url:
         try:
             conninfo_to_dict(url)
-        except Exception as exc:  # psycopg says what is wrong; the type varies
-            raise config.ConfigError(f"DATABASE_URL is malformed: {first_line(exc)}") from None
+        except psycopg.ProgrammingError as exc:
+            # libpq may quote the whole URL, password included: not on the screen.
+            reason = first_line(exc).replace(url, "<DATABASE_URL>")
+            raise config.ConfigError(f"DATABASE_URL is malformed: {reason}") from None
 
 
 def check_port_free(host: str, port: int) -> None:
