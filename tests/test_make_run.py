@@ -148,3 +148,21 @@ def _listening(port: int) -> bool:
     except requests.ConnectionError:
         return False
     return True
+
+
+def test_production_never_starts_the_simulator(fresh_data, database_url):
+    run = DevServer(
+        fresh_data,
+        APP_ENV="production",
+        DATABASE_URL=database_url,
+        API_TOKENS="prod-token-0123456789",
+        ELEVENLABS_WEBHOOK_SECRET="wsec_prod_0123456789",
+    )
+    try:
+        run.printed("try: curl ")
+    finally:
+        run.stop()
+    assert not any("simulator" in line for line in run.lines)
+    # A token the operator set is never printed; the curl line leaves it to the shell.
+    assert not any("prod-token-0123456789" in line for line in run.lines)
+    assert '"Authorization: Bearer $TOKEN"' in run.printed("try: curl ")
