@@ -201,3 +201,14 @@ def test_received_keeps_every_request_as_sent(simulator):
     [seen] = simulator.received
     assert (seen.path, seen.api_key, seen.call_sid) == (OUTBOUND_CALL_PATH, "xi_key", "cs_0123")
     assert json.dumps(seen.body, sort_keys=True) == json.dumps(CALL, sort_keys=True)
+
+
+def test_an_unknown_url_or_method_returns_elevenlabs_json_error(simulator):
+    unknown = call(simulator, "/v1/convai/nothing", method="GET")
+    wrong_method = call(simulator, OUTBOUND_CALL_PATH, method="GET")
+
+    assert (unknown.status_code, unknown.json()) == (404, {"detail": "Not Found"})
+    assert (wrong_method.status_code, wrong_method.json()) == (
+        405,
+        {"detail": "Method Not Allowed"},
+    )

@@ -158,5 +158,5 @@ def test_calls_beyond_the_concurrency_limit_get_429_until_one_ends(service, simu
     assert "too_many_concurrent_requests" in third.json()["details"]["reason"]
 
     call_when(service, first.json()["call_sid"], lambda c: c["status"] == "completed", "completion")
-    wait_for(lambda: simulator._active < simulator.concurrency, "a free line")
+    wait_for(lambda: simulator.in_progress < simulator.concurrency, "a free line")
     assert place(service, "+14155550150").status_code == 201

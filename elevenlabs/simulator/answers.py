@@ -82,9 +82,20 @@ def outbound_call_problems(body) -> list[dict]:
     return found
 
 
-def page_size_problem(raw: str | None) -> dict | None:
-    """Return the 422 item for a bad ``page_size`` (1…100, default 30), or None."""
-    if raw is None or (raw.isdigit() and 1 <= int(raw) <= 100):
-        return None
-    msg = "Input should be an integer from 1 to 100"
-    return problem("int_parsing", ["query", "page_size"], msg, raw)
+def list_problem(args) -> dict | None:
+    """Return the 422 item for the list's first bad query parameter, or None.
+
+    ``page_size`` is 1…100 (default 30); ``cursor`` is what ``next_cursor`` gave;
+    ``call_start_after_unix`` is unix seconds.
+    """
+    size = args.get("page_size", "30")
+    if not (size.isdigit() and 1 <= int(size) <= 100):
+        msg = "Input should be an integer from 1 to 100"
+        return problem("int_parsing", ["query", "page_size"], msg, size)
+    if not args.get("cursor", "0").isdigit():
+        return problem("value_error", ["query", "cursor"], "Invalid cursor", args["cursor"])
+    if not args.get("call_start_after_unix", "0").isdigit():
+        msg = "Input should be a valid integer"
+        value = args["call_start_after_unix"]
+        return problem("int_parsing", ["query", "call_start_after_unix"], msg, value)
+    return None

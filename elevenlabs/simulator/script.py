@@ -89,6 +89,19 @@ def turns(document: dict, call_seconds: float) -> list[dict]:
     ]
 
 
+def summary(document: dict) -> dict:
+    """Return a conversation as the list endpoint shows it."""
+    return {
+        "agent_id": document["agent_id"],
+        "conversation_id": document["conversation_id"],
+        "status": document["status"],
+        "start_time_unix_secs": document["metadata"]["start_time_unix_secs"],
+        "call_duration_secs": document["metadata"]["call_duration_secs"],
+        "message_count": len(document["transcript"]),
+        "call_successful": (document["analysis"] or {}).get("call_successful", "unknown"),
+    }
+
+
 def line_webhook(document: dict, turn: dict) -> dict:
     """Return the per-line transcription webhook body for one turn."""
     variables = document["conversation_initiation_client_data"]["dynamic_variables"]

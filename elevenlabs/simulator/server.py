@@ -14,10 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
-from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from elevenlabs.simulator import answers, script
+from elevenlabs.simulator import answers, routes, script
 
 log = logging.getLogger("elevenlabs.simulator")
 
@@ -85,11 +84,11 @@ class Simulator:
         self.conversations: dict[str, dict] = {}
         self.deliveries: list[tuple[str, int | None]] = []
         self.scripted: Scripted | None = None
-        self._ringing: dict[str, threading.Thread] = {}
         self._active = 0
         self._lock = threading.Lock()
         self._release = threading.Event()
-        self._server = make_server(host, port, _app(self), threaded=True, request_handler=_Quiet)
+        app = routes.build(self)
+        self._server = make_server(host, port, app, threaded=True, request_handler=_Quiet)
         self.base_url = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -126,15 +125,19 @@ class Simulator:
         """Let every held answer go."""
         self._release.set()
 
-    def place(self, call: dict) -> tuple[int, dict]:
-        """Simulate ElevenLabs placing ``call``; return the status and body to answer."""
+    def place(self, call: dict) -> tuple[int, dict, Callable[[], None] | None]:
+        """Simulate ElevenLabs placing ``call``; return the status, the body, and what rings it.
+
+        The third is to call once the answer is on the wire: then the phone rings.
+        """
         digit = call["to_number"][-1:]
         if digit == REFUSED:
             msg = "Value error, this number cannot be called from your phone number"
             where = ["body", "to_number"]
-            return 422, {"detail": [answers.problem("value_error", where, msg, call["to_number"])]}
+            problem = answers.problem("value_error", where, msg, call["to_number"])
+            return 422, {"detail": [problem]}, None
         if digit == OVER_LIMIT or not self._take_line():
-            return 429, answers.ERROR_429_CONCURRENCY
+            return 429, answers.ERROR_429_CONCURRENCY, None
         if digit == HANGS:
             # Past the caller's read timeout; then the call is placed after all.
             self._release.wait(self.hang_seconds)
@@ -142,11 +145,9 @@ class Simulator:
         document = script.conversation(call, conversation_id, twilio_sid)
         with self._lock:
             self.conversations[conversation_id] = document
-        self._ringing[conversation_id] = threading.Thread(
-            target=self._play, args=(document, digit), daemon=True
-        )
+        ring = threading.Thread(target=self._play, args=(document, digit), daemon=True)
         answer = {**answers.ANSWER_OK, "conversation_id": conversation_id, "callSid": twilio_sid}
-        return 200, answer
+        return 200, answer, ring.start
 
     def _take_line(self) -> bool:
         """Count one more conversation at once, or say the plan's limit is reached."""
@@ -216,91 +217,36 @@ class Simulator:
         found.sort(key=lambda doc: doc["metadata"]["start_time_unix_secs"], reverse=True)
         page, more = found[offset : offset + size], len(found) > offset + size
         return {
-            "conversations": [_summary(doc) for doc in page],
+            "conversations": [script.summary(doc) for doc in page],
             "has_more": more,
             "next_cursor": str(offset + size) if more else None,
         }
 
-    def scripted_answer(self, seen: Received) -> Response:
-        """Answer as the test scripted."""
+    def scripted_answer(self, seen: Received) -> tuple[int, dict | str]:
+        """Return the status and body (JSON, or raw text) the test scripted."""
         chosen = self.scripted
         if chosen.on_request:
             chosen.on_request(seen)
         if chosen.hang:
             self._release.wait(timeout=30)
         if chosen.raw is not None:
-            return Response(chosen.raw, status=chosen.status, content_type="text/html")
-        body = chosen.body
-        if chosen.fresh_ids:
-            conversation_id, twilio_sid = script.new_ids()
-            body = {**body, "conversation_id": conversation_id, "callSid": twilio_sid}
-        return _json(body, chosen.status)
+            return chosen.status, chosen.raw
+        if not chosen.fresh_ids:
+            return chosen.status, chosen.body
+        conversation_id, twilio_sid = script.new_ids()
+        return chosen.status, {
+            **chosen.body,
+            "conversation_id": conversation_id,
+            "callSid": twilio_sid,
+        }
 
+    def record(self, path: str, api_key: str | None, body) -> Received:
+        """Keep a request as received; return it."""
+        seen = Received(path, api_key, body)
+        self.received.append(seen)
+        return seen
 
-def _summary(doc: dict) -> dict:
-    """Return a conversation as the list shows it."""
-    return {
-        "agent_id": doc["agent_id"],
-        "conversation_id": doc["conversation_id"],
-        "status": doc["status"],
-        "start_time_unix_secs": doc["metadata"]["start_time_unix_secs"],
-        "call_duration_secs": doc["metadata"]["call_duration_secs"],
-        "message_count": len(doc["transcript"]),
-        "call_successful": (doc["analysis"] or {}).get("call_successful", "unknown"),
-    }
-
-
-def _json(body, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, content_type="application/json")
-
-
-def _app(sim: Simulator) -> Flask:
-    """Return the simulator's routes over ``sim``."""
-    app = Flask("elevenlabs.simulator")
-
-    @app.before_request
-    def keep_and_check_key():
-        sim.received.append(
-            Received(request.path, request.headers.get("xi-api-key"), request.get_json(silent=True))
-        )
-        if sim.api_key and request.headers.get("xi-api-key") != sim.api_key:
-            return _json(answers.ERROR_401, 401)
-        return None
-
-    @app.post(answers.OUTBOUND_CALL_PATH)
-    def outbound_call():
-        if sim.scripted:
-            return sim.scripted_answer(sim.received[-1])
-        body = request.get_json(silent=True)
-        problems = answers.outbound_call_problems(body)
-        if problems:
-            return _json({"detail": problems}, 422)
-        status, answer = sim.place(body)
-        response = _json(answer, status)
-        ringing = sim._ringing.pop(answer.get("conversation_id"), None)
-        if ringing:  # the call rings once its answer is on the wire, as it would
-            response.call_on_close(ringing.start)
-        return response
-
-    @app.get(answers.CONVERSATIONS_PATH)
-    def conversation_list():
-        problem = answers.page_size_problem(request.args.get("page_size"))
-        cursor = request.args.get("cursor", "0")
-        if problem is None and not cursor.isdigit():
-            problem = answers.problem("value_error", ["query", "cursor"], "Invalid cursor", cursor)
-        if problem is None and not request.args.get("call_start_after_unix", "0").isdigit():
-            msg = "Input should be a valid integer"
-            value = request.args["call_start_after_unix"]
-            problem = answers.problem("int_parsing", ["query", "call_start_after_unix"], msg, value)
-        if problem:
-            return _json({"detail": [problem]}, 422)
-        return _json(sim.listing(request.args))
-
-    @app.get(f"{answers.CONVERSATIONS_PATH}/<conversation_id>")
-    def conversation(conversation_id):
-        document = sim.conversations.get(conversation_id)
-        if document is None:
-            return _json(answers.ERROR_404_CONVERSATION, 404)
-        return _json(document)
-
-    return app
+    @property
+    def in_progress(self) -> int:
+        """Return how many conversations are under way (the concurrency limit counts them)."""
+        return self._active
