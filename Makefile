@@ -12,7 +12,7 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
-run: $(STAMP)  ## serve the API (embedded PostgreSQL unless DATABASE_URL), migrations applied
+run: $(STAMP)  ## serve the API: embedded PostgreSQL unless DATABASE_URL, the ElevenLabs simulator unless ELEVENLABS_API_KEY
 	$(PY) serve.py
 
 test: $(STAMP) lint browser  ## the whole suite on a throwaway embedded PostgreSQL (or TEST_DATABASE_URL)

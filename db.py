@@ -23,11 +23,17 @@ class NoDatabase(Exception):
 
 
 def url_of(given: str | None) -> str:
-    """Return ``--database-url`` when given, else ``DATABASE_URL``; raise NoDatabase if neither.
+    """Return ``--database-url``, else ``DATABASE_URL``, else the development database.
 
     The one way every command (migrations, ``python -m ops …``) finds its database.
+    In development the embedded server ``make run`` made is found (and started
+    for the command when ``make run`` is not serving); raise NoDatabase otherwise.
     """
     url = given or os.environ.get("DATABASE_URL")
+    if not url and os.environ.get("APP_ENV", "development") == "development":
+        import embedded_db
+
+        url = embedded_db.development_url()
     if not url:
         raise NoDatabase
     return url

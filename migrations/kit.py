@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -496,11 +495,13 @@ def one_line(exc: BaseException) -> str:
 
 
 def database_url(given: str | None) -> str:
-    """Return the URL from ``--database-url`` or ``DATABASE_URL``, or refuse."""
-    url = given or os.environ.get("DATABASE_URL")
-    if not url:
-        raise MigrationError("no database: set DATABASE_URL or pass --database-url")
-    return url
+    """Return the URL ``db.url_of`` finds (the development database too), or refuse."""
+    import db
+
+    try:
+        return db.url_of(given)
+    except db.NoDatabase as exc:
+        raise MigrationError(str(exc)) from None
 
 
 def run_migration(

@@ -16,17 +16,22 @@ Migration tests get a fresh empty database of their own from ``fresh_database_ur
 
 import os
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
-from fake_elevenlabs import FakeElevenLabs
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from test_migrations_support import create_baseline_without_record, seed_legacy_calls
 
 import embedded_db
 from app import create_app
+from elevenlabs.simulator import Simulator
 from migrations.kit import Run, load_chain, upgrade
+
+# A command run without DATABASE_URL finds the development database; never a
+# developer's own from a test.
+os.environ["EMBEDDED_PGDATA"] = str(Path(__file__).resolve().parent / "no-development-database")
 
 API_TOKEN = "test-token-0123456789abcdef"
 WEBHOOK_SECRET = "wsec_test_0123456789abcdef"
@@ -165,11 +170,11 @@ def client(app):
 
 
 @pytest.fixture
-def elevenlabs(httpserver):
-    """Return the local stand-in for ElevenLabs (tests/fake_elevenlabs.py), released after."""
-    fake = FakeElevenLabs(httpserver)
-    yield fake
-    fake.release()
+def elevenlabs():
+    """Return ElevenLabs' simulator on a free port, sending no webhooks; stopped after."""
+    simulator = Simulator().start()
+    yield simulator
+    simulator.close()
 
 
 @pytest.fixture

@@ -6,7 +6,14 @@ import time
 import psycopg
 import pytest
 from conftest import API_TOKEN
-from fake_elevenlabs import (
+from prometheus_client import REGISTRY
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from wire_faults import refusing_address
+
+import db
+from app import create_app
+from elevenlabs.simulator import (
     ANSWER_OK,
     ANSWER_UNSUCCESSFUL,
     ERROR_401,
@@ -14,14 +21,7 @@ from fake_elevenlabs import (
     ERROR_429_BUSY,
     ERROR_429_CONCURRENCY,
     OUTBOUND_CALL_PATH,
-    refusing_address,
 )
-from prometheus_client import REGISTRY
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-import db
-from app import create_app
 from migrations.kit import Run, load_chain, upgrade
 
 CALL_REQUEST = {"driver_id": 42, "phone_number": "+14155550123"}

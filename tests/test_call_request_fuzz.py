@@ -3,9 +3,10 @@
 import json
 
 import pytest
-from fake_elevenlabs import ANSWER_OK, FakeElevenLabs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from elevenlabs.simulator import ANSWER_OK
 
 FIELDS = ["driver_id", "phone_number", "driver_name", "variables", "agent_id"]
 # Characters that have broken services like this one: NUL and lone surrogates (which
@@ -46,11 +47,10 @@ bodies = st.one_of(json_values, one_odd_field, odd_variables)
 
 
 @pytest.fixture
-def app_config(app_config, httpserver):
-    """Point the app at a fake ElevenLabs that accepts every call."""
-    fake = FakeElevenLabs(httpserver)
-    fake.answer(ANSWER_OK, fresh_ids=True)
-    return {**app_config, "ELEVENLABS_BASE_URL": fake.base_url}
+def app_config(app_config, elevenlabs):
+    """Point the app at a local ElevenLabs that accepts every call."""
+    elevenlabs.answer(ANSWER_OK, fresh_ids=True)
+    return {**app_config, "ELEVENLABS_BASE_URL": elevenlabs.base_url}
 
 
 @settings(

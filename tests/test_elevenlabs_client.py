@@ -4,7 +4,10 @@ import socket
 import time
 
 import pytest
-from fake_elevenlabs import (
+from wire_faults import DroppingServer, refusing_address
+
+from elevenlabs.client import ElevenLabsClient, ElevenLabsError
+from elevenlabs.simulator import (
     ANSWER_OK,
     ANSWER_UNSUCCESSFUL,
     ERROR_401,
@@ -12,11 +15,7 @@ from fake_elevenlabs import (
     ERROR_429_BUSY,
     ERROR_429_CONCURRENCY,
     OUTBOUND_CALL_PATH,
-    DroppingServer,
-    refusing_address,
 )
-
-from elevenlabs.client import ElevenLabsClient, ElevenLabsError
 
 CALL = {
     "agent_id": "agent_7f3c2d1e9b8a",

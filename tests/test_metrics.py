@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import API_TOKEN
-from fake_elevenlabs import ERROR_429_BUSY
 from gunicorn_server import free_port, production_env, start, stop, wait_for, workers_of
 from prometheus_client.parser import text_string_to_metric_families
 from webhook_signing import TRANSCRIPTION, fixture, make_call, post_signed
+
+from elevenlabs.simulator import ERROR_429_BUSY
 
 METRICS_TOKEN = "metrics-token-0123456789"
 
@@ -99,7 +100,6 @@ def test_metrics_count_elevenlabs_requests_and_calls_by_outcome(app_config, elev
         assert (
             client.post("/driver_data/call-elevenlabs", json=order, headers=auth).status_code == 201
         )
-        elevenlabs.server.clear()
         elevenlabs.answer(ERROR_429_BUSY, status=429)
         assert (
             client.post("/driver_data/call-elevenlabs", json=order, headers=auth).status_code == 502

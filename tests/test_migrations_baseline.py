@@ -1,5 +1,6 @@
 """000 and the machinery every script shares: record, idempotence, order, the lock."""
 
+import os
 import subprocess
 import sys
 
@@ -200,7 +201,7 @@ def test_a_script_without_a_usable_database_prints_one_error_line(args, message)
     result = subprocess.run(
         [sys.executable, str(ROOT / "migrations" / "001_add_call_sid_column.py"), *args],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", "EMBEDDED_PGDATA": os.environ["EMBEDDED_PGDATA"]},
         capture_output=True,
         text=True,
         timeout=60,

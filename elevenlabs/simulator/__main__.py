@@ -1,0 +1,56 @@
+"""``python -m elevenlabs.simulator``: serve the ElevenLabs simulator until Ctrl-C.
+
+It signs its webhooks with ``ELEVENLABS_WEBHOOK_SECRET`` (unsigned when unset)
+and accepts only ``ELEVENLABS_API_KEY`` as ``xi-api-key`` (any when unset): the
+service's own settings. ``SIMULATOR_CONCURRENCY`` (default 5) conversations at
+once, each ``SIMULATOR_CALL_SECONDS`` long (default 8).
+"""
+
+import argparse
+import os
+import sys
+import threading
+
+import config
+from elevenlabs.simulator import from_env
+
+
+def main(argv=None) -> int:
+    """Serve the simulator for a service at ``--webhook-url``."""
+    parser = argparse.ArgumentParser(prog="python -m elevenlabs.simulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument(
+        "--webhook-url", default="", help="the service's base URL, e.g. http://127.0.0.1:8000"
+    )
+    parser.add_argument(
+        "--hang-seconds", type=float, default=30.0, help="how long a number ending in 6 hangs"
+    )
+    args = parser.parse_args(argv)
+    # Secrets from the environment, the service's own names: never on a command line
+    # every local user can read.
+    try:
+        simulator = from_env(
+            os.environ,
+            host=args.host,
+            port=args.port,
+            webhook_url=args.webhook_url,
+            webhook_secret=os.environ.get("ELEVENLABS_WEBHOOK_SECRET", ""),
+            api_key=os.environ.get("ELEVENLABS_API_KEY", ""),
+            hang_seconds=args.hang_seconds,
+        )
+    except (config.ConfigError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    simulator.start()
+    to = args.webhook_url or "nowhere (no --webhook-url)"
+    print(f"ElevenLabs simulator on {simulator.base_url}; webhooks to {to}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        simulator.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
