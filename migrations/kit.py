@@ -1,222 +1,325 @@
-"""The machinery every migration script shares.
+"""What every migration script shares: the record, the lock, and statements safe on a live table.
 
-A migration is declared as data: a version, a name, and two lists of steps
-(upgrade and downgrade). This module runs them safely against a live database:
+A script is a module with ``VERSION``, ``NAME``, ``upgrade(db)`` and
+``downgrade(db)`` (and, when rolling it back can lose data or be impossible,
+``before_downgrade(db)``). Each function reads top to bottom as the SQL it
+runs, through the ``Db`` handle below:
 
-- one session-level advisory lock per run, taken with ``pg_try_advisory_lock`` so
-  a second run at the same time refuses at once instead of interleaving;
-- a ``schema_migrations`` table recording what is applied; re-running what is
-  applied (or rolling back what is not) is a no-op that says so, and a step out
-  of order is refused, naming the missing one;
-- every DDL statement in a short transaction under a short ``lock_timeout``,
-  retried with backoff when the lock is not granted (SQLSTATE 55P03), so a
-  migration queued behind a long transaction never blocks the live traffic
-  queued behind *it*;
-- steps that must run outside a transaction (``CREATE INDEX CONCURRENTLY``,
-  batched backfills) run on the autocommit connection; concurrent index builds
-  and drops wait without a short lock timeout, since their waits queue nobody;
-- an upgrade that fails part-way changes nothing: its own downgrade steps
-  (idempotent, safe on a half-applied state) undo what the run did, and when
-  that fails too the error says exactly what is left and how to remove it.
+- ``db.execute(sql)``: DDL in one short transaction under a short ``lock_timeout``, retried
+  with jittered backoff, naming the sessions in the way;
+- ``db.create_index`` / ``db.drop_index``: ``CONCURRENTLY``, an invalid leftover
+  of a failed build dropped first, what the build waits for named;
+- ``db.backfill``: an UPDATE in primary-key ranges, a commit per batch, progress.
 
-Steps are idempotent on their own, so a run interrupted half-way (Ctrl-C) is
-finished by simply running the script again.
+Every statement is idempotent, so a run that fails or is interrupted part-way
+is finished by running it again, or removed by its downgrade; the error line
+says both commands.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
+import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from textwrap import dedent
-from typing import ClassVar
+from types import ModuleType
 
 import psycopg
 from psycopg import sql
 
-from migrations.schema_state import difference, schema_objects, valid_indexes
+from errors import first_line
+from migrations.waits import WaitWatch, blocking_sessions
 
 # Arbitrary but fixed: every migration run of this project takes this key.
 ADVISORY_LOCK_KEY = 7_140_203_001
 
-# While DDL waits for its lock, every query on the table queues behind it: this
-# bounds that wait under the service's 2 s budget. A plain autovacuum in the way
-# is cancelled after deadlock_timeout (1 s by default), so one attempt outlasts it.
-LOCK_TIMEOUT = "1500ms"
-MAX_LOCK_ATTEMPTS = 10
-FIRST_BACKOFF_SECONDS = 0.5
-MAX_BACKOFF_SECONDS = 8.0
+# While DDL waits for its lock, every request on the table queues behind it:
+# 100 ms keeps the slowest request of the live service under 250 ms. Attempts
+# back off (doubling, with jitter so they do not fall into step with a periodic
+# job) for about two minutes in all before giving up.
+LOCK_TIMEOUT = "100ms"
+MAX_LOCK_ATTEMPTS = 20
+FIRST_BACKOFF_SECONDS = 0.2
+MAX_BACKOFF_SECONDS = 10.0
+BATCH_TIMEOUT = "60s"
+
+SCRIPTS_DIR = Path(__file__).resolve().parent
 
 
 class MigrationError(Exception):
     """A migration cannot proceed; the message is the one line the operator sees."""
 
 
+class Refused(MigrationError):
+    """A script refused before changing anything (its own check failed)."""
+
+
 @dataclass
 class Run:
-    """What one run did, for the operator's output and for benchmarks."""
+    """What one command is doing, for the operator's output and for benchmarks."""
 
     lock_retries: int = 0
     out: Callable[[str], None] | None = None
-    current: str = ""  # the migration being moved, for the line an interrupted run prints
-    moved: int = 0  # migrations finished by this command, for the line an interrupted run prints
-    # Set by data-moving steps that changed rows in this migration's run: the undo must run.
-    moved_rows: bool = False
-    # Indexes valid before a failed upgrade: its undo keeps them (they are not this run's).
-    keep_indexes: frozenset[str] = frozenset()
+    current: ModuleType | None = None  # the migration being moved, for an interrupted run
+    moved: int = 0  # migrations finished by this command
+    done: list[str] = field(default_factory=list)  # their labels, for a line after a failure
+    output_closed: bool = False  # stdout went away (`| head`): the run goes on silently
 
     def say(self, line: str) -> None:
-        """Print one progress line, at once even when stdout is a pipe or a log file."""
-        if self.out is None:
-            print(line, flush=True)
-        else:
+        """Print one progress line at once; once stdout is closed, drop it and go on."""
+        if self.out is not None:
             self.out(line)
+        elif not self.output_closed:
+            try:
+                print(line, flush=True)
+            except BrokenPipeError:
+                self.output_closed = True
+                # Later writes, and the flush at exit, go nowhere instead of failing.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-@dataclass(frozen=True)
-class Sql:
-    """DDL run in one short transaction under ``lock_timeout``, retried on lock timeout.
+def label(migration: ModuleType) -> str:
+    """Return e.g. ``003 add_call_sid_constraints``."""
+    return f"{migration.VERSION:03d} {migration.NAME}"
 
-    ``skip_if`` is a query that returns a row when the step's effect is already
-    there (for statements PostgreSQL has no ``IF [NOT] EXISTS`` for).
-    """
 
-    # One transaction: when it fails, it has changed nothing.
-    atomic: ClassVar[bool] = True
-    statements: str
-    skip_if: str | None = None
-    statement_timeout: str = "60s"
+def script(migration: ModuleType) -> str:
+    """Return the command that runs this migration's script, as the operator types it."""
+    return f".venv/bin/python migrations/{migration.VERSION:03d}_{migration.NAME}.py"
 
-    def sql_text(self) -> str:
-        """Return the SQL this step runs, framed as it runs (transaction, timeouts)."""
-        return "\n".join(
-            [
-                "BEGIN;",
-                f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';",
-                f"SET LOCAL statement_timeout = '{self.statement_timeout}';",
-                dedent(self.statements).strip().rstrip(";") + ";",
-                "COMMIT;",
-            ]
+
+def statement_text(statement: str) -> str:
+    """Return a statement as written in a script, without its indentation."""
+    return dedent(statement).strip().rstrip(";")
+
+
+@dataclass
+class Db:
+    """The migration's autocommit connection, with the few ways a script changes a live table."""
+
+    conn: psycopg.Connection
+    run: Run
+    losses: list[str] = field(default_factory=list)  # what a downgrade will drop
+    progress_every_seconds: float = 2.0
+
+    def say(self, line: str) -> None:
+        """Print one progress line."""
+        self.run.say(line)
+
+    def value(self, query: str, params=None):
+        """Return the first column of the first row of a read-only query (None when no row)."""
+        row = self.conn.execute(query, params).fetchone()
+        return None if row is None else row[0]
+
+    def report(self, title: str, query: str) -> None:
+        """Print the rows of a read-only query under a title, one line each."""
+        self.say(f"  {title}:")
+        for row in self.conn.execute(query).fetchall():
+            self.say("    " + "  ".join("" if v is None else str(v) for v in row))
+
+    def refuse(self, reason: str) -> None:
+        """Stop before changing anything, with the reason as the error line."""
+        raise Refused(reason)
+
+    def will_drop(self, what: str, export: str, file: str) -> None:
+        """Note data a downgrade drops, said before anything changes, with the command exporting it.
+
+        The export goes to /var/tmp (kept across reboots), never the current directory.
+        """
+        copy = f"\\copy ({' '.join(export.split())}) TO '/var/tmp/{file}.csv' CSV HEADER"
+        self.losses.append(f'{what}; to keep it, export it first: psql "$DATABASE_URL" -c "{copy}"')
+
+    def execute(self, statement: str, *, unless: str | None = None, timeout: str = "60s") -> None:
+        """Run DDL in one short transaction under ``lock_timeout``, retried while locked out.
+
+        ``unless`` is a query returning a row when the statement's effect is
+        already there (for statements PostgreSQL has no IF [NOT] EXISTS for).
+        """
+        if unless and self.conn.execute(unless).fetchone():
+            return
+
+        def attempt():
+            with self.conn.transaction():
+                self.set_local(LOCK_TIMEOUT, timeout)
+                return self.conn.execute(statement_text(statement))
+
+        self.with_lock_retries(attempt, statement)
+
+    def batch(self, statement: str, params) -> int:
+        """Run one data-moving statement in its own short transaction; return the rows changed."""
+
+        def attempt():
+            with self.conn.transaction():
+                self.set_local(LOCK_TIMEOUT, BATCH_TIMEOUT)
+                return self.conn.execute(statement_text(statement), params).rowcount
+
+        return self.with_lock_retries(attempt, statement)
+
+    def set_local(self, lock_timeout: str, statement_timeout: str) -> None:
+        """Set this transaction's lock and statement timeouts."""
+        for name, value in (
+            ("lock_timeout", lock_timeout),
+            ("statement_timeout", statement_timeout),
+        ):
+            self.conn.execute(
+                sql.SQL("SET LOCAL {} = {}").format(sql.SQL(name), sql.Literal(value))
+            )
+
+    def with_lock_retries(self, attempt, statement: str):
+        """Call ``attempt`` until it gets its locks; back off with jitter between lock timeouts."""
+        what = first_line_of(statement)
+        delay = FIRST_BACKOFF_SECONDS
+        for number in range(1, MAX_LOCK_ATTEMPTS + 1):
+            try:
+                return attempt()
+            except psycopg.errors.LockNotAvailable:
+                holders = blocking_sessions(self.conn, statement, LOCK_TIMEOUT)
+                if number == MAX_LOCK_ATTEMPTS:
+                    raise MigrationError(
+                        f"could not get a lock for {what!r} after {number} attempts of "
+                        f"{LOCK_TIMEOUT}; in the way: {holders}; end that session "
+                        "(or wait for it) and run again"
+                    ) from None
+                self.run.lock_retries += 1
+                pause = delay * random.uniform(0.5, 1.5)  # noqa: S311 (jitter, not secrets)
+                self.say(
+                    f"  lock timeout ({LOCK_TIMEOUT}) on {what!r}, attempt {number}/"
+                    f"{MAX_LOCK_ATTEMPTS}; in the way: {holders}; retrying in {pause:.1f}s"
+                )
+                time.sleep(pause)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+    def index_validity(self, name: str) -> bool | None:
+        """Return None when the index does not exist, else whether it is valid."""
+        return self.value(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (name,)
         )
 
-    def apply(self, conn: psycopg.Connection, run: Run) -> None:
-        """Run the statements unless ``skip_if`` says they are done."""
-        if self.skip_if and conn.execute(self.skip_if).fetchone():
+    def create_index(self, name: str, create: str, *, timeout: str = "2h") -> None:
+        """Build an index CONCURRENTLY; drop an invalid leftover first, and after a failed build.
+
+        No short lock timeout: the build's waits (older transactions, SHARE UPDATE
+        EXCLUSIVE) queue no reads or writes, and a retry would throw away a finished
+        scan. ``timeout`` bounds it; the sessions it waits for are named meanwhile.
+        """
+        if self.index_validity(name):
+            self.say(f"  index {name} exists and is valid")
             return
+        with self.concurrently(f"index {name}", timeout):
+            if self.index_validity(name) is False:
+                self.say(f"  index {name} is invalid (an earlier build failed); dropping it")
+                self.drop_index_now(name)
+            self.say(f"  building index {name} concurrently (statement_timeout {timeout})")
+            try:
+                self.conn.execute(statement_text(create))
+            except BaseException as exc:  # Ctrl-C too: an invalid UNIQUE index rejects writes
+                self.drop_failed_build(name, exc)
+                raise
 
-        def attempt() -> None:
-            with conn.transaction():
-                set_timeouts(conn, LOCK_TIMEOUT, self.statement_timeout, local=True)
-                conn.execute(self.statements)
+    def drop_index(self, name: str, *, timeout: str = "1h") -> None:
+        """Drop an index, if it exists, CONCURRENTLY (no write waits for it)."""
+        if self.index_validity(name) is not None:
+            with self.concurrently(f"dropping index {name}", timeout):
+                self.drop_index_now(name)
 
-        with_lock_retries(attempt, run, first_line(self.statements))
+    def drop_index_now(self, name: str) -> None:
+        """Run DROP INDEX CONCURRENTLY IF EXISTS (outside a transaction)."""
+        self.conn.execute(
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name))
+        )
 
+    def concurrently(self, what: str, timeout: str):
+        """Return the session settings and watcher a CONCURRENTLY statement runs under."""
+        return Concurrently(self, what, timeout)
 
-@dataclass(frozen=True)
-class Check:
-    """A precondition: ``test(conn)`` returns None when fine, or why the step cannot go on."""
-
-    test: Callable[[psycopg.Connection], str | None]
-    read_only: ClassVar[bool] = True
-
-    def sql_text(self) -> str:
-        """Return nothing to lint: a check only reads."""
-        return ""
-
-    def apply(self, conn: psycopg.Connection, run: Run) -> None:
-        """Raise MigrationError with the reason when the precondition fails."""
-        reason = self.test(conn)
-        if reason:
-            raise MigrationError(reason)
-
-
-@dataclass(frozen=True)
-class Step:
-    """A step written in Python (a batched backfill); ``sql`` is what it runs, for linting."""
-
-    action: Callable[[psycopg.Connection, Run], None]
-    sql: str = ""
-
-    def sql_text(self) -> str:
-        """Return the SQL this step runs, for review and linting."""
-        return self.sql.strip()
-
-    def apply(self, conn: psycopg.Connection, run: Run) -> None:
-        """Run the action on the autocommit connection."""
-        self.action(conn, run)
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One numbered migration: what upgrade and downgrade do, as lists of steps."""
-
-    version: int
-    name: str
-    upgrade: Sequence = field(default_factory=list)
-    downgrade: Sequence = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        """Return e.g. ``003 add_call_sid_constraints``."""
-        return f"{self.version:03d} {self.name}"
-
-
-# --- timeouts and lock retries -------------------------------------------------
-
-
-def set_timeouts(conn, lock_timeout: str, statement_timeout: str, *, local: bool) -> None:
-    """Set lock and statement timeouts for this transaction (local) or session."""
-    scope = sql.SQL("LOCAL ") if local else sql.SQL("")
-    for name, value in (("lock_timeout", lock_timeout), ("statement_timeout", statement_timeout)):
-        # Written as the rendered SQL writes it, so what squawk reads is what runs.
-        conn.execute(sql.SQL("SET {}{} = {}").format(scope, sql.SQL(name), sql.Literal(value)))
-
-
-def with_lock_retries(attempt: Callable[[], None], run: Run, what: str) -> None:
-    """Call ``attempt`` until it gets its locks, backing off between lock timeouts."""
-    delay = FIRST_BACKOFF_SECONDS
-    for number in range(1, MAX_LOCK_ATTEMPTS + 1):
+    def drop_failed_build(self, name: str, exc: BaseException) -> None:
+        """Drop the invalid index a failed build leaves, or say the one statement that does."""
+        if self.conn.broken or self.index_validity(name) is None:
+            return
+        self.say(f"  building index {name} failed ({first_line(exc)}); dropping what it left")
         try:
-            attempt()
-            return
-        except psycopg.errors.LockNotAvailable:
-            if number == MAX_LOCK_ATTEMPTS:
-                raise MigrationError(
-                    f"could not get a lock for {what!r} after {number} attempts of "
-                    f"{LOCK_TIMEOUT}; find the long transaction holding it "
-                    "(pg_stat_activity) and run again"
-                ) from None
-            run.lock_retries += 1
-            run.say(
-                f"  lock timeout ({LOCK_TIMEOUT}) on {what!r}, attempt {number}/"
-                f"{MAX_LOCK_ATTEMPTS}; retrying in {delay:.1f}s"
+            if isinstance(exc, KeyboardInterrupt):  # the operator wants out: a few seconds only
+                self.conn.execute("SET statement_timeout = '3s'")
+            self.drop_index_now(name)
+        except (psycopg.Error, KeyboardInterrupt) as drop_exc:
+            self.say(
+                f"  the invalid index stays ({first_line(drop_exc)}); drop it with "
+                f"DROP INDEX CONCURRENTLY IF EXISTS {name}, or run the migration again"
             )
-            time.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+    def backfill(self, table: str, update: str, what: str, batch_size: int = 10_000) -> None:
+        """Run ``update`` over ``table`` in primary-key ranges, one commit per batch.
+
+        ``update`` bounds ``id`` with ``%(after)s`` and ``%(upto)s`` and skips rows
+        already done, so a re-run does only what is left; memory stays flat.
+        """
+        low, high = self.conn.execute(
+            sql.SQL("SELECT min(id), max(id) FROM {}").format(sql.Identifier(table))
+        ).fetchone()
+        if low is None:
+            self.say(f"  {table} is empty; 0 {what}")
+            return
+        self.say(f"  {table}: ids {low:,}..{high:,}; batches of {batch_size:,}")
+        done, after, started, last_report = 0, low - 1, time.monotonic(), time.monotonic()
+        while after < high:
+            upto = min(after + batch_size, high)
+            changed = self.batch(update, {"after": after, "upto": upto})
+            done += changed
+            # After a batch that changed nothing (a gap in ids), jump to the next id.
+            after = upto if changed else self.next_id_before(table, upto, high)
+            now = time.monotonic()
+            if now - last_report >= self.progress_every_seconds or after >= high:
+                last_report = now
+                rate = done / max(now - started, 1e-9)
+                share = (after - low + 1) / (high - low + 1)
+                self.say(
+                    f"  {done:,} {what}; ids up to {after:,} of {high:,} ({share:.0%});"
+                    f" {rate:,.0f} rows/s"
+                )
+        self.say(f"  total: {done:,} {what} in {time.monotonic() - started:.2f}s")
+
+    def next_id_before(self, table: str, upto: int, high: int) -> int:
+        """Return just before the next id above ``upto`` (``high`` when there is none)."""
+        following = self.value(
+            sql.SQL("SELECT min(id) FROM {} WHERE id > %s").format(sql.Identifier(table)), (upto,)
+        )
+        return high if following is None else min(following - 1, high)
 
 
-def first_line(statements: str) -> str:
-    """Return the first SQL line of a statement group, to name it in messages."""
-    for line in statements.strip().splitlines():
-        if line.strip() and not line.strip().startswith("--"):
-            return line.strip().rstrip(";")[:80]
-    return statements.strip()[:80]
+class Concurrently:
+    """Session settings for a CONCURRENTLY statement (no lock timeout, a long statement
+    timeout), reset after, with a watcher naming what it waits for."""
+
+    def __init__(self, db: Db, what: str, timeout: str):
+        self.db, self.watch = db, WaitWatch(db.conn, db.say, what)
+        self.timeout = timeout
+
+    def __enter__(self):
+        self.db.conn.execute("SET lock_timeout = 0")
+        self.db.conn.execute(
+            sql.SQL("SET statement_timeout = {}").format(sql.Literal(self.timeout))
+        )
+        self.watch.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self.watch.__exit__()
+        if not self.db.conn.broken:
+            self.db.conn.execute("RESET lock_timeout")
+            self.db.conn.execute("RESET statement_timeout")
 
 
-# --- the record of what is applied -------------------------------------------------
+def first_line_of(statement: str) -> str:
+    """Return the first SQL line of a statement, to name it in messages."""
+    lines = [line.strip() for line in statement_text(statement).splitlines()]
+    return next((line for line in lines if line and not line.startswith("--")), "")[:80]
 
-SCHEMA_MIGRATIONS = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version    integer PRIMARY KEY,
-    name       text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-)
-"""
+
+# --- the record of what is applied ----------------------------------------------------------
 
 
 def table_exists(conn, name: str) -> bool:
@@ -228,230 +331,137 @@ def applied_versions(conn) -> set[int]:
     """Return the applied versions, counting baseline tables as 000 (read-only)."""
     versions: set[int] = set()
     if table_exists(conn, "schema_migrations"):
-        rows = conn.execute("SELECT version FROM schema_migrations").fetchall()
-        versions = {row[0] for row in rows}
-    if 0 not in versions and table_exists(conn, "calls"):
-        # An existing database from before this tooling: its tables are 000.
+        versions = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    if table_exists(conn, "calls"):  # a database from before this tooling: its tables are 000
         versions.add(0)
     return versions
 
 
-def ensure_record_table(conn, run: Run) -> None:
-    """Create ``schema_migrations`` and record a pre-existing baseline as 000."""
-    Sql(SCHEMA_MIGRATIONS).apply(conn, run)
-    recorded = conn.execute("SELECT 1 FROM schema_migrations WHERE version = 0").fetchone()
-    if not recorded and table_exists(conn, "calls"):
-        conn.execute(
+def record(conn, migration: ModuleType, applied: bool, run: Run) -> None:
+    """Record ``migration`` as applied or not; the first record also records a baseline as 000."""
+    Db(conn, run).execute(
+        """
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    integer PRIMARY KEY,
+            name       text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )
+        """
+    )
+    if (
+        table_exists(conn, "calls")
+        and conn.execute(
             "INSERT INTO schema_migrations (version, name) VALUES (0, 'initial_schema') "
             "ON CONFLICT (version) DO NOTHING"
-        )
+        ).rowcount
+    ):
         run.say("000 initial_schema: baseline tables found; recorded as applied")
-
-
-# --- running one migration ------------------------------------------------------------
-
-
-def apply_step(conn, migration: Migration, direction: str, step, run: Run) -> None:
-    """Run one step; its failure becomes one clear line naming the migration."""
-    try:
-        step.apply(conn, run)
-    except psycopg.Error as exc:
-        raise MigrationError(f"{migration.label}: {direction} failed: {one_line(exc)}") from None
-    except MigrationError as exc:
-        if isinstance(step, Check):  # a refused precondition speaks for itself
-            raise
-        raise MigrationError(f"{migration.label}: {direction} failed: {exc}") from None
-
-
-def apply_steps(conn, migration: Migration, direction: str, run: Run) -> None:
-    """Run one direction's steps in order."""
-    for step in getattr(migration, direction):
-        apply_step(conn, migration, direction, step, run)
-
-
-def changed_anything(done: Sequence, failed) -> bool:
-    """Return whether steps that completed, or one that failed half-way, may have changed data."""
-    return any(not getattr(step, "read_only", False) for step in done) or not (
-        getattr(failed, "read_only", False) or getattr(failed, "atomic", False)
-    )
-
-
-def script_name(migration: Migration) -> str:
-    """Return the migration's script, as the operator runs it."""
-    return f"migrations/{migration.version:03d}_{migration.name}.py"
-
-
-def undo_failed_upgrade(conn, migration: Migration, run: Run, failure: MigrationError, before):
-    """Run the migration's downgrade steps to undo a failed upgrade; raise why it failed.
-
-    Called only when the run changed something (the schema differs from ``before``,
-    or a data-moving step moved rows). An index that was valid before the run was
-    not built by it (a build skips a valid index), so ``DropIndexConcurrently``
-    keeps it (``run.keep_indexes``); anything else of ``before`` that is gone after
-    the undo is named in the error.
-    """
-    run.say(f"{migration.label}: upgrade failed; undoing what this run did (its downgrade steps)")
-    run.keep_indexes = valid_indexes(before)
-    try:
-        apply_steps(conn, migration, "downgrade", run)
-        rebuild_kept_indexes(conn, migration, run, before)
-        left = difference(before, schema_objects(conn))
-    except (MigrationError, psycopg.Error) as exc:
-        undo_error = str(exc) if isinstance(exc, MigrationError) else one_line(exc)
-        try:
-            left = difference(before, schema_objects(conn)) or "no schema change"
-        except psycopg.Error:
-            left = "unknown (the connection is lost)"
-        run.keep_indexes = frozenset()
-        raise MigrationError(
-            f"{failure}; undoing it failed too ({undo_error}); left behind: {left}; once the "
-            f"cause is gone, remove it with `python {script_name(migration)} downgrade --partial` "
-            f"(or finish the upgrade by running the script again)"
-        ) from None
-    run.keep_indexes = frozenset()
-    if left:
-        # What the run added is removed with --partial; what it took away, by finishing it.
-        remedy = (
-            f"remove it with `python {script_name(migration)} downgrade --partial`"
-            if "added:" in left
-            else f"run `python {script_name(migration)}` again once the cause is gone: "
-            "its steps build what is missing"
+    if applied:
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (%s, %s) "
+            "ON CONFLICT (version) DO NOTHING",
+            (migration.VERSION, migration.NAME),
         )
-        raise MigrationError(
-            f"{failure}; its downgrade steps ran but the schema differs from before: {left}; "
-            f"{remedy}"
-        )
-    run.say(f"{migration.label}: undone; the schema is as it was before this run")
-    raise MigrationError(f"{failure}; undone, the schema is as it was")
+    else:
+        conn.execute("DELETE FROM schema_migrations WHERE version = %s", (migration.VERSION,))
 
 
-def rebuild_kept_indexes(conn, migration: Migration, run: Run, before: set[str]) -> None:
-    """Build again an index valid before the run that the undo dropped with something else.
-
-    ``DropIndexConcurrently`` keeps such an index, but a downgrade step may drop it
-    another way (003's DROP CONSTRAINT takes the index it was attached with).
-    """
-    gone = run.keep_indexes - valid_indexes(schema_objects(conn))
-    for step in migration.upgrade:
-        if getattr(step, "builds_index", False) and step.name in gone:
-            run.say(f"  index {step.name} existed before this run; building it again")
-            step.apply(conn, run)
-
-
-def upgrade(conn, migration: Migration, run: Run) -> bool:
-    """Apply ``migration`` if it is not applied; return whether it changed anything.
-
-    A failure part-way through is undone with the migration's own downgrade steps,
-    unless the failed steps already cleaned up after themselves (the schema is as
-    before and no rows were moved): then nothing runs and the failure is raised as is.
-    """
-    applied = applied_versions(conn)
-    if migration.version in applied:
-        run.say(f"{migration.label}: already applied; nothing to do")
-        return False
-    missing = [v for v in range(migration.version) if v not in applied]
-    if missing:
-        raise MigrationError(
-            f"{migration.label}: cannot upgrade before {missing[-1]:03d} is applied "
+def out_of_order(migration: ModuleType, applied: set[int], direction: str) -> str | None:
+    """Return why ``migration`` cannot move in ``direction`` now, or None."""
+    name = label(migration)
+    missing = [v for v in range(migration.VERSION) if v not in applied]
+    later = sorted((v for v in applied if v > migration.VERSION), reverse=True)
+    if direction == "upgrade" and missing:
+        return (
+            f"{name}: cannot upgrade before {missing[-1]:03d} is applied "
             f"(run migrations in order; missing: {', '.join(f'{v:03d}' for v in missing)})"
         )
-    later = sorted(v for v in applied if v > migration.version)
     if later:
-        raise MigrationError(
-            f"{migration.label}: later migrations are applied ({later}); the record is inconsistent"
+        return (
+            f"{name}: cannot {direction.replace('downgrade', 'roll back')} while "
+            f"{later[0]:03d} is applied (roll back in "
+            f"reverse order: {', '.join(f'{v:03d}' for v in later)} first)"
         )
-    ensure_record_table(conn, run)
-    before = schema_objects(conn)
-    started = time.monotonic()
-    run.current = migration.label
-    run.moved_rows = False
-    run.say(f"{migration.label}: upgrading")
-    steps = list(migration.upgrade)
-    for number, step in enumerate(steps):
-        try:
-            apply_step(conn, migration, "upgrade", step, run)
-        except MigrationError as exc:
-            if not changed_anything(steps[:number], step):
-                raise
-            if conn.broken:
-                raise MigrationError(
-                    f"{exc}; the connection is lost, so what this run did is not undone: run "
-                    f"the script again to finish, or `python {script_name(migration)} "
-                    "downgrade --partial` to remove it"
-                ) from None
-            if not run.moved_rows and schema_objects(conn) == before:
-                raise  # the failed step cleaned up after itself: nothing to undo
-            undo_failed_upgrade(conn, migration, run, exc, before)
-    conn.execute(
-        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-        (migration.version, migration.name),
-    )
-    run.say(f"{migration.label}: upgrade applied in {time.monotonic() - started:.2f}s")
-    run.current = ""
-    return True
+    return None
 
 
-def downgrade(conn, migration: Migration, run: Run, *, partial: bool = False) -> bool:
-    """Roll ``migration`` back if it is applied; return whether it changed anything.
+# --- moving one migration ---------------------------------------------------------------------
 
-    ``partial``: run the downgrade steps even though the migration is not recorded
-    as applied, to remove what a failed upgrade left when its own undo failed.
-    """
+
+def upgrade(conn, migration: ModuleType, run: Run) -> bool:
+    """Apply ``migration`` unless it is applied; return whether it ran."""
     applied = applied_versions(conn)
-    if partial and migration.version in applied:  # a full rollback would drop its data
-        raise MigrationError(
-            f"{migration.version:03d} is applied; --partial is only for a failed upgrade; "
-            "use plain downgrade"
-        )
-    if migration.version not in applied and not partial:
-        run.say(f"{migration.label}: not applied; nothing to roll back")
+    if migration.VERSION in applied:
+        run.say(f"{label(migration)}: already applied; nothing to do")
         return False
-    missing = [v for v in range(migration.version) if v not in applied]
-    if migration.version not in applied and missing:  # partial: only the next one can have failed
-        raise MigrationError(
-            f"{migration.label}: not applied, and {missing[-1]:03d} before it is not either: "
-            "no failed upgrade of it can have left anything"
-        )
-    later = sorted(v for v in applied if v > migration.version)
-    if later:
-        raise MigrationError(
-            f"{migration.label}: cannot roll back while {later[-1]:03d} is applied "
-            f"(roll back in reverse order: {', '.join(f'{v:03d}' for v in reversed(later))} first)"
-        )
-    ensure_record_table(conn, run)
+    refused = out_of_order(migration, applied, "upgrade")
+    if refused:
+        raise MigrationError(refused)
+    return apply(conn, migration, "upgrade", run)
+
+
+def downgrade(conn, migration: ModuleType, run: Run) -> bool:
+    """Roll ``migration`` back: when applied, or when a failed run of it may have left something."""
+    applied = applied_versions(conn)
+    if migration.VERSION not in applied and max(applied, default=-1) + 1 != migration.VERSION:
+        run.say(f"{label(migration)}: not applied; nothing to roll back")
+        return False
+    refused = out_of_order(migration, applied, "downgrade")
+    if refused:
+        raise MigrationError(refused)
+    if migration.VERSION not in applied:
+        # Its downgrade is idempotent: it removes what a stopped upgrade left, or nothing.
+        run.say(f"{label(migration)}: not applied; removing anything a stopped upgrade left")
+    return apply(conn, migration, "downgrade", run)
+
+
+def apply(conn, migration: ModuleType, direction: str, run: Run) -> bool:
+    """Run one direction of ``migration`` and record it; a failure leaves ``run.current`` set."""
     started = time.monotonic()
-    run.current = migration.label
-    if migration.version in applied:
-        run.say(f"{migration.label}: rolling back")
-    else:
-        run.say(f"{migration.label}: not applied; removing what a failed upgrade left")
-    apply_steps(conn, migration, "downgrade", run)
-    conn.execute("DELETE FROM schema_migrations WHERE version = %s", (migration.version,))
-    run.say(f"{migration.label}: downgrade applied in {time.monotonic() - started:.2f}s")
-    run.current = ""
+    run.current = migration
+    run.say(f"{label(migration)}: {'upgrading' if direction == 'upgrade' else 'rolling back'}")
+    try:
+        getattr(migration, direction)(Db(conn, run))
+        record(conn, migration, direction == "upgrade", run)
+    except Refused:
+        run.current = None  # refused before changing anything: nothing to finish
+        raise
+    except (MigrationError, psycopg.Error) as exc:
+        reason = str(exc) if isinstance(exc, MigrationError) else first_line(exc)
+        raise MigrationError(f"{label(migration)}: {direction} failed: {reason}") from None
+    run.say(f"{label(migration)}: {direction} applied in {time.monotonic() - started:.2f}s")
+    run.current = None
+    run.done.append(label(migration))
     return True
 
 
-# --- the chain of scripts -----------------------------------------------------------------
+def check_downgrades(conn, migrations: list[ModuleType], run: Run) -> list[str]:
+    """Run every ``before_downgrade`` of a rollback first; refuse or return what it drops."""
+    db = Db(conn, run)
+    for migration in migrations:
+        check = getattr(migration, "before_downgrade", None)
+        if check:
+            before = len(db.losses)
+            check(db)
+            db.losses[before:] = [f"{label(migration)} drops {loss}" for loss in db.losses[before:]]
+    return db.losses
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent
+
+# --- the chain of scripts, the connection, the lock ----------------------------------------
 
 
-def load_chain() -> list[Migration]:
-    """Return every ``NNN_name.py`` migration in this folder, in version order."""
+def load_chain() -> list[ModuleType]:
+    """Return every ``NNN_name.py`` migration module in this folder, in version order."""
     chain = []
-    for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.py")):
+    for path in sorted(SCRIPTS_DIR.glob("[0-9][0-9][0-9]_*.py")):
         spec = importlib.util.spec_from_file_location(f"migrations.m{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        chain.append(module.MIGRATION)
-    versions = [m.version for m in chain]
+        chain.append(module)
+    versions = [m.VERSION for m in chain]
     if versions != list(range(len(chain))):
         raise MigrationError(f"migration files are not numbered 000..N without gaps: {versions}")
     return chain
-
-
-# --- connections, the lock, and the command line ---------------------------------------
 
 
 def connect(url: str) -> psycopg.Connection:
@@ -461,18 +471,19 @@ def connect(url: str) -> psycopg.Connection:
             url, autocommit=True, connect_timeout=10, application_name="migrations"
         )
     except psycopg.OperationalError as exc:
-        raise MigrationError(f"cannot connect to the database: {one_line(exc)}") from None
+        raise MigrationError(f"cannot connect to the database: {first_line(exc)}") from None
 
 
 class Locked:
-    """Hold the project's advisory lock for the duration of a run, or refuse."""
+    """Hold the project's advisory lock for the duration of a run, or refuse at once."""
 
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn
 
     def __enter__(self) -> psycopg.Connection:
-        got = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()
-        if not got[0]:
+        if not self.conn.execute(
+            "SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)
+        ).fetchone()[0]:
             holder = self.conn.execute(
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
                 "AND ((classid::bigint << 32) | objid::bigint) = %s LIMIT 1",
@@ -485,70 +496,5 @@ class Locked:
         return self.conn
 
     def __exit__(self, *exc) -> None:
-        if not self.conn.closed:
+        if not self.conn.closed and not self.conn.broken:
             self.conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
-
-
-def one_line(exc: BaseException) -> str:
-    """Return the first line of an exception's message."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def database_url(given: str | None) -> str:
-    """Return the URL from ``--database-url`` or ``DATABASE_URL``, or refuse."""
-    url = given or os.environ.get("DATABASE_URL")
-    if not url:
-        raise MigrationError("no database: set DATABASE_URL or pass --database-url")
-    return url
-
-
-def run_migration(
-    url: str, migration: Migration, direction: str, run: Run | None = None, *, partial=False
-) -> Run:
-    """Upgrade or downgrade one migration under the advisory lock."""
-    run = run or Run()
-    conn = connect(url)
-    try:
-        with Locked(conn):
-            if direction == "upgrade":
-                upgrade(conn, migration, run)
-            else:
-                downgrade(conn, migration, run, partial=partial)
-    except psycopg.Error as exc:  # the connection itself failed (steps report their own)
-        raise MigrationError(f"{migration.label}: {direction} failed: {one_line(exc)}") from None
-    finally:
-        conn.close()
-    return run
-
-
-def main(migration: Migration, argv: list[str] | None = None) -> int:
-    """Command line of one migration script: ``[upgrade|downgrade] [--database-url URL]``."""
-    parser = argparse.ArgumentParser(description=f"Migration {migration.label}.")
-    parser.add_argument("direction", nargs="?", default="upgrade", choices=["upgrade", "downgrade"])
-    parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
-    parser.add_argument(
-        "--partial",
-        action="store_true",
-        help="downgrade: remove what a failed upgrade left, though it is not recorded as applied",
-    )
-    args = parser.parse_args(argv)
-    if args.partial and args.direction != "downgrade":
-        parser.error("--partial goes with downgrade")
-    try:
-        run_migration(
-            database_url(args.database_url), migration, args.direction, partial=args.partial
-        )
-    except MigrationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        undo = (
-            f", or remove what it did with `python {script_name(migration)} downgrade --partial`"
-            if args.direction == "upgrade"
-            else ""
-        )
-        message = f"{migration.label}: interrupted; run it again to finish{undo}"
-        print(f"error: {message}", file=sys.stderr)
-        return 130
-    return 0

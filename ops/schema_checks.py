@@ -1,4 +1,4 @@
-"""Checks of the schema the migrations 001-004 leave (checklist Steps 1 and 4).
+"""Checks of the schema the migrations leave, stage by stage (the runbook's go/no-go).
 
 Each takes a connection inside verify's read-only transaction and returns a Result.
 """
@@ -7,8 +7,12 @@ from migrations.kit import applied_versions, load_chain
 from ops.catalog import column, table_exists
 from ops.report import failed, passed, warned
 
-# The checklist runs these four (and the baseline) before the new code is deployed.
-ROLLOUT_VERSIONS = range(5)
+# Expand: applied before the new code is deployed, old code keeps working.
+EXPAND = range(8)
+# Contract: 008's unique line key fails the old code's retried lines, so it runs
+# once the new code is deployed, and is rolled back before old code returns.
+CONTRACT = 8
+RUNNER = ".venv/bin/python migrations/migrate.py"
 
 
 def _labels(versions) -> str:
@@ -16,39 +20,46 @@ def _labels(versions) -> str:
 
 
 def migrations(conn, opts):
-    """Report which migrations are applied; before the deploy 000-004, after it all of them."""
+    """Report the migrations for the stage: before the deploy 000-007, after it 008 too."""
     name = "migrations"
-    chain = {m.version: m for m in load_chain()}
+    chain = {m.VERSION: m for m in load_chain()}
     applied = applied_versions(conn)
-    required = ROLLOUT_VERSIONS if opts.stage == "pre" else sorted(chain)
-    missing = [v for v in required if v not in applied]
-    later = [v for v in chain if v not in applied and v not in missing]
+    missing = [v for v in EXPAND if v not in applied]
+    pending = [v for v in chain if v not in applied and v not in missing]
     unknown = sorted(applied - set(chain))
-    recorded = table_exists(conn, "schema_migrations")
-    figures = {"applied": sorted(applied), "missing": missing, "pending_later": later}
-    note = "" if recorded else " (no schema_migrations yet: baseline tables count as 000)"
+    figures = {"applied": sorted(applied), "missing": missing, "pending_later": pending}
+    note = "" if table_exists(conn, "schema_migrations") else " (baseline tables count as 000)"
+    done = f"applied {_labels(applied)}{note}"
     if missing:
         return failed(
-            name,
-            f"applied {_labels(applied)}; missing {_labels(missing)}{note}: "
-            f"run python migrations/{chain[missing[0]].label.replace(' ', '_')}.py",
-            **figures,
+            name, f"{done}; missing {_labels(missing)}: run {RUNNER} up {len(missing)}", **figures
         )
     if unknown:
         return warned(
             name,
-            f"applied {_labels(applied)}, of which {_labels(unknown)} are unknown to this code "
+            f"{done}, of which {_labels(unknown)} are unknown to this code "
             "(the database is ahead of the deployed code)",
             **figures,
         )
-    if later:
+    if opts.stage == "pre" and CONTRACT in applied:
         return warned(
             name,
-            f"applied {_labels(applied)}; {_labels(later)} pending: the new code needs them, "
-            "apply with python migrations/migrate.py up before the code deploy",
+            f"{done}: 008 is applied, so old code's retried transcript lines "
+            f"fail; before old code runs again: {RUNNER} down 1",
             **figures,
         )
-    return passed(name, f"applied {_labels(applied)}; none pending{note}", **figures)
+    if opts.stage == "post" and pending:
+        return warned(
+            name,
+            f"{done}; {_labels(pending)} pending: the new code is deployed, "
+            f"so apply it now: {RUNNER} up",
+            **figures,
+        )
+    return passed(
+        name,
+        f"{done}; ready for the {'old and new' if opts.stage == 'pre' else 'new'} code",
+        **figures,
+    )
 
 
 def call_sid_column(conn, opts):

@@ -2,7 +2,7 @@
 
 import psycopg
 import pytest
-from test_migrations_support import (
+from legacy_schema import (
     create_baseline_without_record,
     legacy_writes,
     query,

@@ -12,7 +12,7 @@ from functools import partial
 
 import psycopg
 import pytest
-from test_migrations_support import (
+from legacy_schema import (
     SCRIPTS,
     applied,
     create_baseline_without_record,

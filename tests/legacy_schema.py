@@ -1,10 +1,9 @@
-"""Helpers shared by the migration tests (no tests here).
+"""Helpers shared by the migration tests: a legacy database, scripts run as the operator runs them.
 
 Scripts run the way the operator runs them: ``python migrations/00X_….py
 [downgrade] --database-url URL`` in a subprocess, its output and exit code checked.
 """
 
-import importlib
 import os
 import re
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import psycopg
 
 import embedded_db
+from migrations.kit import Db, Run, load_chain
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = [
@@ -22,9 +22,6 @@ SCRIPTS = [
     "003_add_call_sid_constraints",
     "004_make_conversation_id_nullable",
 ]
-BASELINE_SQL = (
-    importlib.import_module("migrations.000_initial_schema").MIGRATION.upgrade[0].statements
-)
 CALL_SID_SHAPE = re.compile(r"^cs_[0-9a-f]{32}$")
 
 
@@ -84,7 +81,7 @@ def run_ok(url: str, script: str, *args: str) -> str:
 def create_baseline_without_record(url: str) -> None:
     """Create the baseline tables the way production has them: no ``schema_migrations``."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(BASELINE_SQL)
+        load_chain()[0].upgrade(Db(conn, Run(out=lambda line: None)))
 
 
 def seed_legacy_calls(url: str, count: int) -> None:
