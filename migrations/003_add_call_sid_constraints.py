@@ -73,6 +73,7 @@ def upgrade(db):
         """,
         unless=CHECK_OR_NOT_NULL_ALREADY,
     )
+    db.say("  calls_call_sid_check_not_null is NOT VALID; validating it (writes go on)")
     db.execute(
         "ALTER TABLE calls VALIDATE CONSTRAINT calls_call_sid_check_not_null",
         unless=NOT_NULL_ALREADY,

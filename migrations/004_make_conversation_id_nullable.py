@@ -55,6 +55,7 @@ def downgrade(db):
         WHERE conrelid = 'calls'::regclass AND conname = 'calls_conversation_id_check_not_null'
         """,
     )
+    db.say("  calls_conversation_id_check_not_null is NOT VALID; validating it (writes go on)")
     db.execute(
         "ALTER TABLE calls VALIDATE CONSTRAINT calls_conversation_id_check_not_null",
         unless=NOT_NULL_ALREADY,

@@ -337,8 +337,8 @@ def applied_versions(conn) -> set[int]:
     return versions
 
 
-def record(conn, migration: ModuleType, applied: bool, run: Run) -> None:
-    """Record ``migration`` as applied or not; the first record also records a baseline as 000."""
+def record_baseline(conn, run: Run) -> None:
+    """Create ``schema_migrations`` if missing, recording baseline tables found as 000."""
     Db(conn, run).execute(
         """
         CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -356,6 +356,10 @@ def record(conn, migration: ModuleType, applied: bool, run: Run) -> None:
         ).rowcount
     ):
         run.say("000 initial_schema: baseline tables found; recorded as applied")
+
+
+def record(conn, migration: ModuleType, applied: bool) -> None:
+    """Record ``migration`` as applied, or as not applied."""
     if applied:
         conn.execute(
             "INSERT INTO schema_migrations (version, name) VALUES (%s, %s) "
@@ -418,11 +422,12 @@ def downgrade(conn, migration: ModuleType, run: Run) -> bool:
 def apply(conn, migration: ModuleType, direction: str, run: Run) -> bool:
     """Run one direction of ``migration`` and record it; a failure leaves ``run.current`` set."""
     started = time.monotonic()
+    record_baseline(conn, run)
     run.current = migration
     run.say(f"{label(migration)}: {'upgrading' if direction == 'upgrade' else 'rolling back'}")
     try:
         getattr(migration, direction)(Db(conn, run))
-        record(conn, migration, direction == "upgrade", run)
+        record(conn, migration, direction == "upgrade")
     except Refused:
         run.current = None  # refused before changing anything: nothing to finish
         raise

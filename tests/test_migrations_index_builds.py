@@ -22,6 +22,7 @@ from legacy_schema import (
 )
 
 from migrations.kit import Db, Run
+
 VALIDITY = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)"
 
 
