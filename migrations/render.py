@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migrations.kit import BATCH_TIMEOUT, LOCK_TIMEOUT, Db, Run, load_chain, statement_text
+from migrations.kit import load_chain
+from migrations.live_table import BATCH_TIMEOUT, LOCK_TIMEOUT, Db, Run, statement_text
 
 
 class Recorder(Db):

@@ -7,12 +7,13 @@ from migrations.kit import applied_versions, load_chain
 from ops.catalog import column, table_exists
 from ops.report import failed, passed, warned
 
-# Expand: applied before the new code is deployed, old code keeps working.
-EXPAND = range(8)
+# What each stage needs: before the deploy the checklist's 001-004 (005-007, also
+# before the deploy, are a reminder); after it every expand migration, 000-007.
+REQUIRED = {"pre": range(5), "post": range(8)}
 # Contract: 008's unique line key fails the old code's retried lines, so it runs
 # once the new code is deployed, and is rolled back before old code returns.
 CONTRACT = 8
-RUNNER = ".venv/bin/python migrations/migrate.py"
+PY = ".venv/bin/python migrations"
 
 
 def _labels(versions) -> str:
@@ -20,20 +21,20 @@ def _labels(versions) -> str:
 
 
 def migrations(conn, opts):
-    """Report the migrations for the stage: before the deploy 000-007, after it 008 too."""
+    """Report the migrations the stage needs: before the deploy 000-004, after it 000-007."""
     name = "migrations"
     chain = {m.VERSION: m for m in load_chain()}
     applied = applied_versions(conn)
-    missing = [v for v in EXPAND if v not in applied]
+    missing = [v for v in REQUIRED[opts.stage] if v not in applied]
     pending = [v for v in chain if v not in applied and v not in missing]
     unknown = sorted(applied - set(chain))
     figures = {"applied": sorted(applied), "missing": missing, "pending_later": pending}
     note = "" if table_exists(conn, "schema_migrations") else " (baseline tables count as 000)"
     done = f"applied {_labels(applied)}{note}"
     if missing:
-        return failed(
-            name, f"{done}; missing {_labels(missing)}: run {RUNNER} up {len(missing)}", **figures
-        )
+        first = chain[missing[0]]
+        run = f"{PY}/{first.VERSION:03d}_{first.NAME}.py"
+        return failed(name, f"{done}; missing {_labels(missing)}: run {run}", **figures)
     if unknown:
         return warned(
             name,
@@ -41,25 +42,28 @@ def migrations(conn, opts):
             "(the database is ahead of the deployed code)",
             **figures,
         )
+    expand = [v for v in pending if v != CONTRACT]
+    if expand:
+        return warned(
+            name,
+            f"{done}; {_labels(expand)} pending: the new code needs them, "
+            f"apply with {PY}/migrate.py up {len(expand)} before the code deploy",
+            **figures,
+        )
     if opts.stage == "pre" and CONTRACT in applied:
         return warned(
             name,
-            f"{done}: 008 is applied, so old code's retried transcript lines "
-            f"fail; before old code runs again: {RUNNER} down 1",
+            f"{done}: 008 is applied, so old code's retried transcript lines fail; "
+            f"before old code runs again: {PY}/migrate.py down 1",
             **figures,
         )
     if opts.stage == "post" and pending:
         return warned(
             name,
-            f"{done}; {_labels(pending)} pending: the new code is deployed, "
-            f"so apply it now: {RUNNER} up",
+            f"{done}; 008 pending: the new code is deployed, so apply it now: {PY}/migrate.py up",
             **figures,
         )
-    return passed(
-        name,
-        f"{done}; ready for the {'old and new' if opts.stage == 'pre' else 'new'} code",
-        **figures,
-    )
+    return passed(name, f"{done}; none pending for this stage", **figures)
 
 
 def call_sid_column(conn, opts):

@@ -25,7 +25,7 @@ from legacy_schema import (
     start_script,
 )
 
-from migrations import kit, waits
+from migrations import kit, live_table, waits
 from migrations.kit import Locked, MigrationError, Run, connect, load_chain
 from migrations.migrate import move
 
@@ -107,7 +107,7 @@ def test_003_gives_calls_written_without_a_call_sid_since_002_one_and_finishes(s
 def test_003_stopped_by_a_lock_names_the_session_and_both_commands(seeded_url, monkeypatch):
     run_ok(seeded_url, "migrate", "up", "2")
     before, data = schema_dump(seeded_url), legacy_data(seeded_url)
-    monkeypatch.setattr(kit, "MAX_LOCK_ATTEMPTS", 2)
+    monkeypatch.setattr(live_table, "MAX_LOCK_ATTEMPTS", 2)
     with psycopg.connect(seeded_url) as vacuum_like:  # SHARE UPDATE EXCLUSIVE, as VACUUM takes
         hold = partial(vacuum_like.execute, "LOCK TABLE calls IN SHARE UPDATE EXCLUSIVE MODE")
         pid = vacuum_like.info.backend_pid

@@ -1,4 +1,4 @@
-"""``python -m ops backup`` writes a dump it has read back; ``python -m ops restore`` brings it back."""
+"""``python -m ops backup`` writes a dump it has read back; ``restore`` brings it back."""
 
 import re
 
@@ -11,7 +11,8 @@ def test_backup_then_restore_brings_back_every_row(seeded_url, tmp_path):
     backup = run_module("ops", "backup", "--out", str(tmp_path), database_url=seeded_url)
     assert backup.returncode == 0, backup.stderr
     found = re.fullmatch(
-        r"backup: (\S+\.dump) \([\d.]+ MB, 2 tables\) in [\d.]+s; pg_restore --list reads it back\n",
+        r"backup: (\S+\.dump) \([\d.]+ MB, 2 tables\) in [\d.]+s; "
+        r"pg_restore --list reads it back\n",
         backup.stdout,
     )
     assert found, backup.stdout

@@ -26,7 +26,7 @@ def migrate(url: str, upto: int | None = None) -> None:
     """Apply the chain from 000 up to version ``upto`` (default: all)."""
     with psycopg.connect(url, autocommit=True) as conn:
         for migration in load_chain():
-            if upto is None or migration.VERSION <= upto:
+            if upto is None or upto >= migration.VERSION:
                 upgrade(conn, migration, QUIET)
 
 
@@ -195,7 +195,7 @@ def test_verify_before_any_migration_names_the_first_script(create_database):
     result = run_verify(url, "--stage", "pre")
     assert result.returncode == 1
     assert "missing 001, 002, 003, 004" in result.stdout
-    assert "run python migrations/001_add_call_sid_column.py" in result.stdout
+    assert "run .venv/bin/python migrations/001_add_call_sid_column.py" in result.stdout
     assert "could not check" not in result.stdout  # every check knows why it cannot pass
 
 
