@@ -129,7 +129,7 @@ def rows_of(result: dict, table_rows: int) -> int:
     """Return the rows a step changed (backfill) or the table size it worked on."""
     for line in result["lines"]:
         found = re.match(r"\s+total: ([\d,]+) ", line)
-        if found:
+        if found and found[1] != "0":  # 003 fills only what 002 missed: usually nothing
             return int(found[1].replace(",", ""))
     return table_rows
 
