@@ -1,72 +1,83 @@
-"""Say which sessions a long-running migration statement is waiting for.
+"""Name the sessions a migration statement waits for: pid, state, transaction age, query.
 
-An index built or dropped ``CONCURRENTLY`` waits, with no lock timeout, for
-every transaction older than some phase of it to end: a report, a forgotten
-``idle in transaction`` session, a ``pg_dump`` backup. The waits block nobody,
-but from the outside the run looks stuck; this names the sessions it waits for
-(pid, state, how long their transaction has been open, what they ran), first
-after a few seconds and then now and then, from a second connection.
+Two cases. DDL under a short ``lock_timeout`` gives up quickly; then the
+sessions holding locks on its tables for longer than that timeout are the ones
+in its way. A ``CONCURRENTLY`` build or drop waits, without a lock timeout,
+for older transactions (a report, a backup); a watcher on a second connection
+asks ``pg_blocking_pids`` now and then and says who.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-# A build that finishes quickly says nothing; one that waits says so soon, then
-# every half minute (a build may wait out a backup for an hour).
-FIRST_REPORT_SECONDS = 5.0
-REPORT_EVERY_SECONDS = 30.0
-MAX_SESSIONS_LISTED = 5
+from errors import first_line
 
-BLOCKING_SESSIONS = r"""
-SELECT b.pid, b.state, b.application_name,
-       coalesce(extract(epoch FROM now() - b.xact_start)::bigint, 0),
-       left(regexp_replace(coalesce(b.query, ''), '\s+', ' ', 'g'), 60),
-       w.wait_event
-FROM pg_stat_activity AS w
-CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocking (pid)
-JOIN pg_stat_activity AS b ON b.pid = blocking.pid
-WHERE w.pid = %s
-ORDER BY b.xact_start NULLS LAST, b.pid
+FIRST_REPORT_SECONDS = 5.0  # a build that finishes quickly says nothing
+REPORT_EVERY_SECONDS = 30.0
+MAX_SESSIONS_LISTED = 3
+
+SESSION = r"""
+pid, state, application_name,
+coalesce(extract(epoch FROM now() - xact_start)::bigint, 0),
+left(regexp_replace(coalesce(query, ''), '\s+', ' ', 'g'), 60)
 """
 
-WHAT_IT_WAITS_FOR = {
-    "virtualxid": "older transactions to end",
-    "transactionid": "older transactions to end",
-    "relation": "a lock on the table",
-}
+HOLDING_LOCKS = f"""
+SELECT {SESSION} FROM pg_stat_activity
+WHERE pid <> pg_backend_pid()
+  AND xact_start < now() - %(waited)s::interval
+  AND pid IN (SELECT pid FROM pg_locks WHERE granted AND relation IN (
+      SELECT to_regclass(name) FROM unnest(%(tables)s::text[]) AS name))
+ORDER BY xact_start, pid
+"""
+
+BLOCKING = f"""
+SELECT {SESSION} FROM pg_stat_activity
+WHERE pid = ANY(pg_blocking_pids(%s))
+ORDER BY xact_start NULLS LAST, pid
+"""
+
+TABLE_NAMED = re.compile(
+    r"\b(?:ALTER|DROP|LOCK|UPDATE|FROM|INTO|ON)\s+(?:TABLE\s+)?(?:IF EXISTS\s+)?(\w+)", re.I
+)
 
 
 def describe(rows: list[tuple]) -> str:
-    """Return the blocking sessions as one readable fragment of a line."""
-    parts = []
-    for pid, state, application, seconds, query, _ in rows[:MAX_SESSIONS_LISTED]:
-        who = f"pid {pid} ({application})" if application else f"pid {pid}"
-        parts.append(f"{who} {state}, transaction open {seconds}s: {query!r}")
+    """Return sessions as one fragment of a line: pid, state, transaction age, query."""
+    parts = [
+        f"pid {pid}{f' ({app})' if app else ''} {state}, transaction open {age}s: {query!r}"
+        for pid, state, app, age, query in rows[:MAX_SESSIONS_LISTED]
+    ]
     if len(rows) > MAX_SESSIONS_LISTED:
         parts.append(f"and {len(rows) - MAX_SESSIONS_LISTED} more")
-    return "; ".join(parts)
+    return "; ".join(parts) or "no session now (it has ended)"
 
 
-def second_conninfo(conn: psycopg.Connection) -> str:
-    """Return how to open another connection like ``conn`` (its dsn hides the password)."""
-    password = conn.pgconn.password
-    extra = {"password": password.decode()} if password else {}
-    return make_conninfo(conn.info.dsn, application_name="migrations (watching)", **extra)
+def blocking_sessions(conn: psycopg.Connection, statement: str, waited: str) -> str:
+    """Return the sessions that held locks on the statement's tables longer than ``waited``."""
+    tables = sorted({name.lower() for name in TABLE_NAMED.findall(statement)})
+    try:
+        rows = conn.execute(HOLDING_LOCKS, {"tables": tables, "waited": waited}).fetchall()
+    except psycopg.Error as exc:  # naming them is a courtesy; the retry goes on without it
+        return f"cannot tell ({first_line(exc)})"
+    return describe(rows)
 
 
 class WaitWatch:
-    """While the block runs, report every so often which sessions ``conn`` waits for."""
+    """While the block runs, say every so often which sessions ``conn`` waits for."""
 
     def __init__(self, conn: psycopg.Connection, say, what: str):
-        self.pid = conn.info.backend_pid
-        self.conninfo = second_conninfo(conn)
-        self.say = say
-        self.what = what
-        self.last = ""  # the sessions seen last, for the failure message
+        self.pid, self.say, self.what = conn.info.backend_pid, say, what
+        password = conn.pgconn.password  # the connection's dsn hides it
+        extra = {"password": password.decode()} if password else {}
+        self.conninfo = make_conninfo(
+            conn.info.dsn, application_name="migrations (watching)", **extra
+        )
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.watch, daemon=True)
 
@@ -86,13 +97,11 @@ class WaitWatch:
                 waited += interval
                 interval = REPORT_EVERY_SECONDS
                 with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as other:
-                    rows = other.execute(BLOCKING_SESSIONS, (self.pid,)).fetchall()
+                    rows = other.execute(BLOCKING, (self.pid,)).fetchall()
                 if rows and not self.stopped.is_set():
-                    self.last = describe(rows)
-                    waits_for = WHAT_IT_WAITS_FOR.get(rows[0][5], "other sessions")
                     self.say(
-                        f"  {self.what}: waiting {waited:.0f}s for {waits_for} "
-                        f"(writes go on meanwhile): {self.last}"
+                        f"  {self.what}: waiting {waited:.0f}s for older transactions to end "
+                        f"(writes go on meanwhile): {describe(rows)}"
                     )
-        except psycopg.Error as exc:  # watching is a courtesy; the statement goes on without it
-            self.say(f"  {self.what}: cannot see what it waits for: {str(exc).strip()[:100]}")
+        except psycopg.Error as exc:
+            self.say(f"  {self.what}: cannot see what it waits for: {first_line(exc)}")

@@ -2,13 +2,15 @@
 
 import sys
 
-from ops import prune_deliveries, replay, stuck_calls, verify
+from ops import backup, prune_deliveries, replay, stuck_calls, verify
 
 COMMANDS = {
     "verify": verify.main,
     "replay": replay.main,
     "stuck": stuck_calls.main,
     "prune-deliveries": prune_deliveries.main,
+    "backup": backup.main,
+    "restore": backup.restore_main,
 }
 
 

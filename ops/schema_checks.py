@@ -1,4 +1,4 @@
-"""Checks of the schema the migrations 001-004 leave (checklist Steps 1 and 4).
+"""Checks of the schema the migrations leave, stage by stage (the runbook's go/no-go).
 
 Each takes a connection inside verify's read-only transaction and returns a Result.
 """
@@ -7,8 +7,13 @@ from migrations.kit import applied_versions, load_chain
 from ops.catalog import column, table_exists
 from ops.report import failed, passed, warned
 
-# The checklist runs these four (and the baseline) before the new code is deployed.
-ROLLOUT_VERSIONS = range(5)
+# What each stage needs: before the deploy the checklist's 001-004 (005-007, also
+# before the deploy, are a reminder); after it every expand migration, 000-007.
+REQUIRED = {"pre": range(5), "post": range(8)}
+# Contract: 008's unique line key fails the old code's retried lines, so it runs
+# once the new code is deployed, and is rolled back before old code returns.
+CONTRACT = 8
+PY = ".venv/bin/python migrations"
 
 
 def _labels(versions) -> str:
@@ -16,39 +21,49 @@ def _labels(versions) -> str:
 
 
 def migrations(conn, opts):
-    """Report which migrations are applied; before the deploy 000-004, after it all of them."""
+    """Report the migrations the stage needs: before the deploy 000-004, after it 000-007."""
     name = "migrations"
-    chain = {m.version: m for m in load_chain()}
+    chain = {m.VERSION: m for m in load_chain()}
     applied = applied_versions(conn)
-    required = ROLLOUT_VERSIONS if opts.stage == "pre" else sorted(chain)
-    missing = [v for v in required if v not in applied]
-    later = [v for v in chain if v not in applied and v not in missing]
+    missing = [v for v in REQUIRED[opts.stage] if v not in applied]
+    pending = [v for v in chain if v not in applied and v not in missing]
     unknown = sorted(applied - set(chain))
-    recorded = table_exists(conn, "schema_migrations")
-    figures = {"applied": sorted(applied), "missing": missing, "pending_later": later}
-    note = "" if recorded else " (no schema_migrations yet: baseline tables count as 000)"
+    figures = {"applied": sorted(applied), "missing": missing, "pending_later": pending}
+    note = "" if table_exists(conn, "schema_migrations") else " (baseline tables count as 000)"
+    done = f"applied {_labels(applied)}{note}"
     if missing:
-        return failed(
-            name,
-            f"applied {_labels(applied)}; missing {_labels(missing)}{note}: "
-            f"run python migrations/{chain[missing[0]].label.replace(' ', '_')}.py",
-            **figures,
-        )
+        first = chain[missing[0]]
+        run = f"{PY}/{first.VERSION:03d}_{first.NAME}.py"
+        return failed(name, f"{done}; missing {_labels(missing)}: run {run}", **figures)
     if unknown:
         return warned(
             name,
-            f"applied {_labels(applied)}, of which {_labels(unknown)} are unknown to this code "
+            f"{done}, of which {_labels(unknown)} are unknown to this code "
             "(the database is ahead of the deployed code)",
             **figures,
         )
-    if later:
+    expand = [v for v in pending if v != CONTRACT]
+    if expand:
         return warned(
             name,
-            f"applied {_labels(applied)}; {_labels(later)} pending: the new code needs them, "
-            "apply with python migrations/migrate.py up before the code deploy",
+            f"{done}; {_labels(expand)} pending: the new code needs them, "
+            f"apply with {PY}/migrate.py up {len(expand)} before the code deploy",
             **figures,
         )
-    return passed(name, f"applied {_labels(applied)}; none pending{note}", **figures)
+    if opts.stage == "pre" and CONTRACT in applied:
+        return warned(
+            name,
+            f"{done}: 008 is applied, so old code's retried transcript lines fail; "
+            f"before old code runs again: {PY}/migrate.py down 1",
+            **figures,
+        )
+    if opts.stage == "post" and pending:
+        return warned(
+            name,
+            f"{done}; 008 pending: the new code is deployed, so apply it now: {PY}/migrate.py up",
+            **figures,
+        )
+    return passed(name, f"{done}; none pending for this stage", **figures)
 
 
 def call_sid_column(conn, opts):

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from legacy_schema import create_baseline_without_record, seed_legacy_calls
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from test_migrations_support import create_baseline_without_record, seed_legacy_calls
 
 import embedded_db
 from app import create_app

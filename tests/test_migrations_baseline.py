@@ -6,7 +6,7 @@ import sys
 
 import psycopg
 import pytest
-from test_migrations_support import (
+from legacy_schema import (
     ROOT,
     applied,
     create_baseline_without_record,
@@ -186,8 +186,16 @@ def test_downgrade_out_of_order_is_refused_naming_what_to_roll_back_first(fresh_
 
 def test_downgrade_of_what_is_not_applied_says_so_and_exits_0(fresh_database_url):
     run_ok(fresh_database_url, "000_initial_schema")
+    before = schema_dump(fresh_database_url)
+    out = run_ok(fresh_database_url, "002_backfill_call_sid", "downgrade")
+    assert out.strip() == "002 backfill_call_sid: not applied; nothing to roll back"
+    # The next one's downgrade runs (idempotent): it removes what a stopped upgrade left.
     out = run_ok(fresh_database_url, "001_add_call_sid_column", "downgrade")
-    assert out.strip() == "001 add_call_sid_column: not applied; nothing to roll back"
+    assert out.startswith(
+        "001 add_call_sid_column: not applied; removing anything a stopped upgrade left\n"
+    )
+    assert schema_dump(fresh_database_url) == before
+    assert applied(fresh_database_url) == [0]
 
 
 @pytest.mark.parametrize(

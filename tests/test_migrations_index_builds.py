@@ -6,14 +6,12 @@ so the build waits (saying for whom) rather than timing out and starting over,
 and a build that does fail leaves no invalid index behind.
 """
 
-import dataclasses
-import importlib
 import signal
 import time
 
 import psycopg
 import pytest
-from test_migrations_support import (
+from legacy_schema import (
     SCRIPTS,
     create_baseline_without_record,
     query,
@@ -23,9 +21,8 @@ from test_migrations_support import (
     start_script,
 )
 
-from migrations.kit import Run
+from migrations.kit import Db, Run
 
-CALL_LOOKUP_INDEXES = importlib.import_module("migrations.007_call_lookup_indexes").MIGRATION
 VALIDITY = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)"
 
 
@@ -62,7 +59,7 @@ def test_index_build_waits_for_an_old_snapshot_names_it_and_finishes_without_reb
     assert "s: 'SELECT count(*) FROM schema_migrations'" in out
     assert out.count("  building index calls_call_sid_key concurrently (statement_timeout 2h)") == 1
     assert "lock timeout" not in out
-    assert "rebuilding" not in out
+    assert "invalid" not in out
     assert query(at_002, VALIDITY, ("calls_call_sid_key",)) == [(True,)]
 
 
@@ -91,22 +88,25 @@ def test_writes_go_on_while_a_concurrent_build_waits_for_an_open_write(at_002):
         )
     ]
     assert took < 0.5
-    assert "rebuilding" not in out
+    assert "invalid" not in out
     assert query(at_002, VALIDITY, ("calls_call_sid_key",)) == [(True,)]
 
 
 def test_index_build_that_fails_drops_the_invalid_index_it_left(at_002):
-    build = dataclasses.replace(CALL_LOOKUP_INDEXES.upgrade[0], statement_timeout="2s")
     lines = []
     with (
         old_snapshot(at_002),
         psycopg.connect(at_002, autocommit=True) as conn,
         pytest.raises(psycopg.errors.QueryCanceled),
     ):
-        build.apply(conn, Run(out=lines.append))
+        Db(conn, Run(out=lines.append)).create_index(
+            "calls_driver_id_idx",
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS calls_driver_id_idx ON calls (driver_id, id)",
+            timeout="2s",
+        )
     assert (
         "  building index calls_driver_id_idx failed (canceling statement due to statement "
-        "timeout); dropping the invalid index it left" in lines
+        "timeout); dropping what it left" in lines
     )
     assert query(at_002, VALIDITY, ("calls_driver_id_idx",)) == []
 
@@ -117,11 +117,11 @@ def test_ctrl_c_during_a_unique_build_that_waits_exits_soon_and_prints_the_drop_
     url = fresh_database_url
     create_baseline_without_record(url)
     seed_legacy_calls(url, 300)
-    run_ok(url, "migrate", "up", "5")
+    run_ok(url, "migrate", "up", "7")
     with psycopg.connect(url) as report:  # pg_dump-like: an old snapshot that read the table
         report.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         report.execute("SELECT count(*) FROM transcriptions").fetchone()
-        migration = start_script(url, "006_webhook_deliveries")
+        migration = start_script(url, "008_transcription_line_key")
         read_until(migration, "index transcriptions_line_key: waiting")
         migration.send_signal(signal.SIGINT)
         started = time.monotonic()
@@ -130,8 +130,13 @@ def test_ctrl_c_during_a_unique_build_that_waits_exits_soon_and_prints_the_drop_
     drop = "DROP INDEX CONCURRENTLY IF EXISTS transcriptions_line_key"
     assert migration.returncode == 130, out + err
     assert took < 20
-    assert f"{drop} (until then, an invalid UNIQUE index still rejects duplicate writes)" in out
-    assert err.startswith("error: 006 webhook_deliveries: interrupted; run it again to finish")
+    assert f"; drop it with {drop}, or run the migration again" in out
+    assert err == (
+        "error: interrupted during 008 transcription_line_key; to finish, run "
+        "`.venv/bin/python migrations/008_transcription_line_key.py` once the cause is gone, "
+        "or take it back with `.venv/bin/python migrations/008_transcription_line_key.py "
+        "downgrade`\n"
+    )
     assert query(url, VALIDITY, ("transcriptions_line_key",)) == [(False,)]
     with psycopg.connect(url, autocommit=True) as operator:
         operator.execute(drop)

@@ -2,7 +2,7 @@
 
 import psycopg
 import pytest
-from test_migrations_support import (
+from legacy_schema import (
     SCRIPTS,
     applied,
     query,
@@ -12,19 +12,20 @@ from test_migrations_support import (
     schema_dump,
 )
 
-from migrations.kit import MigrationError, Run
-from migrations.steps import Backfill, SetNotNull
+from migrations.kit import Db, Run, load_chain, upgrade
+
+CHECKS = "SELECT conname FROM pg_constraint WHERE conrelid = 'calls'::regclass AND contype = 'c'"
+
+LEGACY_BACKFILL = (
+    "UPDATE calls SET call_sid = 'legacy_' || id "
+    "WHERE id > %(after)s AND id <= %(upto)s AND call_sid IS NULL"
+)
 
 
-def legacy_backfill(batch_size: int) -> Backfill:
-    """Return 002's backfill of legacy call_sids, reporting every batch."""
-    return Backfill(
-        "calls",
-        "UPDATE calls SET call_sid = 'legacy_' || id "
-        "WHERE id > %(after)s AND id <= %(upto)s AND call_sid IS NULL",
-        batch_size=batch_size,
-        progress_every_seconds=0,
-    )
+def legacy_backfill(conn, batch_size: int, lines: list) -> None:
+    """Run 002's backfill of legacy call_sids in batches of ``batch_size``, reporting each."""
+    db = Db(conn, Run(out=lines.append), progress_every_seconds=0)
+    db.backfill("calls", LEGACY_BACKFILL, "rows updated", batch_size)
 
 
 def up_to(url, last):
@@ -44,16 +45,13 @@ def test_backfill_rerun_fills_only_what_is_still_null(seeded_url):
     up_to(seeded_url, 1)
     with psycopg.connect(seeded_url, autocommit=True) as conn:
         conn.execute("UPDATE calls SET call_sid = 'cs_written_by_app' WHERE id = 5")
-        step = legacy_backfill(batch_size=7)
         lines = []
-        step.apply(conn, Run(out=lines.append))
-    assert lines[0] == "  calls: ids 1..300, about 300 rows; batches of 7"
+        legacy_backfill(conn, 7, lines)
+    assert lines[0] == "  calls: ids 1..300; batches of 7"
     progress = [line for line in lines if "rows/s" in line]
     assert len(progress) == 43  # 300 ids in batches of 7, one line each
-    assert progress[0].startswith(
-        "  6 rows updated; ids up to 7 of 300 (2% of ~300 rows); "
-    )  # id 5 had one
-    assert progress[-1].startswith("  299 rows updated; ids up to 300 of 300 (100% of ~300 rows)")
+    assert progress[0].startswith("  6 rows updated; ids up to 7 of 300 (2%); ")  # id 5 had one
+    assert progress[-1].startswith("  299 rows updated; ids up to 300 of 300 (100%)")
     assert lines[-1].startswith("  total: 299 rows updated in ")
     assert query(seeded_url, "SELECT call_sid FROM calls WHERE id = 5") == [("cs_written_by_app",)]
     out = run_ok(seeded_url, SCRIPTS[1])
@@ -65,9 +63,8 @@ def test_backfill_jumps_over_gaps_in_ids_instead_of_walking_them(seeded_url):
     with psycopg.connect(seeded_url, autocommit=True) as conn:
         conn.execute("INSERT INTO calls (id, conversation_id) VALUES (50000000, 'conv_far')")
         conn.execute("UPDATE calls SET call_sid = NULL WHERE id = 50000000")
-        step = legacy_backfill(batch_size=100)
         lines = []
-        step.apply(conn, Run(out=lines.append))
+        legacy_backfill(conn, 100, lines)
     assert [line.split(";")[0] for line in lines if "rows/s" in line] == [
         "  100 rows updated",
         "  200 rows updated",
@@ -134,7 +131,7 @@ def test_003_rebuilds_an_invalid_index_left_by_a_failed_build(seeded_url):
     validity = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'calls_call_sid_key'::regclass"
     assert query(seeded_url, validity) == [(False,)]
     out = run_ok(seeded_url, SCRIPTS[2])
-    assert "  index calls_call_sid_key is invalid (an earlier build failed); rebuilding" in out
+    assert "  index calls_call_sid_key is invalid (an earlier build failed); dropping it" in out
     assert query(seeded_url, validity) == [(True,)]
     assert "calls_call_sid_key  UNIQUE (call_sid)" in out
 
@@ -145,7 +142,7 @@ def test_003_set_not_null_skips_the_table_scan(seeded_url):
     with psycopg.connect(seeded_url, autocommit=True) as conn:
         conn.add_notice_handler(lambda notice: messages.append(notice.message_primary))
         conn.execute("SET client_min_messages = debug1")
-        SetNotNull("calls", "call_sid").apply(conn, Run(out=lambda line: None))
+        upgrade(conn, load_chain()[3], Run(out=lambda line: None))
     assert (
         'existing constraints on column "calls.call_sid" are sufficient to prove '
         "that it does not contain nulls" in messages
@@ -156,15 +153,21 @@ def test_003_set_not_null_skips_the_table_scan(seeded_url):
     ) == [(0,)]
 
 
-def test_set_not_null_with_nulls_refuses_and_leaves_no_check_behind(seeded_url):
-    up_to(seeded_url, 1)  # call_sid exists, still NULL on every legacy row
-    before = schema_dump(seeded_url)
-    with (
-        psycopg.connect(seeded_url, autocommit=True) as conn,
-        pytest.raises(MigrationError, match=r"calls.call_sid has NULL values; nothing changed"),
-    ):
-        SetNotNull("calls", "call_sid").apply(conn, Run(out=lambda line: None))
-    assert schema_dump(seeded_url) == before
+def test_004_downgrade_meeting_a_null_at_validate_is_finished_by_running_it_again(seeded_url):
+    up_to(seeded_url, 4)
+    with psycopg.connect(seeded_url, autocommit=True) as conn:
+        # New code wrote a call without conversation_id after the downgrade's check passed.
+        conn.execute("INSERT INTO calls (call_sid, status) VALUES ('cs_late', 'initiating')")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            load_chain()[4].downgrade(Db(conn, Run(out=lambda line: None)))
+    # Its NOT VALID check stays; old code (back by now) always writes conversation_id.
+    assert query(seeded_url, CHECKS) == [("calls_conversation_id_check_not_null",)]
+    assert applied(seeded_url) == [0, 1, 2, 3, 4]
+    query(seeded_url, "DELETE FROM calls WHERE call_sid = 'cs_late' RETURNING id")
+    out = run_ok(seeded_url, SCRIPTS[3], "downgrade")
+    assert "004 make_conversation_id_nullable: downgrade applied in " in out
+    assert query(seeded_url, CHECKS) == []
+    assert applied(seeded_url) == [0, 1, 2, 3]
 
 
 def test_004_downgrade_with_a_null_conversation_id_refuses_and_changes_nothing(seeded_url):
@@ -185,11 +188,13 @@ def test_004_downgrade_with_a_null_conversation_id_refuses_and_changes_nothing(s
 def test_ddl_waiting_on_a_lock_times_out_retries_and_then_succeeds(seeded_url):
     with psycopg.connect(seeded_url) as blocker:
         blocker.execute("SELECT count(*) FROM calls")  # holds ACCESS SHARE until rollback
+        pid = blocker.info.backend_pid
         code, out = run_until_retry(seeded_url, SCRIPTS[0], blocker)
     assert code == 0, out
     assert (
-        "  lock timeout (1500ms) on 'ALTER TABLE calls ADD COLUMN IF NOT EXISTS call_sid text', "
-        "attempt 1/10; retrying in 0.5s" in out
+        "  lock timeout (100ms) on 'ALTER TABLE calls ADD COLUMN IF NOT EXISTS call_sid text', "
+        f"attempt 1/20; in the way: pid {pid} idle in transaction, transaction open " in out
     )
+    assert "s: 'SELECT count(*) FROM calls'; retrying in 0." in out
     assert out.rstrip().splitlines()[-1].startswith("001 add_call_sid_column: upgrade applied")
     assert applied(seeded_url) == [0, 1]

@@ -12,7 +12,7 @@ import subprocess
 import psycopg
 import pytest
 from commands import run_module
-from test_migrations_support import seed_legacy_calls
+from legacy_schema import seed_legacy_calls
 
 import embedded_db
 from migrations.kit import Run, load_chain, upgrade
@@ -26,7 +26,7 @@ def migrate(url: str, upto: int | None = None) -> None:
     """Apply the chain from 000 up to version ``upto`` (default: all)."""
     with psycopg.connect(url, autocommit=True) as conn:
         for migration in load_chain():
-            if upto is None or migration.version <= upto:
+            if upto is None or upto >= migration.VERSION:
                 upgrade(conn, migration, QUIET)
 
 
@@ -136,7 +136,7 @@ def test_pre_stage_checks_the_schema_only(create_database):
     assert results["call_sid_column"].status == PASS
     assert results["unique_rejects_duplicate"].status == PASS
     # Migrations the new code needs are pending: a reminder, not a failure.
-    later = [m.version for m in load_chain() if m.version > 4]
+    later = [m.VERSION for m in load_chain() if m.VERSION > 4]
     assert results["migrations"].status == (WARN if later else PASS)
     assert not [r for r in results.values() if r.status == FAIL]
 
@@ -195,7 +195,7 @@ def test_verify_before_any_migration_names_the_first_script(create_database):
     result = run_verify(url, "--stage", "pre")
     assert result.returncode == 1
     assert "missing 001, 002, 003, 004" in result.stdout
-    assert "run python migrations/001_add_call_sid_column.py" in result.stdout
+    assert "run .venv/bin/python migrations/001_add_call_sid_column.py" in result.stdout
     assert "could not check" not in result.stdout  # every check knows why it cannot pass
 
 

@@ -1,19 +1,21 @@
-"""Helpers shared by the migration tests (no tests here).
+"""Helpers shared by the migration tests: a legacy database, scripts run as the operator runs them.
 
 Scripts run the way the operator runs them: ``python migrations/00X_….py
 [downgrade] --database-url URL`` in a subprocess, its output and exit code checked.
 """
 
-import importlib
 import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psycopg
 
 import embedded_db
+from migrations.kit import Db, Run, load_chain
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = [
@@ -22,9 +24,6 @@ SCRIPTS = [
     "003_add_call_sid_constraints",
     "004_make_conversation_id_nullable",
 ]
-BASELINE_SQL = (
-    importlib.import_module("migrations.000_initial_schema").MIGRATION.upgrade[0].statements
-)
 CALL_SID_SHAPE = re.compile(r"^cs_[0-9a-f]{32}$")
 
 
@@ -84,7 +83,7 @@ def run_ok(url: str, script: str, *args: str) -> str:
 def create_baseline_without_record(url: str) -> None:
     """Create the baseline tables the way production has them: no ``schema_migrations``."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(BASELINE_SQL)
+        load_chain()[0].upgrade(Db(conn, Run(out=lambda line: None)))
 
 
 def seed_legacy_calls(url: str, count: int) -> None:
@@ -171,3 +170,49 @@ def legacy_data(url: str) -> list[tuple]:
     )
     lines = query(url, "SELECT * FROM transcriptions ORDER BY id")
     return calls + lines
+
+
+class OldCode(threading.Thread):
+    """The old code's traffic in a thread: calls without call_sid, lines by conversation_id.
+
+    Every tenth line is sent again, as ElevenLabs retries. Its session's
+    ``lock_timeout`` is 250 ms, so a request that waits that long behind a
+    migration's lock is an error, counted with the rest.
+    """
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.requests, self.errors = url, 0, []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        """Send requests until stopped."""
+        with psycopg.connect(self.url, autocommit=True, application_name="old-code") as conn:
+            conn.execute("SET lock_timeout = '250ms'")
+            while not self.stopped.is_set():
+                self.requests += 1
+                try:
+                    self.request(conn, f"old_{self.native_id}_{self.requests}")
+                except psycopg.Error as exc:
+                    self.errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                time.sleep(0.005)
+
+    def request(self, conn, tag: str) -> None:
+        """Create a call as the old code does, store a line for it, now and then twice."""
+        conn.execute(
+            "INSERT INTO calls (driver_id, conversation_id, phone_number, status) "
+            "VALUES (NULL, %s, '+14155550123', 'initiated')",
+            (f"conv_{tag}",),
+        )
+        line = (
+            'INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp") '
+            "VALUES (%s, 'user', 'hello', '2026-11-25T12:00:00Z')"
+        )
+        conn.execute(line, (f"conv_{tag}",))
+        if self.requests % 10 == 0:
+            conn.execute(line, (f"conv_{tag}",))  # the retried webhook: stored twice
+
+    def stop(self) -> None:
+        """Stop and wait for the thread."""
+        self.stopped.set()
+        self.join(timeout=30)

@@ -1,0 +1,101 @@
+"""Every script's SQL as it runs (transactions, timeouts), for review and for squawk.
+
+The scripts' own functions run against ``Recorder``, a ``Db`` that writes down
+each statement in the frame it runs in instead of sending it; reads answer
+"nothing there yet", so every statement of a script is written down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from migrations.kit import load_chain
+from migrations.live_table import BATCH_TIMEOUT, LOCK_TIMEOUT, Db, Run, statement_text
+
+
+class Recorder(Db):
+    """A ``Db`` that writes the SQL down instead of running it."""
+
+    def __init__(self):
+        super().__init__(conn=None, run=Run(out=lambda line: None))
+        self.text: list[str] = []
+
+    def value(self, query, params=None):
+        """Answer every read with nothing: no row, no effect already there."""
+        return None
+
+    def report(self, title, query):
+        """A report only reads: nothing to lint."""
+
+    def refuse(self, reason):
+        """A refusal only reads: nothing to lint."""
+
+    def framed(self, statement: str, timeout: str) -> None:
+        """Write a statement down in its own transaction, under the lock and statement timeouts."""
+        self.text.append(
+            f"BEGIN;\nSET LOCAL lock_timeout = '{LOCK_TIMEOUT}';\n"
+            f"SET LOCAL statement_timeout = '{timeout}';\n{statement_text(statement)};\nCOMMIT;"
+        )
+
+    def execute(self, statement, *, unless=None, timeout="60s"):
+        """Write down one short transaction."""
+        self.framed(statement, timeout)
+
+    def batch(self, statement, params):
+        """Write down one batch, with sample bounds."""
+        self.framed(statement.replace("%(after)s", "0").replace("%(upto)s", "10000"), BATCH_TIMEOUT)
+        return 0
+
+    def backfill(self, table, update, what, batch_size=10_000):
+        """Write down the first batch of a backfill: every batch is that statement."""
+        self.batch(update, {})
+
+    def create_index(self, name, create, *, timeout="2h"):
+        """Write down the build as it runs: outside a transaction, no lock timeout."""
+        self.concurrent(
+            timeout,
+            f"-- First, only when a failed build left an invalid index of this name:\n"
+            f"-- DROP INDEX CONCURRENTLY IF EXISTS {name};\n{statement_text(create)};",
+        )
+
+    def drop_index(self, name, *, timeout="1h"):
+        """Write down a concurrent drop."""
+        self.concurrent(timeout, f"DROP INDEX CONCURRENTLY IF EXISTS {name};")
+
+    def concurrent(self, timeout: str, statements: str) -> None:
+        """Write down statements run outside a transaction, their session timeouts set and reset."""
+        self.text.append(
+            "-- No short lock_timeout: a concurrent build or drop waits only in ways that\n"
+            "-- queue no reads or writes; statement_timeout bounds the whole wait.\n"
+            f"SET lock_timeout = 0;\nSET statement_timeout = '{timeout}';\n{statements}\n"
+            "RESET lock_timeout;\nRESET statement_timeout;"
+        )
+
+
+def migration_sql(migration, direction: str) -> str:
+    """Return one direction of one migration as one SQL file."""
+    recorder = Recorder()
+    getattr(migration, direction)(recorder)
+    return (
+        f"-- {migration.VERSION:03d} {migration.NAME} {direction}\n"
+        + "\n\n".join(recorder.text)
+        + "\n"
+    )
+
+
+def print_sql(run: Run, out_dir: str | None) -> None:
+    """Print every migration's SQL, or write one file per migration and direction."""
+    if out_dir:
+        folder = Path(out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.sql"):  # a renamed migration must not linger
+            stale.unlink()
+    for migration in load_chain():
+        for direction in ("upgrade", "downgrade"):
+            text = migration_sql(migration, direction)
+            if out_dir:
+                (folder / f"{migration.VERSION:03d}_{migration.NAME}.{direction}.sql").write_text(
+                    text
+                )
+            else:
+                run.say(text)

@@ -1,0 +1,94 @@
+"""006 expands (the delivery log), 008 contracts (the unique line key): old code works until 008."""
+
+import psycopg
+import pytest
+from legacy_schema import (
+    applied,
+    create_baseline_without_record,
+    legacy_writes,
+    query,
+    run_ok,
+    seed_legacy_calls,
+)
+
+SCRIPT = "008_transcription_line_key"
+
+
+@pytest.fixture
+def at_007(fresh_database_url):
+    """Return a production-like database with 001..007 applied and one line per call."""
+    url = fresh_database_url
+    create_baseline_without_record(url)
+    seed_legacy_calls(url, 50)
+    run_ok(url, "migrate", "up", "7")  # 001..007; the baseline counts as 000
+    assert applied(url) == [0, 1, 2, 3, 4, 5, 6, 7]
+    return url
+
+
+def repeat_lines(url, copies):
+    """Store the first 10 calls' lines ``copies`` more times, as a retried webhook did."""
+    for _ in range(copies):
+        query(
+            url,
+            'INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp") '
+            'SELECT conversation_id, speaker, message, "timestamp" FROM transcriptions '
+            "WHERE id <= 10 RETURNING id",
+        )
+
+
+def line_key(url):
+    return query(
+        url,
+        "SELECT indisunique, indisvalid FROM pg_index "
+        "WHERE indexrelid = to_regclass('transcriptions_line_key')",
+    )
+
+
+def test_old_code_retrying_a_line_after_006_and_007_still_succeeds(at_007):
+    repeat_lines(at_007, 1)
+    legacy_writes(at_007, "after_007")
+    assert line_key(at_007) == []
+    assert query(at_007, "SELECT count(*) FROM transcriptions") == [(50 + 10 + 1,)]
+
+
+def test_008_moves_duplicate_lines_aside_counts_them_and_downgrade_restores_them(at_007):
+    repeat_lines(at_007, 2)
+    before = query(at_007, "SELECT * FROM transcriptions ORDER BY id")
+    out = run_ok(at_007, SCRIPT)
+    assert "  total: 20 duplicate copies moved aside in " in out
+    assert "    20 copies of 10 lines in transcriptions_duplicates_008" in out
+    assert query(at_007, "SELECT count(*) FROM transcriptions") == [(50,)]
+    assert line_key(at_007) == [(True, True)]
+    run_ok(at_007, SCRIPT, "downgrade")
+    assert query(at_007, "SELECT * FROM transcriptions ORDER BY id") == before
+    assert line_key(at_007) == []
+    assert query(at_007, "SELECT to_regclass('transcriptions_duplicates_008')") == [(None,)]
+
+
+def test_008_without_duplicates_says_so_and_a_rerun_is_a_no_op(at_007):
+    out = run_ok(at_007, SCRIPT)
+    assert "    0 copies of 0 lines in transcriptions_duplicates_008" in out
+    assert run_ok(at_007, SCRIPT).strip().endswith("already applied; nothing to do")
+
+
+def test_after_008_a_repeated_line_is_refused(at_007):
+    run_ok(at_007, SCRIPT)
+    with pytest.raises(psycopg.errors.UniqueViolation, match="transcriptions_line_key"):
+        repeat_lines(at_007, 1)
+
+
+def test_008_rebuilds_a_key_left_invalid_by_a_failed_build(at_007):
+    repeat_lines(at_007, 1)
+    # A concurrent build that meets a duplicate fails and leaves an INVALID index behind.
+    with (
+        psycopg.connect(at_007, autocommit=True) as conn,
+        pytest.raises(psycopg.errors.UniqueViolation),
+    ):
+        conn.execute(
+            "CREATE UNIQUE INDEX CONCURRENTLY transcriptions_line_key ON transcriptions "
+            '(conversation_id, speaker, "timestamp", md5(message))'
+        )
+    assert line_key(at_007) == [(True, False)]
+    out = run_ok(at_007, SCRIPT)
+    assert "transcriptions_line_key is invalid (an earlier build failed); dropping it" in out
+    assert line_key(at_007) == [(True, True)]
