@@ -1,0 +1,93 @@
+"""010: what ElevenLabs made of each call, and the indexes the console searches calls by.
+
+``call_outcomes`` is a table of its own, one row per call (``call_id``), rather
+than columns on ``calls``:
+- it is new and empty, so it and its index are created in one short
+  transaction, and the rollback is one ``DROP TABLE`` — no column dropped from
+  the busiest table;
+- the outcome is written once, late, by one code path (the post-call webhook or
+  reconciliation): an upsert on the primary key makes that write idempotent;
+- the verdict, summary and JSONB answers stay out of the ``calls`` rows every
+  lifecycle step updates and every list scans.
+Creating it takes a brief SHARE ROW EXCLUSIVE lock on ``calls`` for the foreign
+key (under the 1.5 s lock timeout, retried), nothing more. Every column is
+nullable: unknown stays NULL, never 0. ``termination_reason`` and
+``call_duration_secs`` already live on ``calls`` (005).
+
+The console's searches on a multi-million-row ``calls``, built CONCURRENTLY:
+- ``calls_phone_suffix_idx``: the last digits of a number, as
+  ``reverse(phone_number) LIKE '3210%'`` (``text_pattern_ops``, so LIKE can use it
+  whatever the database's collation);
+- ``calls_driver_name_idx``: a driver by the start of their name, any case;
+- ``calls_created_at_idx``: a date range, and the overview's last 24 h / 7 days.
+"""
+
+if __name__ == "__main__":  # run as a script: make the project importable
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from migrations.kit import Migration, Sql, main
+from migrations.steps import ConcurrentIndex, DropIndexConcurrently
+
+MIGRATION = Migration(
+    # 10 once 008 and 009 are in the chain; until then this branch's chain has no gap at 8.
+    version=8,
+    name="call_outcomes",
+    upgrade=[
+        Sql(
+            """
+            CREATE TABLE IF NOT EXISTS call_outcomes (
+                call_id         bigint PRIMARY KEY REFERENCES calls (id),
+                call_successful text,      -- ElevenLabs' verdict: success, failure, unknown
+                summary         text,
+                data_collection jsonb,     -- the driver's answers, {name: value}
+                evaluation      jsonb,     -- evaluation_criteria_results as ElevenLabs sent them
+                cost_credits    bigint,
+                cost_usd        numeric(14, 6),
+                recorded_at     timestamptz NOT NULL DEFAULT now(),
+                updated_at      timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE INDEX IF NOT EXISTS call_outcomes_verdict_idx
+                ON call_outcomes (call_successful, call_id);
+            """
+        ),
+        ConcurrentIndex(
+            "calls_phone_suffix_idx",
+            """
+            CREATE INDEX CONCURRENTLY IF NOT EXISTS calls_phone_suffix_idx
+                ON calls (reverse(phone_number) text_pattern_ops)
+                WHERE phone_number IS NOT NULL
+            """,
+        ),
+        ConcurrentIndex(
+            "calls_driver_name_idx",
+            """
+            CREATE INDEX CONCURRENTLY IF NOT EXISTS calls_driver_name_idx
+                ON calls (lower(driver_name) text_pattern_ops)
+                WHERE driver_name IS NOT NULL
+            """,
+        ),
+        ConcurrentIndex(
+            "calls_created_at_idx",
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS calls_created_at_idx ON calls (created_at)",
+        ),
+    ],
+    downgrade=[
+        DropIndexConcurrently("calls_created_at_idx"),
+        DropIndexConcurrently("calls_driver_name_idx"),
+        DropIndexConcurrently("calls_phone_suffix_idx"),
+        Sql(
+            """
+            -- Rolling back 010 comes after rolling back the code that writes outcomes;
+            -- the outcomes recorded go with the table: take a backup first if they matter.
+            -- squawk-ignore ban-drop-table
+            DROP TABLE IF EXISTS call_outcomes
+            """
+        ),
+    ],
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(MIGRATION))
