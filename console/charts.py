@@ -4,6 +4,7 @@ The template turns a ``Chart`` into ``<rect>`` and ``<text>`` elements; colours
 come from the stylesheet by the series' names, so the page needs no inline style.
 """
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -62,8 +63,9 @@ def stacked_bars(
             base -= tall
             title = f"{hour:%a %H:00} UTC: {counts[n]:,} {labels[name]}"
             chart.bars.append(Bar(LEFT + n * slot + 0.5, base, max(slot - 1, 1), tall, name, title))
-    chart.counts = [(height - BOTTOM - plot_height * f, round(top * f)) for f in (0, 0.5, 1)]
-    every = max(1, len(hours) // 12)  # about a dozen hour labels, whatever the window
+    marks = (0, top // 2, top) if top % 2 == 0 else (0, top)
+    chart.counts = [(height - BOTTOM - plot_height * m / top, m) for m in marks]
+    every = math.ceil(len(hours) / (plot_width / 110))  # a label per 110 units at most
     chart.hours = [
         (LEFT + n * slot + slot / 2, f"{hour:%H}h" if len(hours) <= 24 else f"{hour:%a %H}h")
         for n, hour in enumerate(hours)

@@ -83,12 +83,18 @@ def test_overview_with_an_unknown_window_is_400_naming_it(client, window):
 def test_bars_stack_in_order_and_scale_to_a_round_top():
     hours = [datetime(2026, 11, 25, h, tzinfo=UTC) for h in range(2)]
     chart = charts.stacked_bars(hours, {"a": [3, 0], "b": [1, 4]}, {"a": "A", "b": "B"}, width=244)
-    assert [c for _, c in chart.counts] == [0, 2, 5]  # top: 4 rounded up to 5
+    assert [c for _, c in chart.counts] == [0, 5]  # top: 4 rounded up to 5; no 2.5 line
     a, b, b2 = chart.bars
     assert (a.series, b.series, b2.series) == ("a", "b", "b")
     assert a.y + a.height == 178 and b.y + b.height == a.y  # b sits on a
     assert a.height == pytest.approx(3 / 5 * 170) and b2.height == pytest.approx(4 / 5 * 170)
     assert b2.x == pytest.approx(44 + 100 + 0.5)
+
+
+def test_the_count_axis_has_a_middle_line_only_on_a_whole_number():
+    hours = [datetime(2026, 11, 25, tzinfo=UTC)]
+    assert [c for _, c in charts.stacked_bars(hours, {"a": [7]}, {"a": "A"}).counts] == [0, 5, 10]
+    assert [c for _, c in charts.stacked_bars(hours, {"a": [0]}, {"a": "A"}).counts] == [0, 1]
 
 
 @pytest.mark.parametrize(("value", "top"), [(0, 1), (1, 1), (3, 5), (7, 10), (11, 20), (450, 500)])
