@@ -33,11 +33,15 @@ SELECT date_trunc('hour', created_at, 'UTC') AS hour,
 """
 
 # An answer is collected when the agent extracted a value for at least one item.
+# EXISTS per call, not a join: a join hashes every outcome ever kept to find this window's.
 COMPLETED_CALLS = """
 SELECT count(*),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY c.call_duration_secs),
-       count(*) FILTER (WHERE jsonb_path_exists(o.data_collection, '$.* ? (@ != null)'))
-  FROM calls c LEFT JOIN call_outcomes o ON o.call_id = c.id
+       count(*) FILTER (WHERE EXISTS (
+           SELECT FROM call_outcomes o
+            WHERE o.call_id = c.id
+              AND jsonb_path_exists(o.data_collection, '$.* ? (@ != null)')))
+  FROM calls c
  WHERE c.created_at >= %(since)s AND c.status = 'completed'
 """
 

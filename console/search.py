@@ -52,7 +52,10 @@ class CallRow:
 # The conditions a filter adds, each bound by its own name; only those given appear,
 # so every search is a plain conjunction the planner matches to one index.
 CONDITIONS = {
-    "before_id": "c.id < %(before_id)s",
+    # Older than the call given, in the list's order: a row comparison on calls_created_at_idx.
+    "before_id": (
+        "(c.created_at, c.id) < (SELECT b.created_at, b.id FROM calls b WHERE b.id = %(before_id)s)"
+    ),
     "status": "c.status = %(status)s",
     "driver_id": "c.driver_id = %(driver_id)s",
     "driver_name": r"lower(c.driver_name) LIKE %(driver_name)s ESCAPE '\'",
@@ -69,7 +72,7 @@ SELECT c.id, c.call_sid, c.driver_id, c.driver_name, c.phone_number, c.conversat
        o.call_successful, o.data_collection, o.cost_credits
   FROM calls c LEFT JOIN call_outcomes o ON o.call_id = c.id
 {where}
- ORDER BY c.id DESC
+ ORDER BY c.created_at DESC, c.id DESC
 {limit}
 """
 

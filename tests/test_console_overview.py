@@ -6,7 +6,7 @@ import pytest
 from test_console_search import ANSWERS, complete, make_call
 from test_ops_console import AUTH, add_delivery
 
-from console import charts
+from console import charts, overview
 from models import calls
 
 NOW = datetime.now(UTC)
@@ -100,3 +100,13 @@ def test_the_count_axis_has_a_middle_line_only_on_a_whole_number():
 @pytest.mark.parametrize(("value", "top"), [(0, 1), (1, 1), (3, 5), (7, 10), (11, 20), (450, 500)])
 def test_the_count_axis_ends_on_a_round_number(value, top):
     assert charts.nice_ceiling(value) == top
+
+
+def test_overview_reads_the_window_through_indexes(conn):
+    conn.execute("SET enable_seqscan = off")  # tiny test tables would be scanned otherwise
+    since = {"since": NOW - timedelta(days=7)}
+    for query in (overview.CALLS_BY_HOUR, overview.COMPLETED_CALLS, overview.FAILURE_REASONS):
+        found = "\n".join(r[0] for r in conn.execute("EXPLAIN " + query, since))
+        assert "calls_created_at_idx" in found and "Seq Scan" not in found, found
+    found = "\n".join(r[0] for r in conn.execute("EXPLAIN " + overview.COMPLETED_CALLS, since))
+    assert "call_outcomes_answered_idx" in found, found

@@ -181,6 +181,7 @@ def test_csv_export_needs_credentials(client):
         ("driver=dan", "calls_driver_name_idx"),
         ("call_sid=cs_x", "calls_call_sid_key"),
         ("outcome=failure", "call_outcomes_verdict_idx"),
+        ("from=2026-11-25", "calls_created_at_idx"),
     ],
 )
 def test_searches_use_their_index_not_a_table_scan(conn, query, index):
