@@ -36,7 +36,7 @@ SEED = [
                        failure_reason, created_at, call_duration_secs, termination_reason)
     SELECT 'cs_' || md5(i::text), 1 + mod(i, 5000),
            (ARRAY['Dana', 'Lee', 'Sam', 'Ana', 'Joe'])[1 + mod(i, 5)] || ' ' || mod(i, 5000),
-           '+1415' || lpad(mod(i * 7919, 10000000)::text, 7, '0'),
+           '+1415' || lpad(mod(i::bigint * 7919, 10000000)::text, 7, '0'),
            'conv_' || i,
            CASE WHEN mod(i, 20) < 14 THEN 'completed'
                 WHEN mod(i, 20) < 18 THEN 'failed' ELSE 'initiated' END,
