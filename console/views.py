@@ -32,8 +32,6 @@ bp = Blueprint(
     static_url_path="/static",
 )
 
-# "rejected" stands for every outcome not answered with a 2xx.
-REJECTED = [o for o, status in deliveries.STATUS.items() if status >= 300]
 OUTCOME_FILTERS = ("rejected", *deliveries.STATUS)
 
 # No inline script or style anywhere, so a line of transcript that slips
@@ -211,7 +209,7 @@ def deliveries_page():
         get_conn(),
         limit=filters["limit"] + 1,
         before_id=filters["before_id"],
-        outcomes=REJECTED if outcome == "rejected" else outcome and [outcome],
+        outcomes=overview.REJECTED if outcome == "rejected" else outcome and [outcome],
     )
     has_older = len(page) > filters["limit"]
     page = page[: filters["limit"]]

@@ -104,9 +104,11 @@ def test_the_count_axis_ends_on_a_round_number(value, top):
 
 def test_overview_reads_the_window_through_indexes(conn):
     conn.execute("SET enable_seqscan = off")  # tiny test tables would be scanned otherwise
-    since = {"since": NOW - timedelta(days=7)}
+    since = {"since": NOW - timedelta(days=7), "rejected": overview.REJECTED}
     for query in (overview.CALLS_BY_HOUR, overview.COMPLETED_CALLS, overview.FAILURE_REASONS):
         found = "\n".join(r[0] for r in conn.execute("EXPLAIN " + query, since))
         assert "calls_created_at_idx" in found and "Seq Scan" not in found, found
     found = "\n".join(r[0] for r in conn.execute("EXPLAIN " + overview.COMPLETED_CALLS, since))
     assert "call_outcomes_answered_idx" in found, found
+    found = "\n".join(r[0] for r in conn.execute("EXPLAIN " + overview.REJECTIONS_BY_HOUR, since))
+    assert "webhook_deliveries_outcome_received_at_idx" in found, found
