@@ -1,7 +1,7 @@
 """Read-only queries behind the ops console.
 
 Cheap on tables of millions of rows: the page of calls comes from
-``models.calls.latest`` (keyed by id), and every count here is computed only for
+``console.search`` (keyed by id), and every count here is computed only for
 the calls on that page, through indexes, never for a whole table.
 
 A webhook delivery belongs to a call when it names the call's ``call_sid`` or its

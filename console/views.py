@@ -6,20 +6,19 @@ data in place every few seconds from the same URL with ``?fragment=1``.
 """
 
 import logging
-import re
 from datetime import UTC
 
 import psycopg
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
 from psycopg_pool import PoolTimeout
 
 import auth
 import transcription_helpers
 from api.phone_numbers import mask_phone
-from console import queries
+from console import charts, export, overview, queries, search
 from db import get_conn
 from errors import ApiError
-from models import calls
+from models import calls, outcomes
 from models import webhook_deliveries as deliveries
 from models.calls import BIGINT_MAX
 
@@ -33,15 +32,7 @@ bp = Blueprint(
     static_url_path="/static",
 )
 
-PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
-STATUSES = (calls.INITIATING, calls.INITIATED, calls.FAILED, calls.COMPLETED)
-# "rejected" stands for every outcome not answered with a 2xx.
-REJECTED = [o for o, status in deliveries.STATUS.items() if status >= 300]
 OUTCOME_FILTERS = ("rejected", *deliveries.STATUS)
-# Every call_sid we make (``cs_…``, ``legacy_<id>``) fits; anything else cannot
-# name a call, and refusing it early keeps NUL bytes and megabyte paths off the database.
-CALL_SID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 # No inline script or style anywhere, so a line of transcript that slips
 # past escaping still could not run.
@@ -104,34 +95,6 @@ def database_unavailable(exc):
     return page, 503
 
 
-def _whole_number(args, name: str, *, low: int, high: int, problems: dict) -> int | None:
-    raw = args.get(name, "").strip()
-    if not raw:
-        return None
-    if not re.fullmatch(r"[0-9]{1,19}", raw) or not low <= int(raw) <= high:
-        problems[name] = f"must be a whole number from {low} to {high}"
-        return None
-    return int(raw)
-
-
-def parse_filters(args) -> dict:
-    """Return the list's filters from the query string; raise a 400 naming each bad one."""
-    problems: dict[str, str] = {}
-    status = args.get("status", "").strip() or None
-    if status is not None and status not in STATUSES:
-        problems["status"] = f"must be one of {', '.join(STATUSES)}"
-    filters = {
-        "status": status,
-        "driver_id": _whole_number(args, "driver_id", low=0, high=BIGINT_MAX, problems=problems),
-        "before_id": _whole_number(args, "before", low=1, high=BIGINT_MAX, problems=problems),
-        "limit": _whole_number(args, "limit", low=1, high=MAX_PAGE_SIZE, problems=problems)
-        or PAGE_SIZE,
-    }
-    if problems:
-        raise ApiError("Some filters are not valid.", code="invalid_filter", details=problems)
-    return filters
-
-
 @bp.app_template_filter("ops_time")
 def ops_time(value) -> str:
     """Format a timestamp as UTC to the second, the way operators compare logs."""
@@ -143,39 +106,70 @@ bp.add_app_template_filter(mask_phone, "masked_phone")
 
 
 @bp.get("/")
-def index():
-    """Send the operator to the list of calls."""
-    return redirect(url_for(".calls_page"))
+def overview_page():
+    """Chart how the last 24 hours (or 7 days) of calls and webhooks went."""
+    window = request.args.get("window", "").strip() or "24h"
+    if window not in overview.WINDOWS:
+        raise ApiError(
+            "Some filters are not valid.",
+            code="invalid_filter",
+            details={"window": f"must be one of {', '.join(overview.WINDOWS)}"},
+        )
+    seen = overview.read(get_conn(), window)
+    return render_template(
+        "ops/overview.html",
+        seen=seen,
+        labels=overview.LABELS,
+        calls_chart=charts.stacked_bars(seen.hours, seen.calls, overview.LABELS),
+        rejections_chart=charts.stacked_bars(
+            seen.hours,
+            {"rejected": seen.rejections},
+            {"rejected": "webhooks rejected"},
+            width=640,
+        ),
+    )
 
 
 @bp.get("/calls")
 def calls_page():
-    """Show the latest calls, newest first, with their transcript and webhook counts."""
-    filters = parse_filters(request.args)
+    """Show the calls that match the search, newest first, with their outcome and answers."""
+    filters = search.parse_filters(request.args)
     conn = get_conn()
     # One row more than shown says whether an older page exists, without a count(*).
-    page = calls.latest(conn, **{**filters, "limit": filters["limit"] + 1})
+    page = search.latest(conn, filters, limit=filters["limit"] + 1)
     has_older = len(page) > filters["limit"]
     page = page[: filters["limit"]]
     counts = queries.transcript_counts(conn, [c.conversation_id for c in page if c.conversation_id])
-    deliveries = queries.delivery_counts(conn, page)
     template = "ops/_calls_table.html" if request.args.get("fragment") else "ops/calls.html"
     return render_template(
         template,
         calls=page,
         filters=filters,
-        statuses=STATUSES,
+        form=search.form_values(request.args),
+        statuses=search.STATUSES,
+        verdicts=outcomes.VERDICTS,
         older_than=page[-1].id if has_older else None,
         transcript_counts=counts,
-        delivery_counts=deliveries,
+        delivery_counts=queries.delivery_counts(conn, page),
     )
+
+
+@bp.get("/calls.csv")
+def calls_csv():
+    """Stream every call the search matches as CSV, newest first, in flat memory."""
+    filters = search.parse_filters(request.args)
+    rows = search.every(get_conn(), filters)
+    headers = {"Content-Disposition": 'attachment; filename="calls.csv"'}
+    body = stream_with_context(export.csv_lines(rows))
+    return Response(body, mimetype="text/csv", headers=headers)
 
 
 @bp.get("/calls/<call_sid>")
 def call_page(call_sid: str):
-    """Show one call: its lifecycle, its transcript as a conversation, its webhook deliveries."""
+    """Show one call: lifecycle, outcome and answers, transcript, webhook deliveries."""
     conn = get_conn()
-    call = calls.by_call_sid(conn, call_sid) if CALL_SID_PATTERN.fullmatch(call_sid) else None
+    known = search.CALL_SID_PATTERN.fullmatch(call_sid)
+    call = calls.by_call_sid(conn, call_sid) if known else None
     if call is None:
         raise ApiError(
             "No call has this call_sid.",
@@ -183,10 +177,14 @@ def call_page(call_sid: str):
             code="not_found",
             details={"call_sid": call_sid[:128]},
         )
-    lines = transcription_helpers.transcript(conn, call.conversation_id)
-    deliveries = queries.deliveries(conn, call.call_sid, call.conversation_id)
     template = "ops/_call_detail.html" if request.args.get("fragment") else "ops/call.html"
-    return render_template(template, call=call, lines=lines, deliveries=deliveries)
+    return render_template(
+        template,
+        call=call,
+        outcome=outcomes.of_call(conn, call.id),
+        lines=transcription_helpers.transcript(conn, call.conversation_id),
+        deliveries=queries.deliveries(conn, call.call_sid, call.conversation_id),
+    )
 
 
 def parse_delivery_filters(args) -> dict:
@@ -195,11 +193,11 @@ def parse_delivery_filters(args) -> dict:
     outcome = args.get("outcome", "").strip() or None
     if outcome is not None and outcome not in OUTCOME_FILTERS:
         problems["outcome"] = f"must be one of {', '.join(OUTCOME_FILTERS)}"
-    before = _whole_number(args, "before", low=1, high=BIGINT_MAX, problems=problems)
-    limit = _whole_number(args, "limit", low=1, high=MAX_PAGE_SIZE, problems=problems)
+    before = search.whole_number(args, "before", low=1, high=BIGINT_MAX, problems=problems)
+    limit = search.whole_number(args, "limit", low=1, high=search.MAX_PAGE_SIZE, problems=problems)
     if problems:
         raise ApiError("Some filters are not valid.", code="invalid_filter", details=problems)
-    return {"outcome": outcome, "before_id": before, "limit": limit or PAGE_SIZE}
+    return {"outcome": outcome, "before_id": before, "limit": limit or search.PAGE_SIZE}
 
 
 @bp.get("/deliveries")
@@ -211,7 +209,7 @@ def deliveries_page():
         get_conn(),
         limit=filters["limit"] + 1,
         before_id=filters["before_id"],
-        outcomes=REJECTED if outcome == "rejected" else outcome and [outcome],
+        outcomes=overview.REJECTED if outcome == "rejected" else outcome and [outcome],
     )
     has_older = len(page) > filters["limit"]
     page = page[: filters["limit"]]

@@ -169,3 +169,88 @@ def test_operator_watches_a_call_and_its_webhooks_arrive(
         assert csp_errors == []
     finally:
         context.close()
+
+
+@pytest.fixture
+def signed_in(browser):
+    """Return a page signed in to the console, 1,400 px wide; its context closed after."""
+    context = browser.new_context(
+        http_credentials={"username": "ops", "password": API_TOKEN},
+        viewport={"width": 1400, "height": 900},
+    )
+    page = context.new_page()
+    page.csp_errors = []
+    page.on("console", lambda m: "Content Security Policy" in m.text and page.csp_errors.append(m))
+    yield page
+    context.close()
+
+
+def seed_a_day_of_calls(conn):
+    """Create a few calls of every outcome, the way the webhooks leave them."""
+    from test_console_search import ANSWERS, complete, make_call
+
+    from models import calls
+
+    for n in range(6):
+        answers = {**ANSWERS, "location": "I-80 exit 4" + str(n)} if n % 2 else ANSWERS
+        complete(conn, make_call(conn, driver_id=40 + n), "success", answers, seconds=60 + 9 * n)
+    for reason in ("no-answer", "busy", "ElevenLabs said 429 too_many_concurrent_requests"):
+        calls.mark_failed(
+            conn, make_call(conn, "+14155550999", driver_id=7).call_sid, reason=reason
+        )
+    make_call(conn, driver_id=8)
+
+
+def test_list_fits_1400_px_and_driver_42s_answers_are_two_clicks_away(
+    signed_in, live_server, conn, tmp_path
+):
+    seed_a_day_of_calls(conn)
+    page = signed_in
+    page.goto(live_server + "/ops/calls")
+    page.locator("tr.call").first.wait_for()
+    page.screenshot(path=tmp_path / "calls-1400.png", full_page=True)
+    # Nothing pushed off screen: the page is no wider than the window.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+    for header in ("duration", "outcome", "answers", "rejected"):
+        box = page.get_by_role("columnheader", name=header, exact=True).bounding_box()
+        assert box["x"] + box["width"] <= 1400, header
+
+    page.get_by_label("Driver (id or name)").fill("42")  # first click: search
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**/ops/calls?*driver=42*")
+    row = page.locator("tr.call")
+    assert row.count() == 1
+    assert "10:40" in row.inner_text() and "loaded" in row.inner_text()
+    row.locator("a.sid").click()  # second click: the call
+    page.locator(".outcome").wait_for()
+    outcome = page.locator(".outcome").inner_text()
+    for shown in ("success", "On I-80.", "eta", "10:40", "212 credits"):
+        assert shown in outcome
+    assert (
+        page.get_by_role("link", name="Calls", exact=True).get_attribute("aria-current") == "page"
+    )
+    page.screenshot(path=tmp_path / "call-1400.png", full_page=True)
+    assert page.csp_errors == []
+
+
+def test_overview_charts_the_day_drawn_by_the_server(signed_in, live_server, conn, tmp_path):
+    seed_a_day_of_calls(conn)
+    page = signed_in
+    page.goto(live_server + "/ops/")
+    chart = page.get_by_role("img", name="calls per hour by outcome")
+    chart.wait_for()
+    assert page.locator("#total-calls").inner_text() == "10"
+    kinds = page.evaluate(
+        "[...document.querySelectorAll('svg rect.bar')].map(r => r.classList[1]).sort()"
+    )
+    assert kinds == ["busy", "completed", "failed", "in-progress", "no-answer"]
+    # Coloured by the stylesheet, not by inline style (the page allows none).
+    fill = page.evaluate("getComputedStyle(document.querySelector('rect.completed')).fill")
+    assert fill == "rgb(45, 164, 78)"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+    assert page.get_by_role("link", name="Overview").get_attribute("aria-current") == "page"
+    page.get_by_role("link", name="last 7 days").click()
+    page.wait_for_url("**/ops/?window=7d")
+    assert page.locator("#total-calls").inner_text() == "10"
+    page.screenshot(path=tmp_path / "overview-1400.png", full_page=True)
+    assert page.csp_errors == []

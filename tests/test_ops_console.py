@@ -76,10 +76,34 @@ def test_console_accepts_the_token_as_basic_password_or_bearer(client):
     assert client.get("/ops/calls", headers=bearer).status_code == 200
 
 
-def test_console_root_redirects_to_the_calls(client):
+def test_console_front_page_is_the_overview_and_the_nav_marks_it(client):
     response = client.get("/ops/", headers=AUTH)
-    assert response.status_code == 302
-    assert response.headers["Location"].endswith("/ops/calls")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert '<a href="/ops/" aria-current="page">Overview</a>' in html
+    assert html.count('aria-current="page"') == 2  # the page, and its window (24 h)
+
+
+@pytest.mark.parametrize(
+    ("path", "current"),
+    [
+        ("/ops/calls", "Calls"),
+        ("/ops/deliveries", "Webhook deliveries"),
+        ("/ops/deliveries?outcome=rejected", "rejected"),
+    ],
+)
+def test_nav_marks_the_page_the_operator_is_on(client, path, current):
+    html = client.get(path, headers=AUTH).get_data(as_text=True)
+    marked = [
+        part.split(">", 1)[1].split("<", 1)[0] for part in html.split('aria-current="page"')[1:]
+    ]
+    assert marked == [current]
+
+
+def test_call_page_is_under_calls_in_the_nav(client, conn):
+    call = make_call(conn)
+    html = client.get(f"/ops/calls/{call.call_sid}", headers=AUTH).get_data(as_text=True)
+    assert 'aria-current="page">Calls</a>' in html
 
 
 def test_list_shows_the_latest_calls_newest_first(client, conn):
@@ -90,7 +114,7 @@ def test_list_shows_the_latest_calls_newest_first(client, conn):
     assert response.status_code == 200
     assert rows(response) == [second.call_sid, first.call_sid]
     html = response.get_data(as_text=True)
-    assert "conv_a" in html and "Dana" in html and "failed" in html
+    assert "Dana" in html and "failed" in html and "ElevenLabs said 429 system_busy" in html
 
 
 def test_list_counts_transcript_lines_and_deliveries_per_call(client, conn):
@@ -119,7 +143,7 @@ def test_list_counts_transcript_lines_and_deliveries_per_call(client, conn):
     ]
 
 
-def test_list_filters_by_status_and_driver_id(client, conn):
+def test_list_filters_by_status_and_driver(client, conn):
     seven = make_call(conn, driver_id=7, conversation_id="conv_7")
     eight = make_call(conn, driver_id=8)
     calls.mark_failed(conn, eight.call_sid, reason="busy")
@@ -127,10 +151,10 @@ def test_list_filters_by_status_and_driver_id(client, conn):
 
     assert rows(client.get("/ops/calls?status=failed", headers=AUTH)) == [eight.call_sid]
     assert rows(client.get("/ops/calls?status=initiating", headers=AUTH)) == [nine.call_sid]
-    assert rows(client.get("/ops/calls?driver_id=7", headers=AUTH)) == [seven.call_sid]
-    assert rows(client.get("/ops/calls?driver_id=7&status=failed", headers=AUTH)) == []
+    assert rows(client.get("/ops/calls?driver=7", headers=AUTH)) == [seven.call_sid]
+    assert rows(client.get("/ops/calls?driver=7&status=failed", headers=AUTH)) == []
     # An empty field in the filter form means "any".
-    assert len(rows(client.get("/ops/calls?status=&driver_id=", headers=AUTH))) == 3
+    assert len(rows(client.get("/ops/calls?status=&driver=&phone=&from=", headers=AUTH))) == 3
 
 
 def test_list_pages_by_id_towards_older_calls(client, conn):
@@ -153,12 +177,20 @@ def test_list_pages_by_id_towards_older_calls(client, conn):
         ("status=<script>", "status"),
         ("status=done", "status"),
         ("status=%00", "status"),
-        ("driver_id=abc", "driver_id"),
-        ("driver_id=-1", "driver_id"),
-        ("driver_id=1e3", "driver_id"),
-        ("driver_id=1.5", "driver_id"),
-        ("driver_id=99999999999999999999", "driver_id"),
-        ("driver_id=%00", "driver_id"),
+        ("driver=99999999999999999999", "driver"),
+        ("driver=%00", "driver"),
+        ("driver=" + "a" * 101, "driver"),
+        ("phone=12", "phone"),
+        ("phone=0123x", "phone"),
+        ("phone=1234567890123456", "phone"),
+        ("phone=%EF%BC%91%EF%BC%92%EF%BC%93", "phone"),  # full-width digits
+        ("call_sid=cs%20x", "call_sid"),
+        ("call_sid=" + "a" * 129, "call_sid"),
+        ("from=2026-13-01", "from"),
+        ("from=yesterday", "from"),
+        ("to=2026-02-30", "to"),
+        ("from=2026-11-26&to=2026-11-25", "to"),
+        ("outcome=maybe", "outcome"),
         ("before=0", "before"),
         ("before=x", "before"),
         ("limit=0", "limit"),
@@ -353,7 +385,9 @@ def test_console_with_the_database_unreachable_is_503_not_500(
         app.extensions["db_pool"].close()
 
 
-FILTER_NAMES = st.sampled_from(["status", "driver_id", "before", "limit", "outcome", "fragment"])
+FILTER_NAMES = st.sampled_from(
+    ["status", "driver", "phone", "call_sid", "from", "to", "before", "limit", "outcome", "window"]
+)
 
 
 @settings(
@@ -364,7 +398,8 @@ FILTER_NAMES = st.sampled_from(["status", "driver_id", "before", "limit", "outco
     call_sid=st.text(min_size=1, max_size=300),
 )
 def test_console_answers_any_input_with_a_page_or_a_4xx(client, query, call_sid):
-    for path in ("/ops/calls", "/ops/deliveries", "/ops/calls/" + quote(call_sid, safe="")):
+    paths = ("/ops/", "/ops/calls", "/ops/calls.csv", "/ops/deliveries")
+    for path in (*paths, "/ops/calls/" + quote(call_sid, safe="")):
         response = client.get(f"{path}?{urlencode(query)}", headers=AUTH)
         # 308: werkzeug merging the slashes of a call_sid such as "/0", before any view.
         assert response.status_code in (200, 308, 400, 404), (path, query)

@@ -1,0 +1,152 @@
+"""A call's outcome: what ElevenLabs made of the conversation — verdict, summary, answers, cost.
+
+Read from a post-call webhook's ``data`` or from ``GET /v1/convai/conversations/{id}``
+(the same shape), kept in ``call_outcomes`` (010), one row per call. Unknown stays
+None (NULL), never 0. ``termination_reason`` and the duration belong to the call
+row (005), written when the call completes; ``of_call`` reads them with the rest.
+Functions take a connection first and never commit on their own account.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from models.calls import BIGINT_MAX
+
+VERDICTS = ("success", "failure", "unknown")
+
+
+@dataclass
+class Outcome:
+    """What is known of how a call went; None where it is not (yet) known."""
+
+    call_successful: str | None = None
+    summary: str | None = None
+    data_collection: dict | None = None  # {name: value}, the driver's answers
+    evaluation: dict | None = None  # evaluation_criteria_results as ElevenLabs sent them
+    cost_credits: int | None = None
+    cost_usd: Decimal | None = None
+    termination_reason: str | None = None
+    duration_secs: int | None = None
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _count(value) -> int | None:
+    # bool is an int to Python, never a count to ElevenLabs; 16.0 is 16; nan and inf are not.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= BIGINT_MAX else None
+
+
+def answers(results) -> dict | None:
+    """Flatten ElevenLabs' ``{name: {value, rationale, …}}`` to ``{name: value}``."""
+    if not isinstance(results, dict):
+        return None
+    return {
+        str(name): item.get("value") for name, item in results.items() if isinstance(item, dict)
+    }
+
+
+def outcome_from_conversation(data: dict, *, usd_per_credit: Decimal | None = None) -> Outcome:
+    """Read the outcome from a conversation's ``data``; any field may be missing or null.
+
+    ElevenLabs prices a call in credits (``metadata.cost``); dollars are known only
+    from the plan's price of a credit, when the caller knows it.
+    """
+    data = _dict(data)
+    analysis, metadata = _dict(data.get("analysis")), _dict(data.get("metadata"))
+    verdict = analysis.get("call_successful")
+    evaluation = analysis.get("evaluation_criteria_results")
+    credits = _count(metadata.get("cost"))
+    return Outcome(
+        call_successful=verdict if verdict in VERDICTS else None,
+        summary=_text(analysis.get("transcript_summary")),
+        data_collection=answers(analysis.get("data_collection_results")),
+        evaluation=evaluation if isinstance(evaluation, dict) else None,
+        cost_credits=credits,
+        cost_usd=None if credits is None or usd_per_credit is None else credits * usd_per_credit,
+        termination_reason=_text(metadata.get("termination_reason")),
+        duration_secs=_count(metadata.get("call_duration_secs")),
+    )
+
+
+# Known values are never replaced by unknown ones; a row that would not change
+# is not written (RETURNING nothing), so a repeat says "nothing changed".
+SAVE = """
+INSERT INTO call_outcomes AS o
+       (call_id, call_successful, summary, data_collection, evaluation, cost_credits, cost_usd)
+VALUES (%(call_id)s, %(call_successful)s, %(summary)s, %(data_collection)s, %(evaluation)s,
+        %(cost_credits)s, %(cost_usd)s)
+ON CONFLICT (call_id) DO UPDATE
+   SET call_successful = COALESCE(EXCLUDED.call_successful, o.call_successful),
+       summary = COALESCE(EXCLUDED.summary, o.summary),
+       data_collection = COALESCE(EXCLUDED.data_collection, o.data_collection),
+       evaluation = COALESCE(EXCLUDED.evaluation, o.evaluation),
+       cost_credits = COALESCE(EXCLUDED.cost_credits, o.cost_credits),
+       cost_usd = COALESCE(EXCLUDED.cost_usd, o.cost_usd),
+       updated_at = now()
+ WHERE (o.call_successful, o.summary, o.data_collection, o.evaluation, o.cost_credits, o.cost_usd)
+       IS DISTINCT FROM
+       (COALESCE(EXCLUDED.call_successful, o.call_successful),
+        COALESCE(EXCLUDED.summary, o.summary),
+        COALESCE(EXCLUDED.data_collection, o.data_collection),
+        COALESCE(EXCLUDED.evaluation, o.evaluation),
+        COALESCE(EXCLUDED.cost_credits, o.cost_credits),
+        COALESCE(EXCLUDED.cost_usd, o.cost_usd))
+RETURNING call_id
+"""
+
+OF_CALL = """
+SELECT o.call_successful, o.summary, o.data_collection, o.evaluation, o.cost_credits,
+       o.cost_usd, c.termination_reason, c.call_duration_secs AS duration_secs
+  FROM calls c LEFT JOIN call_outcomes o ON o.call_id = c.id
+ WHERE c.id = %s
+"""
+
+
+def save(conn, call_id: int, outcome: Outcome) -> bool:
+    """Store a call's outcome, keeping what is known; return whether anything changed."""
+    params = {
+        "call_id": call_id,
+        "call_successful": outcome.call_successful,
+        "summary": outcome.summary,
+        "data_collection": None
+        if outcome.data_collection is None
+        else Jsonb(outcome.data_collection),
+        "evaluation": None if outcome.evaluation is None else Jsonb(outcome.evaluation),
+        "cost_credits": outcome.cost_credits,
+        "cost_usd": outcome.cost_usd,
+    }
+    return conn.execute(SAVE, params).fetchone() is not None
+
+
+def of_call(conn, call_id: int) -> Outcome | None:
+    """Return what is known of the call's outcome (all None before any), or None for no call."""
+    with conn.cursor(row_factory=class_row(Outcome)) as cur:
+        return cur.execute(OF_CALL, (call_id,)).fetchone()
+
+
+def as_json(outcome: Outcome) -> dict:
+    """Return the API's ``outcome`` object: every member present, null until known."""
+    return {
+        "call_successful": outcome.call_successful,
+        "summary": outcome.summary,
+        "data_collection": outcome.data_collection,
+        "termination_reason": outcome.termination_reason,
+        "duration_secs": outcome.duration_secs,
+        "cost": {
+            "credits": outcome.cost_credits,
+            "usd": None if outcome.cost_usd is None else float(outcome.cost_usd),
+        },
+    }
