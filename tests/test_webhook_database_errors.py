@@ -12,15 +12,16 @@ import time
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
-from test_webhook_replay import SINCE, replay
 from webhook_signing import (
     POST_CALL,
+    SINCE,
     TRANSCRIPTION,
     deliveries,
     fixture,
     lines,
     make_call,
     post_signed,
+    replay,
 )
 
 import db

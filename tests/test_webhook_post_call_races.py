@@ -9,8 +9,15 @@ import threading
 
 import psycopg
 import pytest
-from test_webhook_post_call import failure_event, transcription_event
-from webhook_signing import POST_CALL, deliveries, lines, make_call, post_signed
+from webhook_signing import (
+    POST_CALL,
+    deliveries,
+    failure_event,
+    lines,
+    make_call,
+    post_signed,
+    transcription_event,
+)
 
 from app import create_app
 from models import calls

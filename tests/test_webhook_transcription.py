@@ -19,11 +19,8 @@ from webhook_signing import (
     signature_header,
 )
 
+import transcription_helpers as helpers
 from elevenlabs import signature as webhook_signature
-from elevenlabs.payloads import Line, LineDelivery
-from models.webhook_deliveries import TRANSCRIPTION as TRANSCRIPTION_ENDPOINT
-from webhooks import apply
-from webhooks_elevenlabs import Received
 
 AT = datetime(2026, 11, 25, 10, 20, tzinfo=UTC)
 
@@ -222,8 +219,6 @@ def test_unsigned_webhook_is_accepted_when_no_secret_is_configured(app_config, c
 
 
 def test_read_back_transcript_is_in_time_order(client, conn):
-    import transcription_helpers as helpers
-
     call = make_call(conn)
     for second, words in ((9, "third"), (0, "first"), (5, "second")):
         stamp = int(AT.timestamp()) + second
@@ -253,12 +248,10 @@ def test_explain_of_the_webhooks_own_statement_uses_indexes_not_a_scan_of_calls(
         "FROM generate_series(1, 5000) AS g"
     )
     conn.execute("ANALYZE calls")
-    delivery = LineDelivery(call_sid, conversation_id, Line("agent", "On my way.", AT))
-    received = Received(TRANSCRIPTION_ENDPOINT, b"{}", 2, False, None, signature_valid=True)
-    statement, params = apply.line_statement(
-        delivery, {"call_sid": call_sid}, received.recorder(conn)
-    )
-    plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + statement, params))
+    params = {"call_sid": call_sid, "conversation_id": conversation_id}
+    params.update(speaker="agent", message="On my way.", timestamp=AT)
+    explain = "EXPLAIN " + helpers.SAVE_WEBHOOK_LINE
+    plan = "\n".join(row[0] for row in conn.execute(explain, params))
     assert "Seq Scan on calls" not in plan, plan
     for index in indexes:
         assert f"Index Scan using {index} on calls" in plan, plan

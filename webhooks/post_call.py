@@ -17,6 +17,7 @@ from elevenlabs.payloads import Rejected, informational, malformed, number, obj,
 from models import calls
 from models import webhook_deliveries as deliveries
 from models.calls import Call
+from models.webhook_deliveries import Outcome
 
 POST_CALL_TRANSCRIPTION = "post_call_transcription"
 CALL_INITIATION_FAILURE = "call_initiation_failure"
@@ -40,33 +41,30 @@ class PostCallEvent:
     notes: tuple[str, ...] = ()  # what was cut or ignored, said in the delivery's reason
 
 
-def apply(conn, document) -> tuple[str, str | None]:
-    """Apply a post-call envelope; return its outcome and why."""
+def apply(conn, document) -> Outcome:
+    """Apply a post-call envelope; return its outcome, or raise Rejected having changed nothing.
+
+    The caller runs it in a transaction (or a savepoint) that a Rejected rolls back.
+    """
     envelope = obj(document, "the body")
     event_type = text(envelope.get("type"), "type")
     if event_type not in (POST_CALL_TRANSCRIPTION, CALL_INITIATION_FAILURE):
-        return deliveries.ACKNOWLEDGED, f"{event_type} events are acknowledged, not stored"
+        return Outcome(deliveries.ACKNOWLEDGED, f"{event_type} events are acknowledged, not stored")
     event = parse(event_type, obj(envelope.get("data"), "data"))
     call = attach_conversation(conn, find_call(conn, event), event)
     if event.type == CALL_INITIATION_FAILURE:
         outcome, reason = _fail(conn, call, event)
     else:
         outcome, reason = _complete(conn, call, event)
-    return outcome, "; ".join((reason, *event.notes))
+    return Outcome(outcome, "; ".join((reason, *event.notes)))
 
 
 def parse(event_type: str, data: dict) -> PostCallEvent:
     """Return the checked event of an envelope's ``data``, or raise Rejected."""
-    client = obj(
-        data.get("conversation_initiation_client_data"),
-        "data.conversation_initiation_client_data",
-        required=False,
-    )
-    variables = obj(client.get("dynamic_variables"), "dynamic_variables", required=False)
     metadata = obj(data.get("metadata"), "data.metadata", required=False)
     notes = []  # what was cut or ignored of fields kept only for the record
     ids = {
-        "call_sid": text(variables.get("call_sid"), "dynamic_variables.call_sid", required=False),
+        "call_sid": payloads.call_sid_variable(data),
         "conversation_id": text(
             data.get("conversation_id"), "data.conversation_id", required=False
         ),
@@ -155,7 +153,7 @@ def _duration(value, notes: list) -> int | None:
     try:
         seconds = number(value, field, required=False)
     except Rejected as rejection:
-        notes.append(f"{rejection.reason}: ignored")
+        notes.append(f"{rejection.outcome.reason}: ignored")
         return None
     if seconds is not None and not 0 <= seconds <= MAX_DURATION_SECS:
         notes.append(f"{field} is out of range ({seconds}): ignored")
