@@ -81,6 +81,27 @@ def test_line_sent_by_call_sid_and_again_by_conversation_id_is_stored_once(clien
     assert len(lines(conn, "conv_both_keys")) == 1
 
 
+def test_line_naming_both_a_calls_call_sid_and_its_conversation_id_is_stored_once(client, conn):
+    call = make_call(conn, "conv_named_twice")
+    both = line(call.call_sid, conversation_id="conv_named_twice")
+    first = post_signed(client, TRANSCRIPTION, both)
+    second = post_signed(client, TRANSCRIPTION, both)
+    assert [r.get_json()["status"] for r in (first, second)] == ["accepted", "duplicate"]
+    assert len(lines(conn, "conv_named_twice")) == 1
+    assert [d["outcome"] for d in deliveries(conn)] == ["accepted", "duplicate"]
+
+
+def test_line_naming_one_calls_call_sid_and_anothers_conversation_id_goes_to_the_call_sid(
+    client, conn
+):
+    call = make_call(conn, "conv_by_call_sid")
+    make_call(conn, "conv_of_another_call")
+    both = line(call.call_sid, conversation_id="conv_of_another_call")
+    assert post_signed(client, TRANSCRIPTION, both).get_json()["status"] == "accepted"
+    assert len(lines(conn, "conv_by_call_sid")) == 1
+    assert lines(conn, "conv_of_another_call") == []
+
+
 def test_lines_differing_only_in_message_speaker_or_time_are_all_kept(client, conn):
     call = make_call(conn)
     for fields in ({}, {"message": "Other words."}, {"speaker": "user"}, {"timestamp": 1795600001}):
