@@ -53,18 +53,20 @@ def throwaway_database() -> Iterator[tuple[str, int]]:
 
 @contextlib.contextmanager
 def running_app(
-    settings: dict[str, str], app: str | None = None
+    settings: dict[str, str], app: str | None = None, options: list[str] = ()
 ) -> Iterator[tuple[subprocess.Popen, int]]:
     """Run an app (ours by default) under gunicorn with our production config.
 
     Yields (process, port) once it answers. Another ``app`` is a ``module:factory()``
-    under bench/ (a floor to compare with), served by the same settings.
+    under bench/ (a floor to compare with), served by the same settings but for
+    gunicorn ``options`` given on the command line.
     """
     port = free_port()
     env = {**os.environ, **settings, "HOST": "127.0.0.1", "PORT": str(port)}
     env["PYTHONPATH"] = os.pathsep.join((str(ROOT / "bench"), env.get("PYTHONPATH", "")))
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", *options]
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app or "app:create_app()"],
+        [*command, app or "app:create_app()"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
