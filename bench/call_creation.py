@@ -120,10 +120,11 @@ def floor_app():
     return app
 
 
-# The floor under gunicorn's sync workers, as a plain Flask app is commonly served;
+# The floor under gunicorn's sync workers (one request at a time per worker, no
+# keep-alive; gunicorn turns sync into gthread when threads > 1, hence --threads 1),
 # the project under its production settings (gthread).
 FLOOR_AND_PROJECT = (
-    ("floor", "call_creation:floor_app()", ["--worker-class", "sync"]),
+    ("floor", "call_creation:floor_app()", ["--worker-class", "sync", "--threads", "1"]),
     ("project", None, []),
 )
 
