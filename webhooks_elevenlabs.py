@@ -1,13 +1,13 @@
 """Blueprint ``/webhooks/elevenlabs``: what ElevenLabs sends back about our calls.
 
 Every request is recorded in ``webhook_deliveries`` before it is answered,
-whatever the answer: ElevenLabs never retries a 4xx, so the log is the only
-trace of what was refused, and ``python -m ops replay`` replays it from there.
+whatever the answer (but for unsigned ones over their budget): ElevenLabs never
+retries a 4xx, so the log is the only trace of what was refused, and
+``python -m ops replay`` replays it from there.
 """
 
 import logging
 import sys
-import threading
 import time
 from dataclasses import dataclass
 
@@ -23,6 +23,7 @@ from models import webhook_deliveries as deliveries
 from models.webhook_deliveries import Outcome
 from observability import logs, metrics
 from webhooks import apply
+from webhooks.budget import Budget
 
 bp = Blueprint("webhooks_elevenlabs", __name__, url_prefix="/webhooks/elevenlabs")
 logger = logging.getLogger(__name__)
@@ -209,27 +210,6 @@ def _record_refused(conn, incoming: Incoming) -> int | None:
 def _make_unsigned_budget(state) -> None:
     per_minute = state.app.config.get("WEBHOOK_UNSIGNED_PER_MINUTE", UNSIGNED_PER_MINUTE)
     state.app.extensions["webhook_unsigned_budget"] = Budget(per_minute)
-
-
-class Budget:
-    """A token bucket: ``take`` succeeds ``per_minute`` times a minute, in bursts up to that."""
-
-    def __init__(self, per_minute: int):
-        self.per_minute = per_minute
-        self.tokens = float(per_minute)
-        self.at = time.monotonic()
-        self.lock = threading.Lock()
-
-    def take(self) -> bool:
-        """Spend one token if there is one; return whether there was."""
-        with self.lock:
-            now = time.monotonic()
-            refill = (now - self.at) * self.per_minute / 60
-            self.tokens, self.at = min(self.per_minute, self.tokens + refill), now
-            if self.tokens < 1:
-                return False
-            self.tokens -= 1
-            return True
 
 
 def _record_error(incoming: Incoming) -> None:

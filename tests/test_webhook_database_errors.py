@@ -7,7 +7,6 @@ it later either way.
 """
 
 import threading
-import time
 
 import psycopg
 import pytest
@@ -22,6 +21,7 @@ from webhook_signing import (
     make_call,
     post_signed,
     replay,
+    service_backend_waiting_on_a_lock,
 )
 
 import db
@@ -130,20 +130,6 @@ def test_only_a_lost_connection_counts_as_the_database_unreachable(database_url,
         with pytest.raises(psycopg.errors.QueryCanceled) as cancelled:
             busy.execute("SELECT pg_sleep(1)")
         assert not db.unreachable(cancelled.value, busy)
-
-
-def service_backend_waiting_on_a_lock(conn, timeout: float = 10.0) -> int:
-    """Return the pid of the service's connection that waits on a lock."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = conn.execute(
-            "SELECT pid FROM pg_stat_activity "
-            "WHERE application_name = 'call-sid-service' AND wait_event_type = 'Lock'"
-        ).fetchone()
-        if row:
-            return row[0]
-        time.sleep(0.02)
-    raise AssertionError("no service connection waits on a lock")
 
 
 @pytest.mark.parametrize("path", [POST_CALL, TRANSCRIPTION])

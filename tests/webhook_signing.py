@@ -151,3 +151,17 @@ def replay(database_url, *args, env_url=False):
     if env_url:
         return run_module("ops", "replay", *args, database_url=database_url)
     return run_module("ops", "replay", *args, "--database-url", database_url, database_url=None)
+
+
+def service_backend_waiting_on_a_lock(conn, timeout: float = 10.0) -> int:
+    """Return the pid of the service's connection that waits on a lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE application_name = 'call-sid-service' AND wait_event_type = 'Lock'"
+        ).fetchone()
+        if row:
+            return row[0]
+        time.sleep(0.02)
+    raise AssertionError("no service connection waits on a lock")
