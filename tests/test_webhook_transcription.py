@@ -5,9 +5,9 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from conftest import WEBHOOK_SECRET
 from webhook_signing import (
     TRANSCRIPTION,
+    WEBHOOK_SECRET,
     body_of,
     deliveries,
     fixture,
