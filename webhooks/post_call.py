@@ -6,6 +6,7 @@ conversation_id takes the envelope's. The guarded transitions of ``models.calls`
 keep a final status final, so a late or repeated event never moves a call back.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,10 +54,10 @@ def apply(conn, document) -> Outcome:
     event = parse(event_type, obj(envelope.get("data"), "data"))
     call = attach_conversation(conn, find_call(conn, event), event)
     if event.type == CALL_INITIATION_FAILURE:
-        outcome, reason = _fail(conn, call, event)
+        outcome = _fail(conn, call, event)
     else:
-        outcome, reason = _complete(conn, call, event)
-    return Outcome(outcome, "; ".join((reason, *event.notes)))
+        outcome = _complete(conn, call, event)
+    return dataclasses.replace(outcome, reason="; ".join((outcome.reason, *event.notes)))
 
 
 def parse(event_type: str, data: dict) -> PostCallEvent:
@@ -219,7 +220,7 @@ def _contradiction(conn, call: Call, wanted: str) -> str:
     return f"the event gives call {call.call_sid} conversation_id {wanted!r}, but {holder} has it"
 
 
-def _complete(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
+def _complete(conn, call: Call, event: PostCallEvent) -> Outcome:
     """Save the transcript and complete the call; a repeat changes nothing."""
     if event.turns and call.conversation_id is None:
         raise Rejected(
@@ -239,21 +240,21 @@ def _complete(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
         twilio_call_sid=event.twilio_call_sid,
     )
     if completed is None and not new_lines:
-        return deliveries.DUPLICATE, "transcript already saved and call already completed"
-    return deliveries.ACCEPTED, f"{new_lines} new lines; call {call.call_sid} completed"
+        return Outcome(deliveries.DUPLICATE, "transcript already saved and call already completed")
+    return Outcome(deliveries.ACCEPTED, f"{new_lines} new lines; call {call.call_sid} completed")
 
 
-def _fail(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
+def _fail(conn, call: Call, event: PostCallEvent) -> Outcome:
     """Mark the call failed, unless it already ended."""
     reason = event.failure_reason or "unknown"
     if calls.mark_failed(conn, call.call_sid, reason=reason) is not None:
-        return deliveries.ACCEPTED, f"call {call.call_sid} failed: {reason}"
+        return Outcome(deliveries.ACCEPTED, f"call {call.call_sid} failed: {reason}")
     # What stopped the update is the status now, not the one read before it: a
     # completion may have been committed in between.
     status = calls.by_call_sid(conn, call.call_sid).status
     if status == calls.COMPLETED:
-        return (
+        return Outcome(
             deliveries.STALE,
             f"call {call.call_sid} already completed; a late failure cannot undo it",
         )
-    return deliveries.DUPLICATE, f"call {call.call_sid} was already {status}"
+    return Outcome(deliveries.DUPLICATE, f"call {call.call_sid} was already {status}")
