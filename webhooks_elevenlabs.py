@@ -135,7 +135,7 @@ def read_request(endpoint: str) -> Incoming:
     secret = current_app.config["ELEVENLABS_WEBHOOK_SECRET"]
     limit = current_app.config.get("WEBHOOK_READ_LIMITS", READ_LIMITS)[endpoint]
     try:
-        fresh = _fresh(header) if secret else None
+        timed = _timed(header) if secret else None
     except SignatureError as exc:
         # No body can make this header valid: keep a prefix to inspect, read no more.
         body = _read(INSPECTION_PREFIX + 1)
@@ -148,7 +148,7 @@ def read_request(endpoint: str) -> Incoming:
         incoming.rejection = Outcome(deliveries.REJECTED_MALFORMED, reason)
     elif secret:
         try:
-            signed(secret, fresh, body)
+            signed(secret, timed, body)
             incoming.signature_valid = True
         except SignatureError as exc:
             incoming.signature_valid = False
@@ -156,7 +156,8 @@ def read_request(endpoint: str) -> Incoming:
     return incoming
 
 
-def _fresh(header: str | None) -> tuple[str, list[str]]:
+def _timed(header: str | None) -> tuple[str, list[str]]:
+    """Return the header's timestamp and digests if it is within our window; else raise."""
     config = current_app.config
     past, future = config["WEBHOOK_TOLERANCE_PAST"], config["WEBHOOK_TOLERANCE_FUTURE"]
     return fresh(header, now=time.time(), past=past, future=future)
