@@ -28,14 +28,25 @@ class TranscriptLine:
     timestamp: datetime
 
 
-# The two-step look-up and the save of a per-line webhook, as two CTEs of the one
-# statement that also records the delivery (``webhooks.apply``): ``found`` is the
-# call named, by call_sid first (call_sid -> call -> its conversation_id), else by
-# conversation_id (the legacy key, during a rollback; the second branch runs only
-# when no call has the call_sid); ``line`` is the line inserted under the call's
-# conversation, a row only when it was new.
-WEBHOOK_LINE_CTES = f"""
-    found AS (
+@dataclass(frozen=True)
+class LineSave:
+    """What saving a per-line webhook found: the call it names, if any, and if the line was new."""
+
+    call_sid: str | None
+    conversation_id: str | None
+    status: str | None
+    new: bool
+
+
+# The two-step look-up and the save of a per-line webhook, in one statement:
+# ``found`` is the call named by call_sid (call_sid -> call -> its
+# conversation_id), else by conversation_id (the legacy key, during a rollback;
+# that branch runs only when no call has the call_sid, so a line naming both keys
+# of one call finds it once); ``line`` is the line inserted under the call's
+# conversation, a row only when it was new. Exactly one row comes back, with
+# NULLs when no call is named.
+SAVE_WEBHOOK_LINE = f"""
+    WITH found AS (
         SELECT call_sid, conversation_id, status FROM calls WHERE call_sid = %(call_sid)s
         UNION ALL
         SELECT call_sid, conversation_id, status FROM calls
@@ -44,13 +55,25 @@ WEBHOOK_LINE_CTES = f"""
     ),
     line AS (
         INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp")
-        SELECT conversation_id, %(speaker)s, %(message)s, %(at)s
+        SELECT conversation_id, %(speaker)s, %(message)s, %(timestamp)s
           FROM found
          WHERE conversation_id IS NOT NULL
         ON CONFLICT {LINE_KEY} DO NOTHING
         RETURNING 1
     )
+    SELECT found.call_sid, found.conversation_id, found.status,
+           EXISTS (SELECT FROM line) AS new
+      FROM (SELECT) AS one LEFT JOIN found ON true
 """
+
+
+def save_webhook_line(
+    conn, call_sid: str | None, conversation_id: str | None, line: TranscriptLine
+) -> LineSave:
+    """Save a per-line webhook's line under the conversation of the call it names."""
+    with conn.cursor(row_factory=class_row(LineSave)) as cur:
+        params = {"call_sid": call_sid, "conversation_id": conversation_id, **vars(line)}
+        return cur.execute(SAVE_WEBHOOK_LINE, params).fetchone()
 
 
 def call_by_twilio_call_sid(conn, twilio_call_sid: str) -> Call | None:

@@ -1,8 +1,9 @@
 """Blueprint ``/webhooks/elevenlabs``: what ElevenLabs sends back about our calls.
 
 Every request is recorded in ``webhook_deliveries`` before it is answered,
-whatever the answer: ElevenLabs never retries a 4xx, so the log is the only
-trace of what was refused, and ``python -m ops replay`` replays it from there.
+whatever the answer (but for unsigned ones over their budget): ElevenLabs never
+retries a 4xx, so the log is the only trace of what was refused, and
+``python -m ops replay`` replays it from there.
 """
 
 import logging
@@ -15,13 +16,14 @@ from flask import Blueprint, current_app, request
 from psycopg_pool import PoolTimeout
 
 from db import fresh_conn, get_conn, unreachable
-from elevenlabs import payloads as payloads
-from elevenlabs.signature import HEADER, SignatureError, verify
+from elevenlabs import payloads
+from elevenlabs.signature import HEADER, SignatureError, fresh, signed
 from errors import ApiError, first_line
 from models import webhook_deliveries as deliveries
+from models.webhook_deliveries import Outcome
 from observability import logs, metrics
 from webhooks import apply
-from webhooks.apply import Outcome
+from webhooks.budget import Budget
 
 bp = Blueprint("webhooks_elevenlabs", __name__, url_prefix="/webhooks/elevenlabs")
 logger = logging.getLogger(__name__)
@@ -36,6 +38,11 @@ READ_LIMITS = {deliveries.TRANSCRIPTION: 64 * 1024, deliveries.POST_CALL: 32 * 1
 # oversized one, or an event we acknowledge without storing (audio: MBs a call).
 STORED_LIMIT = 1024 * 1024
 INSPECTION_PREFIX = 4 * 1024
+# Deliveries not known to be ElevenLabs' (a bad or missing signature, or too big
+# to check) recorded per minute and worker, beyond which they are answered but
+# not recorded (counted in webhook_deliveries_unrecorded_total): at most
+# 4 KiB each, so at most ~0.5 MiB a minute per worker whatever a sender does.
+UNSIGNED_PER_MINUTE = 120
 
 MESSAGES = {
     deliveries.REJECTED_SIGNATURE: (
@@ -51,8 +58,11 @@ MESSAGES = {
 
 
 @dataclass
-class Received:
-    """A request as it arrived: the body read (up to the limit), its size, its signature."""
+class Incoming:
+    """A request as it arrived: the body read (up to the limit), its size, its signature.
+
+    ``rejection`` is set when screening refused it: oversized, or not signed.
+    """
 
     endpoint: str
     body: bytes
@@ -60,16 +70,20 @@ class Received:
     oversized: bool
     signature_header: str | None
     signature_valid: bool | None = None
+    rejection: Outcome | None = None
 
-    def record(self, conn, outcome: Outcome, http_status: int | None = None) -> int:
-        """Insert this delivery into the log with its outcome; return its id."""
-        return deliveries.record(
-            conn,
-            **self._logged(kept_whole=outcome.outcome != deliveries.ACKNOWLEDGED),
-            identifiers=outcome.identifiers,
-            outcome=outcome.outcome,
-            reason=outcome.reason,
-            http_status=http_status,
+    def logged(self, outcome: Outcome) -> deliveries.Received:
+        """Return the log's columns that come from the request itself."""
+        trusted = self.signature_valid is not False and not self.oversized
+        whole = trusted and outcome.outcome != deliveries.ACKNOWLEDGED
+        keep = STORED_LIMIT if whole else INSPECTION_PREFIX
+        return deliveries.Received(
+            endpoint=self.endpoint,
+            signature_valid=self.signature_valid,
+            signature_header=_printable(self.signature_header),
+            body=self.body[:keep],
+            body_size=self.size,
+            body_truncated=self.oversized or len(self.body) > keep,
         )
 
     def named(self) -> dict:
@@ -78,39 +92,6 @@ class Received:
             return payloads.identifiers(self.endpoint, payloads.parse_json(self.body))
         except payloads.Rejected:
             return {}
-
-    def recorder(self, conn) -> "Recording":
-        """Return this delivery's recorder for ``apply.apply``."""
-        return Recording(conn, self)
-
-    def _logged(self, *, kept_whole: bool = True) -> dict:
-        """Return the log's columns that come from the request itself."""
-        trusted = self.signature_valid is not False and not self.oversized
-        keep = STORED_LIMIT if trusted and kept_whole else INSPECTION_PREFIX
-        return {
-            "endpoint": self.endpoint,
-            "signature_valid": self.signature_valid,
-            "signature_header": _printable(self.signature_header),
-            "body": self.body[:keep],
-            "body_size": self.size,
-            "body_truncated": self.oversized or len(self.body) > keep,
-        }
-
-
-@dataclass
-class Recording:
-    """Records a delivery as a new log row: alone, or inside the statement that applies it."""
-
-    conn: object
-    received: Received
-
-    def __call__(self, outcome: Outcome) -> int:
-        """Insert the delivery with an outcome already decided; return its id."""
-        return self.received.record(self.conn, outcome)
-
-    def statement(self, identifiers: dict) -> tuple[str, dict]:
-        """Return the insert as SQL reading its outcome from the applying statement."""
-        return deliveries.record_statement(**self.received._logged(), identifiers=identifiers)
 
 
 @bp.post("/transcription")
@@ -126,89 +107,123 @@ def post_call():
 
 
 def receive(endpoint: str):
-    """Read, check, apply and record one delivery; answer with its outcome."""
-    received = read_request(endpoint)
+    """Read, screen, apply and record one delivery; answer with its outcome."""
+    incoming = read_request(endpoint)
     conn = None
     try:
         conn = get_conn()
-        outcome, delivery_id = _handle(conn, received)
+        outcome, delivery_id = _handle(conn, incoming)
     except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
         # 503, not 500: the database failed, not the delivery; ElevenLabs retries
         # 5xx when retries are enabled, and a recorded one can be replayed.
-        raise _database_failed(conn, received, exc) from None
+        raise _database_failed(conn, incoming, exc) from None
     except Exception:
-        _record_error(received)
+        _record_error(incoming)
         raise
     metrics.record_webhook_delivery(endpoint, outcome.outcome)
     logs.bind(**{k: outcome.identifiers.get(k) for k in ("call_sid", "conversation_id")})
     return _respond(outcome, delivery_id)
 
 
-def read_request(endpoint: str) -> Received:
-    """Read at most the endpoint's limit plus one byte, so an oversized body is still logged."""
-    limit = current_app.config.get("WEBHOOK_READ_LIMITS", READ_LIMITS)[endpoint]
+def read_request(endpoint: str) -> Incoming:
+    """Screen the signature header, then read what the body needs: all of it, or a prefix."""
     # Our own limit instead of MAX_CONTENT_LENGTH, whose 413 would come before we
     # could record the delivery (None here would mean "use the app's setting").
+    # Framed by Content-Length or chunked, the stream ends where the body does.
     request.max_content_length = sys.maxsize
+    header = request.headers.get(HEADER)
+    secret = current_app.config["ELEVENLABS_WEBHOOK_SECRET"]
+    limit = current_app.config.get("WEBHOOK_READ_LIMITS", READ_LIMITS)[endpoint]
+    try:
+        timed = _timed(header) if secret else None
+    except SignatureError as exc:
+        # No body can make this header valid: keep a prefix to inspect, read no more.
+        body = _read(INSPECTION_PREFIX + 1)
+        rejection = Outcome(deliveries.REJECTED_SIGNATURE, str(exc))
+        return Incoming(endpoint, body, _size(body), False, header, False, rejection)
+    body = _read(limit + 1)
+    incoming = Incoming(endpoint, body, _size(body), len(body) > limit, header)
+    if incoming.oversized:
+        reason = f"the body is over {limit} bytes"
+        incoming.rejection = Outcome(deliveries.REJECTED_MALFORMED, reason)
+    elif secret:
+        try:
+            signed(secret, timed, body)
+            incoming.signature_valid = True
+        except SignatureError as exc:
+            incoming.signature_valid = False
+            incoming.rejection = Outcome(deliveries.REJECTED_SIGNATURE, str(exc))
+    return incoming
+
+
+def _timed(header: str | None) -> tuple[str, list[str]]:
+    """Return the header's timestamp and digests if it is within our window; else raise."""
+    config = current_app.config
+    past, future = config["WEBHOOK_TOLERANCE_PAST"], config["WEBHOOK_TOLERANCE_FUTURE"]
+    return fresh(header, now=time.time(), past=past, future=future)
+
+
+def _read(most: int) -> bytes:
+    """Return at most ``most`` bytes of the request body."""
+    # Ask for what the body says it holds, plus one byte to see an overrun: asking
+    # for the endpoint's limit would allocate that much for every short line.
+    sent = request.content_length
+    want = most if sent is None else min(most, sent + 1)
     chunks, total = [], 0
-    while total <= limit:
-        chunk = request.stream.read(min(1024 * 1024, limit + 1 - total))
+    while total < want:
+        chunk = request.stream.read(min(1024 * 1024, want - total))
         if not chunk:
             break
         chunks.append(chunk)
         total += len(chunk)
-    body = b"".join(chunks)
-    return Received(
-        endpoint=endpoint,
-        body=body,
-        size=max(request.content_length or 0, len(body)),
-        oversized=len(body) > limit,
-        signature_header=request.headers.get(HEADER),
-    )
+    return b"".join(chunks)
 
 
-def _handle(conn, received: Received) -> tuple[Outcome, int]:
-    rejection = _screen(received)
-    if rejection is not None:
-        return rejection, received.record(conn, rejection)
-    return apply.apply(conn, received.endpoint, received.body, received.recorder(conn))
+def _size(body: bytes) -> int:
+    """Return the body's size as sent: its Content-Length, or what was read of it."""
+    return max(request.content_length or 0, len(body))
 
 
-def _screen(received: Received) -> Outcome | None:
-    """Return the rejection of an oversized or badly signed delivery, or None to go on."""
-    if received.oversized:
-        limit = len(received.body) - 1
-        return Outcome(deliveries.REJECTED_MALFORMED, f"the body is over {limit} bytes")
-    secret = current_app.config["ELEVENLABS_WEBHOOK_SECRET"]
-    if not secret:
-        return None  # development without a secret: unsigned webhooks are accepted
-    try:
-        verify(
-            secret,
-            received.signature_header,
-            received.body,
-            now=time.time(),
-            past=current_app.config["WEBHOOK_TOLERANCE_PAST"],
-            future=current_app.config["WEBHOOK_TOLERANCE_FUTURE"],
-        )
-    except SignatureError as exc:
-        received.signature_valid = False
-        return Outcome(deliveries.REJECTED_SIGNATURE, str(exc))
-    received.signature_valid = True
-    return None
+def _handle(conn, incoming: Incoming) -> tuple[Outcome, int | None]:
+    """Apply a delivery that passed screening and record it, together; record a refused one."""
+    if incoming.rejection is not None:
+        return incoming.rejection, _record_refused(conn, incoming)
+    # One transaction: the delivery's changes and its record commit together or
+    # not at all. Not pipeline mode alone: its Sync commits what ran even when
+    # our code raised between the two statements (bench figures in the README).
+    with conn.transaction():
+        outcome = apply.apply(conn, incoming.endpoint, incoming.body)
+        return outcome, deliveries.record(conn, incoming.logged(outcome), outcome)
 
 
-def _record_error(received: Received) -> None:
+def _record_refused(conn, incoming: Incoming) -> int | None:
+    """Record a refused delivery, unless unsigned ones are over their budget; None if not."""
+    outcome = incoming.rejection
+    # Anyone can send these, as fast as they like: what they can make us store is bounded.
+    unsigned = current_app.config["ELEVENLABS_WEBHOOK_SECRET"] and not incoming.signature_valid
+    if unsigned and not current_app.extensions["webhook_unsigned_budget"].take():
+        metrics.record_unrecorded_delivery(incoming.endpoint)
+        return None
+    return deliveries.record(conn, incoming.logged(outcome), outcome)
+
+
+@bp.record_once
+def _make_unsigned_budget(state) -> None:
+    per_minute = state.app.config.get("WEBHOOK_UNSIGNED_PER_MINUTE", UNSIGNED_PER_MINUTE)
+    state.app.extensions["webhook_unsigned_budget"] = Budget(per_minute)
+
+
+def _record_error(incoming: Incoming) -> None:
     """Record a delivery our own code failed on, so it can be replayed after the fix."""
-    metrics.record_webhook_delivery(received.endpoint, deliveries.ERROR)
+    metrics.record_webhook_delivery(incoming.endpoint, deliveries.ERROR)
     try:
-        outcome = Outcome(deliveries.ERROR, "an unexpected error; see the logs", received.named())
-        received.record(get_conn(), outcome)
+        outcome = Outcome(deliveries.ERROR, "an unexpected error; see the logs", incoming.named())
+        deliveries.record(get_conn(), incoming.logged(outcome), outcome)
     except (psycopg.Error, PoolTimeout):
-        logger.exception("webhook %s could not be recorded", received.endpoint)
+        logger.exception("webhook %s could not be recorded", incoming.endpoint)
 
 
-def _database_failed(conn, received: Received, exc: Exception) -> ApiError:
+def _database_failed(conn, incoming: Incoming, exc: Exception) -> ApiError:
     """Record a delivery the database failed on, for replay; return the 503 to answer.
 
     A database that is up but refused (a lock or statement timeout, a deadlock)
@@ -218,8 +233,8 @@ def _database_failed(conn, received: Received, exc: Exception) -> ApiError:
     recorded at all is answered ``database_unavailable``.
     """
     reason = f"the database could not apply it just now ({type(exc).__name__}: {first_line(exc)})"
-    logger.error("webhook %s: %s", received.endpoint, reason)
-    metrics.record_webhook_delivery(received.endpoint, deliveries.ERROR)
+    logger.error("webhook %s: %s", incoming.endpoint, reason)
+    metrics.record_webhook_delivery(incoming.endpoint, deliveries.ERROR)
     if isinstance(exc, PoolTimeout):
         conn = None
     elif unreachable(exc, conn):
@@ -227,12 +242,13 @@ def _database_failed(conn, received: Received, exc: Exception) -> ApiError:
     delivery_id = None
     if conn is not None:
         try:
-            outcome = Outcome(deliveries.ERROR, reason, received.named())
-            delivery_id = received.record(conn, outcome, http_status=503)
+            outcome = Outcome(deliveries.ERROR, reason, incoming.named())
+            logged = incoming.logged(outcome)
+            delivery_id = deliveries.record(conn, logged, outcome, http_status=503)
         except (psycopg.Error, PoolTimeout):
-            logger.exception("webhook %s could not be recorded", received.endpoint)
+            logger.exception("webhook %s could not be recorded", incoming.endpoint)
     if delivery_id is None:
-        logger.error("webhook %s not recorded: database unavailable", received.endpoint)
+        logger.error("webhook %s not recorded: database unavailable", incoming.endpoint)
         return ApiError(
             "The database is unavailable; the delivery was not recorded.",
             status=503,
@@ -254,7 +270,7 @@ def _fresh_connection():
         return None
 
 
-def _respond(outcome: Outcome, delivery_id: int):
+def _respond(outcome: Outcome, delivery_id: int | None):
     if outcome.status == 200:
         return {"status": outcome.outcome, "delivery_id": delivery_id}
     if outcome.status >= 400:

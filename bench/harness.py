@@ -52,12 +52,21 @@ def throwaway_database() -> Iterator[tuple[str, int]]:
 
 
 @contextlib.contextmanager
-def running_app(settings: dict[str, str]) -> Iterator[tuple[subprocess.Popen, int]]:
-    """Run the app under gunicorn with its production config; yield (process, port) once healthy."""
+def running_app(
+    settings: dict[str, str], app: str | None = None, options: list[str] = ()
+) -> Iterator[tuple[subprocess.Popen, int]]:
+    """Run an app (ours by default) under gunicorn with our production config.
+
+    Yields (process, port) once it answers. Another ``app`` is a ``module:factory()``
+    under bench/ (a floor to compare with), served by the same settings but for
+    gunicorn ``options`` given on the command line.
+    """
     port = free_port()
     env = {**os.environ, **settings, "HOST": "127.0.0.1", "PORT": str(port)}
+    env["PYTHONPATH"] = os.pathsep.join((str(ROOT / "bench"), env.get("PYTHONPATH", "")))
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", *options]
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
+        [*command, app or "app:create_app()"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -77,7 +86,8 @@ def _wait_healthy(port: int, server: subprocess.Popen) -> None:
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
+            # A floor has no /healthz: its 404 says it serves; ours answers 503 until ready.
+            if connection.getresponse().status in (200, 404):
                 return
         except OSError:
             time.sleep(0.2)

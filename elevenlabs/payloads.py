@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from models import webhook_deliveries as deliveries
+from transcription_helpers import TranscriptLine
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
@@ -24,13 +25,11 @@ _UNIX_STRING = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 
 
 class Rejected(Exception):
-    """A delivery we cannot apply: its outcome and the reason, for the log and the sender."""
+    """A delivery we cannot apply; ``outcome`` says which and why, for the log and the sender."""
 
-    def __init__(self, outcome: str, reason: str, identifiers: dict | None = None):
+    def __init__(self, outcome: str, reason: str):
         super().__init__(reason)
-        self.outcome = outcome
-        self.reason = reason
-        self.identifiers = identifiers or {}
+        self.outcome = deliveries.Outcome(outcome, reason)
 
 
 def malformed(reason: str) -> Rejected:
@@ -39,21 +38,12 @@ def malformed(reason: str) -> Rejected:
 
 
 @dataclass(frozen=True)
-class Line:
-    """One thing said on a call."""
-
-    speaker: str
-    message: str
-    timestamp: datetime
-
-
-@dataclass(frozen=True)
 class LineDelivery:
     """The per-line webhook: a line and the call it names (by call_sid, or conversation_id)."""
 
     call_sid: str | None
     conversation_id: str | None
-    line: Line
+    line: TranscriptLine
 
 
 # --- JSON and its scalars -----------------------------------------------------------
@@ -220,7 +210,7 @@ def line_delivery(document) -> LineDelivery:
     conversation_id = text(body.get("conversation_id"), "conversation_id", required=False)
     if call_sid is None and conversation_id is None:
         raise malformed("call_sid is missing (or conversation_id, during a rollback)")
-    line = Line(
+    line = TranscriptLine(
         speaker=text(body.get("speaker"), "speaker", max_length=MAX_SPEAKER_LENGTH),
         message=text(body.get("message"), "message", max_length=MAX_MESSAGE_LENGTH),
         timestamp=timestamp(body.get("timestamp")),
@@ -228,8 +218,23 @@ def line_delivery(document) -> LineDelivery:
     return LineDelivery(call_sid, conversation_id, line)
 
 
+def call_sid_variable(data: dict) -> str | None:
+    """Return the call_sid we passed as a dynamic variable, from a post-call envelope's ``data``.
+
+    The one place that reads ``conversation_initiation_client_data.dynamic_variables.call_sid``;
+    raises Rejected when the envelope's shape there is not one we can read.
+    """
+    client = obj(
+        data.get("conversation_initiation_client_data"),
+        "data.conversation_initiation_client_data",
+        required=False,
+    )
+    variables = obj(client.get("dynamic_variables"), "dynamic_variables", required=False)
+    return text(variables.get("call_sid"), "dynamic_variables.call_sid", required=False)
+
+
 def identifiers(endpoint: str, document) -> dict:
-    """Return what a body names (event type, call_sid, conversation_id), for the deliveries."""
+    """Return what a body names (event type, call_sid, conversation_id), for the delivery log."""
     if not isinstance(document, dict):
         return {}
     if endpoint == deliveries.TRANSCRIPTION:
@@ -238,10 +243,12 @@ def identifiers(endpoint: str, document) -> dict:
             "conversation_id": clean(document.get("conversation_id")),
         }
     data = document.get("data") if isinstance(document.get("data"), dict) else {}
-    client = data.get("conversation_initiation_client_data")
-    variables = client.get("dynamic_variables") if isinstance(client, dict) else None
+    try:
+        call_sid = call_sid_variable(data)
+    except Rejected:  # named unreadably: the log says so through the outcome's reason
+        call_sid = None
     return {
         "event_type": clean(document.get("type")),
-        "call_sid": clean(variables.get("call_sid")) if isinstance(variables, dict) else None,
+        "call_sid": call_sid,
         "conversation_id": clean(data.get("conversation_id")),
     }

@@ -54,6 +54,14 @@ def verify(
     secret: str, header: str | None, body: bytes, *, now: float, past: int, future: int
 ) -> None:
     """Raise SignatureError unless ``header`` signs ``body`` within the time window."""
+    signed(secret, fresh(header, now=now, past=past, future=future), body)
+
+
+def fresh(header: str | None, *, now: float, past: int, future: int) -> tuple[str, list[str]]:
+    """Return the header's timestamp and digests if it is within the window; else raise.
+
+    Checked before the body is read: a header that cannot sign anything saves reading it.
+    """
     timestamp, digests = parse_header(header)
     age = now - int(timestamp)
     if age > past:
@@ -62,6 +70,12 @@ def verify(
         raise SignatureError(
             f"signature timestamp is {int(-age)}s in the future; the limit is {future}s"
         )
+    return timestamp, digests
+
+
+def signed(secret: str, header: tuple[str, list[str]], body: bytes) -> None:
+    """Raise SignatureError unless one of a ``fresh`` header's digests signs ``body``."""
+    timestamp, digests = header
     expected = expected_digest(secret, timestamp, body).encode("ascii")
     # Compare against every candidate, without stopping early, in constant time each.
     matches = [hmac.compare_digest(expected, d.encode("ascii")) for d in digests]

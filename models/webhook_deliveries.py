@@ -5,7 +5,7 @@ rejected; a rejected delivery is replayed from here once its cause is fixed.
 Functions take a connection first and never commit on their own account.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from psycopg.rows import class_row
@@ -42,6 +42,32 @@ SETTLED = (ACCEPTED, DUPLICATE, ACKNOWLEDGED, STALE)
 REPLAYABLE = (REJECTED_MALFORMED, UNKNOWN_CALL, NO_CONVERSATION_ID, CONFLICT, ERROR)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a delivery: the outcome code, why, and what the body named."""
+
+    outcome: str
+    reason: str | None = None
+    identifiers: dict = field(default_factory=dict)
+
+    @property
+    def status(self) -> int:
+        """Return the HTTP status this outcome is answered with."""
+        return STATUS[self.outcome]
+
+
+@dataclass(frozen=True)
+class Received:
+    """A delivery's own columns in the log: what arrived, as much of the body as is kept."""
+
+    endpoint: str
+    signature_valid: bool | None
+    signature_header: str | None
+    body: bytes
+    body_size: int
+    body_truncated: bool
+
+
 @dataclass
 class Delivery:
     """A row of ``webhook_deliveries``."""
@@ -73,75 +99,35 @@ COLUMNS = """
 """
 
 
-def record(
-    conn,
-    *,
-    outcome: str,
-    reason: str | None,
-    http_status: int | None = None,
-    **delivery,
-) -> int:
-    """Insert one delivery with an outcome already decided; return its id.
+def record(conn, received: Received, outcome: Outcome, *, http_status: int | None = None) -> int:
+    """Insert one delivery with its outcome; return its id.
 
-    ``delivery`` is what ``record_statement`` takes (the request's columns and the
-    identifiers). ``http_status`` is what the delivery was answered with, when not
-    its outcome's usual one.
+    ``http_status`` is what the delivery was answered with, when not its outcome's
+    usual one (a 503 for a database error).
     """
-    statement, params = record_statement(**delivery)
-    verdict = """
-        WITH verdict AS (
-            SELECT %(v_outcome)s::text AS outcome, %(v_reason)s::text AS reason,
-                   %(v_status)s::integer AS http_status
-        )
-    """
-    params = {
-        **params,
-        "v_outcome": outcome,
-        "v_reason": reason,
-        "v_status": http_status or STATUS[outcome],
-    }
-    return conn.execute(verdict + statement, params).fetchone()[0]
-
-
-def record_statement(
-    *,
-    endpoint: str,
-    signature_valid: bool | None,
-    signature_header: str | None,
-    body: bytes,
-    body_size: int,
-    body_truncated: bool,
-    identifiers: dict,
-) -> tuple[str, dict]:
-    """Return ``record`` as SQL taking outcome, reason and http_status from a CTE ``verdict``.
-
-    For a statement that decides the outcome and records it at once (the per-line
-    webhook): one statement, so the line and its record stand or fall together.
-    It returns the new delivery's id.
-    """
-    return (
+    return conn.execute(
         """
         INSERT INTO webhook_deliveries (
             endpoint, signature_valid, signature_header, body, body_size, body_truncated,
             event_type, call_sid, conversation_id, outcome, reason, http_status)
-        SELECT %(d_endpoint)s, %(d_signature_valid)s, %(d_signature_header)s, %(d_body)s,
-               %(d_body_size)s, %(d_body_truncated)s, %(d_event_type)s, %(d_call_sid)s,
-               %(d_conversation_id)s, outcome, reason, http_status
-          FROM verdict
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         RETURNING id
         """,
-        {
-            "d_endpoint": endpoint,
-            "d_signature_valid": signature_valid,
-            "d_signature_header": signature_header,
-            "d_body": body,
-            "d_body_size": body_size,
-            "d_body_truncated": body_truncated,
-            "d_event_type": identifiers.get("event_type"),
-            "d_call_sid": identifiers.get("call_sid"),
-            "d_conversation_id": identifiers.get("conversation_id"),
-        },
-    )
+        (
+            received.endpoint,
+            received.signature_valid,
+            received.signature_header,
+            received.body,
+            received.body_size,
+            received.body_truncated,
+            outcome.identifiers.get("event_type"),
+            outcome.identifiers.get("call_sid"),
+            outcome.identifiers.get("conversation_id"),
+            outcome.outcome,
+            outcome.reason,
+            http_status or outcome.status,
+        ),
+    ).fetchone()[0]
 
 
 def lock(conn, delivery_id: int) -> Delivery | None:
@@ -170,7 +156,7 @@ def replay_candidates(conn, *, since: datetime) -> list[int]:
     return [row[0] for row in rows]
 
 
-def record_replay(conn, delivery_id: int, *, outcome: str, reason: str | None) -> None:
+def record_replay(conn, delivery_id: int, outcome: Outcome) -> None:
     """Note a replay's outcome on the delivery; its outcome at receipt stays as it was."""
     conn.execute(
         """
@@ -179,22 +165,7 @@ def record_replay(conn, delivery_id: int, *, outcome: str, reason: str | None) -
                replay_outcome = %s, replay_reason = %s
          WHERE id = %s
         """,
-        (outcome, reason, delivery_id),
-    )
-
-
-def record_replay_statement(delivery_id: int) -> tuple[str, dict]:
-    """Return ``record_replay`` as SQL taking outcome and reason from a CTE ``verdict``."""
-    return (
-        """
-        UPDATE webhook_deliveries
-           SET replay_count = replay_count + 1, replayed_at = now(),
-               replay_outcome = verdict.outcome, replay_reason = verdict.reason
-          FROM verdict
-         WHERE id = %(d_id)s
-        RETURNING id
-        """,
-        {"d_id": delivery_id},
+        (outcome.outcome, outcome.reason, delivery_id),
     )
 
 

@@ -47,6 +47,11 @@ WEBHOOK_DELIVERIES = Counter(
     "Webhook deliveries received, by endpoint and outcome (accepted, unknown_call, ...).",
     ["endpoint", "outcome"],
 )
+WEBHOOK_UNRECORDED = Counter(
+    "webhook_deliveries_unrecorded_total",
+    "Webhook deliveries not signed by ElevenLabs and over the budget for recording them.",
+    ["endpoint"],
+)
 ELEVENLABS_REQUESTS = Counter(
     "elevenlabs_requests_total",
     "Outbound-call requests to ElevenLabs, by outcome (ok, timeout, http_429, ...).",
@@ -83,6 +88,11 @@ bp = Blueprint("metrics", __name__)
 def record_webhook_delivery(endpoint: str, outcome: str) -> None:
     """Count one webhook delivery with its outcome."""
     WEBHOOK_DELIVERIES.labels(endpoint, outcome).inc()
+
+
+def record_unrecorded_delivery(endpoint: str) -> None:
+    """Count one unsigned webhook delivery answered but, over the budget, not recorded."""
+    WEBHOOK_UNRECORDED.labels(endpoint).inc()
 
 
 def record_elevenlabs_call(outcome: str, seconds: float) -> None:

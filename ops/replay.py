@@ -15,7 +15,6 @@ delivery is settled or would be replayed), 1 otherwise.
 
 import argparse
 import sys
-from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
@@ -58,24 +57,6 @@ def refusal(delivery: Delivery) -> tuple[str, bool] | None:
     return None
 
 
-@dataclass
-class ReplayRecording:
-    """Notes a replay's outcome on its delivery: alone, or inside the statement that applies it."""
-
-    conn: object
-    delivery_id: int
-
-    def __call__(self, outcome) -> None:
-        """Note an outcome already decided."""
-        deliveries.record_replay(
-            self.conn, self.delivery_id, outcome=outcome.outcome, reason=outcome.reason
-        )
-
-    def statement(self, identifiers: dict) -> tuple[str, dict]:
-        """Return the note as SQL reading its outcome from the applying statement."""
-        return deliveries.record_replay_statement(self.delivery_id)
-
-
 # Where a delivery stands after its turn: the last line's counts.
 SETTLED, WOULD_REPLAY, NOT_SETTLED = "settled", "would replay", "not settled"
 
@@ -92,9 +73,8 @@ def replay_one(conn, delivery_id: int, *, dry_run: bool = False) -> tuple[str, s
             return f"{label}: {refused[0]}", SETTLED if refused[1] else NOT_SETTLED
         if dry_run:
             return f"{label}: would replay; reason was: {delivery.reason}", WOULD_REPLAY
-        outcome, _ = apply.apply(
-            conn, delivery.endpoint, bytes(delivery.body), ReplayRecording(conn, delivery.id)
-        )
+        outcome = apply.apply(conn, delivery.endpoint, bytes(delivery.body))
+        deliveries.record_replay(conn, delivery.id, outcome)
     detail = f": {outcome.reason}" if outcome.reason else ""
     standing = SETTLED if outcome.outcome in deliveries.SETTLED else NOT_SETTLED
     return f"{label}: replayed, {outcome.outcome}{detail}", standing

@@ -7,20 +7,21 @@ it later either way.
 """
 
 import threading
-import time
 
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
-from test_webhook_replay import SINCE, replay
 from webhook_signing import (
     POST_CALL,
+    SINCE,
     TRANSCRIPTION,
     deliveries,
     fixture,
     lines,
     make_call,
     post_signed,
+    replay,
+    service_backend_waiting_on_a_lock,
 )
 
 import db
@@ -78,6 +79,31 @@ def test_delivery_refused_by_a_database_timeout_is_recorded_as_error_and_replaye
     assert calls.by_call_sid(conn, call.call_sid).status == status
 
 
+@pytest.mark.parametrize("path", [TRANSCRIPTION, POST_CALL])
+def test_delivery_whose_record_cannot_be_written_changes_nothing(
+    app_config, database_url, conn, path
+):
+    url = make_conninfo(database_url, options="-c lock_timeout=300ms")
+    app = create_app({**app_config, "DATABASE_URL": url})
+    call = make_call(conn, "conv_unrecorded")
+    try:
+        with psycopg.connect(database_url) as holder:
+            # The delivery log takes no insert meanwhile; calls and transcriptions are free.
+            holder.execute("LOCK TABLE webhook_deliveries IN SHARE MODE")
+            refused = post_signed(app.test_client(), path, delivery_for(path, call))
+            holder.rollback()
+        again = post_signed(app.test_client(), path, delivery_for(path, call))
+    finally:
+        app.extensions["db_pool"].close()
+
+    assert (refused.status_code, refused.get_json()["error"]) == (503, "database_unavailable")
+    # The line and its record stand or fall together: neither was kept, so the
+    # retry ElevenLabs may send applies it in full.
+    assert again.get_json()["status"] == "accepted"
+    assert [d["outcome"] for d in deliveries(conn)] == ["accepted"]
+    assert len(lines(conn, "conv_unrecorded")) == (1 if path == TRANSCRIPTION else 3)
+
+
 @pytest.mark.parametrize("path", [POST_CALL, TRANSCRIPTION])
 def test_webhook_with_the_database_unreachable_is_503_database_unavailable(
     app_config, create_database, cut_off_database, path
@@ -104,20 +130,6 @@ def test_only_a_lost_connection_counts_as_the_database_unreachable(database_url,
         with pytest.raises(psycopg.errors.QueryCanceled) as cancelled:
             busy.execute("SELECT pg_sleep(1)")
         assert not db.unreachable(cancelled.value, busy)
-
-
-def service_backend_waiting_on_a_lock(conn, timeout: float = 10.0) -> int:
-    """Return the pid of the service's connection that waits on a lock."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = conn.execute(
-            "SELECT pid FROM pg_stat_activity "
-            "WHERE application_name = 'call-sid-service' AND wait_event_type = 'Lock'"
-        ).fetchone()
-        if row:
-            return row[0]
-        time.sleep(0.02)
-    raise AssertionError("no service connection waits on a lock")
 
 
 @pytest.mark.parametrize("path", [POST_CALL, TRANSCRIPTION])

@@ -9,33 +9,17 @@ from webhook_signing import (
     POST_CALL,
     body_of,
     deliveries,
-    fixture,
+    failure_event,
     lines,
     make_call,
     post_signed,
+    transcription_event,
 )
 
 from app import create_app
 from models import calls
 
 START = datetime.fromtimestamp(1795599970, UTC)
-
-
-def transcription_event(call_sid: str | None, conversation_id="conv_post_call") -> dict:
-    """Return the post_call_transcription fixture for our call."""
-    event = fixture("post_call_transcription.json", call_sid or "")
-    if call_sid is None:
-        del event["data"]["conversation_initiation_client_data"]["dynamic_variables"]["call_sid"]
-    event["data"]["conversation_id"] = conversation_id
-    return event
-
-
-def failure_event(conversation_id="conv_post_call", reason="no-answer") -> dict:
-    """Return the call_initiation_failure fixture for a conversation."""
-    event = fixture("call_initiation_failure.json")
-    event["data"]["conversation_id"] = conversation_id
-    event["data"]["failure_reason"] = reason
-    return event
 
 
 def test_post_call_transcription_stores_transcript_and_completes_call(client, conn):

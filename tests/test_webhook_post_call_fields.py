@@ -6,8 +6,16 @@ so: refusing the envelope would lose its transcript, and no replay could apply i
 """
 
 import pytest
-from test_webhook_post_call import failure_event, transcription_event
-from webhook_signing import POST_CALL, deliveries, fixture, lines, make_call, post_signed
+from webhook_signing import (
+    POST_CALL,
+    deliveries,
+    failure_event,
+    fixture,
+    lines,
+    make_call,
+    post_signed,
+    transcription_event,
+)
 
 from models import calls
 

@@ -2,39 +2,54 @@
 
 A post-call delivery reads its call, then changes it. Between the two, ElevenLabs'
 answer to our call request, a twin delivery or the other post-call event may
-commit a change to that call; these tests commit one exactly there.
+commit a change to that call; these tests commit one exactly there, for real:
+the other writer's open transaction holds the row until the delivery waits on it.
 """
 
 import threading
 
 import psycopg
 import pytest
-from test_webhook_post_call import failure_event, transcription_event
-from webhook_signing import POST_CALL, deliveries, lines, make_call, post_signed
+from webhook_signing import (
+    POST_CALL,
+    deliveries,
+    failure_event,
+    lines,
+    make_call,
+    post_signed,
+    service_backend_waiting_on_a_lock,
+    transcription_event,
+)
 
 from app import create_app
 from models import calls
-from webhooks import post_call as webhook_post_call
 
 PARALLEL = 8
 
 
 @pytest.fixture
-def committed_meanwhile(monkeypatch, database_url):
-    """Return ``meanwhile(change)``: commit ``change(other)`` once the webhook found its call."""
+def committed_meanwhile(client, conn, database_url):
+    """Return ``deliver(event, change)``: post ``event`` while ``change`` commits meanwhile.
 
-    def meanwhile(change):
-        find_call = webhook_post_call.find_call
+    ``change(other)`` runs first in a transaction left open, holding the rows it
+    changed; the delivery reads the call as it was, then waits on that lock to
+    change it; only then does ``change`` commit. Returns the delivery's answer.
+    """
 
-        def find_then_change(conn, event):
-            call = find_call(conn, event)
-            with psycopg.connect(database_url, autocommit=True) as other:
-                change(other)
-            return call
+    def deliver(event, change):
+        answer = {}
+        with psycopg.connect(database_url) as other:
+            change(other)
+            delivering = threading.Thread(
+                target=lambda: answer.update(response=post_signed(client, POST_CALL, event))
+            )
+            delivering.start()
+            service_backend_waiting_on_a_lock(conn)
+            other.commit()
+            delivering.join(timeout=30)
+        return answer["response"]
 
-        monkeypatch.setattr(webhook_post_call, "find_call", find_then_change)
-
-    return meanwhile
+    return deliver
 
 
 def initiate(call, conversation_id):
@@ -52,8 +67,8 @@ def test_post_call_whose_call_got_the_same_conversation_id_meanwhile_is_accepted
     client, conn, committed_meanwhile
 ):
     call = make_call(conn, conversation_id=None)
-    committed_meanwhile(initiate(call, "conv_race"))
-    response = post_signed(client, POST_CALL, transcription_event(call.call_sid, "conv_race"))
+    event = transcription_event(call.call_sid, "conv_race")
+    response = committed_meanwhile(event, initiate(call, "conv_race"))
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["status"] == "accepted"
     assert len(lines(conn, "conv_race")) == 3
@@ -65,8 +80,8 @@ def test_post_call_whose_call_got_another_conversation_id_meanwhile_is_a_conflic
     client, conn, committed_meanwhile
 ):
     call = make_call(conn, conversation_id=None)
-    committed_meanwhile(initiate(call, "conv_from_api"))
-    response = post_signed(client, POST_CALL, transcription_event(call.call_sid, "conv_race"))
+    event = transcription_event(call.call_sid, "conv_race")
+    response = committed_meanwhile(event, initiate(call, "conv_from_api"))
     assert response.status_code == 400
     assert response.get_json()["error"] == "conflict"
     assert "has conversation_id 'conv_from_api'" in deliveries(conn)[0]["reason"]
@@ -78,8 +93,8 @@ def test_post_call_naming_a_conversation_another_call_took_meanwhile_is_a_confli
 ):
     call = make_call(conn, conversation_id=None)
     other_call = make_call(conn, conversation_id=None)
-    committed_meanwhile(initiate(other_call, "conv_race"))
-    response = post_signed(client, POST_CALL, transcription_event(call.call_sid, "conv_race"))
+    event = transcription_event(call.call_sid, "conv_race")
+    response = committed_meanwhile(event, initiate(other_call, "conv_race"))
     assert response.status_code == 400, response.get_json()
     assert response.get_json()["error"] == "conflict"
     assert f"call {other_call.call_sid} has it" in deliveries(conn)[0]["reason"]
@@ -127,16 +142,16 @@ def test_failure_that_lost_the_race_to_a_completion_is_logged_stale(
     client, conn, committed_meanwhile
 ):
     call = make_call(conn, "conv_post_call")
-    committed_meanwhile(
+    response = committed_meanwhile(
+        failure_event(),
         lambda other: calls.mark_completed(
             other,
             call.call_sid,
             call_duration_secs=16,
             termination_reason=None,
             twilio_call_sid=None,
-        )
+        ),
     )
-    response = post_signed(client, POST_CALL, failure_event())
     assert response.status_code == 200
     assert response.get_json()["status"] == "stale"
     [delivery] = deliveries(conn)

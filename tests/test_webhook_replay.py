@@ -4,24 +4,17 @@ import pytest
 from commands import run_module
 from webhook_signing import (
     POST_CALL,
+    SINCE,
     TRANSCRIPTION,
     deliveries,
     fixture,
     lines,
     make_call,
     post_signed,
+    replay,
 )
 
 from models import calls
-
-SINCE = "2000-01-01T00:00Z"
-
-
-def replay(database_url, *args, env_url=False):
-    """Run the replay command as the operator does; return the finished process."""
-    if env_url:
-        return run_module("ops", "replay", *args, database_url=database_url)
-    return run_module("ops", "replay", *args, "--database-url", database_url, database_url=None)
 
 
 def line_for(call_sid):

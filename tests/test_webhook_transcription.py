@@ -5,9 +5,9 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from conftest import WEBHOOK_SECRET
 from webhook_signing import (
     TRANSCRIPTION,
+    WEBHOOK_SECRET,
     body_of,
     deliveries,
     fixture,
@@ -19,11 +19,8 @@ from webhook_signing import (
     signature_header,
 )
 
+import transcription_helpers as helpers
 from elevenlabs import signature as webhook_signature
-from elevenlabs.payloads import Line, LineDelivery
-from models.webhook_deliveries import TRANSCRIPTION as TRANSCRIPTION_ENDPOINT
-from webhooks import apply
-from webhooks_elevenlabs import Received
 
 AT = datetime(2026, 11, 25, 10, 20, tzinfo=UTC)
 
@@ -82,6 +79,27 @@ def test_line_sent_by_call_sid_and_again_by_conversation_id_is_stored_once(clien
     assert again.status_code == 200
     assert again.get_json()["status"] == "duplicate"
     assert len(lines(conn, "conv_both_keys")) == 1
+
+
+def test_line_naming_both_a_calls_call_sid_and_its_conversation_id_is_stored_once(client, conn):
+    call = make_call(conn, "conv_named_twice")
+    both = line(call.call_sid, conversation_id="conv_named_twice")
+    first = post_signed(client, TRANSCRIPTION, both)
+    second = post_signed(client, TRANSCRIPTION, both)
+    assert [r.get_json()["status"] for r in (first, second)] == ["accepted", "duplicate"]
+    assert len(lines(conn, "conv_named_twice")) == 1
+    assert [d["outcome"] for d in deliveries(conn)] == ["accepted", "duplicate"]
+
+
+def test_line_naming_one_calls_call_sid_and_anothers_conversation_id_goes_to_the_call_sid(
+    client, conn
+):
+    call = make_call(conn, "conv_by_call_sid")
+    make_call(conn, "conv_of_another_call")
+    both = line(call.call_sid, conversation_id="conv_of_another_call")
+    assert post_signed(client, TRANSCRIPTION, both).get_json()["status"] == "accepted"
+    assert len(lines(conn, "conv_by_call_sid")) == 1
+    assert lines(conn, "conv_of_another_call") == []
 
 
 def test_lines_differing_only_in_message_speaker_or_time_are_all_kept(client, conn):
@@ -222,8 +240,6 @@ def test_unsigned_webhook_is_accepted_when_no_secret_is_configured(app_config, c
 
 
 def test_read_back_transcript_is_in_time_order(client, conn):
-    import transcription_helpers as helpers
-
     call = make_call(conn)
     for second, words in ((9, "third"), (0, "first"), (5, "second")):
         stamp = int(AT.timestamp()) + second
@@ -253,12 +269,10 @@ def test_explain_of_the_webhooks_own_statement_uses_indexes_not_a_scan_of_calls(
         "FROM generate_series(1, 5000) AS g"
     )
     conn.execute("ANALYZE calls")
-    delivery = LineDelivery(call_sid, conversation_id, Line("agent", "On my way.", AT))
-    received = Received(TRANSCRIPTION_ENDPOINT, b"{}", 2, False, None, signature_valid=True)
-    statement, params = apply.line_statement(
-        delivery, {"call_sid": call_sid}, received.recorder(conn)
-    )
-    plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + statement, params))
+    params = {"call_sid": call_sid, "conversation_id": conversation_id}
+    params.update(speaker="agent", message="On my way.", timestamp=AT)
+    explain = "EXPLAIN " + helpers.SAVE_WEBHOOK_LINE
+    plan = "\n".join(row[0] for row in conn.execute(explain, params))
     assert "Seq Scan on calls" not in plan, plan
     for index in indexes:
         assert f"Index Scan using {index} on calls" in plan, plan

@@ -1,4 +1,4 @@
-"""Signing webhook requests the way ElevenLabs does, for tests.
+"""What the webhook tests share: requests signed as ElevenLabs signs them, its events, replay.
 
 Written from the documented scheme, independently of the app's verifier, so a
 mistake in one is not hidden by the same mistake in the other. ``sdk_construct_event``
@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+from commands import run_module
 from conftest import WEBHOOK_SECRET
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "elevenlabs"
@@ -123,3 +124,44 @@ def lines(conn, conversation_id: str) -> list[tuple]:
         'WHERE conversation_id = %s ORDER BY "timestamp", id',
         (conversation_id,),
     ).fetchall()
+
+
+def transcription_event(call_sid: str | None, conversation_id="conv_post_call") -> dict:
+    """Return the post_call_transcription fixture for our call."""
+    event = fixture("post_call_transcription.json", call_sid or "")
+    if call_sid is None:
+        del event["data"]["conversation_initiation_client_data"]["dynamic_variables"]["call_sid"]
+    event["data"]["conversation_id"] = conversation_id
+    return event
+
+
+def failure_event(conversation_id="conv_post_call", reason="no-answer") -> dict:
+    """Return the call_initiation_failure fixture for a conversation."""
+    event = fixture("call_initiation_failure.json")
+    event["data"]["conversation_id"] = conversation_id
+    event["data"]["failure_reason"] = reason
+    return event
+
+
+SINCE = "2000-01-01T00:00Z"
+
+
+def replay(database_url, *args, env_url=False):
+    """Run the replay command as the operator does; return the finished process."""
+    if env_url:
+        return run_module("ops", "replay", *args, database_url=database_url)
+    return run_module("ops", "replay", *args, "--database-url", database_url, database_url=None)
+
+
+def service_backend_waiting_on_a_lock(conn, timeout: float = 10.0) -> int:
+    """Return the pid of the service's connection that waits on a lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE application_name = 'call-sid-service' AND wait_event_type = 'Lock'"
+        ).fetchone()
+        if row:
+            return row[0]
+        time.sleep(0.02)
+    raise AssertionError("no service connection waits on a lock")

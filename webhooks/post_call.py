@@ -6,6 +6,7 @@ conversation_id takes the envelope's. The guarded transitions of ``models.calls`
 keep a final status final, so a late or repeated event never moves a call back.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,6 +18,7 @@ from elevenlabs.payloads import Rejected, informational, malformed, number, obj,
 from models import calls
 from models import webhook_deliveries as deliveries
 from models.calls import Call
+from models.webhook_deliveries import Outcome
 
 POST_CALL_TRANSCRIPTION = "post_call_transcription"
 CALL_INITIATION_FAILURE = "call_initiation_failure"
@@ -40,33 +42,30 @@ class PostCallEvent:
     notes: tuple[str, ...] = ()  # what was cut or ignored, said in the delivery's reason
 
 
-def apply(conn, document) -> tuple[str, str | None]:
-    """Apply a post-call envelope; return its outcome and why."""
+def apply(conn, document) -> Outcome:
+    """Apply a post-call envelope; return its outcome, or raise Rejected having changed nothing.
+
+    The caller runs it in a transaction (or a savepoint) that a Rejected rolls back.
+    """
     envelope = obj(document, "the body")
     event_type = text(envelope.get("type"), "type")
     if event_type not in (POST_CALL_TRANSCRIPTION, CALL_INITIATION_FAILURE):
-        return deliveries.ACKNOWLEDGED, f"{event_type} events are acknowledged, not stored"
+        return Outcome(deliveries.ACKNOWLEDGED, f"{event_type} events are acknowledged, not stored")
     event = parse(event_type, obj(envelope.get("data"), "data"))
     call = attach_conversation(conn, find_call(conn, event), event)
     if event.type == CALL_INITIATION_FAILURE:
-        outcome, reason = _fail(conn, call, event)
+        outcome = _fail(conn, call, event)
     else:
-        outcome, reason = _complete(conn, call, event)
-    return outcome, "; ".join((reason, *event.notes))
+        outcome = _complete(conn, call, event)
+    return dataclasses.replace(outcome, reason="; ".join((outcome.reason, *event.notes)))
 
 
 def parse(event_type: str, data: dict) -> PostCallEvent:
     """Return the checked event of an envelope's ``data``, or raise Rejected."""
-    client = obj(
-        data.get("conversation_initiation_client_data"),
-        "data.conversation_initiation_client_data",
-        required=False,
-    )
-    variables = obj(client.get("dynamic_variables"), "dynamic_variables", required=False)
     metadata = obj(data.get("metadata"), "data.metadata", required=False)
     notes = []  # what was cut or ignored of fields kept only for the record
     ids = {
-        "call_sid": text(variables.get("call_sid"), "dynamic_variables.call_sid", required=False),
+        "call_sid": payloads.call_sid_variable(data),
         "conversation_id": text(
             data.get("conversation_id"), "data.conversation_id", required=False
         ),
@@ -155,7 +154,7 @@ def _duration(value, notes: list) -> int | None:
     try:
         seconds = number(value, field, required=False)
     except Rejected as rejection:
-        notes.append(f"{rejection.reason}: ignored")
+        notes.append(f"{rejection.outcome.reason}: ignored")
         return None
     if seconds is not None and not 0 <= seconds <= MAX_DURATION_SECS:
         notes.append(f"{field} is out of range ({seconds}): ignored")
@@ -221,7 +220,7 @@ def _contradiction(conn, call: Call, wanted: str) -> str:
     return f"the event gives call {call.call_sid} conversation_id {wanted!r}, but {holder} has it"
 
 
-def _complete(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
+def _complete(conn, call: Call, event: PostCallEvent) -> Outcome:
     """Save the transcript and complete the call; a repeat changes nothing."""
     if event.turns and call.conversation_id is None:
         raise Rejected(
@@ -241,21 +240,21 @@ def _complete(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
         twilio_call_sid=event.twilio_call_sid,
     )
     if completed is None and not new_lines:
-        return deliveries.DUPLICATE, "transcript already saved and call already completed"
-    return deliveries.ACCEPTED, f"{new_lines} new lines; call {call.call_sid} completed"
+        return Outcome(deliveries.DUPLICATE, "transcript already saved and call already completed")
+    return Outcome(deliveries.ACCEPTED, f"{new_lines} new lines; call {call.call_sid} completed")
 
 
-def _fail(conn, call: Call, event: PostCallEvent) -> tuple[str, str | None]:
+def _fail(conn, call: Call, event: PostCallEvent) -> Outcome:
     """Mark the call failed, unless it already ended."""
     reason = event.failure_reason or "unknown"
     if calls.mark_failed(conn, call.call_sid, reason=reason) is not None:
-        return deliveries.ACCEPTED, f"call {call.call_sid} failed: {reason}"
+        return Outcome(deliveries.ACCEPTED, f"call {call.call_sid} failed: {reason}")
     # What stopped the update is the status now, not the one read before it: a
     # completion may have been committed in between.
     status = calls.by_call_sid(conn, call.call_sid).status
     if status == calls.COMPLETED:
-        return (
+        return Outcome(
             deliveries.STALE,
             f"call {call.call_sid} already completed; a late failure cannot undo it",
         )
-    return deliveries.DUPLICATE, f"call {call.call_sid} was already {status}"
+    return Outcome(deliveries.DUPLICATE, f"call {call.call_sid} was already {status}")
