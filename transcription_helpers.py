@@ -1,10 +1,15 @@
 """Finding the conversation a webhook belongs to, and saving what was said on it.
 
 A line is identified by (conversation_id, speaker, timestamp, message): the
-unique index ``transcriptions_line_key`` (migration 006) holds that key, with
+unique index ``transcriptions_line_key`` (migration 008) holds that key, with
 ``md5(message)`` standing in for a message too long for a btree entry, and every
-insert here is ``ON CONFLICT DO NOTHING`` against it. So a line delivered twice,
-or once by call_sid and again by conversation_id, is stored once.
+insert here is ``ON CONFLICT DO NOTHING``. So a line delivered twice, or once by
+call_sid and again by conversation_id, is stored once.
+
+The conflict has no target on purpose: 008 contracts what the old code may
+write, so it runs after this code is deployed. Between the deploy and 008 the
+key is not there yet and a line delivered twice is stored twice, as the old code
+stores it; naming the key would fail every line until 008 ran.
 """
 
 from collections.abc import Iterable
@@ -15,9 +20,6 @@ from psycopg.rows import class_row
 
 from models import calls
 from models.calls import Call
-
-LINE_KEY = '(conversation_id, speaker, "timestamp", md5(message))'
-
 
 @dataclass(frozen=True)
 class TranscriptLine:
@@ -45,7 +47,7 @@ class LineSave:
 # of one call finds it once); ``line`` is the line inserted under the call's
 # conversation, a row only when it was new. Exactly one row comes back, with
 # NULLs when no call is named.
-SAVE_WEBHOOK_LINE = f"""
+SAVE_WEBHOOK_LINE = """
     WITH found AS (
         SELECT call_sid, conversation_id, status FROM calls WHERE call_sid = %(call_sid)s
         UNION ALL
@@ -58,7 +60,7 @@ SAVE_WEBHOOK_LINE = f"""
         SELECT conversation_id, %(speaker)s, %(message)s, %(timestamp)s
           FROM found
          WHERE conversation_id IS NOT NULL
-        ON CONFLICT {LINE_KEY} DO NOTHING
+        ON CONFLICT DO NOTHING
         RETURNING 1
     )
     SELECT found.call_sid, found.conversation_id, found.status,
@@ -91,11 +93,11 @@ def save_lines(conn, conversation_id: str, lines: Iterable[TranscriptLine]) -> i
     if not lines:
         return 0
     cur = conn.execute(
-        f"""
+        """
         INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp")
         SELECT %s, speaker, message, at
           FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS line (speaker, message, at)
-        ON CONFLICT {LINE_KEY} DO NOTHING
+        ON CONFLICT DO NOTHING
         """,
         (
             conversation_id,

@@ -10,6 +10,9 @@ from legacy_schema import (
     run_ok,
     seed_legacy_calls,
 )
+from webhook_signing import post_signed
+
+from app import create_app
 
 SCRIPT = "008_transcription_line_key"
 
@@ -92,3 +95,26 @@ def test_008_rebuilds_a_key_left_invalid_by_a_failed_build(at_007):
     out = run_ok(at_007, SCRIPT)
     assert "transcriptions_line_key is invalid (an earlier build failed); dropping it" in out
     assert line_key(at_007) == [(True, True)]
+
+
+def test_new_code_saves_lines_between_the_deploy_and_008(at_007, app_config):
+    """The runbook deploys the new code before 008: its line insert must not need the key."""
+    conversation_id = query(at_007, "SELECT conversation_id FROM calls ORDER BY id LIMIT 1")[0][0]
+    app = create_app({**app_config, "DATABASE_URL": at_007})
+    line = {
+        "conversation_id": conversation_id,
+        "speaker": "agent",
+        "message": "Between the deploy and 008.",
+        "timestamp": "2026-11-25T10:20:00Z",
+    }
+    try:
+        client = app.test_client()
+        answers = [post_signed(client, "/webhooks/elevenlabs/transcription", line) for _ in "12"]
+    finally:
+        app.extensions["db_pool"].close()
+
+    assert [answer.status_code for answer in answers] == [200, 200]
+    stored = query(
+        at_007, "SELECT count(*) FROM transcriptions WHERE message = %s", (line["message"],)
+    )
+    assert stored == [(2,)]  # stored twice, as the old code stores a retried line, until 008
