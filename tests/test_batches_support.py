@@ -7,23 +7,22 @@ service's own endpoint, so the entries follow the same path as in production.
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-import pytest
-from psycopg_pool import ConnectionPool
 from test_webhook_post_call import failure_event, transcription_event
 from webhook_signing import POST_CALL, post_signed
 
+import db
 from dispatch.rounds import Worker
 from dispatch.settings import DispatchSettings
 from dispatch.windows import Window
 from elevenlabs.client import ElevenLabsClient
 
-# Noon in Chicago on an ordinary day: every default window is open.
-NOON_CHICAGO = datetime(2026, 6, 10, 17, 0, tzinfo=UTC)
+# Noon in Chicago on an ordinary day after every batch's creation: default windows are open.
+NOON_CHICAGO = datetime(2027, 6, 10, 17, 0, tzinfo=UTC)
 ALL_DAY = Window(datetime.min.time(), datetime.max.time().replace(microsecond=0))
 
 
 def dispatch_settings(cap: int = 5) -> DispatchSettings:
-    """Return settings with this cap, Chicago as the default zone, 08:00–20:00."""
+    """Return settings with this cap, Chicago as the default zone, 08:00-20:00."""
     return DispatchSettings(
         max_concurrent_calls=cap,
         call_max_minutes=15,
@@ -34,13 +33,12 @@ def dispatch_settings(cap: int = 5) -> DispatchSettings:
     )
 
 
-@pytest.fixture
-def make_worker(database_url, app_config, elevenlabs):
-    """Return ``make(cap=5)``: a dispatch worker of this process against the fake ElevenLabs."""
+def workers(database_url, app_config, elevenlabs):
+    """Yield ``make(cap=5)``: dispatch workers of this process against the fake ElevenLabs."""
     pools = []
 
     def make(cap: int = 5) -> Worker:
-        pool = ConnectionPool(database_url, min_size=1, max_size=10, kwargs={"autocommit": True})
+        pool = db.open_pool(database_url, min_size=1, max_size=10, timeout=5)
         pools.append(pool)
         client = ElevenLabsClient(
             elevenlabs.base_url, "xi_test_key", connect_timeout=2, read_timeout=10
