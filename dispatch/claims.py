@@ -29,7 +29,7 @@ CAP_LOCK_KEY = 7_140_203_015
 NUMBERS_IN_FLIGHT = """
 SELECT phone_number FROM calls
  WHERE status IN ('initiating', 'initiated')
-   AND created_at > now() - make_interval(mins => %s)
+   AND created_at > now() - make_interval(secs => %s)
 """
 
 DUE_ENTRIES = """
@@ -76,7 +76,9 @@ def claim(conn, settings: DispatchSettings, defaults: dict, now: datetime, limit
     claimed = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (CAP_LOCK_KEY,))
-        busy = {row[0] for row in conn.execute(NUMBERS_IN_FLIGHT, (settings.call_max_minutes,))}
+        busy = {
+            row[0] for row in conn.execute(NUMBERS_IN_FLIGHT, (settings.call_max_minutes * 60,))
+        }
         free = min(limit, settings.max_concurrent_calls - len(busy))
         if free <= 0:
             return []
