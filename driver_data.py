@@ -336,16 +336,21 @@ def create_batch():
 @bp.get("/call-batches/<batch_id>")
 def get_batch(batch_id: str):
     """Return a batch: its status, counts per entry state and entries with their calls."""
-    shown = batches.show(get_conn(), batch_id) if len(batch_id) <= MAX_CALL_SID_CHARS else None
+    shown = batches.show(get_conn(), batch_id) if _plausible(batch_id) else None
     if shown is None:
         raise ApiError("No batch has this id.", status=404, code="batch_not_found")
     return BATCH.dump(shown)
 
 
+def _plausible(batch_id: str) -> bool:
+    """Tell whether an id could be a batch's: short printable text (no NUL reaches SQL)."""
+    return len(batch_id) <= MAX_CALL_SID_CHARS and batch_id.isprintable()
+
+
 @bp.post("/call-batches/<batch_id>/cancel")
 def cancel_batch(batch_id: str):
     """Cancel what has not been dialled; calls already placed run to their end."""
-    status = batches.cancel(get_conn(), batch_id) if len(batch_id) <= MAX_CALL_SID_CHARS else None
+    status = batches.cancel(get_conn(), batch_id) if _plausible(batch_id) else None
     if status is None:
         raise ApiError("No batch has this id.", status=404, code="batch_not_found")
     if status != "cancelled":

@@ -28,9 +28,9 @@ UPDATE call_batch_entries
 SETTLE = """
 WITH ended AS (
     SELECT e.id, c.status, b.spacing_minutes,
-           c.status = 'failed' AND c.failure_reason = 'busy'
+           c.status = 'failed' AND c.failure_reason = 'busy' AND b.status <> 'cancelled'
                AND e.busy_redials < b.redial_busy AS redial_busy,
-           c.status = 'failed' AND c.failure_reason = 'no-answer'
+           c.status = 'failed' AND c.failure_reason = 'no-answer' AND b.status <> 'cancelled'
                AND e.no_answer_redials < b.redial_no_answer AS redial_no_answer
       FROM call_batch_entries e
       JOIN calls c ON c.call_sid = e.current_call_sid
@@ -58,7 +58,7 @@ UPDATE call_batch_entries e
 
 FINISH_BATCHES = """
 UPDATE call_batches b SET status = 'completed', updated_at = now()
- WHERE b.status = 'running'
+ WHERE b.status IN ('pending', 'running')
    AND NOT EXISTS (SELECT 1 FROM call_batch_entries e
                     WHERE e.batch_id = b.id
                       AND e.state NOT IN ('completed', 'failed', 'suppressed', 'cancelled'))

@@ -59,6 +59,7 @@ def test_batch_is_accepted_with_every_driver_queued(client, conn, auth_headers):
         ({"redial": {"busy": -1}}, "redial"),
         ({"not_before": "2026-06-10T08:00:00"}, "not_before"),
         ({"calls": []}, "calls"),
+        ({"name": "night\x00shift"}, "name"),
     ],
     ids=[
         "number_twice",
@@ -70,6 +71,7 @@ def test_batch_is_accepted_with_every_driver_queued(client, conn, auth_headers):
         "negative_redial",
         "not_before_without_zone",
         "no_calls",
+        "name_with_nul",
     ],
 )
 def test_bad_batch_returns_400_and_writes_nothing(client, conn, auth_headers, change, field):
@@ -111,7 +113,7 @@ def test_batch_body_that_is_not_an_object_returns_400(client, auth_headers):
 
 
 def test_unknown_batch_returns_404(client, auth_headers):
-    for path in (f"{BATCHES}/cb_nope", f"{BATCHES}/{'x' * 500}"):
+    for path in (f"{BATCHES}/cb_nope", f"{BATCHES}/{'x' * 500}", f"{BATCHES}/cb%00"):
         assert client.get(path, headers=auth_headers).status_code == 404
         assert client.post(f"{path}/cancel", headers=auth_headers).status_code == 404
 

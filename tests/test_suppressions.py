@@ -43,7 +43,7 @@ def test_suppression_of_a_number_not_in_e164_returns_400(client, conn, auth_head
 
 
 def test_suppression_with_a_bad_body_returns_400(client, conn, auth_headers):
-    for body in ({"reason": 7}, {"why": "x"}, ["x"]):
+    for body in ({"reason": 7}, {"why": "x"}, ["x"], {"reason": "no\x00thanks"}):
         response = client.put(f"{SUPPRESSIONS}/{NUMBER}", json=body, headers=auth_headers)
         assert response.status_code == 400, body
     assert conn.execute("SELECT count(*) FROM suppressions").fetchone()[0] == 0
@@ -82,3 +82,17 @@ def test_suppressed_number_in_a_batch_is_never_dialled(
         later: "suppressed",
         "+14155550125": "in_call",
     }
+
+
+def test_batch_of_only_suppressed_numbers_completes_without_a_dial(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    client.put(f"{SUPPRESSIONS}/{NUMBER}", headers=auth_headers)
+    response = client.post(
+        "/driver_data/call-batches", json=batch_body([NUMBER]), headers=auth_headers
+    )
+    run_round(make_worker(), NOON_CHICAGO)
+    batch_id = response.get_json()["batch_id"]
+    shown = client.get(f"/driver_data/call-batches/{batch_id}", headers=auth_headers).get_json()
+    assert shown["status"] == "completed"
+    assert elevenlabs.received == []
