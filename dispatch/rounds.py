@@ -11,10 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from psycopg_pool import ConnectionPool
+
 from dispatch.claims import Claim, claim
 from dispatch.placing import dial
 from dispatch.settings import DispatchSettings
 from dispatch.settling import record_dial, settle
+from elevenlabs.client import ElevenLabsClient
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +35,8 @@ SELECT count(*) FROM call_batch_entries e JOIN call_batches b ON b.id = e.batch_
 class Worker:
     """What a round needs: the pool, the ElevenLabs client, the settings, the default agent."""
 
-    pool: object
-    client: object
+    pool: ConnectionPool
+    client: ElevenLabsClient
     settings: DispatchSettings
     defaults: dict
 

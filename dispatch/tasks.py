@@ -17,8 +17,8 @@ from dispatch.rounds import Worker, dispatch_until_idle
 
 log = logging.getLogger(__name__)
 
-# A dispatch job ends within this; the next tick starts another.
-DISPATCH_MAX_SECONDS = 55
+# A dispatch job ends within this (a stopping worker waits for it); the next tick goes on.
+DISPATCH_MAX_SECONDS = 10
 
 app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths=[__name__])
 _worker: Worker | None = None  # set by ``python -m dispatch worker`` before it runs

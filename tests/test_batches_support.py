@@ -4,7 +4,7 @@ Calls are ended the way ElevenLabs ends them: a signed post-call webhook to the
 service's own endpoint, so the entries follow the same path as in production.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 from test_webhook_post_call import failure_event, transcription_event
@@ -18,7 +18,6 @@ from elevenlabs.client import ElevenLabsClient
 
 # Noon in Chicago on an ordinary day after every batch's creation: default windows are open.
 NOON_CHICAGO = datetime(2027, 6, 10, 17, 0, tzinfo=UTC)
-ALL_DAY = Window(datetime.min.time(), datetime.max.time().replace(microsecond=0))
 
 
 def dispatch_settings(cap: int = 5) -> DispatchSettings:
@@ -27,9 +26,7 @@ def dispatch_settings(cap: int = 5) -> DispatchSettings:
         max_concurrent_calls=cap,
         call_max_minutes=15,
         calling_timezone=ZoneInfo("America/Chicago"),
-        calling_window=Window(
-            datetime.min.time().replace(hour=8), datetime.min.time().replace(hour=20)
-        ),
+        calling_window=Window(time(8), time(20)),
     )
 
 

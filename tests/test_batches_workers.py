@@ -150,3 +150,28 @@ def test_worker_killed_mid_dial_leaves_a_call_that_is_never_dialled_twice(
     state = conn.execute("SELECT state FROM call_batch_entries").fetchone()[0]
     assert state == "failed"
     assert len(elevenlabs.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"DATABASE_URL": ""}, "error: no database"),
+        ({"CALLING_TIMEZONE": "Mars/Olympus"}, "error: CALLING_TIMEZONE 'Mars/Olympus' is not"),
+        ({"CALLING_WINDOW": "20:00-08:00"}, "error: CALLING_WINDOW: the window must start"),
+        ({"MAX_CONCURRENT_CALLS": "five"}, "error: MAX_CONCURRENT_CALLS and CALL_MAX_MINUTES"),
+    ],
+    ids=["no_database", "bad_time_zone", "overnight_window", "cap_not_a_number"],
+)
+def test_worker_with_bad_settings_exits_with_one_line(database_url, env, line):
+    finished = subprocess.run(
+        [sys.executable, "-m", "dispatch", "worker"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 1
+    assert finished.stderr.startswith(line), finished.stderr
+    assert len(finished.stderr.strip().splitlines()) == 1
