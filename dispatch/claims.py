@@ -76,36 +76,40 @@ def claim(conn, settings: DispatchSettings, defaults: dict, now: datetime, limit
     claimed = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (CAP_LOCK_KEY,))
-        busy = {
-            row[0] for row in conn.execute(NUMBERS_IN_FLIGHT, (settings.call_max_minutes * 60,))
-        }
-        free = min(limit, settings.max_concurrent_calls - len(busy))
+        minutes = settings.call_max_minutes
+        in_flight = [row[0] for row in conn.execute(NUMBERS_IN_FLIGHT, (minutes * 60,))]
+        free = min(limit, settings.max_concurrent_calls - len(in_flight))
         if free <= 0:
             return []
+        busy = set(in_flight)
         with conn.cursor(row_factory=dict_row) as cur:
-            due = cur.execute(
-                DUE_ENTRIES, {"now": now, "busy": list(busy), "limit": free}
-            ).fetchall()
+            params = {"now": now, "busy": list(busy), "limit": free}
+            due = cur.execute(DUE_ENTRIES, params).fetchall()
         for entry in due:
-            if entry["suppressed"]:
-                set_state(conn, entry["id"], "suppressed")
-                continue
-            window, zone = (
-                Window(entry["window_start"], entry["window_end"]),
-                ZoneInfo(entry["timezone"]),
-            )
-            if not is_open(window, zone, now):
-                set_state(conn, entry["id"], "waiting_window", next_opening(window, zone, now))
-                continue
-            if entry["phone_number"] in busy:  # the same number due in two batches
-                continue
-            busy.add(entry["phone_number"])
-            order = order_of(entry, defaults)
-            call = write_call(conn, order)
-            params = {"call_sid": call.call_sid, "entry": entry["id"], "batch": entry["batch"]}
-            conn.execute(START_DIALLING, params)
-            claimed.append(Claim(entry["id"], entry["backoffs"], call, order))
+            taken = take(conn, entry, busy, defaults, now)
+            if taken:
+                busy.add(entry["phone_number"])
+                claimed.append(taken)
     return claimed
+
+
+def take(conn, entry: dict, busy: set, defaults: dict, now: datetime) -> Claim | None:
+    """Write the entry's call and mark it dialling; or say why not now (suppressed, window)."""
+    if entry["suppressed"]:
+        set_state(conn, entry["id"], "suppressed")
+        return None
+    window = Window(entry["window_start"], entry["window_end"])
+    zone = ZoneInfo(entry["timezone"])
+    if not is_open(window, zone, now):
+        set_state(conn, entry["id"], "waiting_window", next_opening(window, zone, now))
+        return None
+    if entry["phone_number"] in busy:  # the same number due in two batches at once
+        return None
+    order = order_of(entry, defaults)
+    call = write_call(conn, order)
+    params = {"call_sid": call.call_sid, "entry": entry["id"], "batch": entry["batch"]}
+    conn.execute(START_DIALLING, params)
+    return Claim(entry["id"], entry["backoffs"], call, order)
 
 
 def order_of(entry: dict, defaults: dict) -> CallOrder:

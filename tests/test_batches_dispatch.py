@@ -68,12 +68,11 @@ def test_round_never_dials_past_the_cap(client, conn, auth_headers, elevenlabs, 
 def test_single_calls_count_toward_the_cap(client, conn, auth_headers, elevenlabs, make_worker):
     elevenlabs.answer(fresh_ids=True)
     single = {"driver_id": 9, "phone_number": "+14155559999"}
-    assert (
-        client.post("/driver_data/call-elevenlabs", json=single, headers=auth_headers).status_code
-        == 201
-    )
+    for _ in range(2):  # the single-call endpoint is not throttled: two to one number count two
+        answer = client.post("/driver_data/call-elevenlabs", json=single, headers=auth_headers)
+        assert answer.status_code == 201
     post_batch(client, auth_headers, batch_body(numbers(6)))
-    assert run_round(make_worker(cap=5), NOON_CHICAGO) == 4
+    assert run_round(make_worker(cap=5), NOON_CHICAGO) == 3
 
 
 def test_number_with_a_call_in_flight_is_not_dialled_again(
