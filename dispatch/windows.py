@@ -53,5 +53,6 @@ def next_opening(window: Window, zone: ZoneInfo, now: datetime) -> datetime:
         return now
     local = now.astimezone(zone)
     day = local.date() if local.time() < window.start else local.date() + timedelta(days=1)
-    # A start inside a spring-forward gap resolves to the instant after the gap.
+    # A start that does not exist that day (inside the spring-forward gap, e.g. 02:30) is
+    # read with the offset before the change, as zoneinfo does: 02:30 opens at 03:30.
     return datetime.combine(day, window.start, tzinfo=zone).astimezone(UTC)

@@ -4,7 +4,8 @@ Each test moves the clock by passing ``now``; nothing sleeps. ElevenLabs is the
 local fake; calls end by the service's own post-call webhook.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from fake_elevenlabs import ERROR_429_CONCURRENCY
@@ -19,6 +20,7 @@ from test_batches_support import (
 )
 
 from dispatch.rounds import run_round
+from dispatch.windows import Window, is_open, next_opening
 
 BATCHES = "/driver_data/call-batches"
 
@@ -244,3 +246,12 @@ def test_busy_call_ending_after_cancel_is_not_redialled(
         assert run_round(worker, NOON_CHICAGO + timedelta(hours=hours)) == 0
     assert entry_states(conn) == {"+14155550101": "failed"}
     assert len(elevenlabs.received) == 1
+
+
+def test_window_opening_inside_the_spring_forward_gap_opens_after_it():
+    chicago = ZoneInfo("America/Chicago")
+    window = Window(time(2, 30), time(4, 0))
+    midnight = datetime(2027, 3, 14, 6, 0, tzinfo=UTC)  # 00:00 CST, the day 02:00-03:00 is skipped
+    opens = next_opening(window, chicago, midnight)
+    assert opens.astimezone(chicago).strftime("%H:%M %Z") == "03:30 CDT"
+    assert is_open(window, chicago, opens)
