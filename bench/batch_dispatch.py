@@ -30,6 +30,8 @@ SECRET, TOKEN = "bench-webhook-secret", "bench-token"
 class ElevenLabs(ThreadingHTTPServer):
     """Answers outbound calls at once, counts conversations, ends each after a while."""
 
+    request_queue_size = 256  # http.server's 5 would refuse connections under the dialling
+
     def __init__(self, cap: int, call_seconds: float, app_url: str):
         super().__init__(("127.0.0.1", free_port()), Handler)
         self.cap, self.call_seconds, self.app_url = cap, call_seconds, app_url
@@ -150,7 +152,11 @@ def main() -> None:
                 query = "SELECT status FROM call_batches WHERE batch_id = %s"
                 while conn.execute(query, (batch_id,)).fetchone()[0] != "completed":
                     time.sleep(0.05)
-            elapsed = time.monotonic() - started
+                elapsed = time.monotonic() - started
+                states = conn.execute(
+                    "SELECT e.state, c.failure_reason, count(*) FROM call_batch_entries e "
+                    "LEFT JOIN calls c ON c.call_sid = e.current_call_sid GROUP BY 1, 2"
+                ).fetchall()
             for worker in workers:
                 worker.terminate()
                 worker.wait(timeout=30)
@@ -166,6 +172,10 @@ def main() -> None:
     print(f"peak in flight at ElevenLabs: {fake.peak} (cap {args.cap}); 429s: {fake.refused}")
     print(f"dials per number: max {max(fake.dials.values())}, numbers dialled {len(fake.dials)}")
     print(f"worker CPU per dial: {cpu.per(dials)}")
+    print(
+        "entries: "
+        + ", ".join(f"{n} {state}" + (f" ({why})" if why else "") for state, why, n in states)
+    )
 
 
 if __name__ == "__main__":
