@@ -8,7 +8,7 @@ committed *before* ElevenLabs is asked to dial, so every attempt leaves a row:
 import logging
 import time
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 from flask import Blueprint, current_app, g, request, url_for
@@ -21,6 +21,16 @@ import transcription_helpers
 from api.phone_numbers import mask_phone, mask_phones_in
 from api.schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
 from db import get_conn, release_conn
+from dispatch import batches, settings, suppressions
+from dispatch.schemas import (
+    BatchRequestSchema,
+    BatchSchema,
+    SuppressionRequestSchema,
+    SuppressionSchema,
+    load,
+    phone_number_in_path,
+)
+from dispatch.windows import Window
 from elevenlabs.client import ElevenLabsClient, ElevenLabsError, OutboundCall
 from errors import ApiError, error_response, first_line
 from models import calls
@@ -137,6 +147,7 @@ def create_call():
         variables["driver_name"] = order["driver_name"]
 
     conn = get_conn()
+    suppressions.refuse_suppressed(conn, order["phone_number"])  # 409, nothing written
     # The connection is in autocommit: the row is committed when create() returns, before
     # any network I/O. That order is the feature; one statement needs no BEGIN/COMMIT.
     call = calls.create(
@@ -292,3 +303,85 @@ def _record_acceptance(conn, call_sid: str, accepted: OutboundCall, api_called_a
     logs.bind(conversation_id=call.conversation_id)
     log.info("call %s initiated, conversation %s", call_sid, call.conversation_id)
     return call
+
+
+# --- Batches and suppressions: thin routes over dispatch/ (the worker dials) ---------
+
+BATCH_REQUEST = BatchRequestSchema()
+BATCH = BatchSchema()
+SUPPRESSION_REQUEST = SuppressionRequestSchema()
+SUPPRESSION = SuppressionSchema()
+
+
+@bp.post("/call-batches")
+def create_batch():
+    """Store a batch of calls for the worker to place: 202 with its id, status and counts."""
+    order = load(BATCH_REQUEST, request.get_json(), "batch")
+    defaults = settings.load()
+    given = order["window"]
+    window = Window(given["start"], given["end"]) if given else defaults.calling_window
+    conn = get_conn()
+    batch_id = batches.create(
+        conn, order, window=window, default_zone=defaults.calling_timezone, now=datetime.now(UTC)
+    )
+    shown = batches.show(conn, batch_id)
+    location = url_for(".get_batch", batch_id=batch_id)
+    return (
+        {key: shown[key] for key in ("batch_id", "status", "counts")},
+        202,
+        {"Location": location},
+    )
+
+
+@bp.get("/call-batches/<batch_id>")
+def get_batch(batch_id: str):
+    """Return a batch: its status, counts per entry state and entries with their calls."""
+    shown = batches.show(get_conn(), batch_id) if _plausible(batch_id) else None
+    if shown is None:
+        raise ApiError("No batch has this id.", status=404, code="batch_not_found")
+    return BATCH.dump(shown)
+
+
+def _plausible(batch_id: str) -> bool:
+    """Tell whether an id could be a batch's: short printable text (no NUL reaches SQL)."""
+    return len(batch_id) <= MAX_CALL_SID_CHARS and batch_id.isprintable()
+
+
+@bp.post("/call-batches/<batch_id>/cancel")
+def cancel_batch(batch_id: str):
+    """Cancel what has not been dialled; calls already placed run to their end."""
+    status = batches.cancel(get_conn(), batch_id) if _plausible(batch_id) else None
+    if status is None:
+        raise ApiError("No batch has this id.", status=404, code="batch_not_found")
+    if status != "cancelled":
+        raise ApiError(
+            f"The batch is already {status}; nothing is left to cancel.",
+            status=409,
+            code="batch_finished",
+            details={"batch_id": batch_id, "status": status},
+        )
+    shown = batches.show(get_conn(), batch_id)
+    return {key: shown[key] for key in ("batch_id", "status", "counts")}
+
+
+@bp.put("/suppressions/<phone_number>")
+def suppress_number(phone_number: str):
+    """Put a number on the suppression list (201 new, 200 already there): never dialled."""
+    number = phone_number_in_path(phone_number)
+    body = load(SUPPRESSION_REQUEST, request.get_json() if request.data else {}, "suppression")
+    row, created = suppressions.suppress(get_conn(), number, body["reason"])
+    return SUPPRESSION.dump(row), 201 if created else 200
+
+
+@bp.delete("/suppressions/<phone_number>")
+def lift_suppression(phone_number: str):
+    """Take a number off the suppression list: 204, or 404 when it was not on it."""
+    if not suppressions.lift(get_conn(), phone_number_in_path(phone_number)):
+        raise ApiError("This number is not suppressed.", status=404, code="not_suppressed")
+    return "", 204
+
+
+@bp.get("/suppressions")
+def list_suppressions():
+    """Return every suppressed number, newest first."""
+    return {"suppressions": SUPPRESSION.dump(suppressions.listed(get_conn()), many=True)}

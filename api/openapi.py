@@ -23,6 +23,7 @@ from api.webhook_schemas import (
     TranscriptionWebhookSchema,
     WebhookAnswerSchema,
 )
+from dispatch.openapi import paths as batch_paths
 
 bp = Blueprint("openapi", __name__)
 
@@ -171,6 +172,7 @@ def _paths() -> dict:
                 "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")},
             }
         },
+        **batch_paths(),
     }
 
 
