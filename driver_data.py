@@ -262,8 +262,14 @@ def _record_failure(conn, call_sid: str, exc: ElevenLabsError, api_called_at: da
     calls.mark_failed(conn, call_sid, reason=exc.reason, api_called_at=api_called_at)
     metrics.record_call_outcome(calls.FAILED)
     log.warning("call %s failed (%s): %s", call_sid, exc.kind, mask_phones_in(exc.reason))
+    message = (
+        "ElevenLabs' answer was lost or broken: the call may have been placed. It is recorded "
+        "as failed; check it before placing it again."
+        if exc.may_have_dialled
+        else "ElevenLabs did not place the call; it is recorded as failed."
+    )
     return ApiError(
-        "ElevenLabs did not place the call; it is recorded as failed.",
+        message,
         status=502,
         code="elevenlabs_failed",
         details={
@@ -281,13 +287,14 @@ def _record_acceptance(conn, call_sid: str, accepted: OutboundCall, api_called_a
     try:
         call = calls.mark_initiated(conn, call_sid, conversation_id=accepted.conversation_id, **ids)
     except psycopg.errors.UniqueViolation:
-        # Another call already holds this conversation_id; keep the call, not the clash.
-        log.error(
-            "call %s: conversation_id %s belongs to another call",
-            call_sid,
-            accepted.conversation_id,
+        # Another call already holds this conversation_id: keep the call, and say so on it.
+        clash = (
+            f"ElevenLabs answered with conversation_id {accepted.conversation_id}, which "
+            "another call already has; this call keeps none until its post-call webhook"
         )
-        call = calls.mark_initiated(conn, call_sid, conversation_id=None, **ids)
+        log.error("call %s: %s", call_sid, clash)
+        metrics.record_conversation_id_clash()
+        call = calls.mark_initiated(conn, call_sid, conversation_id=None, note=clash, **ids)
     metrics.record_call_outcome(call.status)
     logs.bind(conversation_id=call.conversation_id)
     log.info("call %s initiated, conversation %s", call_sid, call.conversation_id)

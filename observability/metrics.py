@@ -58,6 +58,10 @@ ELEVENLABS_LATENCY = Histogram(
     ["outcome"],
     buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30),
 )
+CONVERSATION_ID_CLASHES = Counter(
+    "elevenlabs_conversation_id_clashes_total",
+    "Outbound calls ElevenLabs answered with a conversation_id another call already has.",
+)
 CALLS_CREATED = Counter(
     "calls_created_total",
     "Calls created through the API, by the status the request left them in.",
@@ -89,6 +93,11 @@ def record_elevenlabs_call(outcome: str, seconds: float) -> None:
     """Count one ElevenLabs request with its outcome, and how long it took."""
     ELEVENLABS_REQUESTS.labels(outcome).inc()
     ELEVENLABS_LATENCY.labels(outcome).observe(seconds)
+
+
+def record_conversation_id_clash() -> None:
+    """Count one ElevenLabs answer whose conversation_id belonged to another call."""
+    CONVERSATION_ID_CLASHES.inc()
 
 
 def record_call_outcome(status: str) -> None:

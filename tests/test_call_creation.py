@@ -180,6 +180,24 @@ def test_conversation_id_already_held_by_another_call_does_not_lose_the_call(
     assert response.get_json()["twilio_call_sid"] == ANSWER_OK["callSid"]
 
 
+def test_conversation_id_already_held_by_another_call_is_shown_on_the_call_and_counted(
+    client, auth_headers, elevenlabs, conn
+):
+    conn.execute(
+        "INSERT INTO calls (conversation_id, status) VALUES (%s, 'completed')",
+        (ANSWER_OK["conversation_id"],),
+    )
+    elevenlabs.answer(ANSWER_OK)
+    clashes = REGISTRY.get_sample_value("elevenlabs_conversation_id_clashes_total") or 0
+    answer = post_call(client, CALL_REQUEST, auth_headers).get_json()
+
+    assert ANSWER_OK["conversation_id"] in answer["failure_reason"]
+    assert "another call already has" in answer["failure_reason"]
+    shown = client.get(f"/driver_data/calls/{answer['call_sid']}", headers=auth_headers)
+    assert shown.get_json()["failure_reason"] == answer["failure_reason"]
+    assert REGISTRY.get_sample_value("elevenlabs_conversation_id_clashes_total") == clashes + 1
+
+
 FAILURES = {
     "401 invalid_api_key": (401, ERROR_401, None, "invalid_api_key"),
     "422 validation": (422, ERROR_422, None, "body.agent_phone_number_id: Field required"),
