@@ -69,8 +69,15 @@ def _one(conn, query: str, params) -> Call | None:
         return cur.execute(query, params).fetchone()
 
 
-def create(conn, *, driver_id: int, phone_number: str, driver_name: str | None = None) -> Call:
-    """Insert a call in ``initiating`` with a fresh call_sid and no conversation yet."""
+def create(
+    conn,
+    *,
+    driver_id: int,
+    phone_number: str,
+    driver_name: str | None = None,
+    call_sid: str | None = None,
+) -> Call:
+    """Insert a call in ``initiating`` with ``call_sid`` (else a fresh one) and no conversation."""
     return _one(
         conn,
         f"""
@@ -78,7 +85,7 @@ def create(conn, *, driver_id: int, phone_number: str, driver_name: str | None =
         VALUES (%s, %s, %s, %s, %s)
         RETURNING {COLUMNS}
         """,
-        (new_call_sid(), driver_id, driver_name, phone_number, INITIATING),
+        (call_sid or new_call_sid(), driver_id, driver_name, phone_number, INITIATING),
     )
 
 
