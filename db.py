@@ -47,6 +47,11 @@ def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Conn
         kwargs={"autocommit": True, "application_name": "call-sid-service"},
         # A connection broken by a database restart is replaced, not handed out.
         check=_check_if_idle,
+        # psycopg_pool retries a failed connection with a backoff that doubles (1, 2, 4,
+        # 8 s, …): after a long outage the next try could come many seconds after the
+        # database is back. Giving up early instead leaves the next request to ask for
+        # a connection at once, so recovery follows the first request within a second.
+        reconnect_timeout=RECONNECT_SECONDS,
         open=False,
         name="calls",
     )
@@ -58,6 +63,10 @@ def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Conn
         raise DatabaseUnavailable(f"cannot connect to the database: {reason}") from None
     return pool
 
+
+RECONNECT_SECONDS = 2.0
+# How long /healthz waits for a pooled connection before asking the server directly.
+HEALTH_WAIT_SECONDS = 0.5
 
 # A connection given back less than this long ago is taken to be alive, as
 # HikariCP does (aliveBypassWindowMs): pinging on every checkout cost the webhook
@@ -109,6 +118,28 @@ def unreachable(exc: BaseException, conn: psycopg.Connection | None) -> bool:
         return True
     sqlstate = exc.sqlstate or ""
     return sqlstate.startswith("08") or sqlstate in _SERVER_GONE
+
+
+def ping() -> str | None:
+    """Return None when the database answers a query, else libpq's one-line reason.
+
+    A pool that is busy, or holds connections a restart killed, is no sign of a
+    database down: after a short wait the server itself is asked on a fresh
+    connection, which a database that is down refuses at once.
+    """
+    pool = current_app.extensions["db_pool"]
+    try:
+        with pool.connection(timeout=HEALTH_WAIT_SECONDS) as conn:
+            conn.execute("SELECT 1")
+        return None
+    except (psycopg.Error, PoolTimeout):
+        pass
+    try:
+        with psycopg.connect(pool.conninfo, connect_timeout=2, **pool.kwargs) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return first_line(exc)
+    return None
 
 
 def init_app(app, pool: ConnectionPool) -> None:
