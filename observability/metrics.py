@@ -82,6 +82,7 @@ DB_POOL_WAITING = Gauge(
 )
 
 bp = Blueprint("metrics", __name__)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def record_webhook_delivery(endpoint: str, outcome: str) -> None:
@@ -114,8 +115,10 @@ def _finished(response):
     if started is not None:
         # The route's pattern, not the path: one series per route, not per call_sid.
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)
+        # The method is whatever the client wrote: a made-up one would be a new series.
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        HTTP_REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(method, endpoint).observe(time.perf_counter() - started)
     _pool_gauges()
     return response
 
