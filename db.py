@@ -10,6 +10,7 @@ import time
 
 import psycopg
 from flask import current_app, g
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from errors import first_line
@@ -39,6 +40,10 @@ class DatabaseUnavailable(Exception):
 
 def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> ConnectionPool:
     """Open a pool and wait for its first connections, so a bad URL fails at start-up."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:  # libpq cannot even parse it: no point waiting
+        raise DatabaseUnavailable(f"DATABASE_URL is malformed: {first_line(exc)}") from None
     pool = ConnectionPool(
         url,
         min_size=min_size,

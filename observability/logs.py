@@ -98,7 +98,6 @@ def _handler() -> StderrHandler:
             style="{",
             rename_fields={**FIELDS, "exc_info": "exc"},
             timestamp="ts",
-            json_default=str,
         )
     )
     handler.addFilter(Redact())
