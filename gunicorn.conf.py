@@ -14,8 +14,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gunicorn.workers import gthread
-
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gthread"
@@ -30,13 +28,6 @@ timeout = 60
 reuse_port = False
 graceful_timeout = 30
 
-# A gthread worker hands each new connection to a thread, which waits up to 5 s
-# for its first byte before giving it back to the poller: 100 clients that
-# connect and say nothing held all 16 threads for half a minute and /healthz
-# went unanswered. A request sent at once still arrives within this wait; a
-# later one is read when the poller sees it. (Clients that send slowly once
-# started still hold a thread: the README's recipe puts a buffering proxy in front.)
-gthread.DEFAULT_WORKER_DATA_TIMEOUT = 0.1
 # Requests are logged by the app itself, as JSON lines.
 accesslog = None
 
