@@ -97,7 +97,7 @@ def test_a_reload_under_load_drops_no_connection(database_url, tmp_path):
     port = free_port()
     master = start(production_env(database_url, port), tmp_path / "gunicorn.log")
     url = f"http://127.0.0.1:{port}/healthz"
-    outcomes, done = [], threading.Event()
+    outcomes, done, clients = [], threading.Event(), []
 
     def client():
         while not done.is_set():
@@ -108,7 +108,7 @@ def test_a_reload_under_load_drops_no_connection(database_url, tmp_path):
 
     try:
         wait_for(lambda: serving(port), "gunicorn to serve")
-        clients = [threading.Thread(target=client) for _ in range(16)]
+        clients += [threading.Thread(target=client) for _ in range(16)]
         for thread in clients:
             thread.start()
         for _ in range(3):
