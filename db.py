@@ -134,9 +134,13 @@ def ping() -> str | None:
     """
     pool = current_app.extensions["db_pool"]
     try:
-        with pool.connection(timeout=HEALTH_WAIT_SECONDS) as conn:
+        conn = pool.getconn(timeout=HEALTH_WAIT_SECONDS)
+        try:
             conn.execute("SELECT 1")
-        return None
+            return None
+        finally:
+            _stamp_return(conn)  # given back like any request's connection
+            pool.putconn(conn)
     except (psycopg.Error, PoolTimeout):
         pass
     try:

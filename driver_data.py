@@ -125,7 +125,7 @@ def _recording_outcome(call_sid: str, **details):
         )
         raise ApiError(
             "ElevenLabs answered, but the call's outcome could not be recorded; the call "
-            "stays 'initiating'. Do not place it again if `placed` is true.",
+            "stays 'initiating'. Do not place it again if `placed` or `may_have_dialled` is true.",
             status=503,
             code="outcome_not_recorded",
             details={"call_sid": call_sid, **details, "database_reason": reason},
