@@ -18,6 +18,7 @@ from psycopg_pool import PoolTimeout
 import auth
 import db
 import transcription_helpers
+from api import idempotency
 from api.phone_numbers import mask_phone, mask_phones_in
 from api.schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
 from db import get_conn, release_conn
@@ -45,11 +46,15 @@ CALL_REQUEST = CallRequestSchema()
 CALL = CallSchema()
 CALL_WITH_TRANSCRIPT = CallWithTranscriptSchema()
 MAX_CALL_SID_CHARS = 100
+CALL_FIELDS = ("driver_id", "phone_number", "driver_name")
 
 
 @bp.record_once
 def _attach_elevenlabs_client(state) -> None:
     state.app.extensions["elevenlabs"] = ElevenLabsClient.from_config(state.app.config)
+
+
+bp.after_request(idempotency.remember)
 
 
 @bp.before_request
@@ -130,7 +135,7 @@ def _recording_outcome(call_sid: str, **details):
         )
         raise ApiError(
             "ElevenLabs answered, but the call's outcome could not be recorded; the call "
-            "stays 'initiating'. Do not place it again if `placed` is true.",
+            "stays 'initiating'. Do not place it again if `placed` or `may_have_dialled` is true.",
             status=503,
             code="outcome_not_recorded",
             details={"call_sid": call_sid, **details, "database_reason": reason},
@@ -141,25 +146,20 @@ def _recording_outcome(call_sid: str, **details):
 def create_call():
     """Write the call, then ask ElevenLabs to dial: 201 with the call, or 502 with why not."""
     order = _load(request.get_json())
-    agent_id, agent_phone_number_id = _dialling_ids(order)
-    variables = {**order["variables"]}
-    if order["driver_name"] is not None:
-        variables["driver_name"] = order["driver_name"]
-
+    dialling_ids = _dialling_ids(order)
     conn = get_conn()
     suppressions.refuse_suppressed(conn, order["phone_number"])  # 409, nothing written
-    # The connection is in autocommit: the row is committed when create() returns, before
-    # any network I/O. That order is the feature; one statement needs no BEGIN/COMMIT.
-    call = calls.create(
-        conn,
-        driver_id=order["driver_id"],
-        phone_number=order["phone_number"],
-        driver_name=order["driver_name"],
-    )
-    logs.bind(call_sid=call.call_sid)
+    # The row (and its Idempotency-Key) is committed before any network I/O:
+    # that order is the feature.
+    with conn.transaction():
+        earlier = idempotency.claim(conn, order, call_sid := calls.new_call_sid())
+        if earlier is not None:
+            return earlier
+        call = calls.create(conn, call_sid=call_sid, **{k: order[k] for k in CALL_FIELDS})
+    logs.bind(call_sid=call_sid)
     log.info(
         "call %s created for driver %s to %s",
-        call.call_sid,
+        call_sid,
         call.driver_id,
         mask_phone(call.phone_number),
     )
@@ -168,15 +168,25 @@ def create_call():
     try:
         api_called_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     except psycopg.Error as exc:
-        raise _not_placed(call.call_sid, exc) from None
+        raise _not_placed(call_sid, exc) from None
     release_conn()  # the wait on ElevenLabs must not hold a pool connection
+    call = _dial(call, order, dialling_ids, api_called_at)
+    return CALL.dump(call), 201, {"Location": url_for(".get_call", call_sid=call_sid)}
+
+
+def _dial(call, order: dict, dialling_ids: tuple[str, str], api_called_at: datetime):
+    """Ask ElevenLabs to dial the written call; return it initiated, or raise the 502."""
+    variables = {**order["variables"], "call_sid": call.call_sid}
+    if order["driver_name"] is not None:
+        variables["driver_name"] = order["driver_name"]
+    agent_id, agent_phone_number_id = dialling_ids
     sent = time.monotonic()
     try:
         accepted = current_app.extensions["elevenlabs"].outbound_call(
             agent_id=agent_id,
             agent_phone_number_id=agent_phone_number_id,
             to_number=call.phone_number,
-            dynamic_variables={**variables, "call_sid": call.call_sid},
+            dynamic_variables=variables,
         )
     except ElevenLabsError as exc:
         # Counted before any connection is taken: the answer happened even if writing it fails.
@@ -197,9 +207,7 @@ def create_call():
         raise
     metrics.record_elevenlabs_call("ok", time.monotonic() - sent)
     with _recording_outcome(call.call_sid, placed=True, conversation_id=accepted.conversation_id):
-        call = _record_acceptance(get_conn(), call.call_sid, accepted, api_called_at)
-    location = url_for(".get_call", call_sid=call.call_sid)
-    return CALL.dump(call), 201, {"Location": location}
+        return _record_acceptance(get_conn(), call.call_sid, accepted, api_called_at)
 
 
 @bp.get("/calls/<call_sid>")
@@ -273,8 +281,14 @@ def _record_failure(conn, call_sid: str, exc: ElevenLabsError, api_called_at: da
     calls.mark_failed(conn, call_sid, reason=exc.reason, api_called_at=api_called_at)
     metrics.record_call_outcome(calls.FAILED)
     log.warning("call %s failed (%s): %s", call_sid, exc.kind, mask_phones_in(exc.reason))
+    message = (
+        "ElevenLabs' answer was lost or broken: the call may have been placed. It is recorded "
+        "as failed; check it before placing it again."
+        if exc.may_have_dialled
+        else "ElevenLabs did not place the call; it is recorded as failed."
+    )
     return ApiError(
-        "ElevenLabs did not place the call; it is recorded as failed.",
+        message,
         status=502,
         code="elevenlabs_failed",
         details={
@@ -292,13 +306,14 @@ def _record_acceptance(conn, call_sid: str, accepted: OutboundCall, api_called_a
     try:
         call = calls.mark_initiated(conn, call_sid, conversation_id=accepted.conversation_id, **ids)
     except psycopg.errors.UniqueViolation:
-        # Another call already holds this conversation_id; keep the call, not the clash.
-        log.error(
-            "call %s: conversation_id %s belongs to another call",
-            call_sid,
-            accepted.conversation_id,
+        # Another call already holds this conversation_id: keep the call, and say so on it.
+        clash = (
+            f"ElevenLabs answered with conversation_id {accepted.conversation_id}, which "
+            "another call already has; this call keeps none until its post-call webhook"
         )
-        call = calls.mark_initiated(conn, call_sid, conversation_id=None, **ids)
+        log.error("call %s: %s", call_sid, clash)
+        metrics.record_conversation_id_clash()
+        call = calls.mark_initiated(conn, call_sid, conversation_id=None, note=clash, **ids)
     metrics.record_call_outcome(call.status)
     logs.bind(conversation_id=call.conversation_id)
     log.info("call %s initiated, conversation %s", call_sid, call.conversation_id)

@@ -1,4 +1,4 @@
-"""011: procrastinate's schema: the job queue the dispatch worker runs on (``dispatch/``).
+"""010: procrastinate's schema: the job queue the dispatch worker runs on (``dispatch/``).
 
 The SQL is the ``schema.sql`` shipped inside the pinned ``procrastinate`` package
 (requirements.txt), applied as it is, in one transaction: new tables, types and
@@ -9,7 +9,7 @@ upgrade of the pin comes with a new numbered migration of ours that applies them
 
 from procrastinate.schema import SchemaManager
 
-VERSION, NAME = 11, "procrastinate"
+VERSION, NAME = 10, "procrastinate"
 
 # Linted as the package ships it: its choices (serial ids, int columns) are procrastinate's.
 SQUAWK_REASONS = """
@@ -32,8 +32,8 @@ def downgrade(db):
     """Drop the job queue (stop the workers first)."""
     db.execute(
         """
-        -- Rolling back 011 drops the job queue with every job in it; stop the
-        -- workers first. Their work is in call_batch_entries (012), not here.
+        -- Rolling back 010 drops the job queue with every job in it; stop the
+        -- workers first. Their work is in call_batch_entries (011), not here.
         -- Only procrastinate's functions use these types.
         -- squawk-ignore-file ban-drop-table, ban-drop-type
         DROP TABLE IF EXISTS procrastinate_events, procrastinate_periodic_defers,

@@ -1,4 +1,4 @@
-"""009: ``idempotency_keys``: each ``Idempotency-Key`` a client sent with a call request.
+"""008: ``idempotency_keys``: each ``Idempotency-Key`` a client sent with a call request.
 
 A key holds the fingerprint of the request that first used it, the call that
 request created and, once known, the answer it got: a retry with the same key
@@ -9,7 +9,7 @@ blocks nobody). Old code never reads it; the downgrade drops it, and with it
 only the power to replay an answer.
 """
 
-VERSION, NAME = 9, "idempotency_keys"
+VERSION, NAME = 8, "idempotency_keys"
 
 
 def upgrade(db):

@@ -1,4 +1,4 @@
-"""012: call batches, their entries, each entry's calls, and the suppression list.
+"""011: call batches, their entries, each entry's calls, and the suppression list.
 
 - ``call_batches``: one row per ``POST /driver_data/call-batches``: its window,
   redial policy and status;
@@ -13,7 +13,7 @@ concurrency cap counts calls ``initiating``/``initiated`` younger than
 ``CALL_MAX_MINUTES``) is built CONCURRENTLY: ``calls`` is live and large.
 """
 
-VERSION, NAME = 12, "call_batches"
+VERSION, NAME = 11, "call_batches"
 
 
 def upgrade(db):
@@ -96,7 +96,7 @@ def before_downgrade(db):
         db.will_drop(
             f"suppressions with {count:,} numbers never to dial",
             "SELECT phone_number, reason, created_at FROM suppressions",
-            "suppressions-012",
+            "suppressions-011",
         )
 
 
