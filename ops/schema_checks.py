@@ -60,7 +60,8 @@ def migrations(conn, opts):
     if opts.stage == "post" and pending:
         return warned(
             name,
-            f"{done}; {CONTRACT:03d} pending: the new code is deployed, so apply it now: {PY}/migrate.py up",
+            f"{done}; {CONTRACT:03d} pending: the new code is deployed, so apply it now: "
+            f"{PY}/migrate.py up",
             **figures,
         )
     return passed(name, f"{done}; none pending for this stage", **figures)
