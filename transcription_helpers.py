@@ -21,6 +21,7 @@ from psycopg.rows import class_row
 from models import calls
 from models.calls import Call
 
+
 @dataclass(frozen=True)
 class TranscriptLine:
     """One stored line of a call's transcript."""
