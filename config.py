@@ -6,7 +6,14 @@ Every setting of DESIGN.md's table, plus the few tunables an operator may need.
 
 import os
 
-PRODUCTION_SECRETS = ("API_TOKENS", "ELEVENLABS_WEBHOOK_SECRET")
+# Without any of these, production would serve and answer every call with 503.
+PRODUCTION_REQUIRED = (
+    "API_TOKENS",
+    "ELEVENLABS_WEBHOOK_SECRET",
+    "ELEVENLABS_API_KEY",
+    "ELEVENLABS_AGENT_ID",
+    "ELEVENLABS_PHONE_NUMBER_ID",
+)
 
 
 class ConfigError(Exception):
@@ -62,7 +69,7 @@ def check(config) -> None:
     if config["APP_ENV"] not in ("development", "production"):
         raise ConfigError(f"APP_ENV must be development or production, got {config['APP_ENV']!r}")
     if config["APP_ENV"] == "production":
-        missing = [name for name in PRODUCTION_SECRETS if not config.get(name)]
+        missing = [name for name in PRODUCTION_REQUIRED if not config.get(name)]
         if not config.get("DATABASE_URL"):
             # The embedded server is for development; production names its database.
             missing.append("DATABASE_URL")

@@ -10,6 +10,7 @@ import time
 
 import psycopg
 from flask import current_app, g
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from errors import first_line
@@ -45,6 +46,10 @@ class DatabaseUnavailable(Exception):
 
 def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> ConnectionPool:
     """Open a pool and wait for its first connections, so a bad URL fails at start-up."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:  # libpq cannot even parse it: no point waiting
+        raise DatabaseUnavailable(f"DATABASE_URL is malformed: {first_line(exc)}") from None
     pool = ConnectionPool(
         url,
         min_size=min_size,
@@ -53,6 +58,11 @@ def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Conn
         kwargs={"autocommit": True, "application_name": "call-sid-service"},
         # A connection broken by a database restart is replaced, not handed out.
         check=_check_if_idle,
+        # psycopg_pool retries a failed connection with a backoff that doubles (1, 2, 4,
+        # 8 s, …): after a long outage the next try could come many seconds after the
+        # database is back. Giving up early instead leaves the next request to ask for
+        # a connection at once, so recovery follows the first request within a second.
+        reconnect_timeout=RECONNECT_SECONDS,
         open=False,
         name="calls",
     )
@@ -64,6 +74,10 @@ def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Conn
         raise DatabaseUnavailable(f"cannot connect to the database: {reason}") from None
     return pool
 
+
+RECONNECT_SECONDS = 2.0
+# How long /healthz waits for a pooled connection before asking the server directly.
+HEALTH_WAIT_SECONDS = 0.5
 
 # A connection given back less than this long ago is taken to be alive, as
 # HikariCP does (aliveBypassWindowMs): pinging on every checkout cost the webhook
@@ -115,6 +129,32 @@ def unreachable(exc: BaseException, conn: psycopg.Connection | None) -> bool:
         return True
     sqlstate = exc.sqlstate or ""
     return sqlstate.startswith("08") or sqlstate in _SERVER_GONE
+
+
+def ping() -> str | None:
+    """Return None when the database answers a query, else libpq's one-line reason.
+
+    A pool that is busy, or holds connections a restart killed, is no sign of a
+    database down: after a short wait the server itself is asked on a fresh
+    connection, which a database that is down refuses at once.
+    """
+    pool = current_app.extensions["db_pool"]
+    try:
+        conn = pool.getconn(timeout=HEALTH_WAIT_SECONDS)
+        try:
+            conn.execute("SELECT 1")
+            return None
+        finally:
+            _stamp_return(conn)  # given back like any request's connection
+            pool.putconn(conn)
+    except (psycopg.Error, PoolTimeout):
+        pass
+    try:
+        with psycopg.connect(pool.conninfo, connect_timeout=2, **pool.kwargs) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return first_line(exc)
+    return None
 
 
 def init_app(app, pool: ConnectionPool) -> None:

@@ -8,7 +8,7 @@ committed *before* ElevenLabs is asked to dial, so every attempt leaves a row:
 import logging
 import time
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 from flask import Blueprint, current_app, g, request, url_for
@@ -18,9 +18,20 @@ from psycopg_pool import PoolTimeout
 import auth
 import db
 import transcription_helpers
+from api import idempotency
 from api.phone_numbers import mask_phone, mask_phones_in
 from api.schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
 from db import get_conn, release_conn
+from dispatch import batches, settings, suppressions
+from dispatch.schemas import (
+    BatchRequestSchema,
+    BatchSchema,
+    SuppressionRequestSchema,
+    SuppressionSchema,
+    load,
+    phone_number_in_path,
+)
+from dispatch.windows import Window
 from elevenlabs.client import ElevenLabsClient, ElevenLabsError, OutboundCall
 from errors import ApiError, error_response, first_line
 from models import calls
@@ -35,11 +46,15 @@ CALL_REQUEST = CallRequestSchema()
 CALL = CallSchema()
 CALL_WITH_TRANSCRIPT = CallWithTranscriptSchema()
 MAX_CALL_SID_CHARS = 100
+CALL_FIELDS = ("driver_id", "phone_number", "driver_name")
 
 
 @bp.record_once
 def _attach_elevenlabs_client(state) -> None:
     state.app.extensions["elevenlabs"] = ElevenLabsClient.from_config(state.app.config)
+
+
+bp.after_request(idempotency.remember)
 
 
 @bp.before_request
@@ -120,7 +135,7 @@ def _recording_outcome(call_sid: str, **details):
         )
         raise ApiError(
             "ElevenLabs answered, but the call's outcome could not be recorded; the call "
-            "stays 'initiating'. Do not place it again if `placed` is true.",
+            "stays 'initiating'. Do not place it again if `placed` or `may_have_dialled` is true.",
             status=503,
             code="outcome_not_recorded",
             details={"call_sid": call_sid, **details, "database_reason": reason},
@@ -131,24 +146,20 @@ def _recording_outcome(call_sid: str, **details):
 def create_call():
     """Write the call, then ask ElevenLabs to dial: 201 with the call, or 502 with why not."""
     order = _load(request.get_json())
-    agent_id, agent_phone_number_id = _dialling_ids(order)
-    variables = {**order["variables"]}
-    if order["driver_name"] is not None:
-        variables["driver_name"] = order["driver_name"]
-
+    dialling_ids = _dialling_ids(order)
     conn = get_conn()
-    # The connection is in autocommit: the row is committed when create() returns, before
-    # any network I/O. That order is the feature; one statement needs no BEGIN/COMMIT.
-    call = calls.create(
-        conn,
-        driver_id=order["driver_id"],
-        phone_number=order["phone_number"],
-        driver_name=order["driver_name"],
-    )
-    logs.bind(call_sid=call.call_sid)
+    suppressions.refuse_suppressed(conn, order["phone_number"])  # 409, nothing written
+    # The row (and its Idempotency-Key) is committed before any network I/O:
+    # that order is the feature.
+    with conn.transaction():
+        earlier = idempotency.claim(conn, order, call_sid := calls.new_call_sid())
+        if earlier is not None:
+            return earlier
+        call = calls.create(conn, call_sid=call_sid, **{k: order[k] for k in CALL_FIELDS})
+    logs.bind(call_sid=call_sid)
     log.info(
         "call %s created for driver %s to %s",
-        call.call_sid,
+        call_sid,
         call.driver_id,
         mask_phone(call.phone_number),
     )
@@ -157,15 +168,25 @@ def create_call():
     try:
         api_called_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     except psycopg.Error as exc:
-        raise _not_placed(call.call_sid, exc) from None
+        raise _not_placed(call_sid, exc) from None
     release_conn()  # the wait on ElevenLabs must not hold a pool connection
+    call = _dial(call, order, dialling_ids, api_called_at)
+    return CALL.dump(call), 201, {"Location": url_for(".get_call", call_sid=call_sid)}
+
+
+def _dial(call, order: dict, dialling_ids: tuple[str, str], api_called_at: datetime):
+    """Ask ElevenLabs to dial the written call; return it initiated, or raise the 502."""
+    variables = {**order["variables"], "call_sid": call.call_sid}
+    if order["driver_name"] is not None:
+        variables["driver_name"] = order["driver_name"]
+    agent_id, agent_phone_number_id = dialling_ids
     sent = time.monotonic()
     try:
         accepted = current_app.extensions["elevenlabs"].outbound_call(
             agent_id=agent_id,
             agent_phone_number_id=agent_phone_number_id,
             to_number=call.phone_number,
-            dynamic_variables={**variables, "call_sid": call.call_sid},
+            dynamic_variables=variables,
         )
     except ElevenLabsError as exc:
         # Counted before any connection is taken: the answer happened even if writing it fails.
@@ -186,9 +207,7 @@ def create_call():
         raise
     metrics.record_elevenlabs_call("ok", time.monotonic() - sent)
     with _recording_outcome(call.call_sid, placed=True, conversation_id=accepted.conversation_id):
-        call = _record_acceptance(get_conn(), call.call_sid, accepted, api_called_at)
-    location = url_for(".get_call", call_sid=call.call_sid)
-    return CALL.dump(call), 201, {"Location": location}
+        return _record_acceptance(get_conn(), call.call_sid, accepted, api_called_at)
 
 
 @bp.get("/calls/<call_sid>")
@@ -262,8 +281,14 @@ def _record_failure(conn, call_sid: str, exc: ElevenLabsError, api_called_at: da
     calls.mark_failed(conn, call_sid, reason=exc.reason, api_called_at=api_called_at)
     metrics.record_call_outcome(calls.FAILED)
     log.warning("call %s failed (%s): %s", call_sid, exc.kind, mask_phones_in(exc.reason))
+    message = (
+        "ElevenLabs' answer was lost or broken: the call may have been placed. It is recorded "
+        "as failed; check it before placing it again."
+        if exc.may_have_dialled
+        else "ElevenLabs did not place the call; it is recorded as failed."
+    )
     return ApiError(
-        "ElevenLabs did not place the call; it is recorded as failed.",
+        message,
         status=502,
         code="elevenlabs_failed",
         details={
@@ -281,14 +306,97 @@ def _record_acceptance(conn, call_sid: str, accepted: OutboundCall, api_called_a
     try:
         call = calls.mark_initiated(conn, call_sid, conversation_id=accepted.conversation_id, **ids)
     except psycopg.errors.UniqueViolation:
-        # Another call already holds this conversation_id; keep the call, not the clash.
-        log.error(
-            "call %s: conversation_id %s belongs to another call",
-            call_sid,
-            accepted.conversation_id,
+        # Another call already holds this conversation_id: keep the call, and say so on it.
+        clash = (
+            f"ElevenLabs answered with conversation_id {accepted.conversation_id}, which "
+            "another call already has; this call keeps none until its post-call webhook"
         )
-        call = calls.mark_initiated(conn, call_sid, conversation_id=None, **ids)
+        log.error("call %s: %s", call_sid, clash)
+        metrics.record_conversation_id_clash()
+        call = calls.mark_initiated(conn, call_sid, conversation_id=None, note=clash, **ids)
     metrics.record_call_outcome(call.status)
     logs.bind(conversation_id=call.conversation_id)
     log.info("call %s initiated, conversation %s", call_sid, call.conversation_id)
     return call
+
+
+# --- Batches and suppressions: thin routes over dispatch/ (the worker dials) ---------
+
+BATCH_REQUEST = BatchRequestSchema()
+BATCH = BatchSchema()
+SUPPRESSION_REQUEST = SuppressionRequestSchema()
+SUPPRESSION = SuppressionSchema()
+
+
+@bp.post("/call-batches")
+def create_batch():
+    """Store a batch of calls for the worker to place: 202 with its id, status and counts."""
+    order = load(BATCH_REQUEST, request.get_json(), "batch")
+    defaults = settings.load()
+    given = order["window"]
+    window = Window(given["start"], given["end"]) if given else defaults.calling_window
+    conn = get_conn()
+    batch_id = batches.create(
+        conn, order, window=window, default_zone=defaults.calling_timezone, now=datetime.now(UTC)
+    )
+    shown = batches.show(conn, batch_id)
+    location = url_for(".get_batch", batch_id=batch_id)
+    return (
+        {key: shown[key] for key in ("batch_id", "status", "counts")},
+        202,
+        {"Location": location},
+    )
+
+
+@bp.get("/call-batches/<batch_id>")
+def get_batch(batch_id: str):
+    """Return a batch: its status, counts per entry state and entries with their calls."""
+    shown = batches.show(get_conn(), batch_id) if _plausible(batch_id) else None
+    if shown is None:
+        raise ApiError("No batch has this id.", status=404, code="batch_not_found")
+    return BATCH.dump(shown)
+
+
+def _plausible(batch_id: str) -> bool:
+    """Tell whether an id could be a batch's: short printable text (no NUL reaches SQL)."""
+    return len(batch_id) <= MAX_CALL_SID_CHARS and batch_id.isprintable()
+
+
+@bp.post("/call-batches/<batch_id>/cancel")
+def cancel_batch(batch_id: str):
+    """Cancel what has not been dialled; calls already placed run to their end."""
+    status = batches.cancel(get_conn(), batch_id) if _plausible(batch_id) else None
+    if status is None:
+        raise ApiError("No batch has this id.", status=404, code="batch_not_found")
+    if status != "cancelled":
+        raise ApiError(
+            f"The batch is already {status}; nothing is left to cancel.",
+            status=409,
+            code="batch_finished",
+            details={"batch_id": batch_id, "status": status},
+        )
+    shown = batches.show(get_conn(), batch_id)
+    return {key: shown[key] for key in ("batch_id", "status", "counts")}
+
+
+@bp.put("/suppressions/<phone_number>")
+def suppress_number(phone_number: str):
+    """Put a number on the suppression list (201 new, 200 already there): never dialled."""
+    number = phone_number_in_path(phone_number)
+    body = load(SUPPRESSION_REQUEST, request.get_json() if request.data else {}, "suppression")
+    row, created = suppressions.suppress(get_conn(), number, body["reason"])
+    return SUPPRESSION.dump(row), 201 if created else 200
+
+
+@bp.delete("/suppressions/<phone_number>")
+def lift_suppression(phone_number: str):
+    """Take a number off the suppression list: 204, or 404 when it was not on it."""
+    if not suppressions.lift(get_conn(), phone_number_in_path(phone_number)):
+        raise ApiError("This number is not suppressed.", status=404, code="not_suppressed")
+    return "", 204
+
+
+@bp.get("/suppressions")
+def list_suppressions():
+    """Return every suppressed number, newest first."""
+    return {"suppressions": SUPPRESSION.dump(suppressions.listed(get_conn()), many=True)}

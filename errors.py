@@ -3,10 +3,11 @@
 ``{"error": "<short code>", "message": "<human sentence>", "details": {...}}``
 """
 
+import json
 import logging
 
 from flask import Request, jsonify
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -26,22 +27,74 @@ class ApiError(Exception):
 
 
 class JsonRequest(Request):
-    """A request whose bad JSON is a clear 400 in our shape, not HTML."""
+    """A request whose body is read whole or refused, and whose bad JSON is a clear 400."""
 
-    def get_json(self, *args, **kwargs):
-        """Parse the body as JSON; nesting too deep to parse is bad JSON too, not a 500."""
+    def get_data(self, cache=True, as_text=False, parse_form_data=False):
+        """Return the body; 413 when it is over the limit, whatever its framing."""
+        data = super().get_data(cache=cache, parse_form_data=parse_form_data)
+        limit = self.max_content_length
+        # Without Content-Length (a chunked body) werkzeug stops reading at the limit
+        # and says nothing: one byte past it means the body was cut, never to be parsed.
+        cut = self.content_length is None and limit is not None and len(data) >= limit
+        if cut and self.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+        return data.decode(errors="replace") if as_text else data
+
+    def get_json(self, force=False, silent=False, cache=True):
+        """Parse the body as JSON: one value per key, numbers in range, nesting parseable."""
+        if not (force or self.is_json):
+            return self.on_json_loading_failed(None)
         try:
-            return super().get_json(*args, **kwargs)
+            return json.loads(
+                self.get_data(cache=cache),
+                object_pairs_hook=_one_value_per_key,
+                parse_int=_integer,
+            )
         except RecursionError:  # json raises this, not ValueError, for "[[[[…" very deep
-            return self.on_json_loading_failed(ValueError("nested too deeply"))
+            return None if silent else self.on_json_loading_failed(ValueError("nested too deeply"))
+        except ValueError as exc:
+            return None if silent else self.on_json_loading_failed(exc)
 
     def on_json_loading_failed(self, e):
-        """Raise a 400 that says the body is not valid JSON."""
+        """Raise a 400 that says what is wrong with the body, or with its Content-Type."""
+        if e is None:
+            raise ApiError(
+                "The body must be JSON sent with the header Content-Type: application/json "
+                f"(got {self.content_type or 'no Content-Type'}).",
+                status=415,
+                code="unsupported_media_type",
+            )
         raise ApiError(
             "The request body is not valid JSON.",
             code="invalid_json",
-            details={"reason": str(e) if e else "no JSON body"},
+            details={"reason": str(e)},
         )
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice: which value was meant is not ours to guess."""
+
+
+class NumberTooLong(ValueError):
+    """A JSON integer with more digits than any field here takes."""
+
+
+MAX_INTEGER_DIGITS = 40  # any field's range is far below this; Python's own limit is 4,300
+
+
+def _one_value_per_key(pairs: list) -> dict:
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKey(f"the key {key[:64]!r} appears twice in one object")
+        seen[key] = value
+    return seen
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise NumberTooLong(f"a number of {len(text)} digits is out of every field's range")
+    return int(text)
 
 
 def first_line(exc: BaseException) -> str:

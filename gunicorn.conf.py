@@ -19,13 +19,16 @@ workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 60
-# Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads
-# new connections over them. On one shared socket the first worker awake accepts
-# greedily and keeps what it accepted: in bench/call_creation.py eight keep-alive
-# clients all landed on one worker in two runs of three, and that worker, bound
-# by its GIL, served all of them while the other idled.
-reuse_port = True
+# One listening socket, shared by the workers (reuse_port off). With a socket per
+# worker (SO_REUSEPORT) a reload resets the connections still queued on each old
+# worker's socket when it closes: 16 of them in three HUPs under load in
+# tests/test_gunicorn_production.py; with one shared socket it passed in all but
+# one of about ten runs on a busy machine (that one's cause unseen). The price: the
+# first worker awake may take more than its share of long-lived keep-alive
+# connections; the proxy in front (README) opens and recycles them instead.
+reuse_port = False
 graceful_timeout = 30
+
 # Requests are logged by the app itself, as JSON lines.
 accesslog = None
 
@@ -62,9 +65,10 @@ def on_starting(server):
 def _refuse_if_port_taken(addresses):
     """Exit in one line when something already listens where we are to listen.
 
-    With reuse_port, a second instance (an old one never stopped, a second
-    ``make run``) would not fail to bind: it would silently share the port and
-    half the traffic. A probe bound without SO_REUSEPORT finds any listener.
+    Gunicorn itself would retry the bind for seconds and then print its own
+    lines; and a listener opened with SO_REUSEPORT (another gunicorn
+    configured so) would be shared silently. A probe bound without it finds
+    any listener.
     """
     for address in addresses:
         if not isinstance(address, tuple):  # a unix socket: not shared by reuse_port

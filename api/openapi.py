@@ -23,6 +23,7 @@ from api.webhook_schemas import (
     TranscriptionWebhookSchema,
     WebhookAnswerSchema,
 )
+from dispatch.openapi import paths as batch_paths
 
 bp = Blueprint("openapi", __name__)
 
@@ -36,6 +37,16 @@ EXAMPLE_LINE = {
     "speaker": "agent",
     "message": "Hi Dana, this is dispatch calling about load L-77.",
     "timestamp": "2026-11-25T10:20:00Z",
+}
+
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Retry safely: the same key and body get the first answer, never a second "
+    "dial (kept at least 24 h)",
+    "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"},
 }
 
 
@@ -64,8 +75,13 @@ def _errors(*statuses: int) -> dict:
         400: "invalid input; details name each problem",
         401: "missing or wrong credentials",
         404: "no such call",
+        409: "idempotency_key_in_progress: the key's first request has no answer yet; "
+        "details name its call",
         413: "the body is too large",
-        502: "ElevenLabs did not place the call; the call is recorded as failed",
+        415: "the body was not sent with Content-Type: application/json",
+        422: "idempotency_key_reused: the key came with another body",
+        502: "ElevenLabs did not confirm the call; it is recorded as failed, and "
+        "details.may_have_dialled says whether it may have been placed all the same",
         503: "not_configured; database_unavailable (unreachable) or database_error (it refused "
         "the statement): nothing was written; outcome_not_recorded: ElevenLabs answered but "
         "the outcome could not be written, details.placed says whether the call was placed; "
@@ -92,6 +108,7 @@ def _paths() -> dict:
             "post": {
                 "summary": "Write the call, then ask ElevenLabs to dial the driver",
                 "security": bearer,
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -107,7 +124,7 @@ def _paths() -> dict:
                         "ElevenLabs accepted; conversation_id may still be null",
                         {"Location": {"schema": {"type": "string"}, "description": "the call"}},
                     ),
-                    **_errors(400, 401, 413, 502, 503),
+                    **_errors(400, 401, 409, 413, 415, 422, 502, 503),
                 },
             }
         },
@@ -171,6 +188,7 @@ def _paths() -> dict:
                 "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")},
             }
         },
+        **batch_paths(),
     }
 
 

@@ -7,10 +7,12 @@ import re
 
 # [0-9], not \d (which takes any Unicode digit); \Z, not $ (which lets "\n" through).
 E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")
-# A phone number in free text (an error body or a library's log line may echo it, with
-# or without "+"): 7 to 15 digits standing as a token of their own. Digits inside
-# identifiers (legacy_1234567, hex call_sids) touch a letter or "_" and stay whole.
-PHONE_IN_TEXT = re.compile(r"(?<![A-Za-z0-9_.:-])\+?[0-9]{7,15}(?![A-Za-z0-9_])")
+# A phone number in free text (an error body or a library's log line may echo it):
+# "+" and 7 to 15 digits, or 9 to 15 digits without it (the shortest national
+# numbers), standing as a token of their own. Shorter runs are ids and counts (a
+# 7-digit driver id); digits inside identifiers (legacy_1234567, hex call_sids)
+# touch a letter or "_" and stay whole.
+PHONE_IN_TEXT = re.compile(r"(?<![A-Za-z0-9_.:-])(\+[0-9]{7,15}|[0-9]{9,15})(?![A-Za-z0-9_])")
 HIDDEN = "•••"
 
 

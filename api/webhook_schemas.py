@@ -7,7 +7,13 @@ documentation. ``/driver_data`` is described from ``api.schemas`` itself.
 
 from marshmallow import INCLUDE, Schema, fields, validate
 
-from elevenlabs.payloads import MAX_ID_LENGTH, MAX_MESSAGE_LENGTH, MAX_SPEAKER_LENGTH
+from elevenlabs.payloads import (
+    EARLIEST,
+    LATEST,
+    MAX_ID_LENGTH,
+    MAX_MESSAGE_LENGTH,
+    MAX_SPEAKER_LENGTH,
+)
 
 
 class ErrorSchema(Schema):
@@ -35,11 +41,18 @@ class WebhookAnswerSchema(Schema):
 
 
 TIMESTAMP = {
-    "description": "ISO 8601 with a zone, or unix seconds (a number or a string of digits)",
+    "description": "ISO 8601 with a zone, or unix seconds (a number or a string of digits); "
+    "from 2000 to 2100",
     "anyOf": [
-        {"type": "string", "format": "date-time"},
-        {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,9})?$"},
-        {"type": "number"},
+        {"type": "string", "format": "date-time", "pattern": r"^20[0-9]{2}-"},
+        # 2001-09-09 to 2033-05-18 as a string of digits: a range a pattern can say.
+        {"type": "string", "pattern": r"^[1][0-9]{9}(\.[0-9]{1,9})?$"},
+        {
+            "type": "number",
+            "minimum": EARLIEST.timestamp(),
+            "maximum": LATEST.timestamp(),
+            "exclusiveMaximum": True,
+        },
     ],
 }
 
@@ -107,6 +120,7 @@ class PostCallWebhookSchema(Schema):
 
     type = fields.String(
         required=True,
+        validate=validate.Length(min=1),
         metadata={
             "description": "post_call_transcription, call_initiation_failure, post_call_audio; "
             "other types are acknowledged and recorded"

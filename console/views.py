@@ -1,7 +1,7 @@
 """Blueprint ``/ops``: a read-only console to watch calls and their webhooks as they happen.
 
-Sign-in is HTTP Basic: any user name, one of ``API_TOKENS`` as the password (a
-script may send ``Authorization: Bearer <token>`` instead). Pages refresh their
+Sign-in is HTTP Basic only: any user name, one of ``API_TOKENS`` as the password
+(a script sends ``curl -u ops:<token>``); no other scheme is read. Pages refresh their
 data in place every few seconds from the same URL with ``?fragment=1``.
 """
 
@@ -51,7 +51,7 @@ SECURITY_HEADERS = {
 @bp.before_request
 def require_token():
     """Answer 401 with a Basic challenge unless the request carries an API token."""
-    given = auth.presented_token("basic", "bearer")
+    given = auth.presented_token("basic")
     if auth.accepted(given, current_app.config["API_TOKENS"]):
         return None
     body = render_template(

@@ -3,19 +3,34 @@
 ``outbound_call`` sends exactly one request and turns every way it can go wrong
 into one ``ElevenLabsError`` whose ``reason`` an operator can read. Nothing is
 retried, not even a connection that failed half-way: a repeated request can ring
-a driver's phone twice.
+a driver's phone twice. Only a failure known to come before the request left
+(no connection, a refused one, a certificate refused, a bad URL) says the call
+was not placed; every other one says it may have been.
+
+The whole exchange has a deadline (connect + read timeout): requests' read
+timeout is per socket read, so an answer dripping a byte a second would
+otherwise hold the request for as long as it drips.
 """
 
 import json
+import ssl
 from dataclasses import dataclass
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
+from elevenlabs.deadline import Deadline, NoRetryAdapter
 from errors import first_line
 
 OUTBOUND_CALL_PATH = "/v1/convai/twilio/outbound-call"
+# Raised by requests before a byte is sent.
+NOT_SENT = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+)
 # Enough of a body to recognise it in a failure reason, not enough to flood a column.
 EXCERPT_CHARS = 200
 
@@ -30,10 +45,10 @@ class OutboundCall:
 
 
 class ElevenLabsError(Exception):
-    """The call was not placed as far as we know; ``reason`` says why, ``kind`` names the case.
+    """ElevenLabs did not confirm the call; ``reason`` says why, ``kind`` names the case.
 
-    ``may_have_dialled`` is true when the request may have reached ElevenLabs
-    (a read timeout, a dropped connection, a 5xx): the driver's phone may ring
+    ``may_have_dialled`` is true whenever the request may have reached ElevenLabs
+    (a timeout, a broken or cut-off answer, a 5xx): the driver's phone may ring
     even though we record the call as failed.
     """
 
@@ -48,14 +63,14 @@ class ElevenLabsError(Exception):
 
 
 class ElevenLabsClient:
-    """One ``requests.Session`` to ElevenLabs with explicit connect and read timeouts."""
+    """One ``requests.Session`` to ElevenLabs: connect and read timeouts, and a total deadline."""
 
     def __init__(self, base_url: str, api_key: str, *, connect_timeout: float, read_timeout: float):
         self.url = base_url.rstrip("/") + OUTBOUND_CALL_PATH
         self.timeout = (connect_timeout, read_timeout)
+        self.deadline = connect_timeout + read_timeout
         self.session = requests.Session()
-        # Zero retries, said out loud: urllib3 must not resend a request on its own.
-        adapter = HTTPAdapter(max_retries=0, pool_maxsize=32)  # >= threads per worker
+        adapter = NoRetryAdapter()
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"xi-api-key": api_key, "Accept": "application/json"})
@@ -86,11 +101,19 @@ class ElevenLabsClient:
             "conversation_initiation_client_data": {"dynamic_variables": dynamic_variables},
         }
         try:
-            # A redirect would be followed by a second request: refuse it instead.
-            response = self.session.post(
-                self.url, json=body, timeout=self.timeout, allow_redirects=False
-            )
+            with Deadline(self.deadline) as deadline:
+                # A redirect would be followed by a second request: refuse it instead.
+                response = self.session.post(
+                    self.url, json=body, timeout=self.timeout, allow_redirects=False
+                )
         except requests.RequestException as exc:
+            if deadline.expired:
+                raise ElevenLabsError(
+                    "deadline_exceeded",
+                    f"ElevenLabs did not answer in full within {self.deadline:g}s; the call "
+                    "may still have been placed (its post-call webhook would complete this call)",
+                    may_have_dialled=True,
+                ) from exc
             raise transport_error(exc, self.timeout) from exc
         return parse_answer(response)
 
@@ -114,9 +137,11 @@ def transport_error(exc: requests.RequestException, timeout: tuple) -> ElevenLab
         return ElevenLabsError(
             "connection_refused", "ElevenLabs refused the connection; the call was not placed"
         )
-    if isinstance(exc, requests.exceptions.SSLError):
+    if _caused_by(exc, ssl.SSLCertVerificationError):  # refused during the handshake
         return ElevenLabsError(
-            "tls_error", f"TLS with ElevenLabs failed: {first_line(exc)[:EXCERPT_CHARS]}"
+            "tls_error",
+            f"TLS with ElevenLabs failed: {first_line(exc)[:EXCERPT_CHARS]}; "
+            "the call was not placed",
         )
     if isinstance(exc, requests.ConnectionError) and not _request_sent(exc):
         return ElevenLabsError(
@@ -124,16 +149,19 @@ def transport_error(exc: requests.RequestException, timeout: tuple) -> ElevenLab
             f"could not connect to ElevenLabs ({first_line(exc)[:EXCERPT_CHARS]}); "
             "the call was not placed",
         )
-    if isinstance(exc, requests.ConnectionError):
+    if isinstance(exc, NOT_SENT):  # an invalid URL or header: our configuration
         return ElevenLabsError(
-            "connection_lost",
-            "the connection to ElevenLabs broke before it answered; the call may still have "
-            "been placed",
-            may_have_dialled=True,
+            "request_error",
+            f"request to ElevenLabs not sent: {first_line(exc)[:EXCERPT_CHARS]}; "
+            "the call was not placed",
         )
-    # An invalid URL or similar: our configuration, not ElevenLabs.
+    # Anything else came after the request bytes were written: a connection that
+    # broke, an answer cut short, a body that claims gzip and is not.
     return ElevenLabsError(
-        "request_error", f"request to ElevenLabs not sent: {first_line(exc)[:EXCERPT_CHARS]}"
+        "connection_lost",
+        "the exchange with ElevenLabs broke before its answer was read "
+        f"({type(exc).__name__}); the call may still have been placed",
+        may_have_dialled=True,
     )
 
 
@@ -144,7 +172,7 @@ def parse_answer(response: requests.Response) -> OutboundCall:
         raise status_error(response)
     try:
         answer = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply to parse
         raise ElevenLabsError(
             "bad_response",
             f"ElevenLabs answered {status} with a body that is not JSON: {_excerpt(response)}; "
@@ -230,7 +258,7 @@ def _detail(response: requests.Response):
     """Return the ``detail`` of an error body, or None when the body has none."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return body.get("detail") if isinstance(body, dict) else None
 

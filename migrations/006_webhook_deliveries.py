@@ -6,7 +6,7 @@ lets a post-call event naming neither our call_sid nor a known conversation_id
 be matched by Twilio's SID; built CONCURRENTLY, writes go on.
 
 The unique key on transcript lines contracts what old code may write (its
-retried lines): that is 008, run after the new code is deployed.
+retried lines): that is 012, run after the new code is deployed.
 """
 
 VERSION, NAME = 6, "webhook_deliveries"

@@ -69,8 +69,15 @@ def _one(conn, query: str, params) -> Call | None:
         return cur.execute(query, params).fetchone()
 
 
-def create(conn, *, driver_id: int, phone_number: str, driver_name: str | None = None) -> Call:
-    """Insert a call in ``initiating`` with a fresh call_sid and no conversation yet."""
+def create(
+    conn,
+    *,
+    driver_id: int,
+    phone_number: str,
+    driver_name: str | None = None,
+    call_sid: str | None = None,
+) -> Call:
+    """Insert a call in ``initiating`` with ``call_sid`` (else a fresh one) and no conversation."""
     return _one(
         conn,
         f"""
@@ -78,7 +85,7 @@ def create(conn, *, driver_id: int, phone_number: str, driver_name: str | None =
         VALUES (%s, %s, %s, %s, %s)
         RETURNING {COLUMNS}
         """,
-        (new_call_sid(), driver_id, driver_name, phone_number, INITIATING),
+        (call_sid or new_call_sid(), driver_id, driver_name, phone_number, INITIATING),
     )
 
 
@@ -99,11 +106,13 @@ def mark_initiated(
     conversation_id: str | None,
     twilio_call_sid: str | None,
     api_called_at: datetime,
+    note: str | None = None,
 ) -> Call | None:
     """Record ElevenLabs' acceptance: ``initiating`` → ``initiated``, keeping its ids.
 
     The ids are kept even when a webhook already moved the call on (it can
-    outrun ElevenLabs' answer to us); only the status move is guarded.
+    outrun ElevenLabs' answer to us); only the status move is guarded. ``note``
+    (something wrong with the answer) goes to ``failure_reason``.
     """
     return _one(
         conn,
@@ -114,6 +123,7 @@ def mark_initiated(
                conversation_id = COALESCE(conversation_id, %(conversation_id)s),
                twilio_call_sid = COALESCE(twilio_call_sid, %(twilio_call_sid)s),
                api_called_at = COALESCE(api_called_at, %(api_called_at)s),
+               failure_reason = COALESCE(%(note)s, failure_reason),
                updated_at = now()
          WHERE call_sid = %(call_sid)s
         RETURNING {COLUMNS}
@@ -124,6 +134,7 @@ def mark_initiated(
             "conversation_id": conversation_id,
             "twilio_call_sid": twilio_call_sid,
             "api_called_at": api_called_at,
+            "note": note,
             "call_sid": call_sid,
         },
     )

@@ -2,9 +2,11 @@
 
 Every request ends with one line ``{"msg": "request", "request_id", "method",
 "path", "endpoint", "status", "latency_ms", "call_sid", "conversation_id"}``.
-The request id is the caller's ``X-Request-ID`` when it is a sane token, else a
-fresh one, and is echoed back in the response. Views say which call they are
-about with ``bind(call_sid=…, conversation_id=…)``.
+The request id is the caller's ``X-Request-ID`` when it is a UUID and holds no
+secret of ours, else a fresh one, and is echoed back in the response. Views say
+which call they are about with ``bind(call_sid=…, conversation_id=…)``; those
+may come from a request, so they are cleaned like any field (cut, phone numbers
+masked, secrets replaced). The JSON itself is python-json-logger's.
 
 ``Redact`` is a safety net on the handler, so it covers every logger, ours or a
 library's: numbers that look like phone numbers are masked, and the values of
@@ -18,20 +20,23 @@ import re
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 
 from flask import g, request
+from pythonjsonlogger.json import JsonFormatter
 
 from api.phone_numbers import mask_phones_in
 
 log = logging.getLogger("http")
 
-# A request id we accept from outside: short, and nothing that could forge a log line.
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
-# Identifiers we need whole to correlate lines; they never hold a phone number.
-VERBATIM = frozenset({"request_id", "call_sid", "conversation_id", "ts", "level", "logger"})
+# A request id we take from outside: a UUID (dashed or not), what proxies make up.
+# Free text there could be a token sent in the wrong header, or a forged log line.
+REQUEST_ID = re.compile(r"[0-9a-fA-F]{32}\Z|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\Z")
+# The request id is ours or a UUID: no phone number, no secret, needed whole.
+VERBATIM = frozenset({"request_id"})
+MAX_FIELD_CHARS = 200  # an identifier taken from a request is cut to this
 REDACTED = "[redacted]"
 SHORTEST_SECRET = 6  # shorter values would cut ordinary words out of messages
+FIELDS = {"levelname": "level", "name": "logger", "process": "pid", "message": "msg"}
 
 # Attributes every LogRecord has; anything else was passed with ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -55,36 +60,17 @@ class Redact(logging.Filter):
         record.msg, record.args = self.clean(record.getMessage()), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None  # the formatter would write it again, uncleaned
         if record.exc_text:
             record.exc_text = self.clean(record.exc_text)
         for key, value in list(vars(record).items()):
             if key in _STANDARD or key in VERBATIM:
                 continue
             if isinstance(value, str):
-                setattr(record, key, self.clean(value))
+                setattr(record, key, self.clean(value[:MAX_FIELD_CHARS]))
             elif isinstance(value, dict | list | tuple):
                 setattr(record, key, json.loads(self.clean(json.dumps(value, default=str))))
         return True
-
-
-class JsonFormatter(logging.Formatter):
-    """Format a record as one JSON object: time, level, logger, message, extras."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Return the record as a JSON line."""
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "pid": record.process,
-            "msg": record.getMessage(),
-        }
-        entry.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self.formatException(record.exc_info)
-        if record.exc_text:
-            entry["exc"] = record.exc_text
-        return json.dumps(entry, default=str)
 
 
 class StderrHandler(logging.Handler):
@@ -106,7 +92,14 @@ def _handler() -> StderrHandler:
         if isinstance(handler, StderrHandler):
             return handler
     handler = StderrHandler()
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(
+        JsonFormatter(
+            "".join(f"{{{name}}}" for name in FIELDS),
+            style="{",
+            rename_fields={**FIELDS, "exc_info": "exc"},
+            timestamp="ts",
+        )
+    )
     handler.addFilter(Redact())
     root.addHandler(handler)
     return handler
@@ -143,7 +136,8 @@ def bind(**fields) -> None:
 
 def _started() -> None:
     given = request.headers.get("X-Request-ID", "")
-    g.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+    safe = REQUEST_ID.match(given) and redactor().clean(given) == given
+    g.request_id = given if safe else uuid.uuid4().hex
     g.log_started = time.perf_counter()
     if request.view_args and request.view_args.get("call_sid"):
         bind(call_sid=request.view_args["call_sid"])

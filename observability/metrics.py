@@ -63,6 +63,10 @@ ELEVENLABS_LATENCY = Histogram(
     ["outcome"],
     buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30),
 )
+CONVERSATION_ID_CLASHES = Counter(
+    "elevenlabs_conversation_id_clashes_total",
+    "Outbound calls ElevenLabs answered with a conversation_id another call already has.",
+)
 CALLS_CREATED = Counter(
     "calls_created_total",
     "Calls created through the API, by the status the request left them in.",
@@ -83,6 +87,7 @@ DB_POOL_WAITING = Gauge(
 )
 
 bp = Blueprint("metrics", __name__)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def record_webhook_delivery(endpoint: str, outcome: str) -> None:
@@ -101,6 +106,11 @@ def record_elevenlabs_call(outcome: str, seconds: float) -> None:
     ELEVENLABS_LATENCY.labels(outcome).observe(seconds)
 
 
+def record_conversation_id_clash() -> None:
+    """Count one ElevenLabs answer whose conversation_id belonged to another call."""
+    CONVERSATION_ID_CLASHES.inc()
+
+
 def record_call_outcome(status: str) -> None:
     """Count one call created through the API, by the status it ended the request in."""
     CALLS_CREATED.labels(status).inc()
@@ -115,8 +125,10 @@ def _finished(response):
     if started is not None:
         # The route's pattern, not the path: one series per route, not per call_sid.
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)
+        # The method is whatever the client wrote: a made-up one would be a new series.
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        HTTP_REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(method, endpoint).observe(time.perf_counter() - started)
     _pool_gauges()
     return response
 

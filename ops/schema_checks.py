@@ -7,12 +7,12 @@ from migrations.kit import applied_versions, load_chain
 from ops.catalog import column, table_exists
 from ops.report import failed, passed, warned
 
-# What each stage needs: before the deploy the checklist's 001-004 (005-007, also
-# before the deploy, are a reminder); after it every expand migration, 000-007.
-REQUIRED = {"pre": range(5), "post": range(8)}
-# Contract: 008's unique line key fails the old code's retried lines, so it runs
+# What each stage needs: before the deploy the checklist's 001-004 (005-011, also
+# before the deploy, are a reminder); after it every expand migration, 000-011.
+REQUIRED = {"pre": range(5), "post": range(12)}
+# Contract: 012's unique line key fails the old code's retried lines, so it runs
 # once the new code is deployed, and is rolled back before old code returns.
-CONTRACT = 8
+CONTRACT = 12
 PY = ".venv/bin/python migrations"
 
 
@@ -21,7 +21,7 @@ def _labels(versions) -> str:
 
 
 def migrations(conn, opts):
-    """Report the migrations the stage needs: before the deploy 000-004, after it 000-007."""
+    """Report the migrations the stage needs: before the deploy 000-004, after it 000-011."""
     name = "migrations"
     chain = {m.VERSION: m for m in load_chain()}
     applied = applied_versions(conn)
@@ -53,14 +53,15 @@ def migrations(conn, opts):
     if opts.stage == "pre" and CONTRACT in applied:
         return warned(
             name,
-            f"{done}: 008 is applied, so old code's retried transcript lines fail; "
+            f"{done}: {CONTRACT:03d} is applied, so old code's retried transcript lines fail; "
             f"before old code runs again: {PY}/migrate.py down 1",
             **figures,
         )
     if opts.stage == "post" and pending:
         return warned(
             name,
-            f"{done}; 008 pending: the new code is deployed, so apply it now: {PY}/migrate.py up",
+            f"{done}; {CONTRACT:03d} pending: the new code is deployed, so apply it now: "
+            f"{PY}/migrate.py up",
             **figures,
         )
     return passed(name, f"{done}; none pending for this stage", **figures)

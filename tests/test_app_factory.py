@@ -53,6 +53,13 @@ def test_production_refuses_to_start_without_its_secrets_and_names_them(database
     assert "ELEVENLABS_WEBHOOK_SECRET" in str(refused.value)
 
 
+ELEVENLABS_SETTINGS = {
+    "ELEVENLABS_API_KEY": "xi_key",
+    "ELEVENLABS_AGENT_ID": "agent_1",
+    "ELEVENLABS_PHONE_NUMBER_ID": "phnum_1",
+}
+
+
 def test_production_names_the_one_secret_missing(database_url):
     with pytest.raises(config.ConfigError) as refused:
         create_app(
@@ -61,10 +68,31 @@ def test_production_names_the_one_secret_missing(database_url):
                 "DATABASE_URL": database_url,
                 "API_TOKENS": ["t"],
                 "ELEVENLABS_WEBHOOK_SECRET": "",
+                **ELEVENLABS_SETTINGS,
             }
         )
-    assert "ELEVENLABS_WEBHOOK_SECRET" in str(refused.value)
-    assert "API_TOKENS" not in str(refused.value)
+    assert str(refused.value) == "APP_ENV=production needs ELEVENLABS_WEBHOOK_SECRET set"
+
+
+def test_production_refuses_to_start_without_the_elevenlabs_settings_and_names_them(
+    database_url,
+):
+    with pytest.raises(config.ConfigError) as refused:
+        create_app(
+            {
+                "APP_ENV": "production",
+                "DATABASE_URL": database_url,
+                "API_TOKENS": ["t"],
+                "ELEVENLABS_WEBHOOK_SECRET": "s",
+                "ELEVENLABS_API_KEY": "",
+                "ELEVENLABS_AGENT_ID": "",
+                "ELEVENLABS_PHONE_NUMBER_ID": "",
+            }
+        )
+    assert str(refused.value) == (
+        "APP_ENV=production needs ELEVENLABS_API_KEY, ELEVENLABS_AGENT_ID, "
+        "ELEVENLABS_PHONE_NUMBER_ID set"
+    )
 
 
 def test_production_starts_with_its_secrets(database_url):
@@ -74,9 +102,17 @@ def test_production_starts_with_its_secrets(database_url):
             "DATABASE_URL": database_url,
             "API_TOKENS": ["t"],
             "ELEVENLABS_WEBHOOK_SECRET": "s",
+            **ELEVENLABS_SETTINGS,
         }
     )
     app.extensions["db_pool"].close()
+
+
+def test_a_malformed_database_url_fails_in_the_factory_in_one_line_naming_it():
+    with pytest.raises(db.DatabaseUnavailable) as refused:
+        create_app({"DATABASE_URL": "postgresql://dana smith@db/calls", "DB_POOL_TIMEOUT": 30})
+    assert str(refused.value).startswith("DATABASE_URL is malformed: ")
+    assert "\n" not in str(refused.value)
 
 
 def test_unreachable_database_fails_in_the_factory_with_a_clear_reason():

@@ -1,5 +1,6 @@
 """``POST /driver_data/call-elevenlabs``: the row first, then ElevenLabs; every outcome kept."""
 
+import io
 import logging
 import time
 
@@ -178,6 +179,24 @@ def test_conversation_id_already_held_by_another_call_does_not_lose_the_call(
     assert response.get_json()["status"] == "initiated"
     assert response.get_json()["conversation_id"] is None
     assert response.get_json()["twilio_call_sid"] == ANSWER_OK["callSid"]
+
+
+def test_conversation_id_already_held_by_another_call_is_shown_on_the_call_and_counted(
+    client, auth_headers, elevenlabs, conn
+):
+    conn.execute(
+        "INSERT INTO calls (conversation_id, status) VALUES (%s, 'completed')",
+        (ANSWER_OK["conversation_id"],),
+    )
+    elevenlabs.answer(ANSWER_OK)
+    clashes = REGISTRY.get_sample_value("elevenlabs_conversation_id_clashes_total") or 0
+    answer = post_call(client, CALL_REQUEST, auth_headers).get_json()
+
+    assert ANSWER_OK["conversation_id"] in answer["failure_reason"]
+    assert "another call already has" in answer["failure_reason"]
+    shown = client.get(f"/driver_data/calls/{answer['call_sid']}", headers=auth_headers)
+    assert shown.get_json()["failure_reason"] == answer["failure_reason"]
+    assert REGISTRY.get_sample_value("elevenlabs_conversation_id_clashes_total") == clashes + 1
 
 
 FAILURES = {
@@ -387,12 +406,87 @@ def test_json_nested_too_deeply_to_parse_is_400(client, auth_headers, conn):
     assert call_rows(conn) == []
 
 
-def test_a_body_sent_as_a_form_is_400(client, auth_headers, conn):
+def test_a_body_sent_as_a_form_is_415_naming_the_content_type_header(client, auth_headers, conn):
+    # What `curl -d '{…}'` sends without -H 'Content-Type: application/json'.
     response = client.post(
-        "/driver_data/call-elevenlabs", data={"driver_id": "42"}, headers=auth_headers
+        "/driver_data/call-elevenlabs",
+        data=b'{"driver_id": 42, "phone_number": "+14155550123"}',
+        content_type="application/x-www-form-urlencoded",
+        headers=auth_headers,
+    )
+    assert response.status_code == 415
+    assert "Content-Type: application/json" in response.get_json()["message"]
+    assert "application/x-www-form-urlencoded" in response.get_json()["message"]
+    assert call_rows(conn) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"driver_id": 42, "phone_number": "nope", "phone_number": "+14155550123"}',
+        b'{"driver_id": 42, "phone_number": "+14155550123", "variables": {"a": 1, "a": 2}}',
+    ],
+)
+def test_a_key_given_twice_is_400_and_nothing_is_written(
+    client, auth_headers, elevenlabs, conn, body
+):
+    response = client.post(
+        "/driver_data/call-elevenlabs",
+        data=body,
+        content_type="application/json",
+        headers=auth_headers,
     )
     assert response.status_code == 400
+    assert "appears twice" in response.get_json()["details"]["reason"]
     assert call_rows(conn) == []
+    assert elevenlabs.received == []
+
+
+def test_a_5000_digit_number_is_400_with_a_clear_message(client, auth_headers, conn):
+    body = b'{"driver_id": ' + b"9" * 5000 + b', "phone_number": "+14155550123"}'
+    response = client.post(
+        "/driver_data/call-elevenlabs",
+        data=body,
+        content_type="application/json",
+        headers=auth_headers,
+    )
+    assert response.status_code == 400
+    reason = response.get_json()["details"]["reason"]
+    assert reason == "a number of 5000 digits is out of every field's range"
+    assert call_rows(conn) == []
+
+
+def test_a_chunked_body_over_the_limit_is_413_and_never_parsed(
+    make_client, auth_headers, elevenlabs, conn
+):
+    # What gunicorn hands the app for Transfer-Encoding: chunked: no Content-Length,
+    # a stream it ends itself. The body is a valid call request padded past 1 KiB.
+    body = b'{"driver_id": 42, "phone_number": "+14155550123", "driver_name": "Dana"}'
+    body += b" " * 3000
+    response = make_client(MAX_CONTENT_LENGTH=1024).post(
+        "/driver_data/call-elevenlabs",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={**auth_headers, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert response.get_json()["error"] == "payload_too_large"
+    assert call_rows(conn) == []
+    assert elevenlabs.received == []
+
+
+def test_a_chunked_body_within_the_limit_is_read_whole(make_client, auth_headers, elevenlabs):
+    elevenlabs.answer(ANSWER_OK)
+    body = b'{"driver_id": 42, "phone_number": "+14155550123"}' + b" " * 900
+    response = make_client(MAX_CONTENT_LENGTH=len(body)).post(
+        "/driver_data/call-elevenlabs",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={**auth_headers, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 201
 
 
 def test_non_finite_variable_values_are_refused(client, auth_headers, elevenlabs, conn):

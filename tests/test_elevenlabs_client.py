@@ -1,6 +1,8 @@
 """The ElevenLabs client: the exact request, and one readable error per way it can fail."""
 
+import contextlib
 import socket
+import threading
 import time
 
 import pytest
@@ -178,3 +180,132 @@ def test_unresolvable_host_says_the_call_was_not_placed():
     error = failure("http://elevenlabs.invalid")
     assert error.kind == "connection_failed"
     assert "not placed" in error.reason
+
+
+class RawServer:
+    """A TCP server that reads one request and answers with ``reply(conn)``, bytes as given."""
+
+    def __init__(self, reply):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.requests = 0
+        self._reply = reply
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed: stop serving
+                return
+            with conn:
+                conn.settimeout(30)
+                if conn.recv(65536):
+                    self.requests += 1
+                    with contextlib.suppress(OSError):  # the client gave up first
+                        self._reply(conn)
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.sock.close()
+
+
+def _sends(data: bytes):
+    return lambda conn: conn.sendall(data)
+
+
+def _drips(head: bytes, every: float):
+    def reply(conn):
+        for byte in head:
+            conn.sendall(bytes([byte]))
+            time.sleep(every)
+
+    return reply
+
+
+CUT_OFF_ANSWERS = {
+    "body_shorter_than_its_length": _sends(
+        b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"succ'
+    ),
+    "chunked_stream_cut": _sends(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'40\r\n{"success": true, "message"'
+    ),
+    "body_claiming_gzip": _sends(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        b'Content-Length: 17\r\n\r\n{"success": true}'
+    ),
+    "status_line_then_nothing": _sends(b"HTTP/1.1 200 OK\r\n"),
+    "garbage_instead_of_http": _sends(b"\x00\x01garbage\r\n\r\n"),
+}
+
+
+@pytest.mark.parametrize("answer", sorted(CUT_OFF_ANSWERS))
+def test_an_answer_cut_off_after_the_request_was_sent_says_the_call_may_have_been_placed(answer):
+    server = RawServer(CUT_OFF_ANSWERS[answer])
+    try:
+        error = failure(server.base_url)
+    finally:
+        server.close()
+    assert error.may_have_dialled is True
+    assert "may" in error.reason and "been placed" in error.reason
+    assert "not placed" not in error.reason and "not sent" not in error.reason
+    assert server.requests == 1, "never retried"
+
+
+def test_an_answer_nested_too_deeply_to_parse_is_a_bad_response_that_may_have_dialled(elevenlabs):
+    elevenlabs.answer(raw="[" * 100_000, status=200)
+    error = failure(elevenlabs.base_url)
+    assert error.kind == "bad_response"
+    assert error.may_have_dialled is True
+
+
+def test_an_answer_dripping_slower_than_the_deadline_is_cut_at_connect_plus_read_timeout():
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n"
+    server = RawServer(_drips(answer + b'{"success": true}   ', every=0.2))
+    started = time.monotonic()
+    try:
+        error = failure(server.base_url, connect_timeout=0.5, read_timeout=0.5)
+    finally:
+        server.close()
+    # Each byte comes well within the 0.5 s read timeout; only a deadline stops it (the
+    # whole answer would take ~19 s).
+    assert time.monotonic() - started < 5
+    assert error.kind == "deadline_exceeded"
+    assert error.may_have_dialled is True
+    assert "within 1s" in error.reason
+
+
+def test_the_adapter_never_retries_a_request():
+    client = client_for("http://127.0.0.1:9")
+    for scheme in ("http://", "https://"):
+        retries = client.session.get_adapter(scheme + "api.elevenlabs.io").max_retries
+        assert retries.total == 0
+        assert retries.connect == 0 or retries.connect is None
+        assert retries.read == 0 or retries.read is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "dialled"),
+    [
+        (500, {"detail": "Internal Server Error"}, True),
+        (502, None, True),
+        (503, None, True),
+        (504, None, True),
+        (200, ["success"], True),
+        (200, {"success": True, "conversation_id": 7}, True),
+        (401, ERROR_401, False),
+        (422, ERROR_422, False),
+        (429, ERROR_429_BUSY, False),
+        (404, {"detail": "Not Found"}, False),
+        (200, ANSWER_UNSUCCESSFUL, False),
+    ],
+)
+def test_may_have_dialled_is_true_exactly_when_elevenlabs_may_have_taken_the_call(
+    elevenlabs, status, body, dialled
+):
+    elevenlabs.answer(body, status=status)
+    error = failure(elevenlabs.base_url)
+    assert error.may_have_dialled is dialled
+    assert ("may" in error.reason and "placed" in error.reason) is dialled

@@ -1,5 +1,7 @@
-"""Production gunicorn: a socket per worker, never beside another server, one-line refusals."""
+"""Production gunicorn: one shared socket, a reload drops nothing, one-line refusals."""
 
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,16 +32,14 @@ def serving(port: int) -> bool:
         return False
 
 
-def test_each_worker_listens_on_a_socket_of_its_own(database_url, tmp_path):
-    # So the kernel spreads keep-alive connections over the workers, rather than
-    # the first worker awake taking them all.
+def test_the_workers_share_one_listening_socket(database_url, tmp_path):
+    # A socket per worker (reuse_port) resets connections queued on it at a reload.
     port = free_port()
     master = start(production_env(database_url, port), tmp_path / "gunicorn.log")
     try:
         wait_for(lambda: serving(port), "gunicorn to serve")
-        workers = wait_for(lambda: len(workers_of(master.pid)) == 2, "two workers")
-        assert workers
-        assert wait_for(lambda: listening_sockets(port) == 2, "a socket per worker")
+        assert wait_for(lambda: len(workers_of(master.pid)) == 2, "two workers")
+        assert listening_sockets(port) == 1
     finally:
         stop(master)
     assert listening_sockets(port) == 0
@@ -57,7 +57,7 @@ def test_a_second_server_on_a_port_in_use_refuses_in_one_line(database_url, tmp_
         assert f"error: 127.0.0.1:{port} is already in use by another server" in (
             second_log.read_text().splitlines()
         )
-        assert listening_sockets(port) == 2  # the first server's own, nothing added
+        assert listening_sockets(port) == 1  # the first server's own, nothing added
         assert serving(port)
     finally:
         if second is not None:  # had it started after all, it must not outlive the test
@@ -78,3 +78,48 @@ def test_an_unreachable_database_stops_start_up_with_one_error_line(tmp_path):
     assert len(errors) == 1, errors
     assert errors[0].startswith("error: cannot connect to the database: ")
     assert "Connection refused" in errors[0]
+
+
+def more_load(outcomes: list) -> None:
+    """Wait until 50 more requests have been answered or refused."""
+    count = len(outcomes)
+    wait_for(lambda: len(outcomes) > count + 50, "50 more requests")
+
+
+def reload_all(master) -> None:
+    """Send gunicorn's master a HUP and wait until every worker is a new one."""
+    before = workers_of(master.pid)
+    master.send_signal(signal.SIGHUP)
+    wait_for(lambda: not workers_of(master.pid) & before, "every worker replaced")
+
+
+def test_a_reload_under_load_drops_no_connection(database_url, tmp_path):
+    port = free_port()
+    master = start(production_env(database_url, port), tmp_path / "gunicorn.log")
+    url = f"http://127.0.0.1:{port}/healthz"
+    outcomes, done, clients = [], threading.Event(), []
+
+    def client():
+        while not done.is_set():
+            try:  # a new connection each time: the ones a closing socket would reset
+                outcomes.append(requests.get(url, timeout=10, headers={"Connection": "close"}))
+            except requests.RequestException as exc:
+                outcomes.append(exc)
+
+    try:
+        wait_for(lambda: serving(port), "gunicorn to serve")
+        clients += [threading.Thread(target=client) for _ in range(16)]
+        for thread in clients:
+            thread.start()
+        for _ in range(3):
+            wait_for(lambda: len(workers_of(master.pid)) == 2, "two workers")
+            more_load(outcomes)
+            reload_all(master)
+        more_load(outcomes)
+    finally:
+        done.set()
+        for thread in clients:
+            thread.join(timeout=30)
+        stop(master)
+    failed = [o for o in outcomes if not isinstance(o, requests.Response) or o.status_code != 200]
+    assert failed == [], failed[:3]

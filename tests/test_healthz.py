@@ -2,6 +2,10 @@
 
 import time
 
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
 import db
 from app import create_app
 
@@ -39,4 +43,62 @@ def test_pool_replaces_connections_cut_by_a_database_restart(
         statuses = [app.test_client().get("/healthz").status_code for _ in range(3)]
         assert statuses == [200, 200, 200]
     finally:
+        app.extensions["db_pool"].close()
+
+
+def allow_connections(server_url: str, url: str) -> None:
+    """Let a database cut off by ``cut_off_database`` accept connections again."""
+    name = conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name))
+        )
+
+
+def test_healthz_answers_503_fast_while_the_database_is_down_not_after_the_pool_timeout(
+    app_config, create_database, cut_off_database
+):
+    url = create_database()
+    app = create_app({**app_config, "DATABASE_URL": url, "DB_POOL_TIMEOUT": 10})
+    try:
+        cut_off_database(url)
+        started = time.monotonic()
+        response = app.test_client().get("/healthz")
+        # The bound is the pool's 10 s timeout it must not wait for, not this machine's speed.
+        assert time.monotonic() - started < 3
+        assert response.status_code == 503
+    finally:
+        app.extensions["db_pool"].close()
+
+
+def test_healthz_is_200_while_every_pooled_connection_is_busy(app_config):
+    app = create_app({**app_config, "DB_POOL_MAX_SIZE": 1, "DB_POOL_TIMEOUT": 10})
+    pool = app.extensions["db_pool"]
+    held = pool.getconn()  # the one connection, busy with a long request
+    try:
+        assert app.test_client().get("/healthz").status_code == 200
+    finally:
+        pool.putconn(held)
+        pool.close()
+
+
+def test_after_a_long_outage_the_first_request_once_the_database_is_back_is_served(
+    app_config, database_url, cut_off_database, server_url, auth_headers
+):
+    url = database_url
+    app = create_app({**app_config, "DB_POOL_TIMEOUT": 1})
+    client = app.test_client()
+    try:
+        cut_off_database(url)
+        # 7 s down with requests coming: psycopg_pool's own backoff would by now wait
+        # 4 s, then 8 s, between attempts.
+        down_until = time.monotonic() + 7
+        while time.monotonic() < down_until:
+            assert client.get("/driver_data/calls/cs_x", headers=auth_headers).status_code == 503
+        allow_connections(server_url, url)
+        back = time.monotonic()
+        while client.get("/driver_data/calls/cs_x", headers=auth_headers).status_code != 404:
+            assert time.monotonic() - back < 2, "no answer within 2 s of the database's return"
+    finally:
+        allow_connections(server_url, url)
         app.extensions["db_pool"].close()

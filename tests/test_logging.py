@@ -7,7 +7,10 @@ import pytest
 from conftest import API_TOKEN, WEBHOOK_SECRET
 from webhook_signing import TRANSCRIPTION, fixture, make_call, post_signed
 
+from observability import logs
+
 PHONE = "+14155550123"
+REQUEST_ID = "3f2b8c1e-4d5a-4b6c-9e7f-0a1b2c3d4e5f"
 
 
 def json_lines(captured: str) -> list[dict]:
@@ -21,10 +24,10 @@ def request_lines(captured: str) -> list[dict]:
 
 def test_each_request_is_one_json_line_with_its_id_route_status_and_latency(client, capsys):
     capsys.readouterr()
-    response = client.get("/healthz", headers={"X-Request-ID": "req-abc.123"})
-    assert response.headers["X-Request-ID"] == "req-abc.123"
+    response = client.get("/healthz", headers={"X-Request-ID": REQUEST_ID})
+    assert response.headers["X-Request-ID"] == REQUEST_ID
     [line] = request_lines(capsys.readouterr().err)
-    assert line["request_id"] == "req-abc.123"
+    assert line["request_id"] == REQUEST_ID
     assert (line["method"], line["endpoint"], line["path"], line["status"]) == (
         "GET",
         "/healthz",
@@ -35,7 +38,10 @@ def test_each_request_is_one_json_line_with_its_id_route_status_and_latency(clie
     assert isinstance(line["latency_ms"], float) and line["latency_ms"] >= 0
 
 
-@pytest.mark.parametrize("given", [None, "", "has spaces", "x" * 200, 'quote"and\\slash'])
+@pytest.mark.parametrize(
+    "given",
+    [None, "", "has spaces", "x" * 200, 'quote"and\\slash', API_TOKEN, "sk_live_0123456789abcdef"],
+)
 def test_a_missing_or_unsafe_request_id_is_replaced_by_a_fresh_one(client, capsys, given):
     headers = {} if given is None else {"X-Request-ID": given}
     capsys.readouterr()
@@ -116,3 +122,44 @@ def test_identifiers_with_digit_runs_are_not_mistaken_for_phone_numbers(app, cap
     assert line["msg"] == (
         "call legacy_12345678 and cs_1234567890abcdef1234567890abcdef at 2026-11-25T10:20:00"
     )
+
+
+def test_an_api_token_sent_as_request_id_is_never_logged(client, capsys):
+    hex_token = "0123456789abcdef0123456789abcdef"  # a token that is also UUID-shaped
+    app_secrets = logs.redactor().secrets
+    app_secrets.add(hex_token)
+    try:
+        capsys.readouterr()
+        response = client.get("/healthz", headers={"X-Request-ID": hex_token})
+        captured = capsys.readouterr().err
+    finally:
+        app_secrets.discard(hex_token)
+    assert response.headers["X-Request-ID"] != hex_token
+    assert hex_token not in captured
+
+
+def test_a_phone_number_sent_as_a_call_sid_is_logged_masked(client, auth_headers, capsys):
+    capsys.readouterr()
+    assert client.get(f"/driver_data/calls/{PHONE}", headers=auth_headers).status_code == 404
+    captured = capsys.readouterr().err
+    [line] = request_lines(captured)
+    assert line["call_sid"] == "+1415•••0123"
+    assert PHONE not in captured and PHONE[1:] not in captured
+
+
+def test_a_driver_id_of_seven_digits_is_logged_whole(app_config, elevenlabs, capsys):
+    from app import create_app
+
+    app = create_app({**app_config, "ELEVENLABS_BASE_URL": elevenlabs.base_url})
+    elevenlabs.answer()
+    try:
+        capsys.readouterr()
+        app.test_client().post(
+            "/driver_data/call-elevenlabs",
+            json={"driver_id": 1234567, "phone_number": PHONE},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        )
+        captured = capsys.readouterr().err
+    finally:
+        app.extensions["db_pool"].close()
+    assert any("for driver 1234567 to +1415•••0123" in line["msg"] for line in json_lines(captured))

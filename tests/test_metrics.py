@@ -46,6 +46,23 @@ def test_metrics_refuse_a_request_without_credentials(client):
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
+def test_made_up_methods_and_paths_add_no_series(client):
+    for n in range(50):
+        client.open(f"/made-up/{n}", method=f"METHOD{n}")
+        client.open("/healthz", method=f"X{n}")
+    samples = scrape(client)
+    methods = {
+        dict(labels)["method"] for (name, labels) in samples if name == "http_requests_total"
+    }
+    endpoints = {
+        dict(labels)["endpoint"] for (name, labels) in samples if name == "http_requests_total"
+    }
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+    assert not any(endpoint.startswith("/made-up") for endpoint in endpoints)
+    assert value(samples, "http_requests_total", method="other", endpoint="unmatched", status="404")
+    assert value(samples, "http_requests_total", method="other", endpoint="unmatched", status="405")
+
+
 def test_metrics_token_replaces_the_api_tokens_when_set(app_config):
     from app import create_app
 

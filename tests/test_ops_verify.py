@@ -375,3 +375,41 @@ def test_verify_on_an_unreachable_database_is_one_line_and_exit_2():
     assert result.returncode == 2
     assert result.stderr.startswith("error: cannot connect to the database:")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --- checks that must not pass by accident ------------------------------------------------
+
+
+def test_verify_warns_when_the_transcript_lookup_has_no_index(rolled_out):
+    assert check(rolled_out)["transcript_lookup_plan"].status == PASS
+    with psycopg.connect(rolled_out, autocommit=True) as conn:
+        serving = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'transcriptions' "
+            "AND indexdef LIKE '%(conversation_id%'"
+        ).fetchall()
+        for (index,) in serving:
+            conn.execute(f'DROP INDEX "{index}"')
+    result = check(rolled_out)["transcript_lookup_plan"]
+    assert result.status == WARN
+    assert "no index on transcriptions(conversation_id)" in result.detail
+
+
+def test_verify_fails_when_the_uniqueness_probe_is_refused_for_another_reason(rolled_out):
+    with psycopg.connect(rolled_out, autocommit=True) as conn:
+        # The probe's rows have negative ids: a CHECK refuses them before uniqueness is tried.
+        conn.execute("ALTER TABLE calls ADD CONSTRAINT calls_id_positive CHECK (id > 0) NOT VALID")
+    result = check(rolled_out)["unique_rejects_duplicate"]
+    assert result.status == FAIL
+    assert "failed for another reason" in result.detail
+    assert "calls_id_positive" in result.detail
+
+
+def test_verify_fails_on_a_completed_call_without_conversation_id(rolled_out):
+    with psycopg.connect(rolled_out, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE calls SET status = 'completed', conversation_id = NULL "
+            "WHERE call_sid = 'cs_new_initiated'"
+        )
+    result = check(rolled_out)["recent_conversation_ids"]
+    assert result.status == FAIL
+    assert "completed without conversation_id: cs_new_initiated" in result.detail

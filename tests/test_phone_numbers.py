@@ -35,3 +35,12 @@ def test_digits_inside_identifiers_stay_whole(identifier):
 @pytest.mark.parametrize("number", ["+14155550123\n", "14155550123", "+0123456789", "+١٢٣٤٥٦٧٨"])
 def test_e164_accepts_only_plus_and_ascii_digits(number):
     assert E164.match(number) is None
+
+
+@pytest.mark.parametrize("text", ["driver 1234567 called", "attempt 12345678 of", "port 5432"])
+def test_short_digit_runs_without_plus_are_not_phone_numbers(text):
+    assert mask_phones_in(text) == text
+
+
+def test_a_short_number_with_plus_is_still_masked():
+    assert mask_phones_in("to +1234567 now") == "to +12•••67 now"

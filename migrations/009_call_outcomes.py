@@ -1,4 +1,4 @@
-"""010: what ElevenLabs made of each call, and the indexes the console searches calls by.
+"""009: what ElevenLabs made of each call, and the indexes the console searches calls by.
 
 ``call_outcomes`` is a table of its own, one row per call (``call_id``), rather
 than columns on ``calls``:
@@ -27,7 +27,7 @@ expressions of whole indexes only, and without them the planner guesses how many
 calls a search matches — and walks the table for a number called twenty times.
 """
 
-VERSION, NAME = 10, "call_outcomes"
+VERSION, NAME = 9, "call_outcomes"
 
 
 def upgrade(db):
@@ -86,7 +86,7 @@ def before_downgrade(db):
         db.will_drop(
             f"call_outcomes with {count:,} recorded outcomes",
             "SELECT * FROM call_outcomes",
-            "call-outcomes-010",
+            "call-outcomes-009",
         )
 
 

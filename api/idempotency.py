@@ -1,0 +1,99 @@
+"""``Idempotency-Key`` on call creation, with Stripe's semantics.
+
+The first request with a key creates its call and its answer is kept; a retry
+with the same key and the same body gets that answer (``Idempotent-Replayed:
+true``) and never dials again; the same key with another body is 422. A retry
+while the first request has no answer yet (still running, or its worker died)
+is 409 naming the call it created, so the client can look it up instead of
+dialling again. Requests refused before a call is written (400, 401, 503
+not_configured) keep nothing: the same key may be used again.
+"""
+
+import hashlib
+import json
+import logging
+import re
+
+import psycopg
+from flask import g, request, url_for
+from psycopg_pool import PoolTimeout
+
+from db import get_conn
+from errors import ApiError, first_line
+from models import calls, idempotency_keys
+
+log = logging.getLogger(__name__)
+
+HEADER = "Idempotency-Key"
+# Stripe's limit; printable ASCII without spaces, so a key is safe in any log line.
+KEY = re.compile(r"[\x21-\x7e]{1,255}\Z")
+# Answers that are the call's outcome; a 503 or 500 left it to be looked up instead.
+REMEMBERED = (201, 502)
+
+
+def key_of() -> str | None:
+    """Return the request's Idempotency-Key, None without one; 400 when it is malformed."""
+    key = request.headers.get(HEADER)
+    if key is None:
+        return None
+    if not KEY.match(key):
+        raise ApiError(
+            f"{HEADER} must be 1 to 255 printable ASCII characters without spaces.",
+            code="invalid_idempotency_key",
+        )
+    return key
+
+
+def fingerprint(order: dict) -> str:
+    """Return a digest of the validated request: the same call asked twice digests the same."""
+    canonical = json.dumps(order, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def claim(conn, order: dict, call_sid: str):
+    """Hold the request's key for ``call_sid``; return the earlier answer when it was held."""
+    key = key_of()
+    if key is None:
+        return None
+    held = idempotency_keys.claim(conn, key, fingerprint(order), call_sid)
+    if held is None:
+        g.idempotency_key = key
+        return None
+    if held.request_hash != fingerprint(order):
+        raise ApiError(
+            f"This {HEADER} was used with a different request body; use a new key for a new call.",
+            status=422,
+            code="idempotency_key_reused",
+            details={"call_sid": held.call_sid},
+        )
+    return _replay(conn, held)
+
+
+def _replay(conn, held):
+    """Return the answer the key's first request got, or 409 while it has none."""
+    if held.response_status is not None:
+        headers = {"Idempotent-Replayed": "true"}
+        if held.response_status == 201:
+            headers["Location"] = url_for(".get_call", call_sid=held.call_sid)
+        return held.response_body, held.response_status, headers
+    call = calls.by_call_sid(conn, held.call_sid)
+    raise ApiError(
+        f"An earlier request with this {HEADER} has no answer recorded (still running, or "
+        "stopped before it answered); look its call up instead of placing it again.",
+        status=409,
+        code="idempotency_key_in_progress",
+        details={"call_sid": held.call_sid, "status": call.status if call else None},
+    )
+
+
+def remember(response):
+    """Keep a keyed request's outcome for its retries; a failure to keep it is only logged."""
+    key = g.pop("idempotency_key", None)
+    if key is None or response.status_code not in REMEMBERED:
+        return response
+    try:
+        idempotency_keys.remember(get_conn(), key, response.status_code, response.get_json())
+    except (psycopg.Error, PoolTimeout) as exc:
+        # The retry then answers 409 with the call: still never a second dial.
+        log.error("answer to an idempotent request not kept: %s", first_line(exc))
+    return response

@@ -1,0 +1,46 @@
+"""``python -m dispatch worker``: run one dispatch worker until SIGINT or SIGTERM.
+
+Run as many as needed, on any number of hosts, against the same DATABASE_URL.
+"""
+
+import argparse
+import logging
+import sys
+
+import procrastinate
+
+import config
+import db
+from dispatch import settings, tasks
+from dispatch.rounds import Worker
+from elevenlabs.client import ElevenLabsClient
+from errors import first_line
+
+
+def main(argv=None) -> int:
+    """Parse the command line and run the worker; every failure is one line."""
+    parser = argparse.ArgumentParser(prog="python -m dispatch")
+    parser.add_argument("command", choices=["worker"])
+    parser.add_argument("--database-url")
+    parser.add_argument("--name", default=None, help="worker name in procrastinate's logs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        url = db.url_of(args.database_url)
+        service = config.from_env()
+        pool = db.open_pool(url, min_size=1, max_size=12, timeout=10)
+        worker = Worker(pool, ElevenLabsClient.from_config(service), settings.load(), service)
+    except (db.NoDatabase, db.DatabaseUnavailable, config.ConfigError, ValueError) as exc:
+        print(f"error: {first_line(exc)}", file=sys.stderr)
+        return 1
+    tasks.use(worker)
+    connector = procrastinate.PsycopgConnector(conninfo=url)
+    with tasks.app.replace_connector(connector) as app:
+        # Finished jobs are deleted: the work's record is call_batch_entries, not the queue.
+        app.run_worker(name=args.name, delete_jobs="always", install_signal_handlers=True)
+    pool.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

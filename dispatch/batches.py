@@ -1,0 +1,167 @@
+"""Call batches in the database: create one with its entries, show it, cancel it.
+
+Entry states: ``queued`` (due at ``next_attempt_at``), ``waiting_window``
+(outside the driver's calling hours), ``dialling`` (its call is written and
+ElevenLabs asked), ``in_call`` (ElevenLabs accepted), ``redial_scheduled``
+(busy or no answer, redialled after the batch's spacing), and the final
+``completed``, ``failed``, ``suppressed``, ``cancelled``.
+"""
+
+import secrets
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from dispatch.windows import Window, next_opening
+
+ENTRY_STATES = (
+    "queued",
+    "waiting_window",
+    "dialling",
+    "in_call",
+    "completed",
+    "failed",
+    "redial_scheduled",
+    "suppressed",
+    "cancelled",
+)
+WAITING = ("queued", "waiting_window", "redial_scheduled")  # not dialled: cancel stops these
+
+INSERT_BATCH = """
+INSERT INTO call_batches (batch_id, name, window_start, window_end, not_before, redial_busy,
+                          redial_no_answer, spacing_minutes, agent_id, agent_phone_number_id)
+VALUES (%(batch_id)s, %(name)s, %(window_start)s, %(window_end)s, %(not_before)s, %(busy)s,
+        %(no_answer)s, %(spacing_minutes)s, %(agent_id)s, %(agent_phone_number_id)s)
+RETURNING id
+"""
+
+COPY_ENTRIES = """
+COPY call_batch_entries (batch_id, driver_id, phone_number, driver_name, variables, timezone,
+                         state, next_attempt_at)
+FROM STDIN
+"""
+
+SUPPRESS_LISTED = """
+UPDATE call_batch_entries SET state = 'suppressed'
+ WHERE batch_id = %s AND phone_number IN (SELECT phone_number FROM suppressions)
+"""
+
+
+def new_batch_id() -> str:
+    """Return a fresh, unguessable batch id."""
+    return "cb_" + secrets.token_hex(12)
+
+
+def first_slot(window: Window, zone: ZoneInfo, due: datetime) -> tuple[str, datetime]:
+    """Return an entry's state and first dial time: due, or when the window opens."""
+    opens = next_opening(window, zone, due)
+    return ("queued", due) if opens == due else ("waiting_window", opens)
+
+
+def create(conn, request: dict, *, window: Window, default_zone: ZoneInfo, now: datetime) -> str:
+    """Write the batch and all its entries in one transaction; return its batch_id."""
+    batch_id = new_batch_id()
+    due = max(now, request["not_before"] or now)
+    redial = request["redial"]
+    with conn.transaction():
+        batch = conn.execute(
+            INSERT_BATCH,
+            {
+                "batch_id": batch_id,
+                "name": request["name"],
+                "window_start": window.start,
+                "window_end": window.end,
+                "not_before": request["not_before"],
+                **redial,
+                "agent_id": request["agent_id"],
+                "agent_phone_number_id": request["agent_phone_number_id"],
+            },
+        ).fetchone()[0]
+        with conn.cursor().copy(COPY_ENTRIES) as copy:
+            for entry in request["calls"]:
+                zone = entry["timezone"] or default_zone
+                state, at = first_slot(window, zone, due)
+                copy.write_row(
+                    (
+                        batch,
+                        entry["driver_id"],
+                        entry["phone_number"],
+                        entry["driver_name"],
+                        Jsonb(entry["variables"]),
+                        zone.key,
+                        state,
+                        at,
+                    )
+                )
+        conn.execute(SUPPRESS_LISTED, (batch,))
+    return batch_id
+
+
+def show(conn, batch_id: str) -> dict | None:
+    """Return the batch with its counts per state and its entries with their attempts."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        batch = cur.execute(
+            """
+            SELECT id, batch_id, name, status, window_start, window_end, not_before,
+                   redial_busy, redial_no_answer, spacing_minutes, created_at, cancelled_at
+              FROM call_batches WHERE batch_id = %s
+            """,
+            (batch_id,),
+        ).fetchone()
+        if batch is None:
+            return None
+        entries = cur.execute(
+            """
+            SELECT e.driver_id, e.phone_number, e.driver_name, e.timezone, e.state,
+                   e.next_attempt_at, e.backoffs,
+                   COALESCE(json_agg(json_build_object(
+                       'call_sid', c.call_sid, 'status', c.status,
+                       'failure_reason', c.failure_reason, 'created_at', c.created_at)
+                       ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL), '[]') AS attempts
+              FROM call_batch_entries e
+              LEFT JOIN call_batch_attempts a ON a.entry_id = e.id
+              LEFT JOIN calls c ON c.call_sid = a.call_sid
+             WHERE e.batch_id = %s
+             GROUP BY e.id
+             ORDER BY e.id
+            """,
+            (batch["id"],),
+        ).fetchall()
+    counts = dict.fromkeys(ENTRY_STATES, 0)
+    for entry in entries:
+        counts[entry["state"]] += 1
+    return {**batch, "counts": counts, "entries": entries}
+
+
+def cancel(conn, batch_id: str) -> str | None:
+    """Cancel the batch and every entry not dialled yet; return its status (None: unknown).
+
+    An entry being dialled holds its row lock until its call is written: the
+    UPDATE waits for it and then leaves it alone, so nothing is cancelled half-way.
+    """
+    with conn.transaction():
+        row = conn.execute(
+            """
+            UPDATE call_batches
+               SET status = CASE WHEN status IN ('pending', 'running') THEN 'cancelled'
+                                 ELSE status END,
+                   cancelled_at = CASE WHEN status IN ('pending', 'running') THEN now()
+                                       ELSE cancelled_at END,
+                   updated_at = now()
+             WHERE batch_id = %s
+            RETURNING id, status
+            """,
+            (batch_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        conn.execute(
+            """
+            UPDATE call_batch_entries SET state = 'cancelled', updated_at = now()
+             WHERE batch_id = %s AND state = ANY(%s)
+            """,
+            (row[0], list(WAITING)),
+        )
+    return row[1]

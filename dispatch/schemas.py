@@ -1,0 +1,200 @@
+"""The shapes of batches and suppressions: what a request may hold, how a batch is shown."""
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from api.phone_numbers import E164
+from api.schemas import ELEVENLABS_ID, CallRequestSchema, _printable_name, _storable
+from dispatch.windows import checked, parse_time
+from errors import ApiError
+
+MAX_CALLS = 10_000
+MAX_REDIALS = 10
+ZONES = frozenset(available_timezones())  # IANA names from tzdata; no file paths, no "local"
+
+
+class TimeZone(fields.String):
+    """An IANA time zone name, e.g. ``America/Chicago``."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> ZoneInfo:
+        name = super()._deserialize(value, attr, data, **kwargs)
+        if name not in ZONES:
+            raise ValidationError("Not an IANA time zone name, e.g. America/Chicago.")
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationError("Not an IANA time zone name, e.g. America/Chicago.") from None
+
+
+class TimeOfDay(fields.String):
+    """A local time of day as ``HH:MM``."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return parse_time(super()._deserialize(value, attr, data, **kwargs))
+        except ValueError:
+            raise ValidationError("Not a time of day as HH:MM, e.g. 08:00.") from None
+
+
+class BatchCallSchema(CallRequestSchema):
+    """One driver of a batch: a call request without agent overrides, plus a time zone."""
+
+    class Meta:
+        unknown = RAISE
+        exclude = ("agent_id", "agent_phone_number_id")
+
+    timezone = TimeZone(load_default=None)
+
+
+class WindowSchema(Schema):
+    """Local calling hours, the same for every driver of the batch."""
+
+    class Meta:
+        unknown = RAISE
+
+    start = TimeOfDay(required=True)
+    end = TimeOfDay(required=True)
+
+    @validates_schema
+    def _opens_before_it_closes(self, data, **kwargs) -> None:
+        try:
+            checked(data["start"], data["end"])
+        except ValueError as exc:
+            raise ValidationError(str(exc), field_name="end") from None
+
+
+class RedialSchema(Schema):
+    """How often a busy or unanswered driver is called again, and how long after."""
+
+    class Meta:
+        unknown = RAISE
+
+    busy = fields.Integer(load_default=0, strict=True, validate=validate.Range(0, MAX_REDIALS))
+    no_answer = fields.Integer(
+        data_key="no-answer", load_default=0, strict=True, validate=validate.Range(0, MAX_REDIALS)
+    )
+    spacing_minutes = fields.Integer(
+        load_default=30, strict=True, validate=validate.Range(0, 24 * 60)
+    )
+
+
+class BatchRequestSchema(Schema):
+    """Body of ``POST /driver_data/call-batches``."""
+
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=[validate.Length(1, 200), _printable_name])
+    calls = fields.List(
+        fields.Nested(BatchCallSchema), required=True, validate=validate.Length(1, MAX_CALLS)
+    )
+    window = fields.Nested(WindowSchema, load_default=None)
+    not_before = fields.AwareDateTime(load_default=None)
+    redial = fields.Nested(RedialSchema, load_default=lambda: RedialSchema().load({}))
+    agent_id = fields.String(load_default=None, validate=ELEVENLABS_ID)
+    agent_phone_number_id = fields.String(load_default=None, validate=ELEVENLABS_ID)
+
+    @validates_schema
+    def _each_number_once(self, data, **kwargs) -> None:
+        first, twice = {}, {}
+        for index, call in enumerate(data.get("calls") or []):
+            number = call["phone_number"]
+            if number in first:
+                twice[index] = {"phone_number": [f"Also given at calls[{first[number]}]."]}
+            first.setdefault(number, index)
+        if twice:
+            raise ValidationError(twice, field_name="calls")
+
+
+class SuppressionRequestSchema(Schema):
+    """Body of ``PUT /driver_data/suppressions/<phone_number>`` (may be empty)."""
+
+    class Meta:
+        unknown = RAISE
+
+    reason = fields.String(load_default=None, validate=[validate.Length(1, 500), _storable])
+
+
+class SuppressionSchema(Schema):
+    """A number that is never dialled."""
+
+    phone_number = fields.String()
+    reason = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+def load(schema: Schema, body, what: str) -> dict:
+    """Return the validated body, or raise a 400 naming each bad field; nothing is written."""
+    if not isinstance(body, dict):
+        raise ApiError(
+            "The request body must be a JSON object.",
+            code="validation_error",
+            details={"_schema": ["The body must be a JSON object."]},
+        )
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        raise ApiError(
+            f"The {what} is not valid; see details for each field.",
+            code="validation_error",
+            details=exc.messages,
+        ) from None
+
+
+def phone_number_in_path(text: str) -> str:
+    """Return the path's phone number, or raise a 400: suppressions are keyed by E.164."""
+    if not E164.match(text):
+        raise ApiError(
+            "Not an E.164 phone number, e.g. +14155550123.",
+            code="validation_error",
+            details={"phone_number": ["Not an E.164 phone number, e.g. +14155550123."]},
+        )
+    return text
+
+
+class AttemptSchema(Schema):
+    """One call placed for an entry."""
+
+    call_sid = fields.String()
+    status = fields.String()
+    failure_reason = fields.String(allow_none=True)
+    created_at = fields.String()
+
+
+class EntrySchema(Schema):
+    """One driver of a batch and where the worker is with them."""
+
+    driver_id = fields.Integer()
+    phone_number = fields.String()
+    driver_name = fields.String(allow_none=True)
+    timezone = fields.String()
+    state = fields.String()
+    next_attempt_at = fields.DateTime()
+    backoffs = fields.Integer()
+    attempts = fields.List(fields.Nested(AttemptSchema))
+
+
+class BatchSchema(Schema):
+    """A batch as the API shows it."""
+
+    batch_id = fields.String()
+    name = fields.String()
+    status = fields.String()
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+    window = fields.Method("_window")
+    not_before = fields.DateTime(allow_none=True)
+    redial = fields.Method("_redial")
+    created_at = fields.DateTime()
+    cancelled_at = fields.DateTime(allow_none=True)
+    entries = fields.List(fields.Nested(EntrySchema))
+
+    def _window(self, batch) -> dict:
+        return {key: batch[f"window_{key}"].strftime("%H:%M") for key in ("start", "end")}
+
+    def _redial(self, batch) -> dict:
+        return {
+            "busy": batch["redial_busy"],
+            "no-answer": batch["redial_no_answer"],
+            "spacing_minutes": batch["spacing_minutes"],
+        }

@@ -1,0 +1,62 @@
+"""The suppression list: numbers that are never dialled, by the API or by a batch."""
+
+from psycopg.rows import dict_row
+
+from errors import ApiError
+
+
+def suppress(conn, phone_number: str, reason: str | None) -> tuple[dict, bool]:
+    """Add the number (or update its reason); return it and whether it is new.
+
+    Batch entries of the number still waiting become ``suppressed`` in the same
+    transaction, so no worker dials them after this returns.
+    """
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            """
+            INSERT INTO suppressions (phone_number, reason) VALUES (%s, %s)
+            ON CONFLICT (phone_number) DO UPDATE SET reason = EXCLUDED.reason
+            RETURNING phone_number, reason, created_at, (xmax = 0) AS created
+            """,
+            (phone_number, reason),
+        ).fetchone()
+        cur.execute(
+            """
+            UPDATE call_batch_entries SET state = 'suppressed', updated_at = now()
+             WHERE phone_number = %s AND state IN ('queued', 'waiting_window', 'redial_scheduled')
+            """,
+            (phone_number,),
+        )
+    created = row.pop("created")
+    return row, created
+
+
+def lift(conn, phone_number: str) -> bool:
+    """Remove the number from the list; return whether it was there."""
+    deleted = conn.execute("DELETE FROM suppressions WHERE phone_number = %s", (phone_number,))
+    return deleted.rowcount > 0
+
+
+def listed(conn) -> list[dict]:
+    """Return every suppressed number, newest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT phone_number, reason, created_at FROM suppressions ORDER BY created_at DESC"
+        ).fetchall()
+
+
+def is_suppressed(conn, phone_number: str) -> bool:
+    """Tell whether the number must never be dialled."""
+    found = conn.execute("SELECT 1 FROM suppressions WHERE phone_number = %s", (phone_number,))
+    return found.fetchone() is not None
+
+
+def refuse_suppressed(conn, phone_number: str) -> None:
+    """Raise a 409 ``suppressed`` when the number is on the list: nothing is written or dialled."""
+    if is_suppressed(conn, phone_number):
+        raise ApiError(
+            "This number is on the suppression list; it is never dialled.",
+            status=409,
+            code="suppressed",
+            details={"phone_number": phone_number},
+        )

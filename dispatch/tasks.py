@@ -1,0 +1,47 @@
+"""The worker's tasks on procrastinate: dispatch rounds, and reconciliation, periodically.
+
+Every worker (any number, on any host, sharing the database) defers the same
+periodic jobs; procrastinate's ``procrastinate_periodic_defers`` makes each tick
+one job, and its ``queueing_lock`` keeps at most one waiting. A worker busy with a
+long dispatch leaves the next tick's job to another worker, so N workers run up to
+N dispatch loops side by side: the cap is held by the database (``claims``), not
+by how many loops run.
+"""
+
+import logging
+
+import procrastinate
+
+from dispatch.reconcile import reconcile_open_calls
+from dispatch.rounds import Worker, dispatch_until_idle
+
+log = logging.getLogger(__name__)
+
+# A dispatch job ends within this (a stopping worker waits for it); the next tick goes on.
+DISPATCH_MAX_SECONDS = 10
+
+app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths=[__name__])
+_worker: Worker | None = None  # set by ``python -m dispatch worker`` before it runs
+
+
+def use(worker: Worker) -> None:
+    """Give the tasks the pool, ElevenLabs client and settings of this process."""
+    global _worker
+    _worker = worker
+
+
+@app.periodic(cron="* * * * * */2")  # croniter's sixth field: every 2 seconds
+@app.task(queueing_lock="dispatch", name="dispatch")
+def dispatch(timestamp: int) -> int:
+    """Dial every entry that is due, within the cap, until none is or the round ends."""
+    dialled = dispatch_until_idle(_worker, DISPATCH_MAX_SECONDS)
+    if dialled:
+        log.info("dispatch dialled %d calls", dialled)
+    return dialled
+
+
+@app.periodic(cron="* * * * *")
+@app.task(queueing_lock="reconcile", name="reconcile")
+def reconcile(timestamp: int) -> None:
+    """Settle calls that may have been placed but never ended (``python -m ops reconcile``)."""
+    reconcile_open_calls(_worker)

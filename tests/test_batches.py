@@ -1,0 +1,123 @@
+"""``/driver_data/call-batches``: a batch is validated whole, stored, shown and cancelled."""
+
+import pytest
+from batch_support import batch_body, numbers
+
+from dispatch.schemas import MAX_CALLS
+
+BATCHES = "/driver_data/call-batches"
+
+
+def batch_rows(conn) -> tuple[int, int]:
+    """Return how many batches and entries are stored."""
+    return conn.execute(
+        "SELECT (SELECT count(*) FROM call_batches), (SELECT count(*) FROM call_batch_entries)"
+    ).fetchone()
+
+
+def test_batch_is_accepted_with_every_driver_queued(client, conn, auth_headers):
+    response = client.post(
+        BATCHES,
+        json=batch_body(numbers(3), window={"start": "00:00", "end": "23:59"}),
+        headers=auth_headers,
+    )
+    assert response.status_code == 202, response.get_json()
+    answer = response.get_json()
+    assert answer["batch_id"].startswith("cb_")
+    assert answer["status"] == "pending"
+    assert answer["counts"]["queued"] == 3
+    assert response.headers["Location"].endswith(answer["batch_id"])
+    shown = client.get(response.headers["Location"], headers=auth_headers).get_json()
+    assert [e["phone_number"] for e in shown["entries"]] == numbers(3)
+    assert shown["window"] == {"start": "00:00", "end": "23:59"}
+    assert shown["redial"] == {"busy": 0, "no-answer": 0, "spacing_minutes": 30}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"calls": batch_body(["+14155550100", "+14155550100"])["calls"]}, "calls"),
+        (
+            {
+                "calls": [
+                    {"driver_id": 1, "phone_number": "+14155550100", "timezone": "Mars/Olympus"}
+                ]
+            },
+            "calls",
+        ),
+        (
+            {
+                "calls": [
+                    {"driver_id": 1, "phone_number": "+14155550100", "timezone": "/etc/passwd"}
+                ]
+            },
+            "calls",
+        ),
+        ({"window": {"start": "20:00", "end": "08:00"}}, "window"),
+        ({"window": {"start": "8am", "end": "20:00"}}, "window"),
+        ({"window": {"start": "08:00", "end": "24:00"}}, "window"),
+        ({"redial": {"busy": -1}}, "redial"),
+        ({"not_before": "2026-06-10T08:00:00"}, "not_before"),
+        ({"calls": []}, "calls"),
+        ({"name": "night\x00shift"}, "name"),
+    ],
+    ids=[
+        "number_twice",
+        "unknown_time_zone",
+        "time_zone_path",
+        "window_ends_before_it_starts",
+        "window_not_hh_mm",
+        "window_hour_24",
+        "negative_redial",
+        "not_before_without_zone",
+        "no_calls",
+        "name_with_nul",
+    ],
+)
+def test_bad_batch_returns_400_and_writes_nothing(client, conn, auth_headers, change, field):
+    response = client.post(BATCHES, json={**batch_body(numbers(2)), **change}, headers=auth_headers)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"] == "validation_error"
+    assert field in response.get_json()["details"]
+    assert batch_rows(conn) == (0, 0)
+
+
+def test_batch_with_a_number_twice_names_both_places(client, conn, auth_headers):
+    body = batch_body(["+14155550100", "+14155550111", "+14155550100"])
+    response = client.post(BATCHES, json=body, headers=auth_headers)
+    assert response.status_code == 400
+    assert response.get_json()["details"]["calls"] == {
+        "2": {"phone_number": ["Also given at calls[0]."]}
+    }
+
+
+def test_batch_over_10000_calls_returns_400_and_writes_nothing(client, conn, auth_headers):
+    body = batch_body(numbers(MAX_CALLS + 1))
+    response = client.post(BATCHES, json=body, headers=auth_headers)
+    assert response.status_code == 400
+    assert "calls" in response.get_json()["details"]
+    assert batch_rows(conn) == (0, 0)
+
+
+def test_batch_of_10000_calls_is_stored(client, conn, auth_headers):
+    body = batch_body([f"+1415{i:07d}" for i in range(MAX_CALLS)])
+    response = client.post(BATCHES, json=body, headers=auth_headers)
+    assert response.status_code == 202, response.get_json()
+    assert batch_rows(conn) == (1, MAX_CALLS)
+
+
+def test_batch_body_that_is_not_an_object_returns_400(client, auth_headers):
+    response = client.post(BATCHES, json=[1, 2], headers=auth_headers)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "validation_error"
+
+
+def test_unknown_batch_returns_404(client, auth_headers):
+    for path in (f"{BATCHES}/cb_nope", f"{BATCHES}/{'x' * 500}", f"{BATCHES}/cb%00"):
+        assert client.get(path, headers=auth_headers).status_code == 404
+        assert client.post(f"{path}/cancel", headers=auth_headers).status_code == 404
+
+
+def test_batches_need_the_bearer_token(client):
+    assert client.post(BATCHES, json=batch_body(numbers(1))).status_code == 401
+    assert client.get(f"{BATCHES}/cb_nope").status_code == 401
