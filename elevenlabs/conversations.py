@@ -10,6 +10,7 @@ ElevenLabs, so unlike the outbound call nothing here is unsafe to ask again.
 import requests
 
 from elevenlabs.client import EXCERPT_CHARS, ElevenLabsClient
+from elevenlabs.deadline import Deadline
 from errors import first_line
 
 CONVERSATIONS_PATH = "/v1/convai/conversations"
@@ -29,8 +30,8 @@ class Conversations:
     """GET one conversation or a page of the list, over the outbound-call client's session."""
 
     def __init__(self, client: ElevenLabsClient, base_url: str):
-        # The same session, key, proxies and timeouts as the calls we place.
-        self.session, self.timeout = client.session, client.timeout
+        # The same session, key, proxies, timeouts and deadline as the calls we place.
+        self.session, self.timeout, self.deadline = client.session, client.timeout, client.deadline
         self.url = base_url.rstrip("/") + CONVERSATIONS_PATH
 
     @classmethod
@@ -62,10 +63,11 @@ class Conversations:
     def _get(self, url: str, params: dict | None = None) -> dict:
         """Return the JSON object ElevenLabs answers, or raise Unavailable."""
         try:
-            # No redirect: it would carry our API key to wherever it points.
-            response = self.session.get(
-                url, params=params, timeout=self.timeout, allow_redirects=False
-            )
+            with Deadline(self.deadline):  # an answer dripping a byte a second is cut
+                # No redirect: it would carry our API key to wherever it points.
+                response = self.session.get(
+                    url, params=params, timeout=self.timeout, allow_redirects=False
+                )
         except requests.RequestException as exc:
             raise Unavailable(
                 f"no answer from ElevenLabs ({type(exc).__name__}: "

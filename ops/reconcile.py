@@ -36,6 +36,7 @@ from errors import first_line
 from models import calls
 from models import webhook_deliveries as deliveries
 from models.calls import Call
+from observability import metrics
 from ops import database, orphan_calls
 from ops.stuck_calls import _minutes
 from webhooks import post_call
@@ -110,6 +111,8 @@ def reconcile(
     for call in orphans:
         summary.counts[_orphan(run, call, search)] += 1
     out(_total(summary, older_than_minutes, dry_run))
+    if not dry_run:
+        metrics.record_reconcile_run(summary.counts)
     return summary
 
 
@@ -138,6 +141,7 @@ def _orphan(run: Run, call: Call, search: orphan_calls.Search) -> str:
     if calls.mark_failed(run.conn, call.call_sid, reason=NEVER_PLACED) is None:
         run.out(f"{said}, but it ended meanwhile: {UNCHANGED}")
         return UNCHANGED
+    metrics.record_call_ended(calls.FAILED, None)
     run.out(f"{said}: failed, {NEVER_PLACED}")
     return FAILED
 

@@ -23,6 +23,7 @@ from models import calls, outcomes
 from models import webhook_deliveries as deliveries
 from models.calls import Call
 from models.webhook_deliveries import Outcome
+from observability import metrics
 from webhooks import call_outcome
 
 POST_CALL_TRANSCRIPTION = "post_call_transcription"
@@ -250,6 +251,8 @@ def _complete(conn, call: Call, event: PostCallEvent) -> Outcome:
         twilio_call_sid=event.twilio_call_sid,
     )
     outcome_saved = outcomes.save(conn, call.id, event.outcome)
+    if completed is not None:
+        metrics.record_call_ended(calls.COMPLETED, event.outcome.call_successful)
     if completed is None and not new_lines and not outcome_saved:
         return Outcome(
             deliveries.DUPLICATE, "transcript, outcome and completion were all recorded already"
@@ -264,6 +267,7 @@ def _fail(conn, call: Call, event: PostCallEvent) -> Outcome:
     """Mark the call failed, unless it already ended."""
     reason = event.failure_reason or "unknown"
     if calls.mark_failed(conn, call.call_sid, reason=reason) is not None:
+        metrics.record_call_ended(calls.FAILED, None)
         return Outcome(deliveries.ACCEPTED, f"call {call.call_sid} failed: {reason}")
     # What stopped the update is the status now, not the one read before it: a
     # completion may have been committed in between.
