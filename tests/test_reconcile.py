@@ -4,15 +4,21 @@ Against the simulator (conftest's ``service``): a number ending in 3 is answered
 and talked through, and no webhook comes; only the conversation endpoint knows.
 """
 
+import dataclasses
 import json
 
 import pytest
 import requests
+from batch_support import dispatch_settings
 from commands import run_module
 from conftest import WEBHOOK_SECRET
 from gunicorn_server import wait_for
 from simulated_calls import SPOKEN_LINES, call_when, get, place
 
+import db
+from dispatch.reconcile import reconcile_open_calls
+from dispatch.rounds import Worker
+from elevenlabs.client import ElevenLabsClient
 from elevenlabs.conversations import Conversations
 from elevenlabs.simulator import script
 from models import calls, outcomes
@@ -239,3 +245,19 @@ def test_reconcile_without_an_api_key_is_one_line_and_exit_1(reconcile_cli, monk
 
     assert result.returncode == 1
     assert result.stderr == "error: ELEVENLABS_API_KEY is not set: reconciling asks ElevenLabs\n"
+
+
+def test_worker_reconcile_task_settles_calls_open_past_call_max_minutes(
+    service, simulator, conn, database_url, app_config
+):
+    created = silent_call(service, simulator)
+    pool = db.open_pool(database_url, min_size=1, max_size=2, timeout=5)
+    client = ElevenLabsClient(simulator.base_url, "xi_test_key", connect_timeout=2, read_timeout=5)
+    settings = dataclasses.replace(dispatch_settings(), call_max_minutes=0)
+    service_config = {**app_config, "ELEVENLABS_BASE_URL": simulator.base_url}
+    try:
+        reconcile_open_calls(Worker(pool, client, settings, service_config))
+    finally:
+        pool.close()
+
+    assert calls.by_call_sid(conn, created["call_sid"]).status == "completed"
