@@ -1,9 +1,10 @@
 """``make run``: the embedded database if no DATABASE_URL, migrations applied, then gunicorn.
 
-In development without ``ELEVENLABS_API_KEY`` calls go to the ElevenLabs
+Beside gunicorn runs one dispatch worker (batches, redial, reconciliation). In
+development without ``ELEVENLABS_API_KEY`` calls go to the ElevenLabs
 simulator, which plays each call back to this service. The banner is printed
-once the service answers. Ctrl-C or SIGTERM stops gunicorn and the simulator,
-then the embedded server; if this process is killed outright, the kernel stops
+once the service answers. Ctrl-C or SIGTERM stops gunicorn, the worker and the
+simulator, then the embedded server; if this process is killed outright, the kernel stops
 its children and the next run takes over the embedded server.
 """
 
@@ -53,6 +54,7 @@ def main() -> int:
     try:
         if not settings["ELEVENLABS_API_KEY"] and development:
             children.append(start_simulator(env, settings, local(settings)))
+        children.append(_spawn([sys.executable, "-m", "dispatch", "worker"], env))
         gunicorn = start_gunicorn(env, run_dir)
         children.append(gunicorn)
         if wait_until_serving(gunicorn, local(settings)):

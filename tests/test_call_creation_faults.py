@@ -2,8 +2,9 @@
 
 import psycopg
 import pytest
-from fake_elevenlabs import ERROR_422, OUTBOUND_CALL_PATH
 from werkzeug import Response
+
+from elevenlabs.simulator import ERROR_422, OUTBOUND_CALL_PATH
 
 CALL_REQUEST = {"driver_id": 42, "phone_number": "+14155550123"}
 

@@ -4,7 +4,8 @@ import threading
 
 import psycopg
 import pytest
-from fake_elevenlabs import ANSWER_OK, ERROR_422
+
+from elevenlabs.simulator import ANSWER_OK, ERROR_422
 
 CALL_REQUEST = {"driver_id": 42, "phone_number": "+14155550123"}
 
