@@ -6,8 +6,6 @@ committed *before* ElevenLabs is asked to dial, so every attempt leaves a row:
 """
 
 import logging
-import time
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import psycopg
@@ -22,7 +20,7 @@ from api import idempotency
 from api.phone_numbers import mask_phone, mask_phones_in
 from api.schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
 from db import get_conn, release_conn
-from dispatch import batches, settings, suppressions
+from dispatch import batches, placing, settings, suppressions
 from dispatch.schemas import (
     BatchRequestSchema,
     BatchSchema,
@@ -32,7 +30,7 @@ from dispatch.schemas import (
     phone_number_in_path,
 )
 from dispatch.windows import Window
-from elevenlabs.client import ElevenLabsClient, ElevenLabsError, OutboundCall
+from elevenlabs.client import ElevenLabsClient, ElevenLabsError
 from errors import ApiError, error_response, first_line
 from models import calls, outcomes
 from observability import logs, metrics
@@ -47,6 +45,7 @@ CALL = CallSchema()
 CALL_WITH_TRANSCRIPT = CallWithTranscriptSchema()
 MAX_CALL_SID_CHARS = 100
 CALL_FIELDS = ("driver_id", "phone_number", "driver_name")
+ORDER_FIELDS = (*CALL_FIELDS, "variables")
 
 
 @bp.record_once
@@ -118,28 +117,19 @@ def _not_placed(call_sid: str, exc: psycopg.Error) -> ApiError:
     )
 
 
-@contextmanager
-def _recording_outcome(call_sid: str, **details):
+def _outcome_not_recorded(exc: placing.OutcomeNotRecorded) -> ApiError:
     """Answer 503 naming the call when its outcome cannot be written after ElevenLabs answered.
 
     The row stays 'initiating' (``python -m ops stuck`` lists it); ``placed`` tells the
     client whether ElevenLabs took the call, so it does not place it a second time.
     """
-    try:
-        yield
-    except (psycopg.Error, PoolTimeout) as exc:
-        reason = first_line(exc)
-        metrics.record_call_outcome(calls.INITIATING)  # the status the request leaves it in
-        log.error(
-            "call %s: ElevenLabs answered but the outcome was not recorded: %s", call_sid, reason
-        )
-        raise ApiError(
-            "ElevenLabs answered, but the call's outcome could not be recorded; the call "
-            "stays 'initiating'. Do not place it again if `placed` or `may_have_dialled` is true.",
-            status=503,
-            code="outcome_not_recorded",
-            details={"call_sid": call_sid, **details, "database_reason": reason},
-        ) from None
+    return ApiError(
+        "ElevenLabs answered, but the call's outcome could not be recorded; the call "
+        "stays 'initiating'. Do not place it again if `placed` or `may_have_dialled` is true.",
+        status=503,
+        code="outcome_not_recorded",
+        details={"call_sid": exc.call_sid, **exc.details, "database_reason": exc.reason},
+    )
 
 
 @bp.post("/call-elevenlabs")
@@ -163,51 +153,30 @@ def create_call():
         call.driver_id,
         mask_phone(call.phone_number),
     )
-    # Read from the database's clock, after the commit: created_at <= api_called_at then
-    # compares two readings of one clock (the app host's may be off by more than the gap).
     try:
-        api_called_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        api_called_at = placing.database_clock(conn)
     except psycopg.Error as exc:
         raise _not_placed(call_sid, exc) from None
     release_conn()  # the wait on ElevenLabs must not hold a pool connection
-    call = _dial(call, order, dialling_ids, api_called_at)
+    call = _dial(
+        call,
+        placing.CallOrder(**{k: order[k] for k in ORDER_FIELDS}, **dialling_ids),
+        api_called_at,
+    )
     return CALL.dump(call), 201, {"Location": url_for(".get_call", call_sid=call_sid)}
 
 
-def _dial(call, order: dict, dialling_ids: tuple[str, str], api_called_at: datetime):
-    """Ask ElevenLabs to dial the written call; return it initiated, or raise the 502."""
-    variables = {**order["variables"], "call_sid": call.call_sid}
-    if order["driver_name"] is not None:
-        variables["driver_name"] = order["driver_name"]
-    agent_id, agent_phone_number_id = dialling_ids
-    sent = time.monotonic()
+def _dial(call, order: placing.CallOrder, api_called_at: datetime):
+    """Have the one call-placing path dial the written call; return it initiated, or raise."""
+    client = current_app.extensions["elevenlabs"]
     try:
-        accepted = current_app.extensions["elevenlabs"].outbound_call(
-            agent_id=agent_id,
-            agent_phone_number_id=agent_phone_number_id,
-            to_number=call.phone_number,
-            dynamic_variables=variables,
-        )
-    except ElevenLabsError as exc:
-        # Counted before any connection is taken: the answer happened even if writing it fails.
-        metrics.record_elevenlabs_call(exc.kind, time.monotonic() - sent)
-        refused = {"reason": exc.reason, "may_have_dialled": exc.may_have_dialled}
-        with _recording_outcome(call.call_sid, placed=False, **refused):
-            error = _record_failure(get_conn(), call.call_sid, exc, api_called_at)
-        raise error from None
-    except Exception:
-        # Our own bug must not leave the row 'initiating' for ever: record it, then fail loudly.
-        calls.mark_failed(
-            get_conn(),
-            call.call_sid,
-            reason="unexpected error in this service while calling ElevenLabs (see its logs); "
-            "the call may have been placed",
-            api_called_at=api_called_at,
-        )
-        raise
-    metrics.record_elevenlabs_call("ok", time.monotonic() - sent)
-    with _recording_outcome(call.call_sid, placed=True, conversation_id=accepted.conversation_id):
-        return _record_acceptance(get_conn(), call.call_sid, accepted, api_called_at)
+        placed = placing.dial(get_conn, client, call, order, api_called_at)
+    except placing.OutcomeNotRecorded as exc:
+        raise _outcome_not_recorded(exc) from None
+    if placed.error is not None:
+        raise _refusal(call.call_sid, placed.error)
+    logs.bind(conversation_id=placed.call.conversation_id)
+    return placed.call
 
 
 @bp.get("/calls/<call_sid>")
@@ -246,7 +215,7 @@ def _load(body) -> dict:
         ) from None
 
 
-def _dialling_ids(order: dict) -> tuple[str, str]:
+def _dialling_ids(order: dict) -> dict:
     """Return the agent and its phone number, from the request or the configuration.
 
     Missing configuration is a 503: the caller asked for nothing wrong, and the
@@ -274,13 +243,11 @@ def _dialling_ids(order: dict) -> tuple[str, str]:
             code="not_configured",
             details={"missing": missing},
         )
-    return agent_id, agent_phone_number_id
+    return {"agent_id": agent_id, "agent_phone_number_id": agent_phone_number_id}
 
 
-def _record_failure(conn, call_sid: str, exc: ElevenLabsError, api_called_at: datetime):
-    """Mark the call failed with ElevenLabs' reason; return the 502 that says so."""
-    calls.mark_failed(conn, call_sid, reason=exc.reason, api_called_at=api_called_at)
-    metrics.record_call_outcome(calls.FAILED)
+def _refusal(call_sid: str, exc: ElevenLabsError) -> ApiError:
+    """Return the 502 saying ElevenLabs refused (the call is recorded as failed)."""
     log.warning("call %s failed (%s): %s", call_sid, exc.kind, mask_phones_in(exc.reason))
     message = (
         "ElevenLabs' answer was lost or broken: the call may have been placed. It is recorded "
@@ -299,26 +266,6 @@ def _record_failure(conn, call_sid: str, exc: ElevenLabsError, api_called_at: da
             "may_have_dialled": exc.may_have_dialled,
         },
     )
-
-
-def _record_acceptance(conn, call_sid: str, accepted: OutboundCall, api_called_at: datetime):
-    """Store ElevenLabs' ids on the call and move it to ``initiated``; return it."""
-    ids = {"twilio_call_sid": accepted.twilio_call_sid, "api_called_at": api_called_at}
-    try:
-        call = calls.mark_initiated(conn, call_sid, conversation_id=accepted.conversation_id, **ids)
-    except psycopg.errors.UniqueViolation:
-        # Another call already holds this conversation_id: keep the call, and say so on it.
-        clash = (
-            f"ElevenLabs answered with conversation_id {accepted.conversation_id}, which "
-            "another call already has; this call keeps none until its post-call webhook"
-        )
-        log.error("call %s: %s", call_sid, clash)
-        metrics.record_conversation_id_clash()
-        call = calls.mark_initiated(conn, call_sid, conversation_id=None, note=clash, **ids)
-    metrics.record_call_outcome(call.status)
-    logs.bind(conversation_id=call.conversation_id)
-    log.info("call %s initiated, conversation %s", call_sid, call.conversation_id)
-    return call
 
 
 # --- Batches and suppressions: thin routes over dispatch/ (the worker dials) ---------

@@ -40,6 +40,7 @@ def _parameter(name: str, example: str) -> list:
 
 
 COMMON = {"_401": "missing or wrong bearer token", "_503": "the database cannot be reached"}
+NOT_JSON = {"_415": "the body was not sent with Content-Type: application/json"}
 NO_BATCH = {"_404": "no batch has this id"}
 BAD_NUMBER = {"_400": "not an E.164 number, or a bad body"}
 SUMMARY = {
@@ -70,7 +71,10 @@ def paths() -> dict:
                 "responses": {
                     "202": _answer(SUMMARY, "stored; the worker dials"),
                     **_errors(
-                        _400="invalid; nothing written", _413="the body is too large", **COMMON
+                        _400="invalid; nothing written",
+                        _413="the body is too large",
+                        **NOT_JSON,
+                        **COMMON,
                     ),
                 },
             }
@@ -126,7 +130,7 @@ def paths() -> dict:
                 "responses": {
                     "200": _answer(SuppressionSchema, "already suppressed; reason updated"),
                     "201": _answer(SuppressionSchema, "suppressed"),
-                    **_errors(**BAD_NUMBER, **COMMON),
+                    **_errors(**BAD_NUMBER, **NOT_JSON, **COMMON),
                 },
             },
             "delete": {

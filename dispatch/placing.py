@@ -1,19 +1,25 @@
 """Placing one call: the row is written and committed, then ElevenLabs is asked, once.
 
-Every dial of the service goes through here, with the single-call endpoint's
-semantics: a call row ``initiating`` exists before any network I/O; ElevenLabs'
-acceptance moves it to ``initiated`` with its ids; any refusal marks it ``failed``
-with ElevenLabs' reason. A request that may have reached ElevenLabs is never sent
-again (a retry can ring a driver twice); a 429 is a call that was not placed.
+The one way the service dials, for the single-call endpoint and the batch
+worker alike: a call row ``initiating`` exists before any network I/O;
+ElevenLabs' acceptance moves it to ``initiated`` with its ids; any refusal marks
+it ``failed`` with ElevenLabs' reason. A request that may have reached
+ElevenLabs is never sent again (a retry can ring a driver twice); a 429 is a
+call that was not placed.
 """
 
 import logging
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
+from psycopg_pool import PoolTimeout
 
-from elevenlabs.client import ElevenLabsClient, ElevenLabsError
+from elevenlabs.client import ElevenLabsClient, ElevenLabsError, OutboundCall
+from errors import first_line
 from models import calls
 from observability import metrics
 
@@ -47,6 +53,15 @@ class PlacedCall:
         return self.error is not None and self.error.kind == RATE_LIMITED
 
 
+class OutcomeNotRecorded(Exception):
+    """ElevenLabs answered, but the database could not take its answer: the call stays
+    ``initiating``. ``details`` say whether it was placed, so it is not placed again."""
+
+    def __init__(self, call_sid: str, reason: str, details: dict):
+        super().__init__(f"call {call_sid}: ElevenLabs' answer not recorded: {reason}")
+        self.call_sid, self.reason, self.details = call_sid, reason, details
+
+
 def write_call(conn, order: CallOrder) -> calls.Call:
     """Insert the call ``initiating``; committed at once on an autocommit connection."""
     return calls.create(
@@ -57,18 +72,29 @@ def write_call(conn, order: CallOrder) -> calls.Call:
     )
 
 
-def place_call(conn, client: ElevenLabsClient, order: CallOrder) -> PlacedCall:
-    """Write the call, commit it, then ask ElevenLabs to dial it; return what was recorded."""
-    return dial(conn, client, write_call(conn, order), order)
+def database_clock(conn) -> datetime:
+    """Return the database's clock, read after the row's commit and before the request.
+
+    ``created_at <= api_called_at`` then compares two readings of one clock.
+    """
+    return conn.execute("SELECT clock_timestamp()").fetchone()[0]
 
 
-def dial(conn, client: ElevenLabsClient, call: calls.Call, order: CallOrder) -> PlacedCall:
-    """Ask ElevenLabs to dial a call already written and committed; record its answer."""
+def dial(
+    connect: Callable[[], psycopg.Connection],
+    client: ElevenLabsClient,
+    call: calls.Call,
+    order: CallOrder,
+    api_called_at: datetime,
+) -> PlacedCall:
+    """Ask ElevenLabs to dial a call already written and committed; record its answer.
+
+    ``connect`` gives the connection the answer is written on, asked for only
+    once ElevenLabs answered: the wait must not hold a pooled connection.
+    """
     variables = {**order.variables, "call_sid": call.call_sid}
     if order.driver_name is not None:
         variables["driver_name"] = order.driver_name
-    # The database's clock, after the commit: created_at <= api_called_at on one clock.
-    api_called_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     sent = time.monotonic()
     try:
         accepted = client.outbound_call(
@@ -78,17 +104,20 @@ def dial(conn, client: ElevenLabsClient, call: calls.Call, order: CallOrder) -> 
             dynamic_variables=variables,
         )
     except ElevenLabsError as exc:
+        # Counted before any connection is taken: the answer happened even if writing it fails.
         metrics.record_elevenlabs_call(exc.kind, time.monotonic() - sent)
-        failed = calls.mark_failed(
-            conn, call.call_sid, reason=exc.reason, api_called_at=api_called_at
-        )
+        refused = {"placed": False, "reason": exc.reason, "may_have_dialled": exc.may_have_dialled}
+        with _recording(call.call_sid, refused):
+            failed = calls.mark_failed(
+                connect(), call.call_sid, reason=exc.reason, api_called_at=api_called_at
+            )
         metrics.record_call_outcome(calls.FAILED)
         log.warning("call %s not placed (%s)", call.call_sid, exc.kind)
-        return PlacedCall(failed or calls.by_call_sid(conn, call.call_sid), exc)
+        return PlacedCall(failed or calls.by_call_sid(connect(), call.call_sid), exc)
     except Exception:
         # Our own bug must not leave the row 'initiating' for ever: record it, then fail loudly.
         calls.mark_failed(
-            conn,
+            connect(),
             call.call_sid,
             reason="unexpected error in this service while calling ElevenLabs (see its logs); "
             "the call may have been placed",
@@ -96,14 +125,36 @@ def dial(conn, client: ElevenLabsClient, call: calls.Call, order: CallOrder) -> 
         )
         raise
     metrics.record_elevenlabs_call("ok", time.monotonic() - sent)
+    with _recording(call.call_sid, {"placed": True, "conversation_id": accepted.conversation_id}):
+        return PlacedCall(_record_acceptance(connect(), call.call_sid, accepted, api_called_at))
+
+
+@contextmanager
+def _recording(call_sid: str, details: dict):
+    """Turn a database failure while writing ElevenLabs' answer into ``OutcomeNotRecorded``."""
+    try:
+        yield
+    except (psycopg.Error, PoolTimeout) as exc:
+        reason = first_line(exc)
+        metrics.record_call_outcome(calls.INITIATING)  # the status the call is left in
+        log.error("call %s: ElevenLabs answered but it was not recorded: %s", call_sid, reason)
+        raise OutcomeNotRecorded(call_sid, reason, details) from None
+
+
+def _record_acceptance(conn, call_sid: str, accepted: OutboundCall, api_called_at: datetime):
+    """Store ElevenLabs' ids on the call and move it to ``initiated``; return it."""
     ids = {"twilio_call_sid": accepted.twilio_call_sid, "api_called_at": api_called_at}
     try:
-        recorded = calls.mark_initiated(
-            conn, call.call_sid, conversation_id=accepted.conversation_id, **ids
-        )
+        call = calls.mark_initiated(conn, call_sid, conversation_id=accepted.conversation_id, **ids)
     except psycopg.errors.UniqueViolation:
-        # Another call already holds this conversation_id; keep the call, not the clash.
-        log.error("call %s: its conversation_id belongs to another call", call.call_sid)
-        recorded = calls.mark_initiated(conn, call.call_sid, conversation_id=None, **ids)
-    metrics.record_call_outcome(recorded.status)
-    return PlacedCall(recorded)
+        # Another call already holds this conversation_id: keep the call, and say so on it.
+        clash = (
+            f"ElevenLabs answered with conversation_id {accepted.conversation_id}, which "
+            "another call already has; this call keeps none until its post-call webhook"
+        )
+        log.error("call %s: %s", call_sid, clash)
+        metrics.record_conversation_id_clash()
+        call = calls.mark_initiated(conn, call_sid, conversation_id=None, note=clash, **ids)
+    metrics.record_call_outcome(call.status)
+    log.info("call %s initiated, conversation %s", call_sid, call.conversation_id)
+    return call

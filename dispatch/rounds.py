@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from psycopg_pool import ConnectionPool
 
 from dispatch.claims import Claim, claim
-from dispatch.placing import dial
+from dispatch.placing import database_clock, dial
 from dispatch.settings import DispatchSettings
 from dispatch.settling import record_dial, settle
 from elevenlabs.client import ElevenLabsClient
@@ -56,7 +56,8 @@ def run_round(worker: Worker, now: datetime | None = None) -> int:
 def dial_claim(worker: Worker, claimed: Claim, now: datetime) -> None:
     """Dial one claimed entry and move it on with the answer."""
     with worker.pool.connection() as conn:
-        placed = dial(conn, worker.client, claimed.call, claimed.order)
+        called_at = database_clock(conn)
+        placed = dial(lambda: conn, worker.client, claimed.call, claimed.order, called_at)
         record_dial(conn, claimed.entry_id, claimed.backoffs, placed, now)
 
 

@@ -4,6 +4,7 @@ import psycopg
 import pytest
 from werkzeug import Response
 
+from elevenlabs.client import ElevenLabsClient
 from elevenlabs.simulator import ERROR_422, OUTBOUND_CALL_PATH
 
 CALL_REQUEST = {"driver_id": 42, "phone_number": "+14155550123"}
@@ -11,7 +12,7 @@ CALL_REQUEST = {"driver_id": 42, "phone_number": "+14155550123"}
 
 @pytest.fixture
 def app_config(app_config, elevenlabs):
-    """Point the app at the fake ElevenLabs server."""
+    """Point the app at the ElevenLabs simulator."""
     return {**app_config, "ELEVENLABS_BASE_URL": elevenlabs.base_url}
 
 
@@ -47,13 +48,17 @@ def test_a_502_that_did_not_dial_says_so(client, auth_headers, elevenlabs):
 
 
 def test_a_200_that_cannot_be_decoded_answers_502_may_have_dialled_and_the_row_says_so(
-    client, auth_headers, httpserver, conn
+    app, auth_headers, httpserver, conn
 ):
     # Claims gzip, is not: requests raises ContentDecodingError once the answer arrived.
+    # A wire-level fault: a raw server, not the simulator.
     httpserver.expect_request(OUTBOUND_CALL_PATH).respond_with_response(
         Response('{"success": true}', headers={"Content-Encoding": "gzip"})
     )
-    response = post_call(client, auth_headers)
+    app.extensions["elevenlabs"] = ElevenLabsClient(
+        httpserver.url_for("").rstrip("/"), "xi_test_key", connect_timeout=2, read_timeout=5
+    )
+    response = post_call(app.test_client(), auth_headers)
 
     assert response.status_code == 502
     assert response.get_json()["details"]["may_have_dialled"] is True

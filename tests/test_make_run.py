@@ -150,13 +150,32 @@ def _listening(port: int) -> bool:
     return True
 
 
+PRODUCTION = {
+    "APP_ENV": "production",
+    "API_TOKENS": "prod-token-0123456789",
+    "ELEVENLABS_WEBHOOK_SECRET": "wsec_prod_0123456789",
+}
+
+
+def test_production_without_an_elevenlabs_key_refuses_to_start_instead_of_simulating(
+    fresh_data, database_url
+):
+    run = DevServer(fresh_data, DATABASE_URL=database_url, **PRODUCTION)
+    assert run.process.wait(timeout=60) == 1
+    run._reader.join(timeout=10)
+    assert run.lines[-1].startswith("error: APP_ENV=production needs ELEVENLABS_API_KEY")
+    assert not any("simulator" in line for line in run.lines)
+
+
 def test_production_never_starts_the_simulator(fresh_data, database_url):
     run = DevServer(
         fresh_data,
-        APP_ENV="production",
         DATABASE_URL=database_url,
-        API_TOKENS="prod-token-0123456789",
-        ELEVENLABS_WEBHOOK_SECRET="wsec_prod_0123456789",
+        ELEVENLABS_API_KEY="xi_prod_key",
+        ELEVENLABS_AGENT_ID="agent_prod",
+        ELEVENLABS_PHONE_NUMBER_ID="phnum_prod",
+        ELEVENLABS_BASE_URL="http://127.0.0.1:9",  # nothing listens: no call is placed here
+        **PRODUCTION,
     )
     try:
         run.printed("try: curl ")
