@@ -14,6 +14,7 @@ from commands import run_module
 from conftest import WEBHOOK_SECRET
 from gunicorn_server import wait_for
 from simulated_calls import SPOKEN_LINES, call_when, get, place
+from webhook_signing import make_call
 
 import db
 from dispatch.reconcile import reconcile_open_calls
@@ -261,3 +262,16 @@ def test_worker_reconcile_task_settles_calls_open_past_call_max_minutes(
         pool.close()
 
     assert calls.by_call_sid(conn, created["call_sid"]).status == "completed"
+
+
+def test_conversation_elevenlabs_does_not_know_404_leaves_the_call_and_says_so(
+    simulator, conn, reconcile_cli
+):
+    call = make_call(conn, conversation_id="conv_elevenlabs_never_had")
+
+    result = reconcile_cli("--older-than", "0")
+
+    assert result.returncode == 1
+    assert f"{call.call_sid}: left for the next run" in result.stdout
+    assert "ElevenLabs answered HTTP 404" in result.stdout
+    assert calls.by_call_sid(conn, call.call_sid).status == "initiated"
