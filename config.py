@@ -5,6 +5,7 @@ Every setting of DESIGN.md's table, plus the few tunables an operator may need.
 """
 
 import os
+from decimal import Decimal, InvalidOperation
 
 # Without any of these, production would serve and answer every call with 503.
 PRODUCTION_REQUIRED = (
@@ -34,6 +35,17 @@ def _number(environ, name: str, default: float, cast=float):
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _price(raw: str) -> Decimal:
+    """Return a price in dollars: a positive finite decimal (float would round cents)."""
+    try:
+        price = Decimal(raw)
+    except InvalidOperation:
+        raise ValueError(raw) from None
+    if not price.is_finite() or price <= 0:
+        raise ValueError(raw)
+    return price
+
+
 def from_env(environ=os.environ) -> dict:
     """Return the settings found in ``environ``, with defaults."""
     return {
@@ -50,6 +62,8 @@ def from_env(environ=os.environ) -> dict:
         "ELEVENLABS_CONNECT_TIMEOUT": _number(environ, "ELEVENLABS_CONNECT_TIMEOUT", 5.0),
         "ELEVENLABS_READ_TIMEOUT": _number(environ, "ELEVENLABS_READ_TIMEOUT", 20.0),
         "ELEVENLABS_WEBHOOK_SECRET": environ.get("ELEVENLABS_WEBHOOK_SECRET", ""),
+        # ElevenLabs prices calls in credits; dollars only from the plan's price of one.
+        "ELEVENLABS_USD_PER_CREDIT": _number(environ, "ELEVENLABS_USD_PER_CREDIT", None, _price),
         # How far a signature's timestamp may be from our clock, in seconds.
         "WEBHOOK_TOLERANCE_PAST": _number(environ, "WEBHOOK_TOLERANCE_PAST", 1800, int),
         "WEBHOOK_TOLERANCE_FUTURE": _number(environ, "WEBHOOK_TOLERANCE_FUTURE", 300, int),

@@ -32,7 +32,7 @@ from dispatch.schemas import (
 from dispatch.windows import Window
 from elevenlabs.client import ElevenLabsClient, ElevenLabsError
 from errors import ApiError, error_response, first_line
-from models import calls
+from models import calls, outcomes
 from observability import logs, metrics
 
 __all__ = ["CallRequestSchema", "CallSchema", "CallWithTranscriptSchema", "bp"]
@@ -181,7 +181,7 @@ def _dial(call, order: placing.CallOrder, api_called_at: datetime):
 
 @bp.get("/calls/<call_sid>")
 def get_call(call_sid: str):
-    """Return a call with its transcript lines in the order they were said."""
+    """Return a call with its transcript lines in the order they were said, and its outcome."""
     conn = get_conn()
     plausible = len(call_sid) <= MAX_CALL_SID_CHARS and call_sid.isprintable()
     call = calls.by_call_sid(conn, call_sid) if plausible else None
@@ -193,7 +193,8 @@ def get_call(call_sid: str):
             details={"call_sid": call_sid} if plausible else {},
         )
     lines = transcription_helpers.transcript(conn, call.conversation_id)
-    return CALL_WITH_TRANSCRIPT.dump({**vars(call), "transcript": lines})
+    outcome = outcomes.as_json(outcomes.of_call(conn, call.id))
+    return CALL_WITH_TRANSCRIPT.dump({**vars(call), "transcript": lines, "outcome": outcome})
 
 
 def _load(body) -> dict:

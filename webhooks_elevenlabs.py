@@ -192,7 +192,8 @@ def _handle(conn, incoming: Incoming) -> tuple[Outcome, int | None]:
     # not at all. Not pipeline mode alone: its Sync commits what ran even when
     # our code raised between the two statements (bench figures in the README).
     with conn.transaction():
-        outcome = apply.apply(conn, incoming.endpoint, incoming.body)
+        price = current_app.config.get("ELEVENLABS_USD_PER_CREDIT")
+        outcome = apply.apply(conn, incoming.endpoint, incoming.body, usd_per_credit=price)
         return outcome, deliveries.record(conn, incoming.logged(outcome), outcome)
 
 

@@ -251,7 +251,7 @@ def build() -> dict:
     document = _anchored(spec.to_dict())
     # A call is always sent whole, unknown values as null: say so, so that a
     # missing field is caught by whoever checks responses against this.
-    for name in ("Call", "CallWithTranscript", "TranscriptLine"):
+    for name in ("Call", "CallWithTranscript", "TranscriptLine", "Outcome", "Cost"):
         shown = document["components"]["schemas"][name]
         shown["required"] = sorted(shown["properties"])
     return document

@@ -148,7 +148,35 @@ class TranscriptLineSchema(Schema):
     timestamp = fields.DateTime()
 
 
+class CostSchema(Schema):
+    """What a call cost: ElevenLabs' credits, and dollars only when a price per credit is set."""
+
+    credits = fields.Integer(allow_none=True)
+    usd = fields.Float(allow_none=True, metadata={"description": "null unless priced; never 0"})
+
+
+class OutcomeSchema(Schema):
+    """What ElevenLabs made of the call, from its post-call webhook or reconciliation.
+
+    Every member is null until known; an unknown cost is null, never 0.
+    """
+
+    call_successful = fields.String(
+        allow_none=True, metadata={"enum": ["success", "failure", "unknown", None]}
+    )
+    summary = fields.String(allow_none=True)
+    data_collection = fields.Dict(
+        keys=fields.String(),
+        allow_none=True,
+        metadata={"description": "the driver's answers, {name: value}"},
+    )
+    termination_reason = fields.String(allow_none=True)
+    duration_secs = fields.Integer(allow_none=True)
+    cost = fields.Nested(CostSchema)
+
+
 class CallWithTranscriptSchema(CallSchema):
-    """A call with its transcript lines in the order they were said."""
+    """A call with its transcript lines in the order they were said, and its outcome."""
 
     transcript = fields.List(fields.Nested(TranscriptLineSchema))
+    outcome = fields.Nested(OutcomeSchema)

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from psycopg.rows import class_row
 
+from models import webhook_deliveries
 from models.calls import BIGINT_MAX
 
 # Enough to read what was sent; a body can be up to the request size limit.
@@ -108,6 +109,16 @@ class DeliveryRow:
     def accepted(self) -> bool:
         """Say whether the delivery was answered with a 2xx."""
         return self.http_status < 300
+
+    @property
+    def replayable(self) -> bool:
+        """Say whether a replay could apply it: refused for a cause that may be fixed, not since."""
+        settled = self.replay_outcome in webhook_deliveries.SETTLED
+        return (
+            self.outcome in webhook_deliveries.REPLAYABLE
+            and self.signature_valid is not False
+            and not settled
+        )
 
 
 def transcript_counts(conn, conversation_ids: list[str]) -> dict[str, int]:

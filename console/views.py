@@ -9,7 +9,16 @@ import logging
 from datetime import UTC
 
 import psycopg
-from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from psycopg_pool import PoolTimeout
 
 import auth
@@ -21,6 +30,7 @@ from errors import ApiError
 from models import calls, outcomes
 from models import webhook_deliveries as deliveries
 from models.calls import BIGINT_MAX
+from ops import replay
 
 log = logging.getLogger(__name__)
 bp = Blueprint(
@@ -185,6 +195,42 @@ def call_page(call_sid: str):
         lines=transcription_helpers.transcript(conn, call.conversation_id),
         deliveries=queries.deliveries(conn, call.call_sid, call.conversation_id),
     )
+
+
+def cross_site(req) -> bool:
+    """Tell whether a browser sent this request from another site's page (a forged POST).
+
+    Browsers send HTTP Basic credentials with any site's form POST, so a write
+    must prove it came from our own pages: Sec-Fetch-Site, else Origin, as Go's
+    net/http CrossOriginProtection judges. Neither header: not a browser, nothing to forge.
+    """
+    fetch_site = req.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = req.headers.get("Origin")
+    return origin is not None and origin != req.host_url.rstrip("/")
+
+
+@bp.post("/deliveries/<int:delivery_id>/replay")
+def replay_delivery(delivery_id: int):
+    """Replay one refused delivery as ``python -m ops replay --delivery N`` does; show its call."""
+    if cross_site(request):
+        raise ApiError(
+            "A replay must come from the console's own page.", status=403, code="forbidden"
+        )
+    conn = get_conn()
+    with conn.transaction():
+        if delivery_id > BIGINT_MAX or deliveries.lock(conn, delivery_id) is None:
+            raise ApiError("No delivery has this id.", status=404, code="not_found")
+        price = current_app.config.get("ELEVENLABS_USD_PER_CREDIT")
+        line, _ = replay.replay_one(conn, delivery_id, usd_per_credit=price)
+    log.info("ops console: %s", line)
+    call_sid = request.form.get("call_sid", "")
+    if search.CALL_SID_PATTERN.fullmatch(call_sid):
+        back = url_for("ops_console.call_page", call_sid=call_sid)
+    else:
+        back = url_for("ops_console.deliveries_page")
+    return redirect(f"{back}#delivery-{delivery_id}", 303)
 
 
 def parse_delivery_filters(args) -> dict:

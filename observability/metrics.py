@@ -72,6 +72,19 @@ CALLS_CREATED = Counter(
     "Calls created through the API, by the status the request left them in.",
     ["status"],
 )
+CALLS_ENDED = Counter(
+    "calls_ended_total",
+    "Calls ended by what ElevenLabs told us (webhook or reconciliation), by final status "
+    "and ElevenLabs' verdict (success, failure, unknown, none).",
+    ["status", "verdict"],
+)
+RECONCILE_RUNS = Counter("reconcile_runs_total", "Reconciliation runs (dry runs are not counted).")
+RECONCILED_CALLS = Counter(
+    "reconcile_calls_total",
+    "Open calls reconciliation looked at, by what became of them (completed, failed, "
+    "still_under_way, left_for_the_next_run, ...).",
+    ["result"],
+)
 
 # Summed over the live workers: each reports its own pool after every request.
 DB_POOL = Gauge(
@@ -114,6 +127,19 @@ def record_conversation_id_clash() -> None:
 def record_call_outcome(status: str) -> None:
     """Count one call created through the API, by the status it ended the request in."""
     CALLS_CREATED.labels(status).inc()
+
+
+def record_call_ended(status: str, verdict: str | None) -> None:
+    """Count one call that reached its end (completed or failed), with ElevenLabs' verdict."""
+    CALLS_ENDED.labels(status, verdict or "none").inc()
+
+
+def record_reconcile_run(counts: dict) -> None:
+    """Count one reconciliation run and the calls it looked at, by what became of them."""
+    RECONCILE_RUNS.inc()
+    for result, count in counts.items():
+        if count:
+            RECONCILED_CALLS.labels(result.replace(" ", "_")).inc(count)
 
 
 def _started() -> None:

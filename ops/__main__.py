@@ -1,13 +1,14 @@
-"""``python -m ops <command>``: every operator command (``verify``, ``replay``, ``stuck``, …)."""
+"""``python -m ops <command>``: every operator command (``verify``, ``reconcile``, …)."""
 
 import sys
 
-from ops import backup, prune_deliveries, replay, stuck_calls, verify
+from ops import backup, prune_deliveries, reconcile, replay, stuck_calls, verify
 
 COMMANDS = {
     "verify": verify.main,
     "replay": replay.main,
     "stuck": stuck_calls.main,
+    "reconcile": reconcile.main,
     "prune-deliveries": prune_deliveries.main,
     "backup": backup.main,
     "restore": backup.restore_main,

@@ -137,7 +137,8 @@ def stuck_initiating(conn, opts):
             name,
             f"{count} calls stuck in 'initiating' for over {opts.stuck_minutes} min "
             f"(oldest created {oldest:%Y-%m-%d %H:%M:%S %Z}): {', '.join(sample)}; "
-            "check them in ElevenLabs' history before retrying: the driver may have been rung",
+            f"settle them with `python -m ops reconcile --older-than {opts.stuck_minutes}` "
+            "(found at ElevenLabs by call_sid; do not redial: the driver may have been rung)",
             **figures,
         )
     return passed(name, f"no call in 'initiating' for over {opts.stuck_minutes} min", **figures)

@@ -16,9 +16,11 @@ delivery is settled or would be replayed), 1 otherwise.
 import argparse
 import sys
 from datetime import datetime
+from decimal import Decimal
 
 import psycopg
 
+import config
 import db
 from errors import first_line
 from models import webhook_deliveries as deliveries
@@ -61,7 +63,9 @@ def refusal(delivery: Delivery) -> tuple[str, bool] | None:
 SETTLED, WOULD_REPLAY, NOT_SETTLED = "settled", "would replay", "not settled"
 
 
-def replay_one(conn, delivery_id: int, *, dry_run: bool = False) -> tuple[str, str]:
+def replay_one(
+    conn, delivery_id: int, *, dry_run: bool = False, usd_per_credit: Decimal | None = None
+) -> tuple[str, str]:
     """Replay one delivery under a row lock; return a line to print and where it stands."""
     with conn.transaction():
         delivery = deliveries.lock(conn, delivery_id)
@@ -73,7 +77,9 @@ def replay_one(conn, delivery_id: int, *, dry_run: bool = False) -> tuple[str, s
             return f"{label}: {refused[0]}", SETTLED if refused[1] else NOT_SETTLED
         if dry_run:
             return f"{label}: would replay; reason was: {delivery.reason}", WOULD_REPLAY
-        outcome = apply.apply(conn, delivery.endpoint, bytes(delivery.body))
+        outcome = apply.apply(
+            conn, delivery.endpoint, bytes(delivery.body), usd_per_credit=usd_per_credit
+        )
         deliveries.record_replay(conn, delivery.id, outcome)
     detail = f": {outcome.reason}" if outcome.reason else ""
     standing = SETTLED if outcome.outcome in deliveries.SETTLED else NOT_SETTLED
@@ -96,8 +102,9 @@ def run(url: str, *, since: datetime | None, delivery_id: int | None, dry_run: b
             print(f"nothing to replay since {since.isoformat()}")
             return 0
         standings = []
+        price = config.from_env().get("ELEVENLABS_USD_PER_CREDIT")
         for each in ids:
-            line, standing = replay_one(conn, each, dry_run=dry_run)
+            line, standing = replay_one(conn, each, dry_run=dry_run, usd_per_credit=price)
             standings.append(standing)
             print(line)
     settled, unsettled = standings.count(SETTLED), standings.count(NOT_SETTLED)
@@ -125,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url = db.url_of(args.database_url)
         return run(url, since=args.since, delivery_id=args.delivery, dry_run=args.dry_run)
-    except (ReplayError, db.NoDatabase) as exc:
+    except (ReplayError, db.NoDatabase, config.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except psycopg.Error as exc:
         print(f"error: database: {first_line(exc)}", file=sys.stderr)

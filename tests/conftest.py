@@ -15,6 +15,7 @@ Migration tests get a fresh empty database of their own from ``fresh_database_ur
 """
 
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import pytest
 from legacy_schema import create_baseline_without_record, seed_legacy_calls
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from werkzeug.serving import make_server
 
 import embedded_db
 from app import create_app
@@ -175,6 +177,27 @@ def elevenlabs():
     simulator = Simulator().start()
     yield simulator
     simulator.close()
+
+
+@pytest.fixture
+def simulator():
+    """Return a simulator with one-second calls whose webhooks go to ``service``, signed."""
+    sim = Simulator(webhook_secret=WEBHOOK_SECRET, call_seconds=1, hang_seconds=1.5, concurrency=2)
+    yield sim.start()
+    sim.close()
+
+
+@pytest.fixture
+def service(app_config, simulator):
+    """Serve the app over HTTP against ``simulator``; return its base URL."""
+    config = {**app_config, "ELEVENLABS_BASE_URL": simulator.base_url}
+    app = create_app({**config, "ELEVENLABS_READ_TIMEOUT": 0.5})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    simulator.webhook_url = f"http://127.0.0.1:{server.server_port}"
+    yield simulator.webhook_url
+    server.shutdown()
+    app.extensions["db_pool"].close()
 
 
 @pytest.fixture

@@ -9,9 +9,20 @@ import requests
 from conftest import API_TOKEN
 from gunicorn_server import free_port, production_env, start, stop, wait_for, workers_of
 from prometheus_client.parser import text_string_to_metric_families
-from webhook_signing import TRANSCRIPTION, fixture, make_call, post_signed
+from webhook_signing import (
+    POST_CALL,
+    TRANSCRIPTION,
+    fixture,
+    make_call,
+    post_signed,
+    transcription_event,
+)
 
+from elevenlabs.client import ElevenLabsClient
+from elevenlabs.conversations import Conversations
 from elevenlabs.simulator import ERROR_429_BUSY
+from models import calls
+from ops.reconcile import reconcile
 
 METRICS_TOKEN = "metrics-token-0123456789"
 
@@ -188,3 +199,39 @@ def test_metrics_add_up_every_gunicorn_worker_even_after_workers_restart(databas
     finally:
         stop(master)
         print(log.read_text()[-4000:])  # shown when the test fails
+
+
+def test_calls_ended_are_counted_by_status_and_verdict(client, conn):
+    call = make_call(conn, conversation_id="conv_post_call")
+    before = scrape(client)
+
+    assert post_signed(client, POST_CALL, transcription_event(call.call_sid)).status_code == 200
+    assert post_signed(client, POST_CALL, transcription_event(call.call_sid)).status_code == 200
+
+    after = scrape(client)
+    ended = {"status": "completed", "verdict": "success"}
+    assert (
+        value(after, "calls_ended_total", **ended) - value(before, "calls_ended_total", **ended)
+        == 1
+    )
+
+
+def test_reconcile_runs_and_what_they_changed_are_counted(client, conn, elevenlabs):
+    calls.create(conn, driver_id=7, phone_number="+14155550120")  # ElevenLabs knows it not
+    before = scrape(client)
+    conversations = Conversations(
+        ElevenLabsClient(elevenlabs.base_url, "key", connect_timeout=2, read_timeout=5),
+        elevenlabs.base_url,
+    )
+
+    reconcile(conn, conversations, 0, out=lambda line: None)
+    reconcile(conn, conversations, 0, dry_run=True, out=lambda line: None)  # not counted
+
+    after = scrape(client)
+    assert value(after, "reconcile_runs_total") - value(before, "reconcile_runs_total") == 1
+    failed = {"result": "failed"}
+    assert (
+        value(after, "reconcile_calls_total", **failed)
+        - value(before, "reconcile_calls_total", **failed)
+        == 1
+    )

@@ -276,6 +276,7 @@ def test_verify_fails_on_a_call_stuck_in_initiating(rolled_out):
     assert result.status == FAIL
     assert "1 calls stuck in 'initiating' for over 5 min" in result.detail
     assert "cs_stuck" in result.detail and "cs_new_fresh" not in result.detail
+    assert "python -m ops reconcile --older-than 5" in result.detail
     assert check(rolled_out, stuck_minutes=20)["stuck_initiating"].status == PASS
     run = run_verify(rolled_out)
     assert run.returncode == 1 and "FAIL  stuck_initiating" in run.stdout

@@ -1,63 +1,13 @@
 """Each outcome of the simulator's table (the number's last digit), end to end through the service.
 
-The service is served over real HTTP (the simulator's webhooks need an address)
-and points at the simulator, which signs with the service's webhook secret.
+The service is served over real HTTP (conftest's ``service``: the simulator's
+webhooks need an address) and points at the simulator, which signs with the
+service's webhook secret.
 """
 
-import threading
-
 import pytest
-import requests
-from conftest import API_TOKEN, WEBHOOK_SECRET
 from gunicorn_server import wait_for
-from werkzeug.serving import make_server
-
-from app import create_app
-from elevenlabs.simulator import Simulator
-
-AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
-SPOKEN_LINES = 5
-
-
-@pytest.fixture
-def simulator():
-    """Return a simulator with one-second calls; its webhooks go to ``service``."""
-    sim = Simulator(webhook_secret=WEBHOOK_SECRET, call_seconds=1, hang_seconds=1.5, concurrency=2)
-    yield sim.start()
-    sim.close()
-
-
-@pytest.fixture
-def service(app_config, simulator):
-    """Serve the app over HTTP against the simulator; return its base URL."""
-    config = {**app_config, "ELEVENLABS_BASE_URL": simulator.base_url}
-    app = create_app({**config, "ELEVENLABS_READ_TIMEOUT": 0.5})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    simulator.webhook_url = f"http://127.0.0.1:{server.server_port}"
-    yield simulator.webhook_url
-    server.shutdown()
-    app.extensions["db_pool"].close()
-
-
-def place(service, number: str) -> requests.Response:
-    order = {"driver_id": 42, "phone_number": number, "driver_name": "Dana"}
-    url = f"{service}/driver_data/call-elevenlabs"
-    return requests.post(url, json=order, headers=AUTH, timeout=10)
-
-
-def get(url: str) -> dict:
-    return requests.get(url, headers=AUTH, timeout=10).json()
-
-
-def call_when(service, call_sid: str, condition, what: str) -> dict:
-    """Return the call once ``condition(call)`` holds (within 15 s)."""
-
-    def ready():
-        call = get(f"{service}/driver_data/calls/{call_sid}")
-        return call if condition(call) else None
-
-    return wait_for(ready, what, timeout=15)
+from simulated_calls import SPOKEN_LINES, call_when, get, place
 
 
 def test_number_ending_in_0_is_answered_and_completed_with_its_transcript(service, simulator):

@@ -8,6 +8,7 @@ nothing saved but its record.
 """
 
 import dataclasses
+from decimal import Decimal
 
 import transcription_helpers as helpers
 from elevenlabs import payloads
@@ -19,8 +20,11 @@ from webhooks import post_call
 DUPLICATE_REASON = "this line was already saved"
 
 
-def apply(conn, endpoint: str, body: bytes) -> Outcome:
-    """Apply a delivery's body; a rejection changes nothing and says why."""
+def apply(conn, endpoint: str, body: bytes, *, usd_per_credit: Decimal | None = None) -> Outcome:
+    """Apply a delivery's body; a rejection changes nothing and says why.
+
+    ``usd_per_credit`` is the operator's price of an ElevenLabs credit, if known.
+    """
     identifiers = {}
     try:
         document = payloads.parse_json(body)
@@ -30,7 +34,7 @@ def apply(conn, endpoint: str, body: bytes) -> Outcome:
         else:
             # A savepoint: a rejection found half-way undoes what the event changed.
             with conn.transaction():
-                outcome = post_call.apply(conn, document)
+                outcome = post_call.apply(conn, document, usd_per_credit=usd_per_credit)
     except Rejected as rejection:
         outcome = rejection.outcome
     return dataclasses.replace(outcome, identifiers=identifiers)

@@ -4,21 +4,27 @@ The call is found by the ``call_sid`` we passed as a dynamic variable, else by
 ``data.conversation_id``, else by Twilio's call SID; a call still without a
 conversation_id takes the envelope's. The guarded transitions of ``models.calls``
 keep a final status final, so a late or repeated event never moves a call back.
+A transcription event also carries the call's outcome (verdict, summary, answers,
+cost), stored in the same transaction that completes the call. Reconciliation
+applies a conversation it fetched through this same ``apply``.
 """
 
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 import psycopg
 
 import transcription_helpers as helpers
 from elevenlabs import payloads as payloads
 from elevenlabs.payloads import Rejected, informational, malformed, number, obj, text
-from models import calls
+from models import calls, outcomes
 from models import webhook_deliveries as deliveries
 from models.calls import Call
 from models.webhook_deliveries import Outcome
+from observability import metrics
+from webhooks import call_outcome
 
 POST_CALL_TRANSCRIPTION = "post_call_transcription"
 CALL_INITIATION_FAILURE = "call_initiation_failure"
@@ -39,19 +45,21 @@ class PostCallEvent:
     turns: tuple = ()
     call_duration_secs: int | None = None
     termination_reason: str | None = None
+    outcome: outcomes.Outcome | None = None
     notes: tuple[str, ...] = ()  # what was cut or ignored, said in the delivery's reason
 
 
-def apply(conn, document) -> Outcome:
+def apply(conn, document, *, usd_per_credit: Decimal | None = None) -> Outcome:
     """Apply a post-call envelope; return its outcome, or raise Rejected having changed nothing.
 
     The caller runs it in a transaction (or a savepoint) that a Rejected rolls back.
+    ``usd_per_credit`` prices the call's credits in dollars; unknown, they stay unknown.
     """
     envelope = obj(document, "the body")
     event_type = text(envelope.get("type"), "type")
     if event_type not in (POST_CALL_TRANSCRIPTION, CALL_INITIATION_FAILURE):
         return Outcome(deliveries.ACKNOWLEDGED, f"{event_type} events are acknowledged, not stored")
-    event = parse(event_type, obj(envelope.get("data"), "data"))
+    event = parse(event_type, obj(envelope.get("data"), "data"), usd_per_credit)
     call = attach_conversation(conn, find_call(conn, event), event)
     if event.type == CALL_INITIATION_FAILURE:
         outcome = _fail(conn, call, event)
@@ -60,7 +68,7 @@ def apply(conn, document) -> Outcome:
     return dataclasses.replace(outcome, reason="; ".join((outcome.reason, *event.notes)))
 
 
-def parse(event_type: str, data: dict) -> PostCallEvent:
+def parse(event_type: str, data: dict, usd_per_credit: Decimal | None = None) -> PostCallEvent:
     """Return the checked event of an envelope's ``data``, or raise Rejected."""
     metadata = obj(data.get("metadata"), "data.metadata", required=False)
     notes = []  # what was cut or ignored of fields kept only for the record
@@ -81,7 +89,7 @@ def parse(event_type: str, data: dict) -> PostCallEvent:
         return PostCallEvent(
             CALL_INITIATION_FAILURE, **ids, failure_reason=reason, notes=tuple(notes)
         )
-    return _transcription(data, metadata, ids, notes)
+    return _transcription(data, metadata, ids, notes, usd_per_credit)
 
 
 def _twilio_call_sid(event_type: str, metadata: dict, notes: list) -> str | None:
@@ -99,7 +107,9 @@ def _twilio_call_sid(event_type: str, metadata: dict, notes: list) -> str | None
     return informational(holder.get(key), f"data.metadata.{where}.{key}", notes, cut=False)
 
 
-def _transcription(data: dict, metadata: dict, ids: dict, notes: list) -> PostCallEvent:
+def _transcription(
+    data: dict, metadata: dict, ids: dict, notes: list, usd_per_credit: Decimal | None
+) -> PostCallEvent:
     start, turns = _transcript(data.get("transcript"), metadata.get("start_time_unix_secs"))
     duration = _duration(metadata.get("call_duration_secs"), notes)
     termination_reason = informational(
@@ -115,6 +125,7 @@ def _transcription(data: dict, metadata: dict, ids: dict, notes: list) -> PostCa
         turns=turns,
         call_duration_secs=duration,
         termination_reason=termination_reason,
+        outcome=call_outcome.checked(data, usd_per_credit, notes),
         notes=tuple(notes),
     )
 
@@ -221,7 +232,7 @@ def _contradiction(conn, call: Call, wanted: str) -> str:
 
 
 def _complete(conn, call: Call, event: PostCallEvent) -> Outcome:
-    """Save the transcript and complete the call; a repeat changes nothing."""
+    """Save the transcript and the outcome, and complete the call; a repeat changes nothing."""
     if event.turns and call.conversation_id is None:
         raise Rejected(
             deliveries.NO_CONVERSATION_ID,
@@ -239,15 +250,24 @@ def _complete(conn, call: Call, event: PostCallEvent) -> Outcome:
         termination_reason=event.termination_reason,
         twilio_call_sid=event.twilio_call_sid,
     )
-    if completed is None and not new_lines:
-        return Outcome(deliveries.DUPLICATE, "transcript already saved and call already completed")
-    return Outcome(deliveries.ACCEPTED, f"{new_lines} new lines; call {call.call_sid} completed")
+    outcome_saved = outcomes.save(conn, call.id, event.outcome)
+    if completed is not None:
+        metrics.record_call_ended(calls.COMPLETED, event.outcome.call_successful)
+    if completed is None and not new_lines and not outcome_saved:
+        return Outcome(
+            deliveries.DUPLICATE, "transcript, outcome and completion were all recorded already"
+        )
+    said = "outcome recorded" if outcome_saved else "outcome unchanged"
+    return Outcome(
+        deliveries.ACCEPTED, f"{new_lines} new lines; {said}; call {call.call_sid} completed"
+    )
 
 
 def _fail(conn, call: Call, event: PostCallEvent) -> Outcome:
     """Mark the call failed, unless it already ended."""
     reason = event.failure_reason or "unknown"
     if calls.mark_failed(conn, call.call_sid, reason=reason) is not None:
+        metrics.record_call_ended(calls.FAILED, None)
         return Outcome(deliveries.ACCEPTED, f"call {call.call_sid} failed: {reason}")
     # What stopped the update is the status now, not the one read before it: a
     # completion may have been committed in between.

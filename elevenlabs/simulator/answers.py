@@ -45,6 +45,8 @@ ERROR_429_BUSY = {
 ERROR_404_CONVERSATION = {
     "detail": {"status": "conversation_not_found", "message": "Conversation not found"}
 }
+# What a test may make the conversation endpoint answer instead, by HTTP status.
+FAULTS = {429: ERROR_429_BUSY, 500: {"detail": "Internal Server Error"}}
 
 REQUIRED = ("agent_id", "agent_phone_number_id", "to_number")
 
@@ -86,7 +88,7 @@ def list_problem(args) -> dict | None:
     """Return the 422 item for the list's first bad query parameter, or None.
 
     ``page_size`` is 1…100 (default 30); ``cursor`` is what ``next_cursor`` gave;
-    ``call_start_after_unix`` is unix seconds.
+    ``call_start_after_unix`` and ``call_start_before_unix`` are unix seconds.
     """
     size = args.get("page_size", "30")
     if not (size.isdigit() and 1 <= int(size) <= 100):
@@ -94,8 +96,9 @@ def list_problem(args) -> dict | None:
         return problem("int_parsing", ["query", "page_size"], msg, size)
     if not args.get("cursor", "0").isdigit():
         return problem("value_error", ["query", "cursor"], "Invalid cursor", args["cursor"])
-    if not args.get("call_start_after_unix", "0").isdigit():
-        msg = "Input should be a valid integer"
-        value = args["call_start_after_unix"]
-        return problem("int_parsing", ["query", "call_start_after_unix"], msg, value)
+    for name in ("call_start_after_unix", "call_start_before_unix"):
+        if not args.get(name, "0").isdigit():
+            return problem(
+                "int_parsing", ["query", name], "Input should be a valid integer", args[name]
+            )
     return None

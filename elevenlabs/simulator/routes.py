@@ -45,6 +45,9 @@ def build(sim) -> Flask:
 
     @app.get(f"{answers.CONVERSATIONS_PATH}/<conversation_id>")
     def conversation(conversation_id):
+        fault = sim.conversation_faults.get(conversation_id)
+        if fault is not None:
+            return _json(answers.FAULTS[fault], fault)
         document = sim.conversations.get(conversation_id)
         if document is None:
             return _json(answers.ERROR_404_CONVERSATION, 404)

@@ -84,6 +84,8 @@ class Simulator:
         self.conversations: dict[str, dict] = {}
         self.deliveries: list[tuple[str, int | None]] = []
         self.scripted: Scripted | None = None
+        # conversation_id → the HTTP status its details endpoint answers instead (429, 500).
+        self.conversation_faults: dict[str, int] = {}
         self._active = 0
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -206,13 +208,14 @@ class Simulator:
     def listing(self, args) -> dict:
         """Return a page of conversations, newest first, as the list endpoint does."""
         after = int(args.get("call_start_after_unix") or 0)
+        before = int(args.get("call_start_before_unix") or 2**62)
         size, offset = int(args.get("page_size") or 30), int(args.get("cursor") or 0)
         with self._lock:
             found = [
                 doc
                 for doc in self.conversations.values()
                 if args.get("agent_id") in (None, doc["agent_id"])
-                and doc["metadata"]["start_time_unix_secs"] > after
+                and after < doc["metadata"]["start_time_unix_secs"] < before
             ]
         found.sort(key=lambda doc: doc["metadata"]["start_time_unix_secs"], reverse=True)
         page, more = found[offset : offset + size], len(found) > offset + size
