@@ -38,7 +38,7 @@ from models import webhook_deliveries as deliveries
 from models.calls import Call
 from observability import metrics
 from ops import database, orphan_calls
-from ops.stuck_calls import _minutes
+from ops.stuck_calls import minutes_argument
 from webhooks import post_call
 
 DEFAULT_OLDER_THAN = 15.0  # CALL_MAX_MINUTES' default: past it a call holds no slot
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--older-than",
-        type=_minutes,
+        type=minutes_argument,
         default=DEFAULT_OLDER_THAN,
         metavar="MINUTES",
         help=f"settle calls open longer than this (default: {DEFAULT_OLDER_THAN:g})",

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; errors are one line on stderr and exit 1."""
     parser = argparse.ArgumentParser(prog="python -m ops stuck", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--older-than", type=_minutes, default=10.0, metavar="MINUTES", help="default: 10"
+        "--older-than", type=minutes_argument, default=10.0, metavar="MINUTES", help="default: 10"
     )
     parser.add_argument("--limit", type=_positive_int, default=100, help="default: 100")
     database.add_argument(parser)
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _minutes(text: str) -> float:
+def minutes_argument(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
