@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def minutes_argument(text: str) -> float:
+    """Return a number of minutes from the command line (0 or more), or say why not."""
     try:
         value = float(text)
     except ValueError:
