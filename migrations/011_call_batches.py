@@ -98,6 +98,19 @@ def before_downgrade(db):
             "SELECT phone_number, reason, created_at FROM suppressions",
             "suppressions-011",
         )
+    entries = db.value(
+        "SELECT CASE WHEN to_regclass('call_batch_entries') IS NOT NULL THEN "
+        "(SELECT count(*) FROM call_batch_entries) END"
+    )
+    if entries:
+        db.will_drop(
+            f"call_batch_entries with {entries:,} drivers of batches (their calls stay in calls)",
+            """
+            SELECT b.batch_id, b.name, e.driver_id, e.phone_number, e.state, e.updated_at
+            FROM call_batch_entries e JOIN call_batches b ON b.id = e.batch_id
+            """,
+            "call-batch-entries-011",
+        )
 
 
 def downgrade(db):

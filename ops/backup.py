@@ -56,6 +56,7 @@ def run(command: list[str], what: str) -> str:
 def backup(url: str, out_dir: Path) -> Path:
     """Dump the database (custom format), check the dump reads back, print size and time."""
     started = time.monotonic()
+    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"call-sid-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.dump"
     run(
         [client("pg_dump", url), "--format=custom", "--file", str(path), "--dbname", url], "pg_dump"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from credentials import API_TOKEN, WEBHOOK_SECRET
 from legacy_schema import create_baseline_without_record, seed_legacy_calls
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -34,9 +35,6 @@ from migrations.kit import Run, load_chain, upgrade
 # A command run without DATABASE_URL finds the development database; never a
 # developer's own from a test.
 os.environ["EMBEDDED_PGDATA"] = str(Path(__file__).resolve().parent / "no-development-database")
-
-API_TOKEN = "test-token-0123456789abcdef"
-WEBHOOK_SECRET = "wsec_test_0123456789abcdef"
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import API_TOKEN, WEBHOOK_SECRET
+from credentials import API_TOKEN, WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """Calls placed through the service against the simulator (conftest's ``service``), read back."""
 
 import requests
-from conftest import API_TOKEN
+from credentials import API_TOKEN
 from gunicorn_server import wait_for
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}

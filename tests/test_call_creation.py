@@ -6,7 +6,7 @@ import time
 
 import psycopg
 import pytest
-from conftest import API_TOKEN
+from credentials import API_TOKEN
 from prometheus_client import REGISTRY
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo

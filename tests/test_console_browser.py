@@ -10,7 +10,7 @@ import threading
 
 import pytest
 import requests
-from conftest import API_TOKEN
+from credentials import API_TOKEN
 from webhook_signing import TRANSCRIPTION, body_of, signature_header
 from werkzeug.serving import make_server
 

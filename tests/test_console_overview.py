@@ -3,8 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from test_console_search import ANSWERS, complete, make_call
-from test_ops_console import AUTH, add_delivery
+from console_support import ANSWERS, AUTH, add_delivery, complete, make_searchable_call
 
 from console import charts, overview
 from models import calls
@@ -25,17 +24,17 @@ def figure(html: str, name: str) -> str:
 
 def test_overview_counts_the_last_24_hours_by_outcome(client, conn):
     for seconds, answers in ((60, ANSWERS), (100, {"eta": None}), (200, ANSWERS)):
-        complete(conn, make_call(conn), "success", answers, seconds=seconds)
+        complete(conn, make_searchable_call(conn), "success", answers, seconds=seconds)
     for reason in ("no-answer", "busy", "busy", "ElevenLabs said 429 system_busy"):
-        calls.mark_failed(conn, make_call(conn).call_sid, reason=reason)
-    make_call(conn)  # still initiating
+        calls.mark_failed(conn, make_searchable_call(conn).call_sid, reason=reason)
+    make_searchable_call(conn)  # still initiating
     add_delivery(conn, call_sid="cs_x", outcome="unknown_call", status=400)
     add_delivery(conn, call_sid="cs_y", outcome="accepted", status=200)
     # All in one hour, an hour ago: a clock turning the hour meanwhile moves no call.
     an_hour_ago = NOW - timedelta(hours=1)
     conn.execute("UPDATE calls SET created_at = %s", (an_hour_ago,))
     conn.execute("UPDATE webhook_deliveries SET received_at = %s", (an_hour_ago,))
-    at(conn, make_call(conn), 30)  # outside the window
+    at(conn, make_searchable_call(conn), 30)  # outside the window
 
     html = client.get("/ops/", headers=AUTH).get_data(as_text=True)
     assert figure(html, "total-calls") == "8"
@@ -57,9 +56,9 @@ def test_overview_counts_the_last_24_hours_by_outcome(client, conn):
 
 
 def test_overview_of_7_days_takes_calls_the_24_hours_leave_out(client, conn):
-    at(conn, make_call(conn), 1)
-    at(conn, make_call(conn), 24 * 3)
-    at(conn, make_call(conn), 24 * 8)
+    at(conn, make_searchable_call(conn), 1)
+    at(conn, make_searchable_call(conn), 24 * 3)
+    at(conn, make_searchable_call(conn), 24 * 8)
     day = client.get("/ops/?window=24h", headers=AUTH).get_data(as_text=True)
     week = client.get("/ops/?window=7d", headers=AUTH).get_data(as_text=True)
     assert (figure(day, "total-calls"), figure(week, "total-calls")) == ("1", "2")

@@ -3,7 +3,7 @@
 import base64
 
 import pytest
-from conftest import API_TOKEN
+from credentials import API_TOKEN
 from webhook_signing import TRANSCRIPTION, deliveries, fixture, lines, make_call, post_signed
 
 from models import calls

@@ -6,35 +6,11 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from test_ops_console import AUTH, plan, rows
+from console_support import ANSWERS, AUTH, complete, make_searchable_call, plan, rows
+from werkzeug.datastructures import MultiDict
 
 from console import search
-from models import calls, outcomes
-
-ANSWERS = {"eta": "10:40", "load_status": "loaded", "location": None}
-
-
-def make_call(conn, phone="+14155550123", *, driver_id=42, name="Dana", created=None):
-    """Create a call as the API does, optionally as if created at another time."""
-    call = calls.create(conn, driver_id=driver_id, phone_number=phone, driver_name=name)
-    if created is not None:
-        conn.execute("UPDATE calls SET created_at = %s WHERE id = %s", (created, call.id))
-    return call
-
-
-def complete(conn, call, verdict="success", answers=None, seconds=76):
-    """End a call as its post-call webhook does, with what ElevenLabs made of it."""
-    calls.mark_completed(
-        conn,
-        call.call_sid,
-        call_duration_secs=seconds,
-        termination_reason="end",
-        twilio_call_sid=None,
-    )
-    outcome = outcomes.Outcome(
-        call_successful=verdict, data_collection=answers, summary="On I-80.", cost_credits=212
-    )
-    outcomes.save(conn, call.id, outcome)
+from models import calls
 
 
 def found(client, query) -> list[str]:
@@ -48,16 +24,16 @@ def found(client, query) -> list[str]:
     "typed", ["0123", "550123", "555-0123", "+1 (415) 555-0123", "14155550123"]
 )
 def test_search_by_the_last_digits_of_a_phone_number(client, conn, typed):
-    wanted = make_call(conn, "+14155550123")
-    make_call(conn, "+14155559123")
-    make_call(conn, "+10123555000")  # the digits, but not at the end
+    wanted = make_searchable_call(conn, "+14155550123")
+    make_searchable_call(conn, "+14155559123")
+    make_searchable_call(conn, "+10123555000")  # the digits, but not at the end
     assert found(client, f"phone={typed}") == [wanted.call_sid]
 
 
 def test_search_by_driver_id_or_the_start_of_a_name_in_any_case(client, conn):
-    dana = make_call(conn, driver_id=42, name="Dana Whitfield")
-    make_call(conn, driver_id=7, name="Dan")
-    percent = make_call(conn, driver_id=8, name="100% Freight")
+    dana = make_searchable_call(conn, driver_id=42, name="Dana Whitfield")
+    make_searchable_call(conn, driver_id=7, name="Dan")
+    percent = make_searchable_call(conn, driver_id=8, name="100% Freight")
     assert found(client, "driver=42") == [dana.call_sid]
     assert len(found(client, "driver=dAn")) == 2
     assert found(client, "driver=dana") == [dana.call_sid]
@@ -67,24 +43,28 @@ def test_search_by_driver_id_or_the_start_of_a_name_in_any_case(client, conn):
 
 
 def test_search_by_call_sid_shows_that_call_only(client, conn):
-    wanted = make_call(conn)
-    make_call(conn)
+    wanted = make_searchable_call(conn)
+    make_searchable_call(conn)
     assert found(client, f"call_sid={wanted.call_sid}") == [wanted.call_sid]
     assert found(client, "call_sid=cs_nobody") == []
 
 
 def test_date_range_takes_whole_utc_days_both_ends_included(client, conn):
     day = datetime(2026, 11, 25, tzinfo=UTC)
-    before = make_call(conn, created=day.replace(day=24, hour=23, minute=59))
-    first = make_call(conn, created=day)
-    last = make_call(conn, created=day.replace(day=26, hour=23, minute=59, second=59))
-    make_call(conn, created=day.replace(day=27))
+    before = make_searchable_call(conn, created=day.replace(day=24, hour=23, minute=59))
+    first = make_searchable_call(conn, created=day)
+    last = make_searchable_call(conn, created=day.replace(day=26, hour=23, minute=59, second=59))
+    make_searchable_call(conn, created=day.replace(day=27))
     assert found(client, "from=2026-11-25&to=2026-11-26") == [last.call_sid, first.call_sid]
     assert found(client, "to=2026-11-24") == [before.call_sid]
 
 
 def test_filter_by_outcome_shows_calls_of_that_verdict(client, conn):
-    good, bad, open_call = make_call(conn), make_call(conn), make_call(conn)
+    good, bad, open_call = (
+        make_searchable_call(conn),
+        make_searchable_call(conn),
+        make_searchable_call(conn),
+    )
     complete(conn, good, "success", ANSWERS)
     complete(conn, bad, "failure", {})
     assert found(client, "outcome=success") == [good.call_sid]
@@ -94,9 +74,9 @@ def test_filter_by_outcome_shows_calls_of_that_verdict(client, conn):
 
 def test_what_driver_42_told_us_yesterday_in_one_search(client, conn):
     yesterday = datetime(2026, 11, 25, 15, tzinfo=UTC)
-    call = make_call(conn, driver_id=42, created=yesterday)
+    call = make_searchable_call(conn, driver_id=42, created=yesterday)
     complete(conn, call, "success", ANSWERS)
-    make_call(conn, driver_id=42, created=yesterday.replace(day=23))
+    make_searchable_call(conn, driver_id=42, created=yesterday.replace(day=23))
     html = client.get("/ops/calls?driver=42&from=2026-11-25&to=2026-11-25", headers=AUTH)
     row = html.get_data(as_text=True).split(f'data-call-sid="{call.call_sid}"')[1].split("</tr>")[0]
     assert rows(html) == [call.call_sid]
@@ -107,8 +87,8 @@ def test_what_driver_42_told_us_yesterday_in_one_search(client, conn):
 
 
 def test_paging_keeps_the_search(client, conn):
-    made = [make_call(conn, "+14155550123").call_sid for _ in range(3)]
-    make_call(conn, "+14155550999")
+    made = [make_searchable_call(conn, "+14155550123").call_sid for _ in range(3)]
+    make_searchable_call(conn, "+14155550999")
     html = client.get("/ops/calls?phone=0123&limit=2", headers=AUTH).get_data(as_text=True)
     older = html.split('href="')[-1].split('"')[0].replace("&amp;", "&")
     assert "phone=0123" in older
@@ -124,9 +104,9 @@ def csv_rows(client, query="") -> list[dict]:
 
 
 def test_csv_export_round_trips_the_lists_rows(client, conn):
-    done = make_call(conn, driver_id=42)
+    done = make_searchable_call(conn, driver_id=42)
     complete(conn, done, "success", ANSWERS)
-    failed = make_call(conn, "+14155559876", driver_id=7, name="Lee")
+    failed = make_searchable_call(conn, "+14155559876", driver_id=7, name="Lee")
     calls.mark_failed(conn, failed.call_sid, reason="no-answer")
     listed = found(client, "limit=200")
     exported = csv_rows(client)
@@ -150,14 +130,14 @@ def test_csv_export_round_trips_the_lists_rows(client, conn):
 
 
 def test_csv_export_takes_the_lists_search_not_its_page(client, conn):
-    made = [make_call(conn, "+14155550123").call_sid for _ in range(3)]
-    make_call(conn, "+14155550999")
+    made = [make_searchable_call(conn, "+14155550123").call_sid for _ in range(3)]
+    make_searchable_call(conn, "+14155550999")
     exported = csv_rows(client, f"phone=0123&limit=1&before={10**9}")
     assert [row["call_sid"] for row in exported] == made[::-1]
 
 
 def test_csv_export_defuses_what_a_spreadsheet_would_run(client, conn):
-    call = make_call(conn, name="=HYPERLINK(1)")
+    call = make_searchable_call(conn, name="=HYPERLINK(1)")
     complete(conn, call, "success", {"eta": "=cmd|' /C calc'!A0"})
     (row,) = csv_rows(client)
     assert row["driver_name"] == "'=HYPERLINK(1)"
@@ -174,6 +154,28 @@ def test_csv_export_needs_credentials(client):
     assert client.get("/ops/calls.csv").status_code == 401
 
 
+@pytest.fixture
+def many_calls(conn):
+    """Seed 5,000 calls (one in ten with an outcome) and ANALYZE: the planner judges by size."""
+    conn.execute(
+        """
+        INSERT INTO calls (call_sid, driver_id, phone_number, driver_name, status, created_at)
+        SELECT 'cs_seed_' || g, g, '+1415' || lpad(g::text, 7, '0'), 'Driver ' || g,
+               'completed', now() - g * interval '1 minute'
+          FROM generate_series(1, 5000) AS g
+        """
+    )
+    conn.execute(
+        """
+        INSERT INTO call_outcomes (call_id, call_successful)
+        SELECT id, CASE WHEN id % 50 = 0 THEN 'failure' ELSE 'success' END
+          FROM calls WHERE id % 10 = 0
+        """
+    )
+    conn.execute("ANALYZE calls")
+    conn.execute("ANALYZE call_outcomes")
+
+
 @pytest.mark.parametrize(
     ("query", "index"),
     [
@@ -184,9 +186,7 @@ def test_csv_export_needs_credentials(client):
         ("from=2026-11-25", "calls_created_at_idx"),
     ],
 )
-def test_searches_use_their_index_not_a_table_scan(conn, query, index):
-    from werkzeug.datastructures import MultiDict
-
+def test_searches_use_their_index_not_a_table_scan(conn, many_calls, query, index):
     filters = search.parse_filters(MultiDict([query.split("=")]))
     sql, params = search.list_query(filters, limit=51)
     # EXPLAIN plans the literal values, as the console's unprepared searches are planned.

@@ -4,7 +4,7 @@ import json
 import logging
 
 import pytest
-from conftest import API_TOKEN, WEBHOOK_SECRET
+from credentials import API_TOKEN, WEBHOOK_SECRET
 from webhook_signing import TRANSCRIPTION, fixture, make_call, post_signed
 
 from observability import logs

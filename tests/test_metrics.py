@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import API_TOKEN
+from credentials import API_TOKEN
 from gunicorn_server import free_port, production_env, start, stop, wait_for, workers_of
 from prometheus_client.parser import text_string_to_metric_families
 from webhook_signing import (

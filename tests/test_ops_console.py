@@ -6,15 +6,14 @@ from urllib.parse import quote, urlencode
 
 import pytest
 import webhook_signing
-from conftest import API_TOKEN
+from console_support import AUTH, add_delivery, plan, rows
+from credentials import API_TOKEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import create_app
 from console import queries
 from models import calls
-
-AUTH = {"Authorization": "Basic " + base64.b64encode(f"ops:{API_TOKEN}".encode()).decode()}
 
 
 def make_call(conn, driver_id=7, *, conversation_id=None):
@@ -31,22 +30,6 @@ def add_line(conn, conversation_id, speaker, message, second=0):
         "VALUES (%s, %s, %s, %s)",
         (conversation_id, speaker, message, datetime(2026, 11, 25, 12, 0, second, tzinfo=UTC)),
     )
-
-
-def add_delivery(conn, *, call_sid=None, conversation_id=None, outcome, status, reason=None):
-    """Log a webhook delivery as the webhook endpoints do."""
-    conn.execute(
-        "INSERT INTO webhook_deliveries (endpoint, signature_valid, body, body_size, call_sid, "
-        "conversation_id, outcome, reason, http_status) "
-        "VALUES ('transcription', true, %s, 2, %s, %s, %s, %s, %s)",
-        (b"{}", call_sid, conversation_id, outcome, reason, status),
-    )
-
-
-def rows(response) -> list[str]:
-    """Return the call_sids listed on a page, in order."""
-    html = response.get_data(as_text=True)
-    return [part.split('"', 1)[0] for part in html.split('data-call-sid="')[1:]]
 
 
 @pytest.mark.parametrize("path", ["/ops/", "/ops/calls", "/ops/calls/cs_whatever"])
@@ -290,12 +273,6 @@ def test_fragment_is_only_the_live_part(client, conn):
     detail = client.get(f"/ops/calls/{call.call_sid}?fragment=1", headers=AUTH)
     assert "<html" not in detail.get_data(as_text=True)
     assert "conv_frag" in detail.get_data(as_text=True)
-
-
-def plan(conn, query, params) -> str:
-    """Return PostgreSQL's plan for a query, with sequential scans priced out."""
-    conn.execute("SET enable_seqscan = off")  # tiny test tables would be scanned otherwise
-    return "\n".join(row[0] for row in conn.execute("EXPLAIN " + query, params).fetchall())
 
 
 def test_console_queries_use_indexes_not_table_scans(conn):

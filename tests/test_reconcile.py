@@ -11,7 +11,7 @@ import pytest
 import requests
 from batch_support import dispatch_settings
 from commands import run_module
-from conftest import WEBHOOK_SECRET
+from credentials import WEBHOOK_SECRET
 from gunicorn_server import wait_for
 from simulated_calls import SPOKEN_LINES, call_when, get, place
 from webhook_signing import make_call

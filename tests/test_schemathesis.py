@@ -13,7 +13,7 @@ import threading
 
 import pytest
 import schemathesis
-from conftest import API_TOKEN
+from credentials import API_TOKEN
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.core import NotSet

@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 import sentry_sdk
-from conftest import API_TOKEN
+from credentials import API_TOKEN
 from werkzeug import Response
 
 from app import create_app

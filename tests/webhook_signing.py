@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from commands import run_module
-from conftest import WEBHOOK_SECRET
+from credentials import WEBHOOK_SECRET
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "elevenlabs"
 TRANSCRIPTION = "/webhooks/elevenlabs/transcription"
