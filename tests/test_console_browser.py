@@ -10,9 +10,12 @@ import threading
 
 import pytest
 import requests
+from console_support import ANSWERS, complete, make_searchable_call
 from credentials import API_TOKEN
 from webhook_signing import TRANSCRIPTION, body_of, signature_header
 from werkzeug.serving import make_server
+
+from models import calls
 
 pytestmark = pytest.mark.slow
 
@@ -187,18 +190,20 @@ def signed_in(browser):
 
 def seed_a_day_of_calls(conn):
     """Create a few calls of every outcome, the way the webhooks leave them."""
-    from test_console_search import ANSWERS, complete, make_call
-
-    from models import calls
-
     for n in range(6):
         answers = {**ANSWERS, "location": "I-80 exit 4" + str(n)} if n % 2 else ANSWERS
-        complete(conn, make_call(conn, driver_id=40 + n), "success", answers, seconds=60 + 9 * n)
+        complete(
+            conn,
+            make_searchable_call(conn, driver_id=40 + n),
+            "success",
+            answers,
+            seconds=60 + 9 * n,
+        )
     for reason in ("no-answer", "busy", "ElevenLabs said 429 too_many_concurrent_requests"):
         calls.mark_failed(
-            conn, make_call(conn, "+14155550999", driver_id=7).call_sid, reason=reason
+            conn, make_searchable_call(conn, "+14155550999", driver_id=7).call_sid, reason=reason
         )
-    make_call(conn, driver_id=8)
+    make_searchable_call(conn, driver_id=8)
 
 
 def test_list_fits_1400_px_and_driver_42s_answers_are_two_clicks_away(
