@@ -20,7 +20,7 @@ from api import idempotency
 from api.phone_numbers import mask_phone, mask_phones_in
 from api.schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
 from db import get_conn, release_conn
-from dispatch import batches, placing, settings, suppressions
+from dispatch import batches, placing, progress, settings, suppressions
 from dispatch.schemas import (
     BatchRequestSchema,
     BatchSchema,
@@ -51,6 +51,7 @@ ORDER_FIELDS = (*CALL_FIELDS, "variables")
 @bp.record_once
 def _attach_elevenlabs_client(state) -> None:
     state.app.extensions["elevenlabs"] = ElevenLabsClient.from_config(state.app.config)
+    state.app.extensions.setdefault("scrape_hooks", []).append(progress.record_for_scrape)
 
 
 bp.after_request(idempotency.remember)

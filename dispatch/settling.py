@@ -11,6 +11,7 @@ import random
 from datetime import datetime, timedelta
 
 from dispatch.placing import PlacedCall
+from observability import metrics
 
 FIRST_BACKOFF_SECONDS = 5
 MAX_BACKOFF_SECONDS = 300
@@ -78,6 +79,7 @@ def record_dial(conn, entry_id: int, backoffs: int, placed: PlacedCall, now: dat
         state = "in_call"
     elif placed.rate_limited:  # not placed: not an attempt, just later
         state, backoff = "queued", 1
+        metrics.record_batch_backoff()
         again_at = now + timedelta(seconds=backoff_seconds(backoffs))
     else:
         state = "failed"

@@ -99,6 +99,29 @@ DB_POOL_WAITING = Gauge(
     multiprocess_mode="livesum",
 )
 
+# Read from the database when /metrics is scraped (by a hook the dispatch part
+# registers): every worker reads the same figures, so the most recent one stands.
+CALLS_IN_FLIGHT = Gauge(
+    "calls_in_flight",
+    "Calls in flight now: initiating or initiated, younger than CALL_MAX_MINUTES.",
+    multiprocess_mode="mostrecent",
+)
+CALLS_IN_FLIGHT_CAP = Gauge(
+    "calls_in_flight_cap",
+    "MAX_CONCURRENT_CALLS: the calls in flight the dispatch workers allow at once.",
+    multiprocess_mode="mostrecent",
+)
+BATCH_ENTRIES = Gauge(
+    "batch_entries",
+    "Entries of batches still pending or running, per entry state.",
+    ["state"],
+    multiprocess_mode="mostrecent",
+)
+BATCH_BACKOFFS = Counter(
+    "batch_backoffs_total",
+    "Batch entries put back after ElevenLabs answered 429 (not an attempt; counted by the worker).",
+)
+
 bp = Blueprint("metrics", __name__)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -132,6 +155,19 @@ def record_call_outcome(status: str) -> None:
 def record_call_ended(status: str, verdict: str | None) -> None:
     """Count one call that reached its end (completed or failed), with ElevenLabs' verdict."""
     CALLS_ENDED.labels(status, verdict or "none").inc()
+
+
+def record_batch_backoff() -> None:
+    """Count an entry put back with backoff after ElevenLabs' 429."""
+    BATCH_BACKOFFS.inc()
+
+
+def record_dispatch_state(in_flight: int, cap: int, entries: dict[str, int]) -> None:
+    """Set what the dispatch workers are doing now: calls in flight, the cap, entries by state."""
+    CALLS_IN_FLIGHT.set(in_flight)
+    CALLS_IN_FLIGHT_CAP.set(cap)
+    for state, count in entries.items():
+        BATCH_ENTRIES.labels(state).set(count)
 
 
 def record_reconcile_run(counts: dict) -> None:
@@ -186,6 +222,8 @@ def scrape():
             401, "unauthorized", "Metrics need Authorization: Bearer <METRICS_TOKEN>."
         )
         return body, status, {"WWW-Authenticate": 'Bearer realm="metrics"'}
+    for hook in current_app.extensions.get("scrape_hooks", []):
+        hook()  # figures read from the database at scrape time
     return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -17,6 +17,7 @@ from batch_support import (
     numbers,
     workers,
 )
+from prometheus_client import REGISTRY
 
 from dispatch.rounds import run_round
 from dispatch.windows import Window, is_open, next_opening
@@ -168,7 +169,9 @@ def test_429_puts_the_entry_back_with_backoff_and_is_not_an_attempt(
     body = batch_body(["+14155550105"], redial={"busy": 0})
     post_batch(client, auth_headers, body)
     worker = make_worker()
+    backoffs_before = REGISTRY.get_sample_value("batch_backoffs_total")
     assert run_round(worker, NOON_CHICAGO) == 1
+    assert REGISTRY.get_sample_value("batch_backoffs_total") - backoffs_before == 1
     state, again, backoffs = conn.execute(
         "SELECT state, next_attempt_at, backoffs FROM call_batch_entries"
     ).fetchone()

@@ -235,3 +235,26 @@ def test_reconcile_runs_and_what_they_changed_are_counted(client, conn, elevenla
         - value(before, "reconcile_calls_total", **failed)
         == 1
     )
+
+
+def test_calls_in_flight_against_the_cap_and_open_batch_entries_are_read_when_scraped(
+    client, conn, auth_headers
+):
+    calls.create(conn, driver_id=7, phone_number="+14155550120")  # initiating: in flight
+    batch = {
+        "name": "night shift",
+        "calls": [{"driver_id": n, "phone_number": f"+1415555013{n}"} for n in range(1, 4)],
+        "window": {"start": "00:00", "end": "23:59"},
+    }
+    assert (
+        client.post("/driver_data/call-batches", json=batch, headers=auth_headers).status_code
+        == 202
+    )
+
+    samples = scrape(client)
+
+    assert value(samples, "calls_in_flight") == 1
+    assert value(samples, "calls_in_flight_cap") == 5  # MAX_CONCURRENT_CALLS' default
+    waiting = [value(samples, "batch_entries", state=s) for s in ("queued", "waiting_window")]
+    assert sum(waiting) == 3  # waiting_window only in the day's last minute
+    assert value(samples, "batch_entries", state="completed") == 0
