@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import psycopg
 from flask import Blueprint, current_app, g, request, url_for
-from marshmallow import ValidationError
 from psycopg_pool import PoolTimeout
 
 import auth
@@ -18,7 +17,7 @@ import db
 import transcription_helpers
 from api import idempotency
 from api.phone_numbers import mask_phone, mask_phones_in
-from api.schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
+from api.schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema, load
 from db import get_conn, release_conn
 from dispatch import batches, placing, progress, settings, suppressions
 from dispatch.schemas import (
@@ -26,7 +25,6 @@ from dispatch.schemas import (
     BatchSchema,
     SuppressionRequestSchema,
     SuppressionSchema,
-    load,
     phone_number_in_path,
 )
 from dispatch.windows import Window
@@ -136,7 +134,7 @@ def _outcome_not_recorded(exc: placing.OutcomeNotRecorded) -> ApiError:
 @bp.post("/call-elevenlabs")
 def create_call():
     """Write the call, then ask ElevenLabs to dial: 201 with the call, or 502 with why not."""
-    order = _load(request.get_json())
+    order = load(CALL_REQUEST, request.get_json(), "call request")
     dialling_ids = _dialling_ids(order)
     conn = get_conn()
     suppressions.refuse_suppressed(conn, order["phone_number"])  # 409, nothing written
@@ -196,24 +194,6 @@ def get_call(call_sid: str):
     lines = transcription_helpers.transcript(conn, call.conversation_id)
     outcome = outcomes.as_json(outcomes.of_call(conn, call.id))
     return CALL_WITH_TRANSCRIPT.dump({**vars(call), "transcript": lines, "outcome": outcome})
-
-
-def _load(body) -> dict:
-    """Return the validated call request, or raise a 400 naming each bad field."""
-    if not isinstance(body, dict):
-        raise ApiError(
-            "The request body must be a JSON object.",
-            code="validation_error",
-            details={"_schema": ["The body must be a JSON object."]},
-        )
-    try:
-        return CALL_REQUEST.load(body)
-    except ValidationError as exc:
-        raise ApiError(
-            "The call request is not valid; see details for each field.",
-            code="validation_error",
-            details=exc.messages,
-        ) from None
 
 
 def _dialling_ids(order: dict) -> dict:

@@ -9,6 +9,7 @@ import math
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from api.phone_numbers import E164
+from errors import ApiError
 from models.calls import BIGINT_MAX
 
 SAFE_INTEGER = 2**53 - 1  # beyond this a JSON number loses digits in most consumers
@@ -180,3 +181,21 @@ class CallWithTranscriptSchema(CallSchema):
 
     transcript = fields.List(fields.Nested(TranscriptLineSchema))
     outcome = fields.Nested(OutcomeSchema)
+
+
+def load(schema: Schema, body, what: str) -> dict:
+    """Return the validated body, or raise a 400 naming each bad field; nothing is written."""
+    if not isinstance(body, dict):
+        raise ApiError(
+            "The request body must be a JSON object.",
+            code="validation_error",
+            details={"_schema": ["The body must be a JSON object."]},
+        )
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        raise ApiError(
+            f"The {what} is not valid; see details for each field.",
+            code="validation_error",
+            details=exc.messages,
+        ) from None

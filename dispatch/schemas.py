@@ -124,24 +124,6 @@ class SuppressionSchema(Schema):
     created_at = fields.DateTime()
 
 
-def load(schema: Schema, body, what: str) -> dict:
-    """Return the validated body, or raise a 400 naming each bad field; nothing is written."""
-    if not isinstance(body, dict):
-        raise ApiError(
-            "The request body must be a JSON object.",
-            code="validation_error",
-            details={"_schema": ["The body must be a JSON object."]},
-        )
-    try:
-        return schema.load(body)
-    except ValidationError as exc:
-        raise ApiError(
-            f"The {what} is not valid; see details for each field.",
-            code="validation_error",
-            details=exc.messages,
-        ) from None
-
-
 def phone_number_in_path(text: str) -> str:
     """Return the path's phone number, or raise a 400: suppressions are keyed by E.164."""
     if not E164.match(text):
