@@ -26,6 +26,7 @@ import transcription_helpers
 from api.phone_numbers import mask_phone
 from console import charts, export, overview, queries, search
 from db import get_conn
+from dispatch import batches
 from errors import ApiError
 from models import calls, outcomes
 from models import webhook_deliveries as deliveries
@@ -43,6 +44,8 @@ bp = Blueprint(
 )
 
 OUTCOME_FILTERS = ("rejected", *deliveries.STATUS)
+# Entry states a batch is done with: what its progress bar counts.
+FINISHED_ENTRIES = ("completed", "failed", "suppressed", "cancelled")
 
 # No inline script or style anywhere, so a line of transcript that slips
 # past escaping still could not run.
@@ -195,6 +198,23 @@ def call_page(call_sid: str):
         lines=transcription_helpers.transcript(conn, call.conversation_id),
         deliveries=queries.deliveries(conn, call.call_sid, call.conversation_id),
     )
+
+
+@bp.get("/batches")
+def batches_page():
+    """Show the newest batches and how far each has got."""
+    template = "ops/_batches_table.html" if request.args.get("fragment") else "ops/batches.html"
+    return render_template(template, batches=batches.recent(get_conn()), finished=FINISHED_ENTRIES)
+
+
+@bp.get("/batches/<batch_id>")
+def batch_page(batch_id: str):
+    """Show one batch: its counts per state and every entry with its calls."""
+    batch = batches.show(get_conn(), batch_id[:64])
+    if batch is None:
+        raise ApiError("No batch has this id.", status=404, code="not_found")
+    template = "ops/_batch_detail.html" if request.args.get("fragment") else "ops/batch.html"
+    return render_template(template, batch=batch, finished=FINISHED_ENTRIES)
 
 
 def cross_site(req) -> bool:

@@ -135,6 +135,26 @@ def show(conn, batch_id: str) -> dict | None:
     return {**batch, "counts": counts, "entries": entries}
 
 
+def recent(conn, limit: int = 50) -> list[dict]:
+    """Return the newest batches, each with its entries counted per state (the console's list)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            """
+            SELECT b.batch_id, b.name, b.status, b.created_at,
+                   COALESCE(jsonb_object_agg(e.state, e.n) FILTER (WHERE e.state IS NOT NULL),
+                            '{}') AS counts
+              FROM (SELECT * FROM call_batches ORDER BY id DESC LIMIT %s) AS b
+              LEFT JOIN LATERAL (
+                   SELECT state, count(*) AS n FROM call_batch_entries
+                    WHERE batch_id = b.id GROUP BY state) AS e ON true
+             GROUP BY b.id, b.batch_id, b.name, b.status, b.created_at
+             ORDER BY b.id DESC
+            """,
+            (limit,),
+        ).fetchall()
+    return [{**row, "counts": {**dict.fromkeys(ENTRY_STATES, 0), **row["counts"]}} for row in rows]
+
+
 def cancel(conn, batch_id: str) -> str | None:
     """Cancel the batch and every entry not dialled yet; return its status (None: unknown).
 
