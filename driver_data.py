@@ -18,6 +18,7 @@ import transcription_helpers
 from api import idempotency
 from api.phone_numbers import mask_phone, mask_phones_in
 from api.schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema, load
+from config import ConfigError
 from db import get_conn, release_conn
 from dispatch import batches, placing, progress, settings, suppressions
 from dispatch.schemas import (
@@ -49,6 +50,10 @@ ORDER_FIELDS = (*CALL_FIELDS, "variables")
 @bp.record_once
 def _attach_elevenlabs_client(state) -> None:
     state.app.extensions["elevenlabs"] = ElevenLabsClient.from_config(state.app.config)
+    try:  # read once: a bad value refuses start-up in one line, not every batch with a 500
+        state.app.extensions["dispatch_settings"] = settings.load()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     state.app.extensions.setdefault("scrape_hooks", []).append(progress.record_for_scrape)
 
 
@@ -261,7 +266,7 @@ SUPPRESSION = SuppressionSchema()
 def create_batch():
     """Store a batch of calls for the worker to place: 202 with its id, status and counts."""
     order = load(BATCH_REQUEST, request.get_json(), "batch")
-    defaults = settings.load()
+    defaults = current_app.extensions["dispatch_settings"]
     given = order["window"]
     window = Window(given["start"], given["end"]) if given else defaults.calling_window
     conn = get_conn()

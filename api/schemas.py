@@ -26,7 +26,7 @@ ELEVENLABS_ID = validate.Regexp(
 )
 
 
-def _storable(text: str) -> None:
+def storable(text: str) -> None:
     """Refuse text PostgreSQL cannot store: NUL, or lone surrogates (not UTF-8)."""
     if "\x00" in text:
         raise ValidationError("Must not contain NUL characters.")
@@ -36,9 +36,9 @@ def _storable(text: str) -> None:
         raise ValidationError("Must be valid Unicode text.") from None
 
 
-def _printable_name(text: str) -> None:
+def printable_name(text: str) -> None:
     """Refuse a name with control characters or nothing but spaces."""
-    _storable(text)
+    storable(text)
     if not text.isprintable() or not text.strip():
         raise ValidationError("Must be printable text, not blank.")
 
@@ -84,7 +84,7 @@ def _value_problem(value) -> str | None:
         if len(value) > MAX_VARIABLE_TEXT:
             return f"Text values are at most {MAX_VARIABLE_TEXT} characters."
         try:
-            _storable(value)
+            storable(value)
         except ValidationError as exc:
             return exc.messages[0]
         return None
@@ -104,7 +104,7 @@ class CallRequestSchema(Schema):
     )
     driver_name = fields.String(
         load_default=None,
-        validate=[validate.Length(1, MAX_DRIVER_NAME), _printable_name],
+        validate=[validate.Length(1, MAX_DRIVER_NAME), printable_name],
     )
     variables = DynamicVariables(load_default=dict)
     agent_id = fields.String(load_default=None, validate=ELEVENLABS_ID)

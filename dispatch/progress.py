@@ -3,10 +3,10 @@
 import logging
 
 import psycopg
+from flask import current_app
 from psycopg_pool import PoolTimeout
 
 from db import get_conn
-from dispatch import settings
 from dispatch.claims import NUMBERS_IN_FLIGHT
 from errors import first_line
 from observability import metrics
@@ -28,7 +28,7 @@ SELECT e.state, count(*) FROM call_batch_entries e
 
 def record_for_scrape() -> None:
     """Read calls in flight and open entries by state; a database failure keeps the last ones."""
-    limits = settings.load()
+    limits = current_app.extensions["dispatch_settings"]
     try:
         conn = get_conn()
         in_flight = len(conn.execute(NUMBERS_IN_FLIGHT, (limits.call_max_minutes * 60,)).fetchall())

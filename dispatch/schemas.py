@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from api.phone_numbers import E164
-from api.schemas import ELEVENLABS_ID, CallRequestSchema, _printable_name, _storable
+from api.schemas import ELEVENLABS_ID, CallRequestSchema, printable_name, storable
 from dispatch.windows import checked, parse_time
 from errors import ApiError
 
@@ -85,7 +85,7 @@ class BatchRequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(required=True, validate=[validate.Length(1, 200), _printable_name])
+    name = fields.String(required=True, validate=[validate.Length(1, 200), printable_name])
     calls = fields.List(
         fields.Nested(BatchCallSchema), required=True, validate=validate.Length(1, MAX_CALLS)
     )
@@ -113,7 +113,7 @@ class SuppressionRequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    reason = fields.String(load_default=None, validate=[validate.Length(1, 500), _storable])
+    reason = fields.String(load_default=None, validate=[validate.Length(1, 500), storable])
 
 
 class SuppressionSchema(Schema):

@@ -133,3 +133,9 @@ def test_make_run_with_an_unreachable_database_exits_with_one_clear_line():
     assert result.stdout == ""
     assert result.stderr.startswith("error: cannot connect to the database")
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_bad_dispatch_setting_refuses_start_up_naming_it(app_config, monkeypatch):
+    monkeypatch.setenv("MAX_CONCURRENT_CALLS", "five")
+    with pytest.raises(config.ConfigError, match="MAX_CONCURRENT_CALLS"):
+        create_app(app_config)
