@@ -108,12 +108,15 @@ def dial(
         metrics.record_elevenlabs_call(exc.kind, time.monotonic() - sent)
         refused = {"placed": False, "reason": exc.reason, "may_have_dialled": exc.may_have_dialled}
         with _recording(call.call_sid, refused):
+            conn = connect()
             failed = calls.mark_failed(
-                connect(), call.call_sid, reason=exc.reason, api_called_at=api_called_at
+                conn, call.call_sid, reason=exc.reason, api_called_at=api_called_at
             )
+            # Already ended by a webhook that outran this answer: the call as it stands.
+            recorded = failed or calls.by_call_sid(conn, call.call_sid)
         metrics.record_call_outcome(calls.FAILED)
         log.warning("call %s not placed (%s)", call.call_sid, exc.kind)
-        return PlacedCall(failed or calls.by_call_sid(connect(), call.call_sid), exc)
+        return PlacedCall(recorded, exc)
     except Exception:
         # Our own bug must not leave the row 'initiating' for ever: record it, then fail loudly.
         calls.mark_failed(
