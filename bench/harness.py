@@ -91,6 +91,8 @@ def _wait_healthy(port: int, server: subprocess.Popen) -> None:
                 return
         except OSError:
             time.sleep(0.2)
+    if server.poll() is not None:
+        raise SystemExit(f"error: the app exited with status {server.returncode} before serving")
     raise SystemExit("error: the app did not come up within 60 s")
 
 

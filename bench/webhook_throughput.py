@@ -70,6 +70,10 @@ def app_settings(database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "API_TOKENS": "bench-token",
         "ELEVENLABS_WEBHOOK_SECRET": SECRET,
+        # Production refuses to start without them; no call is placed in this bench.
+        "ELEVENLABS_API_KEY": "xi_bench",
+        "ELEVENLABS_AGENT_ID": "agent_bench",
+        "ELEVENLABS_PHONE_NUMBER_ID": "phnum_bench",
     }
 
 
