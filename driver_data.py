@@ -5,6 +5,7 @@ committed *before* ElevenLabs is asked to dial, so every attempt leaves a row:
 ``initiated`` with ElevenLabs' ids, or ``failed`` with the reason.
 """
 
+import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -32,7 +33,7 @@ from dispatch.windows import Window
 from elevenlabs.client import ElevenLabsClient, ElevenLabsError
 from errors import ApiError, error_response, first_line
 from models import calls, outcomes
-from observability import logs, metrics
+from observability import logs
 
 __all__ = ["CallRequestSchema", "CallSchema", "CallWithTranscriptSchema", "bp"]
 
@@ -87,40 +88,6 @@ def _database_unavailable(exc):
     )
 
 
-def _not_placed(call_sid: str, exc: psycopg.Error) -> ApiError:
-    """Answer for a call written but never sent: the database failed before ElevenLabs was asked.
-
-    The row is marked failed with that reason on a fresh connection when one comes,
-    so it is not left 'initiating' as if the driver might have been rung.
-    """
-    reason = first_line(exc)
-    log.error(
-        "call %s not placed: the database failed before ElevenLabs was asked: %s", call_sid, reason
-    )
-    status = calls.INITIATING
-    try:
-        calls.mark_failed(
-            db.fresh_conn(),
-            call_sid,
-            reason=f"not placed: the database failed before ElevenLabs was asked ({reason})",
-        )
-        status = calls.FAILED
-    except (psycopg.Error, PoolTimeout):
-        log.error("call %s: could not be marked failed; it stays initiating", call_sid)
-    metrics.record_call_outcome(status)
-    return ApiError(
-        "The call was written but not placed: the database failed before ElevenLabs was asked.",
-        status=503,
-        code="not_placed",
-        details={
-            "call_sid": call_sid,
-            "placed": False,
-            "status": status,
-            "database_reason": reason,
-        },
-    )
-
-
 def _outcome_not_recorded(exc: placing.OutcomeNotRecorded) -> ApiError:
     """Answer 503 naming the call when its outcome cannot be written after ElevenLabs answered.
 
@@ -141,15 +108,20 @@ def create_call():
     """Write the call, then ask ElevenLabs to dial: 201 with the call, or 502 with why not."""
     order = load(CALL_REQUEST, request.get_json(), "call request")
     dialling_ids = _dialling_ids(order)
+    key = idempotency.key_of()
     conn = get_conn()
-    suppressions.refuse_suppressed(conn, order["phone_number"])  # 409, nothing written
-    # The row (and its Idempotency-Key) is committed before any network I/O:
-    # that order is the feature.
-    with conn.transaction():
-        earlier = idempotency.claim(conn, order, call_sid := calls.new_call_sid())
+    # The row (and its Idempotency-Key) is committed before any network I/O: that
+    # order is the feature. Without a key it is one statement, committed on its own.
+    with conn.transaction() if key else contextlib.nullcontext():
+        earlier = idempotency.claim(conn, key, order, call_sid := calls.new_call_sid())
         if earlier is not None:
             return earlier
-        call = calls.create(conn, call_sid=call_sid, **{k: order[k] for k in CALL_FIELDS})
+        fields = {name: order[name] for name in CALL_FIELDS}
+        written = calls.create_unless_suppressed(conn, call_sid=call_sid, **fields)
+        if written is None:
+            raise suppressions.refusal(order["phone_number"])  # nothing written, key released
+    release_conn()  # the wait on ElevenLabs must not hold a pool connection
+    call, api_called_at = written
     logs.bind(call_sid=call_sid)
     log.info(
         "call %s created for driver %s to %s",
@@ -157,11 +129,6 @@ def create_call():
         call.driver_id,
         mask_phone(call.phone_number),
     )
-    try:
-        api_called_at = placing.database_clock(conn)
-    except psycopg.Error as exc:
-        raise _not_placed(call_sid, exc) from None
-    release_conn()  # the wait on ElevenLabs must not hold a pool connection
     call = _dial(
         call,
         placing.CallOrder(**{k: order[k] for k in ORDER_FIELDS}, **dialling_ids),

@@ -50,9 +50,8 @@ def fingerprint(order: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def claim(conn, order: dict, call_sid: str):
-    """Hold the request's key for ``call_sid``; return the earlier answer when it was held."""
-    key = key_of()
+def claim(conn, key: str | None, order: dict, call_sid: str):
+    """Hold ``key`` for ``call_sid``; return the earlier answer when it was held."""
     if key is None:
         return None
     held = idempotency_keys.claim(conn, key, fingerprint(order), call_sid)

@@ -45,18 +45,11 @@ def listed(conn) -> list[dict]:
         ).fetchall()
 
 
-def is_suppressed(conn, phone_number: str) -> bool:
-    """Tell whether the number must never be dialled."""
-    found = conn.execute("SELECT 1 FROM suppressions WHERE phone_number = %s", (phone_number,))
-    return found.fetchone() is not None
-
-
-def refuse_suppressed(conn, phone_number: str) -> None:
-    """Raise a 409 ``suppressed`` when the number is on the list: nothing is written or dialled."""
-    if is_suppressed(conn, phone_number):
-        raise ApiError(
-            "This number is on the suppression list; it is never dialled.",
-            status=409,
-            code="suppressed",
-            details={"phone_number": phone_number},
-        )
+def refusal(phone_number: str) -> ApiError:
+    """Return the 409 ``suppressed`` for a call to a number on the list: never dialled."""
+    return ApiError(
+        "This number is on the suppression list; it is never dialled.",
+        status=409,
+        code="suppressed",
+        details={"phone_number": phone_number},
+    )

@@ -89,6 +89,35 @@ def create(
     )
 
 
+def create_unless_suppressed(
+    conn, *, call_sid: str, driver_id: int, phone_number: str, driver_name: str | None
+) -> tuple[Call, datetime] | None:
+    """Insert a call ``initiating`` unless its number is suppressed; return it and the clock.
+
+    None when the number is on the suppression list: nothing is written. The
+    clock is the database's, read once the row is written (``created_at`` is the
+    statement's start): the call's ``api_called_at`` when it is dialled next, so
+    ``created_at <= api_called_at`` compares two readings of one clock. One
+    statement, one round trip, for the single-call endpoint.
+    """
+    row = conn.execute(
+        f"""
+        INSERT INTO calls (call_sid, driver_id, driver_name, phone_number, status)
+        SELECT %(call_sid)s, %(driver_id)s, %(driver_name)s, %(phone_number)s, %(initiating)s
+         WHERE NOT EXISTS (SELECT 1 FROM suppressions WHERE phone_number = %(phone_number)s)
+        RETURNING {COLUMNS}, clock_timestamp()
+        """,
+        {
+            "call_sid": call_sid,
+            "driver_id": driver_id,
+            "driver_name": driver_name,
+            "phone_number": phone_number,
+            "initiating": INITIATING,
+        },
+    ).fetchone()
+    return None if row is None else (Call(*row[:-1]), row[-1])
+
+
 def by_call_sid(conn, call_sid: str) -> Call | None:
     """Return the call with this call_sid, or None."""
     return _one(conn, f"SELECT {COLUMNS} FROM calls WHERE call_sid = %s", (call_sid,))

@@ -670,51 +670,31 @@ def test_a_database_that_refuses_the_insert_is_503_and_elevenlabs_is_not_called(
 
 
 @pytest.mark.parametrize("restart", [False, True], ids=["one-backend-killed", "database-restart"])
-def test_a_call_whose_connection_fails_before_dialling_is_marked_not_placed(
-    app_config,
-    database_url,
-    conn,
-    auth_headers,
-    elevenlabs,
-    monkeypatch,
-    cut_off_database,
-    restart,
+def test_a_call_whose_pooled_connection_died_is_503_with_no_row_and_nothing_dialled(
+    app_config, database_url, auth_headers, elevenlabs, monkeypatch, cut_off_database, restart
 ):
     elevenlabs.answer(ANSWER_OK)
-    app = create_app({**app_config, "DB_POOL_MIN_SIZE": 4, "DB_POOL_MAX_SIZE": 4})
-    # Every pooled connection was in use a moment ago: none is pinged before it is handed out.
+    app = create_app({**app_config, "DB_POOL_MIN_SIZE": 1, "DB_POOL_MAX_SIZE": 1})
+    # The one pooled connection was in use a moment ago: it is handed out without a ping.
     monkeypatch.setattr(db, "ALIVE_BYPASS_SECONDS", 3600)
     client = app.test_client()
-    for _ in range(4):
-        client.get("/driver_data/calls/cs_nobody", headers=auth_headers)
-    reads_the_clock = psycopg.Connection.execute
-
-    def killed_before_the_clock_read(self, query, *args, **kwargs):
-        # A real failure at the one moment no test can reach from outside: the row is
-        # committed, the connection dies (an idle-timeout kill; a restart or failover
-        # takes every pooled one), nothing sent.
-        if query == "SELECT clock_timestamp()":
-            if restart:
-                cut_off_database(database_url, refuse_new=False)
-            else:
-                with psycopg.connect(database_url, autocommit=True) as admin:
-                    admin.execute("SELECT pg_terminate_backend(%s)", (self.info.backend_pid,))
-        return reads_the_clock(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.Connection, "execute", killed_before_the_clock_read)
+    client.get("/driver_data/calls/cs_nobody", headers=auth_headers)
     try:
+        with app.extensions["db_pool"].connection() as pooled:
+            pid = pooled.info.backend_pid
+        # Then it dies idle in the pool: an idle-timeout kill, or a restart that takes them all.
+        if restart:
+            cut_off_database(database_url, refuse_new=False)
+        else:
+            with psycopg.connect(database_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
         response = post_call(client, CALL_REQUEST, auth_headers)
     finally:
-        monkeypatch.undo()
         app.extensions["db_pool"].close()
 
+    # The insert is the request's first statement: it fails whole, before anything is sent.
     assert response.status_code == 503
-    body = response.get_json()
-    assert body["error"] == "not_placed"
-    assert (body["details"]["placed"], body["details"]["status"]) == (False, "failed")
+    assert response.get_json()["error"] == "database_unavailable"
     assert elevenlabs.received == []
     with psycopg.connect(database_url) as after:  # the restart took the test's connection too
-        [row] = call_rows(after)
-    assert row["call_sid"] == body["details"]["call_sid"]
-    assert row["status"] == "failed"  # not left 'initiating' as if the driver might be rung
-    assert row["failure_reason"].startswith("not placed: the database failed before ElevenLabs")
+        assert call_rows(after) == []
