@@ -1,6 +1,6 @@
 """Bench call creation: our own overhead per call with ElevenLabs answering at once.
 
-    python bench/call_creation.py [--seconds 10] [--clients 8] [--workers 2]
+    python bench/call_creation.py [--seconds 10] [--clients 8] [--workers 2] [--connection-per-call]
 
 Starts a throwaway embedded PostgreSQL (migrations applied), a local stand-in
 for ElevenLabs that answers at once, and the app under gunicorn with the
@@ -16,10 +16,15 @@ the app with every guarantee kept; and prints project/floor (target >= 0.9).
 It also prints the CPU each party used per call in the measured window (the
 app's gunicorn processes, PostgreSQL, this process's clients and stand-in) and
 what that implies: all parties share the machine's CPUs, so with N calls always
-in flight no call can take less than N x (CPU per call) / CPUs.
+in flight no call can take less than N x (CPU per call) / CPUs. The app's CPU is
+also shown per gunicorn worker: the workers share one listening socket, and a
+kept-alive client stays on the worker that accepted it, so one worker (one GIL)
+may serve them all. ``--connection-per-call`` opens a connection per call, as a
+proxy in front does by default (nginx's proxy_pass without upstream keepalive).
 """
 
 import argparse
+import contextlib
 import http.client
 import itertools
 import json
@@ -144,11 +149,12 @@ def app_settings(database_url: str, elevenlabs_url: str, workers: int) -> dict[s
     }
 
 
-def drive(port: int, clients: int, seconds: float, warmup: float, cpu: CpuAccount) -> tuple:
-    """Create calls from ``clients`` threads; return (latency, call_sid) pairs and errors.
+def drive(port: int, args, accounts: list[CpuAccount]) -> tuple:
+    """Create calls from ``args.clients`` threads; return (latency, call_sid) pairs and errors.
 
-    ``cpu`` is entered and left at the edges of the measured window.
+    The CPU ``accounts`` are entered and left at the edges of the measured window.
     """
+    clients, seconds, warmup = args.clients, args.seconds, args.warmup
     results, errors, lock = [], [0], threading.Lock()
     start = time.monotonic()
     measure_from, stop_at = start + warmup, start + warmup + seconds
@@ -156,6 +162,8 @@ def drive(port: int, clients: int, seconds: float, warmup: float, cpu: CpuAccoun
         {"driver_id": 42, "phone_number": "+14155550123", "variables": {"load_id": "L-77"}}
     )
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    if args.connection_per_call:
+        headers["Connection"] = "close"  # http.client opens a new one for the next call
 
     def client():
         # http.client, not requests: the load generator shares the CPU with what it measures.
@@ -177,7 +185,9 @@ def drive(port: int, clients: int, seconds: float, warmup: float, cpu: CpuAccoun
     for thread in threads:
         thread.start()
     time.sleep(max(0.0, measure_from - time.monotonic()))
-    with cpu:
+    with contextlib.ExitStack() as measuring:
+        for account in accounts:
+            measuring.enter_context(account)
         time.sleep(max(0.0, stop_at - time.monotonic()))
     for thread in threads:
         thread.join()
@@ -188,7 +198,13 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def report(results: list, errors: int, args, cpu: CpuAccount) -> None:
+def per_worker(server_pid: int) -> CpuAccount:
+    """Return an account of the CPU each of the app's gunicorn workers uses."""
+    workers = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    return CpuAccount({f"worker {pid}": lambda pid=int(pid): cpu_seconds(pid) for pid in workers})
+
+
+def report(results: list, errors: int, args, cpu: CpuAccount, workers: CpuAccount) -> None:
     latencies = [latency * 1000 for latency, _ in results]
     overheads = [
         (latency - FakeElevenLabs.spent.get(call_sid, 0.0)) * 1000 for latency, call_sid in results
@@ -207,6 +223,7 @@ def report(results: list, errors: int, args, cpu: CpuAccount) -> None:
     # call cannot take less than clients x (CPU per call) / CPUs (Little's law).
     total = cpu.total_per(calls)
     print(f"CPU per call: {cpu.per(calls)}; {total:.2f} ms in all on {cpus} CPUs")
+    print(f"app's CPU per call by worker: {workers.per(calls)}")
     print(
         f"lower bound at {args.clients} clients: {args.clients} x {total:.2f} / {cpus}"
         f" = {args.clients * total / cpus:.2f} ms per call"
@@ -220,6 +237,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--connection-per-call", action="store_true", help="no keep-alive: a connection per call"
+    )
     args = parser.parse_args()
 
     fake = ThreadingHTTPServer(("127.0.0.1", 0), FakeElevenLabs)
@@ -238,9 +258,10 @@ def main() -> int:
                             "clients + stand-in": time.process_time,
                         }
                     )
-                    results, errors = drive(port, args.clients, args.seconds, args.warmup, cpu)
+                    workers = per_worker(server.pid)
+                    results, errors = drive(port, args, [cpu, workers])
                 print(f"--- {name}")
-                report(results, errors, args, cpu)
+                report(results, errors, args, cpu, workers)
                 rates[name] = len(results) / args.seconds
             print(f"project/floor {rates['project'] / rates['floor']:.2f}   (target >= 0.9)")
     finally:

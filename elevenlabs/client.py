@@ -73,7 +73,7 @@ class ElevenLabsClient:
         adapter = NoRetryAdapter()
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.headers.update({"xi-api-key": api_key, "Accept": "application/json"})
+        self.headers = {"xi-api-key": api_key, "Accept": "application/json"}
         # Proxy and CA settings come from the environment once, here, not on every call
         # (requests would rescan os.environ per request: half a millisecond each time).
         settings = self.session.merge_environment_settings(self.url, {}, None, None, None)
@@ -100,12 +100,14 @@ class ElevenLabsClient:
             "to_number": to_number,
             "conversation_initiation_client_data": {"dynamic_variables": dynamic_variables},
         }
+        deadline = Deadline(self.deadline)
         try:
-            with Deadline(self.deadline) as deadline:
+            # Prepared here and sent as is: Session.request would also merge cookie jars
+            # and settings this client never uses (about 0.15 ms of CPU per call).
+            request = requests.Request("POST", self.url, self.headers, json=body).prepare()
+            with deadline:
                 # A redirect would be followed by a second request: refuse it instead.
-                response = self.session.post(
-                    self.url, json=body, timeout=self.timeout, allow_redirects=False
-                )
+                response = self.session.send(request, timeout=self.timeout, allow_redirects=False)
         except requests.RequestException as exc:
             if deadline.expired:
                 raise ElevenLabsError(
