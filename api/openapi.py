@@ -84,8 +84,7 @@ def _errors(*statuses: int) -> dict:
         "details.may_have_dialled says whether it may have been placed all the same",
         503: "not_configured; database_unavailable (unreachable) or database_error (it refused "
         "the statement): nothing was written; outcome_not_recorded: ElevenLabs answered but "
-        "the outcome could not be written, details.placed says whether the call was placed; "
-        "not_placed: written, marked failed, ElevenLabs never asked",
+        "the outcome could not be written, details.placed says whether the call was placed",
     }
     return {str(status): _json("Error", words[status]) for status in statuses}
 

@@ -287,6 +287,25 @@ def test_call_creation_logs_no_whole_phone_number(client, auth_headers, elevenla
     assert not any("4155550123" in line for line in lines), lines
 
 
+def test_a_keyed_call_to_a_suppressed_number_keeps_neither_row_nor_key(
+    client, auth_headers, elevenlabs, conn
+):
+    elevenlabs.answer(ANSWER_OK)
+    suppression = f"/driver_data/suppressions/{CALL_REQUEST['phone_number']}"
+    keyed = {**auth_headers, "Idempotency-Key": "k-suppressed"}
+    client.put(suppression, headers=auth_headers)
+    refused = post_call(client, CALL_REQUEST, keyed)
+    assert (refused.status_code, refused.get_json()["error"]) == (409, "suppressed")
+    assert call_rows(conn) == []
+
+    # The key was claimed in the insert's transaction and went with it: once the number
+    # is lifted, the same key places the call.
+    client.delete(suppression, headers=auth_headers)
+    placed = post_call(client, CALL_REQUEST, keyed)
+    assert placed.status_code == 201
+    assert len(elevenlabs.received) == 1
+
+
 def test_missing_agent_configuration_is_503_and_nothing_written(
     make_client, auth_headers, elevenlabs, conn
 ):
