@@ -1,6 +1,11 @@
 """The console's front page: the last 24 hours or 7 days of calls and webhooks, charted."""
 
+import os
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from console_support import ANSWERS, AUTH, add_delivery, complete, make_searchable_call
@@ -9,6 +14,8 @@ from console import charts, hours, overview
 from models import calls
 
 NOW = datetime.now(UTC)
+ROOT = Path(__file__).resolve().parents[1]
+PATIENCE_SECONDS = 180  # an upper bound on a slow machine, not a speed target
 
 
 def at(conn, call, hours_ago: float):
@@ -133,6 +140,39 @@ def test_rollup_holds_the_closed_hours_of_the_last_7_days_only(conn):
     rolled = conn.execute("SELECT hour, calls FROM call_hours ORDER BY hour").fetchall()
     assert rolled == [(current - timedelta(hours=h), 1) for h in (24 * 7 - 1, 1)]
     assert hours.rolled_until(conn) == current
+
+
+def test_a_running_dispatch_worker_recounts_the_overview(
+    conn, database_url, app_config, elevenlabs
+):
+    call = make_searchable_call(conn)
+    complete(conn, call)  # ended: nothing for the worker's reconcile to settle
+    at(conn, call, 2)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "ELEVENLABS_BASE_URL": elevenlabs.base_url,
+        "ELEVENLABS_API_KEY": "xi_test_key",
+        "ELEVENLABS_AGENT_ID": app_config["ELEVENLABS_AGENT_ID"],
+        "ELEVENLABS_PHONE_NUMBER_ID": app_config["ELEVENLABS_PHONE_NUMBER_ID"],
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dispatch", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + PATIENCE_SECONDS
+        while not conn.execute("SELECT calls FROM call_hours").fetchall():
+            assert worker.poll() is None, f"the worker exited with {worker.returncode}"
+            assert time.monotonic() < deadline, "the worker never recounted the overview"
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert conn.execute("SELECT status, calls FROM call_hours").fetchall() == [("completed", 1)]
 
 
 @pytest.mark.parametrize(
