@@ -10,8 +10,9 @@ The rollup stays true by being recounted whole, not patched: every minute
 ``roll_up`` replaces it with the counts of the last 7 days' closed hours as the
 calls are now. A call created in an old hour that ends later (a late post-call
 webhook, a reconcile) moves from "not ended yet" to its outcome at the next
-recount; the overview reads the hours after the newest rolled one live, so the
-current hour is exact and nothing is missing if the worker stops.
+recount. The overview reads the hours after the newest rolled one live (the
+current hour at least), and all of them live when the rollup was last
+recounted more than ``FRESH_FOR`` ago: no worker, no stale figure, only a slower page.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -53,10 +54,17 @@ ROLL_UP = (
 # The hours the longest window shows, the current one excepted (it is read live).
 KEPT = timedelta(days=7) - timedelta(hours=1)
 
+# A rollup recounted longer ago than this is not read: its worker has stopped.
+FRESH_FOR = "5 minutes"
+ROLLED_UNTIL = f"""
+SELECT max(hour) + interval '1 hour' FROM call_hours
+ WHERE counted_at > now() - interval '{FRESH_FOR}'
+"""
+
 
 def rolled_until(conn) -> datetime | None:
-    """Return the end of the newest hour in the rollup, or None when it is empty."""
-    return conn.execute("SELECT max(hour) + interval '1 hour' FROM call_hours").fetchone()[0]
+    """Return the end of the rollup's newest hour; None when it is empty or stale."""
+    return conn.execute(ROLLED_UNTIL).fetchone()[0]
 
 
 def roll_up(conn, now: datetime | None = None) -> None:

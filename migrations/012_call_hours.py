@@ -4,8 +4,9 @@ Two new tables of derived counts (see ``console/hours.py``): the dispatch worker
 recounts them from ``calls`` every minute, so they need no backfill and lose
 nothing when dropped. ``call_hours`` has one row per hour, status and failure
 reason (its key treats NULLs as equal: calls with no failure reason are one
-group); ``call_hour_durations`` one per hour and duration of completed calls,
-its key carrying the count so the median is read from the index alone.
+group) and the time of the recount that wrote it; ``call_hour_durations`` one
+per hour and duration of completed calls, its key carrying the count so the
+median is read from the index alone.
 
 Created with their keys in one short transaction (an empty table blocks nobody).
 Old code never reads them; the downgrade drops them.
@@ -23,7 +24,8 @@ def upgrade(db):
             status         text NOT NULL,
             failure_reason text,
             calls          bigint NOT NULL,
-            answered       bigint NOT NULL        -- of them, with an answer collected
+            answered       bigint NOT NULL,       -- of them, with an answer collected
+            counted_at     timestamptz NOT NULL DEFAULT now()  -- the recount that wrote it
         );
         CREATE UNIQUE INDEX IF NOT EXISTS call_hours_key
             ON call_hours (hour, status, failure_reason) NULLS NOT DISTINCT;

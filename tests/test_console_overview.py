@@ -131,6 +131,18 @@ def test_a_call_ending_after_its_hour_was_rolled_up_counts_at_the_next_recount(c
     assert "not ended yet</title>" not in html
 
 
+def test_a_rollup_its_worker_stopped_recounting_is_not_read(client, conn):
+    call = make_searchable_call(conn)
+    at(conn, call, 3)
+    hours.roll_up(conn, now=NOW)
+    conn.execute("UPDATE call_hours SET counted_at = now() - interval '6 minutes'")
+    complete(conn, call, "success", ANSWERS, seconds=95)  # and no recount since
+
+    html = client.get("/ops/", headers=AUTH).get_data(as_text=True)
+    assert (figure(html, "total-calls"), figure(html, "completed-calls")) == ("1", "1")
+    assert figure(html, "median-duration") == "1:35"
+
+
 def test_rollup_holds_the_closed_hours_of_the_last_7_days_only(conn):
     for hours_ago in (0, 1, 24 * 7 - 1, 24 * 7 + 1):
         at(conn, make_searchable_call(conn), hours_ago)
