@@ -5,14 +5,18 @@
 Starts a throwaway embedded PostgreSQL (migrations applied) and seeds it with
 ``--calls`` calls spread over 90 days (70% completed with an outcome and
 answers, the rest failed by reason or still open), three transcript lines and
-one webhook delivery per call (5% rejected); then serves the app under gunicorn
-(one worker) and asks each page ``--repeat`` times, one request at a time.
-Prints each page's median and slowest time, then exports every call as CSV and
-prints rows/s and the worker's peak memory (VmHWM) before and after the export.
+one webhook delivery per call (5% rejected), and recounts the overview's hourly
+rollup as the dispatch worker does every minute; then serves the app under
+gunicorn (one worker) and asks each page ``--repeat`` times, one request at a
+time. Prints each page's median and slowest time; then the overview's again with
+every hour read live (the rollup aged, as with the worker stopped) and the ratio;
+then exports every call as CSV and prints rows/s and the worker's peak memory
+(VmHWM) before and after the export.
 Target: every median <= 50 ms; the export's memory flat.
 """
 
 import argparse
+import base64
 import http.client
 import statistics
 import sys
@@ -26,7 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import running_app, throwaway_database
 
+from console import hours
+
 TOKEN = "bench-token-0123456789"  # noqa: S105  (a throwaway server's token)
+# The console signs in with HTTP Basic only: any user name, a token as the password.
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"ops:{TOKEN}".encode()).decode()}
 DAYS = 90
 
 # One statement per table, generated in the database: minutes, not hours, for a million.
@@ -84,6 +92,11 @@ def seed(url: str, calls: int) -> None:
             done = conn.execute(statement, {"calls": calls} if n == 0 else None).rowcount
             print(f"seeded {done:>10,} rows in {time.monotonic() - started:6.1f}s", flush=True)
         conn.execute("VACUUM ANALYZE")
+        # What the dispatch worker does every minute: recount the overview's closed hours.
+        started = time.monotonic()
+        hours.roll_up(conn)
+        print(f"rolled up 7 days of hours in {time.monotonic() - started:6.1f}s", flush=True)
+        conn.execute("VACUUM ANALYZE call_hours, call_hour_durations")
 
 
 def pages(url: str) -> dict[str, str]:
@@ -116,7 +129,7 @@ def pages(url: str) -> dict[str, str]:
 def get(connection: http.client.HTTPConnection, path: str) -> float:
     """Return the seconds one GET took, body read; exit on anything but 200."""
     started = time.perf_counter()
-    connection.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
+    connection.request("GET", path, headers=AUTH)
     response = connection.getresponse()
     response.read()
     took = time.perf_counter() - started
@@ -136,10 +149,25 @@ def peak_memory_mb(master: int) -> float:
     return max(peaks)
 
 
+def time_page(connection: http.client.HTTPConnection, name: str, path: str, repeat: int) -> float:
+    """Print one page's median and slowest time over ``repeat`` requests; return the median."""
+    get(connection, path)  # warm: the first request of a kind
+    times = [get(connection, path) for _ in range(repeat)]
+    median, slowest = statistics.median(times) * 1000, max(times) * 1000
+    print(f"{name:<40} {median:>7.1f}ms {slowest:>7.1f}ms", flush=True)
+    return median
+
+
+def without_rollup(url: str) -> None:
+    """Age the overview's rollup past its freshness, as if the worker had stopped."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE call_hours SET counted_at = counted_at - interval '1 day'")
+
+
 def export(connection: http.client.HTTPConnection) -> tuple[int, float]:
     """Stream the CSV export of every call; return (rows, seconds)."""
     started = time.perf_counter()
-    connection.request("GET", "/ops/calls.csv", headers={"Authorization": f"Bearer {TOKEN}"})
+    connection.request("GET", "/ops/calls.csv", headers=AUTH)
     response = connection.getresponse()
     lines = sum(chunk.count(b"\n") for chunk in iter(lambda: response.read(1 << 16), b""))
     return lines - 1, time.perf_counter() - started
@@ -157,11 +185,16 @@ def main() -> None:
         with running_app(settings) as (server, port):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
             print(f"\n{'page':<40} {'median':>9} {'slowest':>9}   ({args.repeat} requests)")
-            for name, path in pages(url).items():
-                get(connection, path)  # warm: the first request of a kind
-                times = [get(connection, path) for _ in range(args.repeat)]
-                median, slowest = statistics.median(times) * 1000, max(times) * 1000
-                print(f"{name:<40} {median:>7.1f}ms {slowest:>7.1f}ms", flush=True)
+            medians = {
+                name: time_page(connection, name, path, args.repeat)
+                for name, path in pages(url).items()
+            }
+            # The floor the rollup is measured against, in the same run: every hour read live.
+            without_rollup(url)
+            for window, path in (("24 h", "/ops/"), ("7 days", "/ops/?window=7d")):
+                live = time_page(connection, f"overview, {window}, all live", path, args.repeat)
+                rolled = medians[f"overview, last {window}"]
+                print(f"{'  rollup / all live':<40} {rolled / live:>8.2f}", flush=True)
             before = peak_memory_mb(server.pid)
             rows, seconds = export(connection)
             after = peak_memory_mb(server.pid)

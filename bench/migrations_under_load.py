@@ -1,4 +1,4 @@
-"""Run 001 to 012 up and back down on a large legacy table while old code keeps writing.
+"""Run 001 to 013 up and back down on a large legacy table while old code keeps writing.
 
     python bench/migrations_under_load.py [--rows 1000000] [--database-url URL]
 
@@ -39,9 +39,9 @@ import embedded_db  # noqa: E402
 from migrations.kit import Db, Run, load_chain  # noqa: E402
 
 SCRIPTS = [f"{m.VERSION:03d}_{m.NAME}" for m in load_chain()[1:]]
-# Up in order, then down in reverse. 012 contracts: in production it runs once
+# Up in order, then down in reverse. 013 contracts: in production it runs once
 # no old code runs; here the old code's workload stores no retried line, so it
-# measures 012's cost on the table under the same traffic.
+# measures 013's cost on the table under the same traffic.
 STEPS = [(s, "upgrade") for s in SCRIPTS] + [(s, "downgrade") for s in reversed(SCRIPTS)]
 SCRIPT_TIMEOUT_SECONDS = 1800
 TARGET_MAX_WAIT, TARGET_BACKFILL_RATIO, TARGET_MEMORY_RATIO = 0.25, 1.1, 1.1

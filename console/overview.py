@@ -1,13 +1,17 @@
 """The console's front page: how the last 24 hours or 7 days of calls went, from the database.
 
-Every figure is read through ``calls_created_at_idx`` (010) or
-``webhook_deliveries_outcome_received_at_idx`` (006), for the window only. Hours are UTC,
-as everywhere in the console.
+Closed hours come from the worker's rollup (``console.hours``), the hours after
+it from ``calls`` through ``calls_created_at_idx`` (009); rejections from
+``webhook_deliveries_outcome_received_at_idx`` (006). Hours are UTC, as everywhere
+in the console.
 """
 
-from dataclasses import dataclass
+from bisect import bisect_right
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 
+from console import hours
 from models import webhook_deliveries as deliveries
 
 # Every outcome not answered with a 2xx.
@@ -23,45 +27,24 @@ LABELS = {
     "in-progress": "not ended yet",
 }
 
-# "no-answer" and "busy" are ElevenLabs' call_initiation_failure reasons, stored as sent.
-CALLS_BY_HOUR = """
-SELECT date_trunc('hour', created_at, 'UTC') AS hour,
-       CASE WHEN status = 'completed' THEN 'completed'
-            WHEN status = 'failed' AND failure_reason IN ('no-answer', 'busy') THEN failure_reason
-            WHEN status = 'failed' THEN 'failed'
-            ELSE 'in-progress' END AS kind,
-       count(*)
-  FROM calls
- WHERE created_at >= %(since)s
- GROUP BY 1, 2
+# The window's hours: the rolled ones up to %(from)s, then the rest live.
+CALLS_SEEN = f"""
+SELECT hour, status, failure_reason, calls, answered
+  FROM call_hours
+ WHERE hour >= %(since)s AND hour < %(from)s
+UNION ALL
+{hours.CALL_HOURS}
 """
 
-# An answer is collected when the agent extracted a value for at least one item.
-# The window's calls are read once; the answered ones among them come from
-# call_outcomes_answered_idx, from the window's smallest id on, hashed: a look-up
-# per call would probe the index 50,000 times for a week of a million calls a
-# quarter, and min(id) on calls itself would walk the primary key from the oldest call.
-COMPLETED_CALLS = """
-WITH completed AS MATERIALIZED (
-    SELECT id, call_duration_secs FROM calls
-     WHERE created_at >= %(since)s AND status = 'completed'
-)
-SELECT count(*),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY call_duration_secs),
-       count(*) FILTER (WHERE id IN (
-           SELECT o.call_id FROM call_outcomes o
-            WHERE jsonb_path_exists(o.data_collection, '$.* ? (@ != null)')
-              AND o.call_id >= (SELECT min(id) FROM completed)))
-  FROM completed
-"""
-
-FAILURE_REASONS = """
-SELECT failure_reason, count(*)
-  FROM calls
- WHERE created_at >= %(since)s AND status = 'failed'
- GROUP BY failure_reason
- ORDER BY count(*) DESC, failure_reason
- LIMIT 8
+# The window's completed calls by duration, rolled and live alike.
+DURATIONS_SEEN = f"""
+SELECT duration_secs, sum(calls)::bigint
+  FROM (SELECT duration_secs, calls
+          FROM call_hour_durations
+         WHERE hour >= %(since)s AND hour < %(from)s
+        UNION ALL
+        SELECT duration_secs, calls FROM ({hours.CALL_DURATIONS}) AS live) AS seen
+ GROUP BY duration_secs
 """
 
 # By outcome, through webhook_deliveries_outcome_received_at_idx: only the refused
@@ -81,11 +64,11 @@ class Overview:
     window: str
     hours: list[datetime]
     calls: dict[str, list[int]]  # kind -> calls per hour, aligned with hours
-    rejections: list[int]
-    completed: int
-    median_duration_secs: float | None
-    answered_share: float | None  # of completed calls, those with an answer collected
-    failure_reasons: list[tuple[str | None, int]]
+    rejections: list[int]  # per hour, aligned with hours
+    completed: int = 0
+    median_duration_secs: float | None = None
+    answered_share: float | None = None  # of completed calls, those with an answer collected
+    failure_reasons: list[tuple[str | None, int]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -93,30 +76,49 @@ class Overview:
         return sum(sum(counts) for counts in self.calls.values())
 
 
+def kind_of(status: str, failure_reason: str | None) -> str:
+    """Return the bar a call is stacked in: "no-answer" and "busy" are ElevenLabs' own reasons."""
+    if status == "completed":
+        return "completed"
+    if status == "failed":
+        return failure_reason if failure_reason in ("no-answer", "busy") else "failed"
+    return "in-progress"
+
+
+def median(durations: dict[int, int]) -> float | None:
+    """Return the median of a histogram {value: count}, as percentile_cont(0.5) would."""
+    values = sorted(durations)
+    upto = list(accumulate(durations[value] for value in values))
+    if not upto:
+        return None
+    # The middle value, or the mean of the two middle ones of an even count.
+    lower, upper = (values[bisect_right(upto, n)] for n in ((upto[-1] - 1) // 2, upto[-1] // 2))
+    return (lower + upper) / 2
+
+
 def read(conn, window: str, *, now: datetime | None = None) -> Overview:
     """Return the overview of the window ending now."""
     end = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
-    hours = [end - timedelta(hours=n) for n in range(int(WINDOWS[window] / timedelta(hours=1)))]
-    hours.reverse()
-    params = {"since": hours[0], "rejected": REJECTED}
-    slot = {hour: n for n, hour in enumerate(hours)}
-    calls = {kind: [0] * len(hours) for kind in KINDS}
-    # A row stamped past this hour (a clock ahead of ours) has no bar: it is left out.
-    for hour, kind, count in conn.execute(CALLS_BY_HOUR, params):
+    span = [end - timedelta(hours=n) for n in range(int(WINDOWS[window] / timedelta(hours=1)))]
+    span.reverse()
+    since, slot = span[0], {hour: n for n, hour in enumerate(span)}
+    live_from = min(max(since, hours.rolled_until(conn) or since), end)
+    params = {"since": since, "from": live_from, "until": end + timedelta(hours=1)}
+    seen = Overview(window, span, {kind: [0] * len(span) for kind in KINDS}, [0] * len(span))
+    reasons: dict[str | None, int] = {}
+    answered = 0
+    for hour, status, reason, count, with_answer in conn.execute(CALLS_SEEN, params):
+        seen.calls[kind_of(status, reason)][slot[hour]] += count
+        if status == "completed":
+            seen.completed, answered = seen.completed + count, answered + with_answer
+        elif status == "failed":
+            reasons[reason] = reasons.get(reason, 0) + count
+    # A delivery stamped past this hour (a clock ahead of ours) has no bar: it is left out.
+    for hour, count in conn.execute(REJECTIONS_BY_HOUR, {"since": since, "rejected": REJECTED}):
         if hour in slot:
-            calls[kind][slot[hour]] = count
-    rejections = [0] * len(hours)
-    for hour, count in conn.execute(REJECTIONS_BY_HOUR, params):
-        if hour in slot:
-            rejections[slot[hour]] = count
-    completed, median, answered = conn.execute(COMPLETED_CALLS, params).fetchone()
-    return Overview(
-        window=window,
-        hours=hours,
-        calls=calls,
-        rejections=rejections,
-        completed=completed,
-        median_duration_secs=median,
-        answered_share=answered / completed if completed else None,
-        failure_reasons=conn.execute(FAILURE_REASONS, params).fetchall(),
-    )
+            seen.rejections[slot[hour]] = count
+    seen.median_duration_secs = median(dict(conn.execute(DURATIONS_SEEN, params).fetchall()))
+    seen.answered_share = answered / seen.completed if seen.completed else None
+    by_count = sorted(reasons.items(), key=lambda r: (-r[1], r[0] is None, r[0] or ""))
+    seen.failure_reasons = by_count[:8]
+    return seen

@@ -1,4 +1,4 @@
-"""The worker's tasks on procrastinate: dispatch rounds, and reconciliation, periodically.
+"""The worker's tasks on procrastinate: dispatch rounds, reconciliation, the overview's rollup.
 
 Every worker (any number, on any host, sharing the database) defers the same
 periodic jobs; procrastinate's ``procrastinate_periodic_defers`` makes each tick
@@ -12,6 +12,7 @@ import logging
 
 import procrastinate
 
+from console.hours import roll_up
 from dispatch.reconcile import reconcile_open_calls
 from dispatch.rounds import Worker, dispatch_until_idle
 
@@ -45,3 +46,11 @@ def dispatch(timestamp: int) -> int:
 def reconcile(timestamp: int) -> None:
     """Settle calls that may have been placed but never ended (``python -m ops reconcile``)."""
     reconcile_open_calls(_worker)
+
+
+@app.periodic(cron="* * * * *")
+@app.task(queueing_lock="call-hours", name="roll-up-call-hours")
+def roll_up_call_hours(timestamp: int) -> None:
+    """Recount the console overview's closed hours of the last 7 days (``console.hours``)."""
+    with _worker.pool.connection() as conn:
+        roll_up(conn)

@@ -7,12 +7,12 @@ from migrations.kit import applied_versions, load_chain
 from ops.catalog import column, table_exists
 from ops.report import failed, passed, warned
 
-# What each stage needs: before the deploy the checklist's 001-004 (005-011, also
-# before the deploy, are a reminder); after it every expand migration, 000-011.
-REQUIRED = {"pre": range(5), "post": range(12)}
-# Contract: 012's unique line key fails the old code's retried lines, so it runs
+# What each stage needs: before the deploy the checklist's 001-004 (005-012, also
+# before the deploy, are a reminder); after it every expand migration, 000-012.
+REQUIRED = {"pre": range(5), "post": range(13)}
+# Contract: 013's unique line key fails the old code's retried lines, so it runs
 # once the new code is deployed, and is rolled back before old code returns.
-CONTRACT = 12
+CONTRACT = 13
 PY = ".venv/bin/python migrations"
 
 
@@ -21,7 +21,7 @@ def _labels(versions) -> str:
 
 
 def migrations(conn, opts):
-    """Report the migrations the stage needs: before the deploy 000-004, after it 000-011."""
+    """Report the migrations the stage needs: before the deploy 000-004, after it 000-012."""
     name = "migrations"
     chain = {m.VERSION: m for m in load_chain()}
     applied = applied_versions(conn)

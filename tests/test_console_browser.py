@@ -259,3 +259,58 @@ def test_overview_charts_the_day_drawn_by_the_server(signed_in, live_server, con
     assert page.locator("#total-calls").inner_text() == "10"
     page.screenshot(path=tmp_path / "overview-1400.png", full_page=True)
     assert page.csp_errors == []
+
+
+def refused_early_line(api, live_server, conn):
+    """Return a call and the delivery of a line refused because it came before the call's id."""
+    call = calls.create(conn, driver_id=42, phone_number="+14155550123", driver_name="Dana")
+    refused = send_line(api, live_server, call.call_sid, "Passing exit 42 now.", 1)
+    assert refused.status_code == 400, refused.text
+    # ElevenLabs' answer, arriving late, gives the call its conversation_id.
+    calls.mark_initiated(
+        conn,
+        call.call_sid,
+        conversation_id="conv_replayed",
+        twilio_call_sid=None,
+        api_called_at=call.created_at,
+    )
+    return call, refused.json()["details"]["delivery_id"]
+
+
+def test_operator_replays_a_refused_delivery_from_the_call_page(signed_in, live_server, api, conn):
+    call, delivery_id = refused_early_line(api, live_server, conn)
+    page = signed_in
+    page.goto(f"{live_server}/ops/calls/{call.call_sid}")
+    delivery = page.locator(f"#delivery-{delivery_id}")
+    assert "bad" in delivery.get_attribute("class")
+    assert page.get_by_text("Passing exit 42 now.", exact=True).count() == 0
+
+    delivery.get_by_role("button", name="replay").click()
+    page.wait_for_url(f"**/ops/calls/{call.call_sid}#delivery-{delivery_id}")
+    page.get_by_text("Passing exit 42 now.", exact=True).wait_for()
+    assert "1\u00d7 → accepted" in delivery.inner_text()
+    assert delivery.get_by_role("button", name="replay").count() == 0  # settled: no button
+    assert page.csp_errors == []
+
+
+def test_replay_button_on_another_sites_page_is_refused(signed_in, live_server, api, conn):
+    call, delivery_id = refused_early_line(api, live_server, conn)
+    page = signed_in
+    # Another site's page carrying a copy of the replay form, posted with the operator's sign-in.
+    forged = (
+        f'<form method="post" action="{live_server}/ops/deliveries/{delivery_id}/replay">'
+        f'<input type="hidden" name="call_sid" value="{call.call_sid}">'
+        "<button>replay</button></form>"
+    )
+    page.route(
+        "http://elsewhere.test/", lambda route: route.fulfill(body=forged, content_type="text/html")
+    )
+    page.goto("http://elsewhere.test/")
+    with page.expect_response(f"**/deliveries/{delivery_id}/replay") as answered:
+        page.get_by_role("button", name="replay").click()
+    assert answered.value.status == 403
+    assert page.get_by_text("A replay must come from the console's own page.").is_visible()
+    [(count,)] = conn.execute(
+        "SELECT replay_count FROM webhook_deliveries WHERE id = %s", (delivery_id,)
+    ).fetchall()
+    assert count == 0

@@ -1,14 +1,21 @@
 """The console's front page: the last 24 hours or 7 days of calls and webhooks, charted."""
 
+import os
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from console_support import ANSWERS, AUTH, add_delivery, complete, make_searchable_call
 
-from console import charts, overview
+from console import charts, hours, overview
 from models import calls
 
 NOW = datetime.now(UTC)
+ROOT = Path(__file__).resolve().parents[1]
+PATIENCE_SECONDS = 180  # an upper bound on a slow machine, not a speed target
 
 
 def at(conn, call, hours_ago: float):
@@ -22,7 +29,12 @@ def figure(html: str, name: str) -> str:
     return html.split(f'id="{name}">', 1)[1].split("<", 1)[0].strip()
 
 
-def test_overview_counts_the_last_24_hours_by_outcome(client, conn):
+# The rollup as the worker leaves it: none yet, recounted now, or stopped 2 hours ago.
+ROLLED = {"not rolled up": None, "rolled up now": 0, "rolled up 2 hours ago": 2}
+
+
+@pytest.mark.parametrize("rolled_hours_ago", ROLLED.values(), ids=ROLLED.keys())
+def test_overview_counts_the_last_24_hours_by_outcome(client, conn, rolled_hours_ago):
     for seconds, answers in ((60, ANSWERS), (100, {"eta": None}), (200, ANSWERS)):
         complete(conn, make_searchable_call(conn), "success", answers, seconds=seconds)
     for reason in ("no-answer", "busy", "busy", "ElevenLabs said 429 system_busy"):
@@ -35,6 +47,8 @@ def test_overview_counts_the_last_24_hours_by_outcome(client, conn):
     conn.execute("UPDATE calls SET created_at = %s", (an_hour_ago,))
     conn.execute("UPDATE webhook_deliveries SET received_at = %s", (an_hour_ago,))
     at(conn, make_searchable_call(conn), 30)  # outside the window
+    if rolled_hours_ago is not None:
+        hours.roll_up(conn, now=NOW - timedelta(hours=rolled_hours_ago))
 
     html = client.get("/ops/", headers=AUTH).get_data(as_text=True)
     assert figure(html, "total-calls") == "8"
@@ -101,13 +115,96 @@ def test_the_count_axis_ends_on_a_round_number(value, top):
     assert charts.nice_ceiling(value) == top
 
 
-def test_overview_reads_the_window_through_indexes(conn):
+def test_a_call_ending_after_its_hour_was_rolled_up_counts_at_the_next_recount(client, conn):
+    call = make_searchable_call(conn)
+    at(conn, call, 3)
+    hours.roll_up(conn, now=NOW)
+    html = client.get("/ops/", headers=AUTH).get_data(as_text=True)
+    assert (figure(html, "total-calls"), figure(html, "completed-calls")) == ("1", "0")
+
+    complete(conn, call, "success", ANSWERS, seconds=95)  # a late post-call webhook
+    hours.roll_up(conn, now=NOW)  # the worker's next minute
+
+    html = client.get("/ops/", headers=AUTH).get_data(as_text=True)
+    assert (figure(html, "total-calls"), figure(html, "completed-calls")) == ("1", "1")
+    assert (figure(html, "median-duration"), figure(html, "answer-rate")) == ("1:35", "100%")
+    assert "not ended yet</title>" not in html
+
+
+def test_a_rollup_its_worker_stopped_recounting_is_not_read(client, conn):
+    call = make_searchable_call(conn)
+    at(conn, call, 3)
+    hours.roll_up(conn, now=NOW)
+    conn.execute("UPDATE call_hours SET counted_at = now() - interval '6 minutes'")
+    complete(conn, call, "success", ANSWERS, seconds=95)  # and no recount since
+
+    html = client.get("/ops/", headers=AUTH).get_data(as_text=True)
+    assert (figure(html, "total-calls"), figure(html, "completed-calls")) == ("1", "1")
+    assert figure(html, "median-duration") == "1:35"
+
+
+def test_rollup_holds_the_closed_hours_of_the_last_7_days_only(conn):
+    for hours_ago in (0, 1, 24 * 7 - 1, 24 * 7 + 1):
+        at(conn, make_searchable_call(conn), hours_ago)
+    hours.roll_up(conn, now=NOW)
+    hours.roll_up(conn, now=NOW)  # recounted whole, never added twice
+    current = NOW.replace(minute=0, second=0, microsecond=0)
+    rolled = conn.execute("SELECT hour, calls FROM call_hours ORDER BY hour").fetchall()
+    assert rolled == [(current - timedelta(hours=h), 1) for h in (24 * 7 - 1, 1)]
+    assert hours.rolled_until(conn) == current
+
+
+def test_a_running_dispatch_worker_recounts_the_overview(
+    conn, database_url, app_config, elevenlabs
+):
+    call = make_searchable_call(conn)
+    complete(conn, call)  # ended: nothing for the worker's reconcile to settle
+    at(conn, call, 2)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "ELEVENLABS_BASE_URL": elevenlabs.base_url,
+        "ELEVENLABS_API_KEY": "xi_test_key",
+        "ELEVENLABS_AGENT_ID": app_config["ELEVENLABS_AGENT_ID"],
+        "ELEVENLABS_PHONE_NUMBER_ID": app_config["ELEVENLABS_PHONE_NUMBER_ID"],
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dispatch", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + PATIENCE_SECONDS
+        while not conn.execute("SELECT calls FROM call_hours").fetchall():
+            assert worker.poll() is None, f"the worker exited with {worker.returncode}"
+            assert time.monotonic() < deadline, "the worker never recounted the overview"
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert conn.execute("SELECT status, calls FROM call_hours").fetchall() == [("completed", 1)]
+
+
+@pytest.mark.parametrize(
+    ("histogram", "middle"),
+    [({}, None), ({95: 1}, 95), ({60: 1, 100: 1, 200: 1}, 100), ({60: 1, 100: 1}, 80),
+     ({20: 3, 40: 1}, 20), ({20: 2, 40: 2}, 30)],
+)  # fmt: skip
+def test_median_duration_is_the_middle_call_or_the_mean_of_the_middle_two(histogram, middle):
+    assert overview.median(histogram) == middle
+
+
+def test_overview_reads_rolled_hours_by_their_key_and_live_ones_through_indexes(conn):
     conn.execute("SET enable_seqscan = off")  # tiny test tables would be scanned otherwise
+    params = {"since": NOW - timedelta(days=7), "from": NOW, "until": NOW}
+    for query, indexes in (
+        (overview.CALLS_SEEN, ("call_hours_key", "calls_created_at_idx", "call_outcomes_answered")),
+        (overview.DURATIONS_SEEN, ("call_hour_durations_pkey", "calls_created_at_idx")),
+    ):
+        found = "\n".join(r[0] for r in conn.execute("EXPLAIN " + query, params))
+        assert all(index in found for index in indexes) and "Seq Scan" not in found, found
     since = {"since": NOW - timedelta(days=7), "rejected": overview.REJECTED}
-    for query in (overview.CALLS_BY_HOUR, overview.COMPLETED_CALLS, overview.FAILURE_REASONS):
-        found = "\n".join(r[0] for r in conn.execute("EXPLAIN " + query, since))
-        assert "calls_created_at_idx" in found and "Seq Scan" not in found, found
-    found = "\n".join(r[0] for r in conn.execute("EXPLAIN " + overview.COMPLETED_CALLS, since))
-    assert "call_outcomes_answered_idx" in found, found
     found = "\n".join(r[0] for r in conn.execute("EXPLAIN " + overview.REJECTIONS_BY_HOUR, since))
     assert "webhook_deliveries_outcome_received_at_idx" in found, found

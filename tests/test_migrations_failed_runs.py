@@ -147,7 +147,7 @@ def test_a_failed_upgrade_says_which_command_finishes_it_and_which_takes_it_back
         f"back with `{PY}/003_add_call_sid_constraints.py downgrade`\n"
     )
     run_ok(seeded_url, "migrate", "up")
-    assert applied(seeded_url) == list(range(13))
+    assert applied(seeded_url) == list(range(14))
 
 
 @pytest.mark.parametrize("command", [("migrate", "up"), (SCRIPTS[0],)])
@@ -184,24 +184,25 @@ def test_migrate_up_piped_through_head_finishes_the_run_and_says_so(seeded_url):
     assert result.stderr == (
         "note: the output was closed early (a pipe); the run went on without printing\n"
     )
-    assert applied(seeded_url) == list(range(13))
+    assert applied(seeded_url) == list(range(14))
 
 
-def test_migrate_down_2_interrupted_in_its_second_migration_names_the_command_that_finishes(
+def test_migrate_down_3_interrupted_in_its_third_migration_names_the_command_that_finishes(
     seeded_url,
 ):
     run_ok(seeded_url, "migrate", "up")
     with psycopg.connect(seeded_url) as report:  # its read makes 011's index drop wait
         report.execute("SELECT count(*) FROM calls").fetchone()
-        migration = start_script(seeded_url, "migrate", "down", "2")
+        migration = start_script(seeded_url, "migrate", "down", "3")
         out = read_until(migration, "dropping index calls_in_flight_idx: waiting")
         migration.send_signal(signal.SIGINT)
         _, err = migration.communicate(timeout=60)
-    assert "012 transcription_line_key: downgrade applied in " in out
+    assert "013 transcription_line_key: downgrade applied in " in out
+    assert "012 call_hours: downgrade applied in " in out
     assert migration.returncode == 130
     assert err == (
-        "error: interrupted during 011 call_batches; rolled back 012 "
-        f"transcription_line_key; to finish, run `{PY}/migrate.py down 1`\n"
+        "error: interrupted during 011 call_batches; rolled back 013 "
+        f"transcription_line_key, 012 call_hours; to finish, run `{PY}/migrate.py down 1`\n"
     )
     assert applied(seeded_url) == list(range(12))
     run_ok(seeded_url, "migrate", "down", "1")
@@ -216,7 +217,7 @@ def test_down_past_004_with_calls_without_conversation_id_changes_nothing(seeded
     )
     query(seeded_url, "UPDATE calls SET failure_reason = 'busy' WHERE id <= 3 RETURNING id")
     before, data = schema_dump(seeded_url), legacy_data(seeded_url)
-    result = run_script(seeded_url, "migrate", "down", "9")
+    result = run_script(seeded_url, "migrate", "down", "10")
     assert result.returncode == 1
     assert result.stderr == (
         "error: cannot restore NOT NULL on calls.conversation_id: 1 calls have no "
@@ -225,7 +226,7 @@ def test_down_past_004_with_calls_without_conversation_id_changes_nothing(seeded
         "nothing changed\n"
     )
     assert (schema_dump(seeded_url), legacy_data(seeded_url)) == (before, data)
-    assert applied(seeded_url) == list(range(13))
+    assert applied(seeded_url) == list(range(14))
 
 
 def test_down_says_how_many_rows_lose_what_with_an_export_and_needs_yes_on_a_terminal(seeded_url):
@@ -234,12 +235,12 @@ def test_down_says_how_many_rows_lose_what_with_an_export_and_needs_yes_on_a_ter
     before = schema_dump(seeded_url)
     lines = []
     with pytest.raises(MigrationError, match="drops the data above; export it, then run again"):
-        move(seeded_url, "down", 8, Run(out=lines.append), yes=False)  # as on a terminal
+        move(seeded_url, "down", 9, Run(out=lines.append), yes=False)  # as on a terminal
     assert schema_dump(seeded_url) == before
     [loss] = lines
     assert loss.startswith("005 call_lifecycle drops the lifecycle columns (driver_name, ")
     assert ' of 3 calls; to keep it, export it first: psql "$DATABASE_URL" -c "\\copy (' in loss
     assert loss.endswith(") TO '/var/tmp/calls-lifecycle-005.csv' CSV HEADER\"")
-    out = run_ok(seeded_url, "migrate", "down", "8")  # not a terminal: said, then done
+    out = run_ok(seeded_url, "migrate", "down", "9")  # not a terminal: said, then done
     assert out.startswith("005 call_lifecycle drops the lifecycle columns")
     assert applied(seeded_url) == [0, 1, 2, 3, 4]

@@ -117,11 +117,11 @@ def test_ctrl_c_during_a_unique_build_that_waits_exits_soon_and_prints_the_drop_
     url = fresh_database_url
     create_baseline_without_record(url)
     seed_legacy_calls(url, 300)
-    run_ok(url, "migrate", "up", "11")
+    run_ok(url, "migrate", "up", "12")
     with psycopg.connect(url) as report:  # pg_dump-like: an old snapshot that read the table
         report.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         report.execute("SELECT count(*) FROM transcriptions").fetchone()
-        migration = start_script(url, "012_transcription_line_key")
+        migration = start_script(url, "013_transcription_line_key")
         read_until(migration, "index transcriptions_line_key: waiting")
         migration.send_signal(signal.SIGINT)
         started = time.monotonic()
@@ -132,9 +132,9 @@ def test_ctrl_c_during_a_unique_build_that_waits_exits_soon_and_prints_the_drop_
     assert took < 20
     assert f"; drop it with {drop}, or run the migration again" in out
     assert err == (
-        "error: interrupted during 012 transcription_line_key; to finish, run "
-        "`.venv/bin/python migrations/012_transcription_line_key.py` once the cause is gone, "
-        "or take it back with `.venv/bin/python migrations/012_transcription_line_key.py "
+        "error: interrupted during 013 transcription_line_key; to finish, run "
+        "`.venv/bin/python migrations/013_transcription_line_key.py` once the cause is gone, "
+        "or take it back with `.venv/bin/python migrations/013_transcription_line_key.py "
         "downgrade`\n"
     )
     assert query(url, VALIDITY, ("transcriptions_line_key",)) == [(False,)]

@@ -4,7 +4,7 @@ A production-like copy (legacy calls with gaps in their ids and NULL driver_ids,
 retried transcript lines stored twice, no ``schema_migrations``) gets every
 command of docs/RUNBOOK.md's Steps 1, 2b and its rollback section, run as the
 operator runs them. A thread plays the old code throughout, except while the
-new code alone runs (012, the contract step): it must see no error, and its
+new code alone runs (013, the contract step): it must see no error, and its
 250 ms lock_timeout turns any request that waits that long behind a migration
 into one.
 """
@@ -32,6 +32,7 @@ EXPAND = [
     "009_call_outcomes",
     "010_procrastinate",
     "011_call_batches",
+    "012_call_hours",
 ]
 
 # Every stored copy of a transcript line after its first, and of how many lines.
@@ -82,7 +83,7 @@ def test_the_runbook_rolls_out_and_back_with_the_old_code_seeing_no_error(
     url = production_copy
     backup = ops(url, "backup", "--out", str(tmp_path))
     assert backup.endswith("pg_restore --list reads it back\n")
-    assert ok(url, "migrate", "status").endswith("012 transcription_line_key: pending\n")
+    assert ok(url, "migrate", "status").endswith("013 transcription_line_key: pending\n")
     old_code = OldCode(url)
     old_code.start()
     for script in EXPAND:
@@ -92,17 +93,17 @@ def test_the_runbook_rolls_out_and_back_with_the_old_code_seeing_no_error(
     old_code.stop()  # the deploy: from here the new code alone runs
     assert (old_code.errors, old_code.requests > 0) == ([], True)
     [(copies, lines)] = query(url, COPIES)
-    assert copies >= 40  # the seeded copies, and the old code's retried lines during 001-011
-    out = ok(url, "012_transcription_line_key")
-    assert f"    {copies} copies of {lines} lines in transcriptions_duplicates_012" in out
-    assert "012 transcription_line_key: upgrade applied in " in out
+    assert copies >= 40  # the seeded copies, and the old code's retried lines during 001-012
+    out = ok(url, "013_transcription_line_key")
+    assert f"    {copies} copies of {lines} lines in transcriptions_duplicates_013" in out
+    assert "013 transcription_line_key: upgrade applied in " in out
     assert "none pending for this stage" in ops(url, "verify", "--stage", "post")
 
-    # Rollback: 012 first, then the old code comes back, then the rest.
-    assert "012 transcription_line_key: downgrade applied in " in ok(url, "migrate", "down", "1")
+    # Rollback: 013 first, then the old code comes back, then the rest.
+    assert "013 transcription_line_key: downgrade applied in " in ok(url, "migrate", "down", "1")
     rollback = OldCode(url)
     rollback.start()
-    out = ok(url, "migrate", "down", "7")
+    out = ok(url, "migrate", "down", "8")
     assert out.splitlines()[-1].startswith("005 call_lifecycle: downgrade applied in ")
     out = ok(url, "migrate", "down", "4")
     assert "  total: " in out and " backfilled call_sids cleared in " in out

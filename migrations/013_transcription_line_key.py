@@ -1,4 +1,4 @@
-"""012: one transcript line stored once (contract: run after the new code is deployed).
+"""013: one transcript line stored once (contract: run after the new code is deployed).
 
 ``transcriptions_line_key`` is a UNIQUE index on (conversation_id, speaker,
 "timestamp", md5(message)), built CONCURRENTLY so webhooks keep writing; an
@@ -6,30 +6,30 @@ expression index because a generated column would rewrite the table under
 ACCESS EXCLUSIVE, and md5 because a btree entry holds at most ~2.7 kB.
 
 The old code stores a retried webhook line twice, and would fail on this key:
-so 012 runs only once no old code runs, and is rolled back before old code
+so 013 runs only once no old code runs, and is rolled back before old code
 comes back. The copies it finds are moved, not deleted, to
-``transcriptions_duplicates_012`` (the oldest copy stays): copied in one read,
+``transcriptions_duplicates_013`` (the oldest copy stays): copied in one read,
 then deleted from ``transcriptions`` in batches. A copy that arrives while the
-key builds makes the build fail: running 012 again moves it and builds the key.
+key builds makes the build fail: running 013 again moves it and builds the key.
 The downgrade moves the copies back.
 """
 
-VERSION, NAME = 12, "transcription_line_key"
+VERSION, NAME = 13, "transcription_line_key"
 
-NO_DUPLICATES_TABLE = "SELECT 1 WHERE to_regclass('transcriptions_duplicates_012') IS NULL"
+NO_DUPLICATES_TABLE = "SELECT 1 WHERE to_regclass('transcriptions_duplicates_013') IS NULL"
 
 
 def upgrade(db):
     """Move every extra copy of a line aside, then build the unique key."""
     db.execute(
         """
-        CREATE TABLE IF NOT EXISTS transcriptions_duplicates_012
+        CREATE TABLE IF NOT EXISTS transcriptions_duplicates_013
             (LIKE transcriptions, PRIMARY KEY (id))
         """
     )
     db.execute(
         """
-        INSERT INTO transcriptions_duplicates_012
+        INSERT INTO transcriptions_duplicates_013
         SELECT * FROM transcriptions WHERE id IN (
             SELECT id FROM (
                 SELECT id, row_number() OVER (
@@ -44,10 +44,10 @@ def upgrade(db):
         timeout="1h",  # one read of the whole table; it blocks no writer
     )
     db.backfill(
-        "transcriptions_duplicates_012",
+        "transcriptions_duplicates_013",
         """
         DELETE FROM transcriptions
-        WHERE id IN (SELECT id FROM transcriptions_duplicates_012
+        WHERE id IN (SELECT id FROM transcriptions_duplicates_013
                      WHERE id > %(after)s AND id <= %(upto)s)
         """,
         "duplicate copies moved aside",
@@ -56,9 +56,9 @@ def upgrade(db):
         "duplicate copies set aside (the first copy of each line stays in transcriptions)",
         """
         SELECT format(
-            '%s copies of %s lines in transcriptions_duplicates_012', count(*),
+            '%s copies of %s lines in transcriptions_duplicates_013', count(*),
             count(DISTINCT (conversation_id, speaker, "timestamp", md5(message))))
-        FROM transcriptions_duplicates_012
+        FROM transcriptions_duplicates_013
         """,
     )
     db.create_index(
@@ -75,10 +75,10 @@ def downgrade(db):
     db.drop_index("transcriptions_line_key")
     db.execute(
         """
-        WITH restored AS (DELETE FROM transcriptions_duplicates_012 RETURNING *)
+        WITH restored AS (DELETE FROM transcriptions_duplicates_013 RETURNING *)
         INSERT INTO transcriptions SELECT * FROM restored;
         -- squawk-ignore ban-drop-table
-        DROP TABLE transcriptions_duplicates_012;
+        DROP TABLE transcriptions_duplicates_013;
         """,
         unless=NO_DUPLICATES_TABLE,
     )
