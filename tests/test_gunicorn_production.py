@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from gunicorn_server import free_port, production_env, start, stop, wait_for, workers_of
+from gunicorn_server import (
+    free_port,
+    production_env,
+    serving,
+    start,
+    stop,
+    wait_for,
+    workers_of,
+)
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/net/tcp").exists(), reason="reads listening sockets from /proc"
@@ -23,13 +31,6 @@ def listening_sockets(port: int) -> int:
         if local == f"0100007F:{port:04X}" and state == LISTEN:
             found += 1
     return found
-
-
-def serving(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok
-    except requests.ConnectionError:
-        return False
 
 
 def test_the_workers_share_one_listening_socket(database_url, tmp_path):

@@ -1,0 +1,145 @@
+"""Idle and slow clients leave /healthz answering: gunicorn parks idle ones, nginx buffers slow.
+
+Real gunicorn with the production config (2 workers x 2 threads here), and
+nginx started from deploy/nginx.conf in front of it. /healthz must answer
+within the client's 5 s timeout; today's gthread worker left it waiting behind
+every idle connection, 5 s each per thread.
+"""
+
+import shutil
+import socket
+import subprocess
+import threading
+import uuid
+from contextlib import ExitStack, contextmanager, suppress
+
+import pytest
+import requests
+from credentials import API_TOKEN
+from gunicorn_server import ROOT, free_port, production_env, serving, start, stop, wait_for
+
+HALF_A_REQUEST_LINE = b"GET /healthz HT"
+HEAD_WITHOUT_ITS_END = b"GET /healthz HTTP/1.1\r\nHost: slow\r\nX-Slow:"
+HEAD_OF_A_DRIPPED_BODY = (
+    b"POST /driver_data/call-elevenlabs HTTP/1.1\r\nHost: slow\r\n"
+    b"Authorization: Bearer " + API_TOKEN.encode() + b"\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 4096\r\n\r\n"
+)
+
+
+@contextmanager
+def clients(port: int, count: int, sent: bytes = b""):
+    """Hold ``count`` connections to ``port`` open, each having sent ``sent`` and then nothing."""
+    with ExitStack() as stack:
+        for _ in range(count):
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+            sock.sendall(sent)
+        yield
+
+
+@contextmanager
+def dripping_clients(port: int, count: int):
+    """Keep ``count`` clients sending a byte every 0.2 s: half in their head, half their body."""
+    stopped = threading.Event()
+    with ExitStack() as stack:
+        socks = []
+        for number in range(count):
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+            sock.sendall(HEAD_WITHOUT_ITS_END if number % 2 else HEAD_OF_A_DRIPPED_BODY)
+            socks.append(sock)
+
+        def drip():
+            while not stopped.wait(0.2):
+                for sock in socks:
+                    with suppress(OSError):  # closed by the server: it gave up on this client
+                        sock.send(b" ")
+
+        dripper = threading.Thread(target=drip)
+        dripper.start()
+        try:
+            yield
+        finally:
+            stopped.set()
+            dripper.join(timeout=10)
+
+
+def healthz(port: int) -> int:
+    return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code
+
+
+@pytest.fixture
+def gunicorn(database_url, elevenlabs, tmp_path):
+    """Serve the app under gunicorn with the production config; return its port."""
+    port = free_port()
+    env = production_env(database_url, port, ELEVENLABS_BASE_URL=elevenlabs.base_url)
+    master = start(env, tmp_path / "gunicorn.log")
+    try:
+        wait_for(lambda: serving(port), "gunicorn to serve")
+        yield port
+    finally:
+        stop(master)
+
+
+@pytest.fixture
+def nginx(gunicorn, tmp_path):
+    """Start nginx from deploy/nginx.conf in front of ``gunicorn``; return its port."""
+    port = free_port()
+    site = (ROOT / "deploy" / "nginx.conf").read_text()
+    for deployed, here in [
+        ("listen 80;", f"listen 127.0.0.1:{port};"),
+        ("proxy_pass http://127.0.0.1:8000;", f"proxy_pass http://127.0.0.1:{gunicorn};"),
+    ]:
+        assert site.count(deployed) == 1, deployed
+        site = site.replace(deployed, here)
+    (tmp_path / "site.conf").write_text(site)
+    # The http block an nginx install has around the site; its files in tmp_path.
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {tmp_path / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"events {{}}\nhttp {{\n    access_log {tmp_path / 'access.log'};\n{temp_paths}\n"
+        f"    include {tmp_path / 'site.conf'};\n}}\n"
+    )
+    command = [shutil.which("nginx") or "/usr/sbin/nginx", "-p", str(tmp_path), "-c", str(main)]
+    command += [
+        "-e",
+        str(tmp_path / "error.log"),
+        "-g",
+        f"daemon off; pid {tmp_path / 'nginx.pid'};",
+    ]
+    with (tmp_path / "nginx.out").open("wb") as output:
+        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: serving(port), "nginx to serve")
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    "sent", [b"", HALF_A_REQUEST_LINE], ids=["sending nothing", "half a request line"]
+)
+def test_100_idle_connections_leave_healthz_answering(gunicorn, sent):
+    with clients(gunicorn, 100, sent):
+        assert healthz(gunicorn) == 200
+
+
+def test_100_idle_and_30_dripping_clients_leave_healthz_answering_through_nginx(nginx):
+    with clients(nginx, 100), dripping_clients(nginx, 30):
+        assert healthz(nginx) == 200
+
+
+def test_a_call_request_through_nginx_places_the_call_with_its_request_id(nginx, elevenlabs):
+    request_id = str(uuid.uuid4())
+    answer = requests.post(
+        f"http://127.0.0.1:{nginx}/driver_data/call-elevenlabs",
+        json={"driver_id": 42, "phone_number": "+14155550123"},
+        headers={"Authorization": f"Bearer {API_TOKEN}", "X-Request-ID": request_id},
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["X-Request-ID"] == request_id
+    assert len(elevenlabs.received) == 1
