@@ -50,11 +50,12 @@ class ParkingWorker(ThreadWorker):
                 raise
             return
         self.nr_conns += 1
-        self.park(TConn(self.cfg, client_sock, client_addr, listener.getsockname()))
+        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        conn.head = bytearray()
+        self.park(conn)
 
     def park(self, conn):
-        """Wait on the poller, not in a thread, for ``conn``'s request head (keepalive s)."""
-        conn.head = bytearray()
+        """Let ``conn`` wait on the poller for its request head, keepalive seconds at most."""
         conn.timeout = time.monotonic() + self.cfg.keepalive
         self.pending_conns.append(conn)
         self.poller.register(
@@ -88,4 +89,9 @@ class ParkingWorker(ThreadWorker):
             conn.init()
             conn.parser.unreader.unread(bytes(conn.head))
             conn.head = bytearray()
-        return super().handle(conn)
+        keep_alive = super().handle(conn)
+        if keep_alive is True and END_OF_HEAD not in conn.parser.unreader.buf.getvalue():
+            # The next request, pipelined, was read ahead in part: gather the
+            # rest on the poller too, else parsing it would wait in this thread.
+            conn.head = bytearray(conn.parser.unreader.take_buffered())
+        return keep_alive

@@ -6,19 +6,19 @@ within the client's 5 s timeout; today's gthread worker left it waiting behind
 every idle connection, 5 s each per thread.
 """
 
-import shutil
 import socket
-import subprocess
 import threading
 import uuid
 from contextlib import ExitStack, contextmanager, suppress
 
+import nginx_server
 import pytest
 import requests
 from credentials import API_TOKEN
-from gunicorn_server import ROOT, free_port, production_env, serving, start, stop, wait_for
+from gunicorn_server import free_port, production_env, serving, start, stop, wait_for
 
 HALF_A_REQUEST_LINE = b"GET /healthz HT"
+A_REQUEST_THEN_HALF_OF_ONE = b"GET /healthz HTTP/1.1\r\nHost: idle\r\n\r\n" + HALF_A_REQUEST_LINE
 HEAD_WITHOUT_ITS_END = b"GET /healthz HTTP/1.1\r\nHost: slow\r\nX-Slow:"
 HEAD_OF_A_DRIPPED_BODY = (
     b"POST /driver_data/call-elevenlabs HTTP/1.1\r\nHost: slow\r\n"
@@ -84,43 +84,18 @@ def gunicorn(database_url, elevenlabs, tmp_path):
 def nginx(gunicorn, tmp_path):
     """Start nginx from deploy/nginx.conf in front of ``gunicorn``; return its port."""
     port = free_port()
-    site = (ROOT / "deploy" / "nginx.conf").read_text()
-    for deployed, here in [
-        ("listen 80;", f"listen 127.0.0.1:{port};"),
-        ("proxy_pass http://127.0.0.1:8000;", f"proxy_pass http://127.0.0.1:{gunicorn};"),
-    ]:
-        assert site.count(deployed) == 1, deployed
-        site = site.replace(deployed, here)
-    (tmp_path / "site.conf").write_text(site)
-    # The http block an nginx install has around the site; its files in tmp_path.
-    temp_paths = "\n".join(
-        f"    {kind}_temp_path {tmp_path / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    main = tmp_path / "nginx.conf"
-    main.write_text(
-        f"events {{}}\nhttp {{\n    access_log {tmp_path / 'access.log'};\n{temp_paths}\n"
-        f"    include {tmp_path / 'site.conf'};\n}}\n"
-    )
-    command = [shutil.which("nginx") or "/usr/sbin/nginx", "-p", str(tmp_path), "-c", str(main)]
-    command += [
-        "-e",
-        str(tmp_path / "error.log"),
-        "-g",
-        f"daemon off; pid {tmp_path / 'nginx.pid'};",
-    ]
-    with (tmp_path / "nginx.out").open("wb") as output:
-        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    server = nginx_server.start(port, gunicorn, tmp_path)
     try:
         wait_for(lambda: serving(port), "nginx to serve")
         yield port
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        nginx_server.stop(server)
 
 
 @pytest.mark.parametrize(
-    "sent", [b"", HALF_A_REQUEST_LINE], ids=["sending nothing", "half a request line"]
+    "sent",
+    [b"", HALF_A_REQUEST_LINE, A_REQUEST_THEN_HALF_OF_ONE],
+    ids=["sending nothing", "half a request line", "a request and half of the next"],
 )
 def test_100_idle_connections_leave_healthz_answering(gunicorn, sent):
     with clients(gunicorn, 100, sent):
