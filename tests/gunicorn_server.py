@@ -78,7 +78,7 @@ def serving(port: int) -> bool:
     """Return whether /healthz on ``port`` answers 200 within 2 s."""
     try:
         return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # not yet: the caller asks again
         return False
 
 

@@ -6,61 +6,20 @@ within the client's 5 s timeout; today's gthread worker left it waiting behind
 every idle connection, 5 s each per thread.
 """
 
-import socket
-import threading
 import uuid
-from contextlib import ExitStack, contextmanager, suppress
 
 import nginx_server
 import pytest
 import requests
 from credentials import API_TOKEN
 from gunicorn_server import free_port, production_env, serving, start, stop, wait_for
-
-HALF_A_REQUEST_LINE = b"GET /healthz HT"
-A_REQUEST_THEN_HALF_OF_ONE = b"GET /healthz HTTP/1.1\r\nHost: idle\r\n\r\n" + HALF_A_REQUEST_LINE
-HEAD_WITHOUT_ITS_END = b"GET /healthz HTTP/1.1\r\nHost: slow\r\nX-Slow:"
-HEAD_OF_A_DRIPPED_BODY = (
-    b"POST /driver_data/call-elevenlabs HTTP/1.1\r\nHost: slow\r\n"
-    b"Authorization: Bearer " + API_TOKEN.encode() + b"\r\n"
-    b"Content-Type: application/json\r\nContent-Length: 4096\r\n\r\n"
+from slow_clients import (
+    A_REQUEST_THEN_HALF_OF_ONE,
+    HALF_A_REQUEST_LINE,
+    HEAD_WITHOUT_ITS_END,
+    dripping_clients,
+    idle_clients,
 )
-
-
-@contextmanager
-def clients(port: int, count: int, sent: bytes = b""):
-    """Hold ``count`` connections to ``port`` open, each having sent ``sent`` and then nothing."""
-    with ExitStack() as stack:
-        for _ in range(count):
-            sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
-            sock.sendall(sent)
-        yield
-
-
-@contextmanager
-def dripping_clients(port: int, count: int):
-    """Keep ``count`` clients sending a byte every 0.2 s: half in their head, half their body."""
-    stopped = threading.Event()
-    with ExitStack() as stack:
-        socks = []
-        for number in range(count):
-            sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
-            sock.sendall(HEAD_WITHOUT_ITS_END if number % 2 else HEAD_OF_A_DRIPPED_BODY)
-            socks.append(sock)
-
-        def drip():
-            while not stopped.wait(0.2):
-                for sock in socks:
-                    with suppress(OSError):  # closed by the server: it gave up on this client
-                        sock.send(b" ")
-
-        dripper = threading.Thread(target=drip)
-        dripper.start()
-        try:
-            yield
-        finally:
-            stopped.set()
-            dripper.join(timeout=10)
 
 
 def healthz(port: int) -> int:
@@ -98,12 +57,17 @@ def nginx(gunicorn, tmp_path):
     ids=["sending nothing", "half a request line", "a request and half of the next"],
 )
 def test_100_idle_connections_leave_healthz_answering(gunicorn, sent):
-    with clients(gunicorn, 100, sent):
+    with idle_clients(gunicorn, 100, sent):
+        assert healthz(gunicorn) == 200
+
+
+def test_30_clients_dripping_their_request_head_leave_healthz_answering(gunicorn):
+    with dripping_clients(gunicorn, 30, heads=[HEAD_WITHOUT_ITS_END]):
         assert healthz(gunicorn) == 200
 
 
 def test_100_idle_and_30_dripping_clients_leave_healthz_answering_through_nginx(nginx):
-    with clients(nginx, 100), dripping_clients(nginx, 30):
+    with idle_clients(nginx, 100), dripping_clients(nginx, 30):
         assert healthz(nginx) == 200
 
 
