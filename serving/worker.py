@@ -53,6 +53,7 @@ class ParkingWorker(ThreadWorker):
         conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
         conn.head = bytearray()
         self.park(conn)
+        self.on_pending_socket_readable(conn, client_sock)  # the request may be there already
 
     def park(self, conn):
         """Let ``conn`` wait on the poller for its request head, keepalive seconds at most."""
