@@ -7,7 +7,8 @@ from contextlib import ExitStack, contextmanager, suppress
 from credentials import API_TOKEN
 
 HALF_A_REQUEST_LINE = b"GET /healthz HT"
-A_REQUEST_THEN_HALF_OF_ONE = b"GET /healthz HTTP/1.1\r\nHost: idle\r\n\r\n" + HALF_A_REQUEST_LINE
+A_WHOLE_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: idle\r\n\r\n"
+A_REQUEST_THEN_HALF_OF_ONE = A_WHOLE_REQUEST + HALF_A_REQUEST_LINE
 HEAD_WITHOUT_ITS_END = b"GET /healthz HTTP/1.1\r\nHost: slow\r\nX-Slow:"
 HEAD_OF_A_DRIPPED_BODY = (
     b"POST /driver_data/call-elevenlabs HTTP/1.1\r\nHost: slow\r\n"
@@ -17,12 +18,18 @@ HEAD_OF_A_DRIPPED_BODY = (
 
 
 @contextmanager
-def idle_clients(port: int, count: int, sent: bytes = b""):
-    """Hold ``count`` connections to ``port`` open, each having sent ``sent`` and then nothing."""
+def idle_clients(port: int, count: int, sent: bytes = b"", once_answered: bytes = b""):
+    """Hold ``count`` connections to ``port`` open, each having sent ``sent`` and then nothing.
+
+    With ``once_answered``, each first reads an answer to ``sent``, then sends that.
+    """
     with ExitStack() as stack:
         for _ in range(count):
             sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
             sock.sendall(sent)
+            if once_answered:
+                sock.recv(65536)
+                sock.sendall(once_answered)
         yield
 
 

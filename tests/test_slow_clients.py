@@ -15,6 +15,7 @@ from credentials import API_TOKEN
 from gunicorn_server import free_port, production_env, serving, start, stop, wait_for
 from slow_clients import (
     A_REQUEST_THEN_HALF_OF_ONE,
+    A_WHOLE_REQUEST,
     HALF_A_REQUEST_LINE,
     HEAD_WITHOUT_ITS_END,
     dripping_clients,
@@ -52,12 +53,22 @@ def nginx(gunicorn, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "sent",
-    [b"", HALF_A_REQUEST_LINE, A_REQUEST_THEN_HALF_OF_ONE],
-    ids=["sending nothing", "half a request line", "a request and half of the next"],
+    ("sent", "once_answered"),
+    [
+        (b"", b""),
+        (HALF_A_REQUEST_LINE, b""),
+        (A_REQUEST_THEN_HALF_OF_ONE, b""),
+        (A_WHOLE_REQUEST, HALF_A_REQUEST_LINE),
+    ],
+    ids=[
+        "sending nothing",
+        "half a request line",
+        "a request and half of the next",
+        "a request, then once answered half of the next",
+    ],
 )
-def test_100_idle_connections_leave_healthz_answering(gunicorn, sent):
-    with idle_clients(gunicorn, 100, sent):
+def test_100_idle_connections_leave_healthz_answering(gunicorn, sent, once_answered):
+    with idle_clients(gunicorn, 100, sent, once_answered):
         assert healthz(gunicorn) == 200
 
 
