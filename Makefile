@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test coverage lint format migrate-status clean browser
+.PHONY: run test coverage lint format migrate-status clean system-packages
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,10 +15,10 @@ $(STAMP): requirements.txt
 run: $(STAMP)  ## serve the API: embedded PostgreSQL unless DATABASE_URL, the ElevenLabs simulator unless ELEVENLABS_API_KEY
 	$(PY) serve.py
 
-test: $(STAMP) lint browser  ## the whole suite on a throwaway embedded PostgreSQL (or TEST_DATABASE_URL)
+test: $(STAMP) lint system-packages  ## the whole suite on a throwaway embedded PostgreSQL (or TEST_DATABASE_URL)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-coverage: $(STAMP) browser  ## the suite under coverage; each module's covered share and missed lines
+coverage: $(STAMP) system-packages  ## the suite under coverage; each module's covered share and missed lines
 	rm -f .coverage .coverage.*
 	$(PY) -m coverage run -m pytest $(PYTEST_ARGS)
 	$(PY) -m coverage combine --quiet
@@ -35,9 +35,11 @@ lint: $(STAMP)  ## ruff, and squawk on every migration's SQL
 	$(VENV)/bin/squawk --exclude-path='*/000_*' build/migrations-sql/*.sql
 	$(VENV)/bin/squawk --exclude=prefer-identity,ban-drop-table build/migrations-sql/000_*.sql
 
-# The console's browser test drives Debian's chromium; Playwright never downloads one.
-browser:  ## install Debian's chromium when missing (needs root, as in CI)
-	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+# The console's browser test drives Debian's chromium (Playwright never downloads
+# one); the slow-client tests start Debian's nginx from deploy/nginx.conf.
+system-packages:  ## install Debian's chromium and nginx when missing (needs root, as in CI)
+	command -v chromium >/dev/null && PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null \
+		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -16,9 +16,14 @@ from pathlib import Path
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-worker_class = "gthread"
+# gthread, but an idle or slow client waits on the worker's poller, not in one of
+# its threads, until its request head is whole (serving/worker.py says why).
+worker_class = "serving.worker.ParkingWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 60
+# Seconds a kept-alive connection may wait for its next request, and a new one
+# may take to send its request head (gunicorn's default; the proxy sends at once).
+keepalive = 2
 # One listening socket, shared by the workers (reuse_port off). With a socket per
 # worker (SO_REUSEPORT) a reload resets the connections still queued on each old
 # worker's socket when it closes: 16 of them in three HUPs under load in
@@ -104,11 +109,3 @@ def on_exit(server):
     """Remove the metrics folder when this run made it."""
     if _metrics_dir_made:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
-
-
-def when_ready(server):
-    """Name the address: with reuse_port only the workers bind, so gunicorn's own line is empty."""
-    where = ", ".join(
-        f"http://{a[0]}:{a[1]}" if isinstance(a, tuple) else f"unix:{a}" for a in server.cfg.address
-    )
-    server.log.info("Listening at: %s (a socket per worker, reuse_port)", where)

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import requests
 from credentials import API_TOKEN, WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +72,14 @@ def workers_of(master: int) -> set[int]:
         if int(fields[1]) == master:
             children.add(int(stat.parent.name))
     return children
+
+
+def serving(port: int) -> bool:
+    """Return whether /healthz on ``port`` answers 200 within 2 s."""
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok
+    except (requests.ConnectionError, requests.Timeout):  # not yet: the caller asks again
+        return False
 
 
 def wait_for(condition, what: str, timeout: float = 30):

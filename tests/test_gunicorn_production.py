@@ -1,12 +1,21 @@
 """Production gunicorn: one shared socket, a reload drops nothing, one-line refusals."""
 
 import signal
+import socket
 import threading
 from pathlib import Path
 
 import pytest
 import requests
-from gunicorn_server import free_port, production_env, start, stop, wait_for, workers_of
+from gunicorn_server import (
+    free_port,
+    production_env,
+    serving,
+    start,
+    stop,
+    wait_for,
+    workers_of,
+)
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/net/tcp").exists(), reason="reads listening sockets from /proc"
@@ -15,21 +24,19 @@ pytestmark = pytest.mark.skipif(
 LISTEN = "0A"  # the TCP state column of /proc/net/tcp
 
 
+def accept_queues(port: int) -> list[int]:
+    """Return how many connections wait for accept on each socket listening on ``port``."""
+    queues = []
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state, queued = row.split()[1], row.split()[3], row.split()[4]
+        if local == f"0100007F:{port:04X}" and state == LISTEN:
+            queues.append(int(queued.split(":")[1], 16))  # rx_queue: the accept backlog
+    return queues
+
+
 def listening_sockets(port: int) -> int:
     """Return how many sockets listen on 127.0.0.1:``port``."""
-    found = 0
-    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, state = row.split()[1], row.split()[3]
-        if local == f"0100007F:{port:04X}" and state == LISTEN:
-            found += 1
-    return found
-
-
-def serving(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok
-    except requests.ConnectionError:
-        return False
+    return len(accept_queues(port))
 
 
 def test_the_workers_share_one_listening_socket(database_url, tmp_path):
@@ -123,3 +130,27 @@ def test_a_reload_under_load_drops_no_connection(database_url, tmp_path):
         stop(master)
     failed = [o for o in outcomes if not isinstance(o, requests.Response) or o.status_code != 200]
     assert failed == [], failed[:3]
+
+
+def test_a_reload_answers_a_request_sent_on_a_connection_accepted_before_it(database_url, tmp_path):
+    # The connection waits on the old worker's poller, with nothing sent, when
+    # the reload starts; its worker must still answer it while stopping.
+    port = free_port()
+    env = production_env(database_url, port, GUNICORN_CMD_ARGS="--keep-alive 60")
+    master = start(env, tmp_path / "gunicorn.log")
+    try:
+        wait_for(lambda: serving(port), "gunicorn to serve")
+        old = wait_for(
+            lambda: len(workers_of(master.pid)) == 2 and workers_of(master.pid), "workers"
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            wait_for(lambda: accept_queues(port) == [0], "a worker to accept the connection")
+            master.send_signal(signal.SIGHUP)
+            wait_for(lambda: len(workers_of(master.pid) - old) == 2, "two new workers")
+            assert workers_of(master.pid) & old, "the old workers were to wait for the connection"
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: reload\r\n\r\n")
+            answer = sock.recv(65536)
+    finally:
+        stop(master)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+    assert b"Connection: close" in answer

@@ -1,0 +1,1 @@
+"""How gunicorn serves the app in production: its worker (settings: gunicorn.conf.py)."""
