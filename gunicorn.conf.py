@@ -33,6 +33,10 @@ keepalive = 2
 # connections; the proxy in front (README) opens and recycles them instead.
 reuse_port = False
 graceful_timeout = 30
+# gunicorn's control socket (gunicornc) is not used here, and its default path
+# ($XDG_RUNTIME_DIR or ~/.gunicorn/gunicorn.ctl) is one per host: a second
+# server on the machine would take over the first one's.
+control_socket_disable = True
 
 # Requests are logged by the app itself, as JSON lines.
 accesslog = None

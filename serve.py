@@ -147,11 +147,11 @@ def start_simulator(env: dict, settings: dict, service_url: str) -> subprocess.P
 
 
 def start_gunicorn(env: dict, run_dir: Path) -> subprocess.Popen:
-    """Start gunicorn with this run's own metrics folder and control socket."""
+    """Start gunicorn with this run's own metrics folder."""
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(run_dir / "metrics"))
     command = [
         *(sys.executable, "-m", "gunicorn", "-c", str(HERE / "gunicorn.conf.py")),
-        *("--control-socket", str(run_dir / "gunicorn.ctl"), "app:create_app()"),
+        "app:create_app()",
     ]
     return _spawn(command, env)
 
