@@ -1,4 +1,4 @@
-"""The worker's tasks on procrastinate: dispatch rounds, and reconciliation, periodically.
+"""The worker's tasks on procrastinate: dispatch rounds, reconciliation and pruning, periodically.
 
 Every worker (any number, on any host, sharing the database) defers the same
 periodic jobs; procrastinate's ``procrastinate_periodic_defers`` makes each tick
@@ -12,6 +12,7 @@ import logging
 
 import procrastinate
 
+from api import idempotency
 from dispatch.reconcile import reconcile_open_calls
 from dispatch.rounds import Worker, dispatch_until_idle
 
@@ -45,3 +46,14 @@ def dispatch(timestamp: int) -> int:
 def reconcile(timestamp: int) -> None:
     """Settle calls that may have been placed but never ended (``python -m ops reconcile``)."""
     reconcile_open_calls(_worker)
+
+
+@app.periodic(cron="7 * * * *")
+@app.task(queueing_lock="prune_idempotency_keys", name="prune_idempotency_keys")
+def prune_idempotency_keys(timestamp: int) -> int:
+    """Delete the Idempotency-Keys past their 24 hours, hourly."""
+    with _worker.pool.connection() as conn:
+        pruned = idempotency.prune(conn)
+    if pruned:
+        log.info("pruned %d idempotency keys", pruned)
+    return pruned
