@@ -38,9 +38,11 @@ class WebhookAnswerSchema(Schema):
 
 # Strings as ``payloads.text`` reads them: PostgreSQL text holds no NUL, and a blank
 # one (nothing but white space) is as good as none.
+# White space as str.strip sees it (str.isspace), which JSON Schema's \s is not.
+SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 NO_NUL = r"[^\x00]*"
-FILLED = r"[^\x00]*[^\x00\s][^\x00]*"
-BLANK = r"\s*"
+FILLED = rf"[^\x00]*[^\x00{SPACE}][^\x00]*"
+BLANK = rf"[{SPACE}]*"
 
 
 def text(most: int) -> dict:
@@ -85,7 +87,8 @@ ISO_INSTANT = (
 )
 # Unix seconds as digits (white space around is ignored): 950000000 to 4099999999, the
 # part of 946684800 to 4102444799 a short pattern can say (2000-02-08 to 2099-11-30).
-UNIX_DIGITS = r"\s*(0{0,3}9[5-9][0-9]{7}|0{0,2}([1-3][0-9]{9}|40[0-9]{8}))(\.[0-9]{1,9})?\s*"
+_DIGITS = r"(0{0,3}9[5-9][0-9]{7}|0{0,2}([1-3][0-9]{9}|40[0-9]{8}))(\.[0-9]{1,9})?"
+UNIX_DIGITS = rf"[{SPACE}]*{_DIGITS}[{SPACE}]*"
 TIMESTAMP = {
     "description": "an instant from 2000 to 2100: ISO 8601 with a zone, or unix seconds "
     "(a number, or a string of digits)",

@@ -9,7 +9,9 @@ from marshmallow import ValidationError
 from openapi_spec_validator import validate
 
 from api import openapi
+from api.phone_numbers import E164
 from api.schemas import CallRequestSchema
+from dispatch.schemas import BatchCallSchema
 from elevenlabs import payloads
 
 # What answers with something other than JSON (Prometheus text, the console's HTML)
@@ -178,6 +180,7 @@ def post_call(event_type: str, **data) -> dict:
         ({"type": "post_call_transcription"}, False),  # a known type needs its data
         ({"type": "a\x00b", "data": {}}, False),
         ({"type": "  ", "data": {}}, False),
+        ({"type": "\x1d", "data": {}}, False),  # white space to str.strip, not to \s
         (post_call("post_call_transcription", conversation_id=None), False),  # names no call
         (post_call("call_initiation_failure", transcript="not read"), True),
     ],
@@ -190,3 +193,22 @@ def test_the_document_allows_a_null_conversation_id_beside_a_call_sid():
     line = {**openapi.EXAMPLE_LINE, "conversation_id": None}
     assert document_accepts("TranscriptionWebhook", line)
     assert payloads.line_delivery(line).conversation_id is None
+
+
+@pytest.mark.parametrize("zone", ["America/Chicago", "UTC", "", "Mars/Olympus", "/etc/passwd"])
+def test_the_document_names_the_time_zones_a_batch_may_give(zone):
+    call = {"driver_id": 1, "phone_number": "+14155550123", "timezone": zone}
+    documented = document_accepts("BatchCall", call)
+    assert documented == server_accepts(BatchCallSchema().load, call)
+
+
+@pytest.mark.parametrize("number", ["+14155550123", "0", "14155550123", "+1415555012345678"])
+def test_the_document_states_that_a_suppressed_number_is_e164_in_the_path(number):
+    operation = built()["paths"]["/driver_data/suppressions/{phone_number}"]["put"]
+    pattern = operation["parameters"][0]["schema"]["pattern"]
+    assert bool(re.search(pattern, number)) == server_accepts(e164, number)
+
+
+def e164(number: str) -> None:
+    if not E164.match(number):
+        raise ValidationError("not E.164")
