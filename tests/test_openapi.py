@@ -125,6 +125,7 @@ def server_accepts(read, value) -> bool:
         "2026-11-25t10:20:00z",
         "1764066000",
         " 1764066000.5 ",
+        "1764066000\x1e",  # white space to str.strip, not to float(): was a 500
         946684799.9999995,  # rounds up to the first microsecond of 2000
         946684799.9999994,
         4102444799.999999,
