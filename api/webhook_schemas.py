@@ -70,7 +70,8 @@ def filled(*path: str) -> dict:
 
 # What the server reads as an instant: from 2000-01-01 (inclusive) to 2100-01-01 (exclusive).
 # An ISO 8601 string as RFC 3339 writes it (T and Z upper case, seconds to 59), on a day
-# whose every zone offset lands inside; on the first and last day, only the offsets that do.
+# whose every zone offset lands inside; on the first day and the last, only the offsets that
+# keep every time of day inside (Z or 00:00, and west of UTC on the first, east on the last).
 _TIME = r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
 _OFFSET = r"([01][0-9]|2[0-3]):[0-5][0-9]"
 _DAY = r"(0[1-9]|[12][0-9]|3[01])"
