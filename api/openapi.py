@@ -9,18 +9,13 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app
 
-from api.schemas import (
-    MAX_VARIABLES,
-    CallRequestSchema,
-    CallSchema,
-    CallWithTranscriptSchema,
-    DynamicVariables,
-)
+from api import field_descriptions
+from api.schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema
 from api.webhook_schemas import (
+    POST_CALL_WEBHOOK,
+    TRANSCRIPTION_WEBHOOK,
     ErrorSchema,
     HealthSchema,
-    PostCallWebhookSchema,
-    TranscriptionWebhookSchema,
     WebhookAnswerSchema,
 )
 from dispatch.openapi import paths as batch_paths
@@ -50,17 +45,11 @@ IDEMPOTENCY_KEY = {
 }
 
 
-def _dynamic_variables(converter, field, **kwargs) -> dict:
-    """Describe ``variables`` as the flat object of scalars it accepts."""
-    if not isinstance(field, DynamicVariables):
-        return {}
-    return {
-        "type": "object",
-        "maxProperties": MAX_VARIABLES,
-        "additionalProperties": {
-            "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
-        },
-    }
+DRIVER_NAME_TWICE = {
+    "description": "driver_name both at the top and among the variables",
+    "required": ["driver_name", "variables"],
+    "properties": {"driver_name": {"type": "string"}, "variables": {"required": ["driver_name"]}},
+}
 
 
 def _json(schema, description: str, headers: dict | None = None) -> dict:
@@ -218,11 +207,12 @@ def build() -> dict:
     spec = APISpec(
         title=TITLE,
         version=VERSION,
-        openapi_version="3.0.3",
+        openapi_version="3.1.0",
         plugins=[plugin],
         info={"description": "Outbound ElevenLabs calls to drivers, and what is said on them."},
     )
-    plugin.converter.add_attribute_function(_dynamic_variables)
+    for describe in field_descriptions.ATTRIBUTE_FUNCTIONS:
+        plugin.converter.add_attribute_function(describe)
     spec.components.security_scheme(
         "bearerAuth",
         {"type": "http", "scheme": "bearer", "description": "one of API_TOKENS"},
@@ -241,13 +231,15 @@ def build() -> dict:
         ("Error", ErrorSchema),
         ("Health", HealthSchema),
         ("WebhookAnswer", WebhookAnswerSchema),
-        ("TranscriptionWebhook", TranscriptionWebhookSchema),
-        ("PostCallWebhook", PostCallWebhookSchema),
     ):
         spec.components.schema(name, schema=schema)
+    spec.components.schema("TranscriptionWebhook", component=TRANSCRIPTION_WEBHOOK)
+    spec.components.schema("PostCallWebhook", component=POST_CALL_WEBHOOK)
     for path, operations in _paths().items():
         spec.path(path=path, operations=operations)
     document = _anchored(spec.to_dict())
+    # The schema's one rule across fields (CallRequestSchema._driver_name_once).
+    document["components"]["schemas"]["CallRequest"]["not"] = DRIVER_NAME_TWICE
     # A call is always sent whole, unknown values as null: say so, so that a
     # missing field is caught by whoever checks responses against this.
     for name in ("Call", "CallWithTranscript", "TranscriptLine", "Outcome", "Cost"):

@@ -43,6 +43,15 @@ def printable_name(text: str) -> None:
         raise ValidationError("Must be printable text, not blank.")
 
 
+class WholeNumber(fields.Integer):
+    """An integer, also written with a zero fraction (``42.0``): JSON Schema's integer."""
+
+    def _validated(self, value) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return super()._validated(value)
+
+
 class DynamicVariables(fields.Field):
     """A flat object of strings, numbers and booleans, passed on to the ElevenLabs agent."""
 
@@ -97,7 +106,7 @@ class CallRequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    driver_id = fields.Integer(required=True, strict=True, validate=validate.Range(1, BIGINT_MAX))
+    driver_id = WholeNumber(required=True, strict=True, validate=validate.Range(1, BIGINT_MAX))
     phone_number = fields.String(
         required=True,
         validate=validate.Regexp(E164, error="Not an E.164 phone number, e.g. +14155550123."),

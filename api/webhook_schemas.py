@@ -1,19 +1,15 @@
 """The shapes the OpenAPI document describes that no view validates with marshmallow.
 
-The error shape and the small answers, and the webhook bodies (read by hand,
-defensively, in ``elevenlabs.payloads``), written after DESIGN.md and ElevenLabs'
-documentation. ``/driver_data`` is described from ``api.schemas`` itself.
+The error shape and the small answers (marshmallow), and the webhook bodies: JSON
+Schema written after what ``elevenlabs.payloads`` and ``webhooks.post_call`` accept,
+which they read by hand, defensively. ``/driver_data`` is described from
+``api.schemas`` itself.
 """
 
-from marshmallow import INCLUDE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
-from elevenlabs.payloads import (
-    EARLIEST,
-    LATEST,
-    MAX_ID_LENGTH,
-    MAX_MESSAGE_LENGTH,
-    MAX_SPEAKER_LENGTH,
-)
+from elevenlabs.payloads import MAX_ID_LENGTH, MAX_MESSAGE_LENGTH, MAX_SPEAKER_LENGTH
+from webhooks.post_call import CALL_INITIATION_FAILURE, POST_CALL_TRANSCRIPTION
 
 
 class ErrorSchema(Schema):
@@ -40,91 +36,197 @@ class WebhookAnswerSchema(Schema):
     delivery_id = fields.Integer(required=True, metadata={"description": "in the delivery log"})
 
 
+# Strings as ``payloads.text`` reads them: PostgreSQL text holds no NUL, and a blank
+# one (nothing but white space) is as good as none.
+# White space as str.strip sees it (str.isspace), which JSON Schema's \s is not.
+SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL = r"[^\x00]*"
+FILLED = rf"[^\x00]*[^\x00{SPACE}][^\x00]*"
+BLANK = rf"[{SPACE}]*"
+
+
+def text(most: int) -> dict:
+    """Return a required string: not blank, no NUL, at most ``most`` characters."""
+    return {"type": "string", "maxLength": most, "pattern": FILLED}
+
+
+def optional_text(most: int, description: str) -> dict:
+    """Return a string that may be null or blank (read as absent)."""
+    return {
+        "type": ["string", "null"],
+        "maxLength": most,
+        "pattern": NO_NUL,
+        "description": f"{description}; null or blank: absent",
+    }
+
+
+def filled(*path: str) -> dict:
+    """Return the schema of an object whose string at ``path`` is filled in."""
+    schema = {"type": "string", "maxLength": MAX_ID_LENGTH, "pattern": FILLED}
+    for name in reversed(path):
+        schema = {"type": "object", "required": [name], "properties": {name: schema}}
+    return schema
+
+
+# What the server reads as an instant: from 2000-01-01 (inclusive) to 2100-01-01 (exclusive).
+# An ISO 8601 string as RFC 3339 writes it (T and Z upper case, seconds to 59), on a day
+# whose every zone offset lands inside; on the first day and the last, only the offsets that
+# keep every time of day inside (Z or 00:00, and west of UTC on the first, east on the last).
+_TIME = r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+_OFFSET = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+_DAY = r"(0[1-9]|[12][0-9]|3[01])"
+_MONTH = r"(0[1-9]|1[0-2])"
+_ANY_ZONE_DAY = (
+    rf"(20(0[1-9]|[1-8][0-9]|9[0-8])-{_MONTH}-{_DAY}"
+    rf"|2000-(0[2-9]|1[0-2])-{_DAY}|2000-01-(0[2-9]|[12][0-9]|3[01])"
+    rf"|2099-(0[1-9]|1[01])-{_DAY}|2099-12-([0-2][0-9]|30))"
+)
+ISO_INSTANT = (
+    rf"{_ANY_ZONE_DAY}{_TIME}(Z|[+-]{_OFFSET})"
+    rf"|2000-01-01{_TIME}(Z|[+-]00:00|-{_OFFSET})"
+    rf"|2099-12-31{_TIME}(Z|[+-]00:00|\+{_OFFSET})"
+)
+# Unix seconds as digits (white space around is ignored): 950000000 to 4099999999, the
+# part of 946684800 to 4102444799 a short pattern can say (2000-02-08 to 2099-11-30).
+_DIGITS = r"(0{0,3}9[5-9][0-9]{7}|0{0,2}([1-3][0-9]{9}|40[0-9]{8}))(\.[0-9]{1,9})?"
+UNIX_DIGITS = rf"[{SPACE}]*{_DIGITS}[{SPACE}]*"
 TIMESTAMP = {
-    "description": "ISO 8601 with a zone, or unix seconds (a number or a string of digits); "
-    "from 2000 to 2100",
+    "description": "an instant from 2000 to 2100: ISO 8601 with a zone, or unix seconds "
+    "(a number, or a string of digits)",
     "anyOf": [
-        {"type": "string", "format": "date-time", "pattern": r"^20[0-9]{2}-"},
-        # 2001-09-09 to 2033-05-18 as a string of digits: a range a pattern can say.
-        {"type": "string", "pattern": r"^[1][0-9]{9}(\.[0-9]{1,9})?$"},
-        {
-            "type": "number",
-            "minimum": EARLIEST.timestamp(),
-            "maximum": LATEST.timestamp(),
-            "exclusiveMaximum": True,
-        },
+        {"type": "string", "format": "date-time", "pattern": ISO_INSTANT},
+        {"type": "string", "pattern": UNIX_DIGITS},
+        # Unix seconds are kept to the microsecond, rounded half to even: these are the
+        # first and last numbers that round to an instant inside the range.
+        {"type": "number", "minimum": 946684799.9999995, "maximum": 4102444799.999999},
     ],
 }
 
+TRANSCRIPTION_WEBHOOK = {
+    "type": "object",
+    "description": "One line of a call, as ElevenLabs' per-line webhook template sends it",
+    "required": ["speaker", "message", "timestamp"],
+    "properties": {
+        "call_sid": optional_text(MAX_ID_LENGTH, "ours, from the dynamic variables"),
+        "conversation_id": optional_text(MAX_ID_LENGTH, "names the call instead of call_sid"),
+        "speaker": text(MAX_SPEAKER_LENGTH),
+        "message": text(MAX_MESSAGE_LENGTH),
+        "timestamp": TIMESTAMP,
+    },
+    "anyOf": [filled("call_sid"), filled("conversation_id")],
+}
 
-class TranscriptionWebhookSchema(Schema):
-    """One line of a call, as ElevenLabs' per-line webhook template sends it."""
-
-    class Meta:
-        unknown = INCLUDE
-
-    call_sid = fields.String(
-        validate=validate.Length(1, MAX_ID_LENGTH),
-        metadata={"description": "ours, from the dynamic variables; or give conversation_id"},
-    )
-    conversation_id = fields.String(
-        validate=validate.Length(1, MAX_ID_LENGTH),
-        metadata={"description": "accepted instead of call_sid while rolled back"},
-    )
-    speaker = fields.String(required=True, validate=validate.Length(1, MAX_SPEAKER_LENGTH))
-    message = fields.String(required=True, validate=validate.Length(1, MAX_MESSAGE_LENGTH))
-    timestamp = fields.Raw(required=True, metadata=TIMESTAMP)
-
-
-class PostCallTurnSchema(Schema):
-    """One turn of a post-call transcript."""
-
-    class Meta:
-        unknown = INCLUDE
-
-    role = fields.String(allow_none=True, metadata={"description": "agent or user"})
-    message = fields.String(allow_none=True)
-    time_in_call_secs = fields.Float(allow_none=True)
-
-
-class PostCallDataSchema(Schema):
-    """``data`` of a post-call webhook; every field may be missing or null."""
-
-    class Meta:
-        unknown = INCLUDE
-
-    agent_id = fields.String(allow_none=True)
-    conversation_id = fields.String(allow_none=True)
-    status = fields.String(allow_none=True)
-    transcript = fields.List(fields.Nested(PostCallTurnSchema), allow_none=True)
-    metadata = fields.Dict(
-        allow_none=True,
-        metadata={
-            "description": "start_time_unix_secs, call_duration_secs, termination_reason, "
-            "phone_call.call_sid (Twilio's)"
+# A turn with no message (a tool call, silence) is skipped; one with a message is a line.
+_SILENT_TURN = {
+    "type": "object",
+    "properties": {"message": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": BLANK}]}},
+}
+_TURN = {
+    "type": "object",
+    "properties": {
+        "message": {"type": ["string", "null"], "maxLength": MAX_MESSAGE_LENGTH, "pattern": NO_NUL}
+    },
+    "anyOf": [
+        _SILENT_TURN,
+        {
+            "required": ["role", "time_in_call_secs"],
+            "properties": {
+                "role": text(MAX_SPEAKER_LENGTH),
+                "time_in_call_secs": {
+                    "type": "number",
+                    "description": "seconds into the call: the start plus this falls "
+                    "from 2000 to 2100",
+                },
+            },
         },
-    )
-    conversation_initiation_client_data = fields.Dict(
-        allow_none=True, metadata={"description": "dynamic_variables.call_sid names our call"}
-    )
-    failure_reason = fields.String(
-        allow_none=True, metadata={"description": "call_initiation_failure: busy, no-answer…"}
-    )
+    ],
+}
+_RECORD_ONLY = "kept for the record: a value that cannot be kept is noted, never refused"
 
 
-class PostCallWebhookSchema(Schema):
-    """ElevenLabs' post-call envelope."""
-
-    class Meta:
-        unknown = INCLUDE
-
-    type = fields.String(
-        required=True,
-        validate=validate.Length(min=1),
-        metadata={
-            "description": "post_call_transcription, call_initiation_failure, post_call_audio; "
-            "other types are acknowledged and recorded"
+def _event_data(twilio_call_sid: tuple[str, ...], *, transcription: bool) -> dict:
+    """Return ``data`` of a post-call event: it must name its call one way or another."""
+    data = {
+        "type": "object",
+        "properties": {
+            "conversation_id": optional_text(MAX_ID_LENGTH, "ElevenLabs' conversation"),
+            "conversation_initiation_client_data": {
+                "type": ["object", "null"],
+                "properties": {
+                    "dynamic_variables": {
+                        "type": ["object", "null"],
+                        "properties": {
+                            "call_sid": optional_text(MAX_ID_LENGTH, "ours: names the call")
+                        },
+                    }
+                },
+            },
+            "metadata": {"type": ["object", "null"], "description": _RECORD_ONLY},
+            "failure_reason": {"description": _RECORD_ONLY},
         },
-    )
-    event_timestamp = fields.Integer(allow_none=True)
-    data = fields.Nested(PostCallDataSchema, required=True)
+        "anyOf": [
+            filled("conversation_initiation_client_data", "dynamic_variables", "call_sid"),
+            filled("conversation_id"),
+            # Twilio's SID, last: a value that cannot name a call is ignored, not refused.
+            {**filled("metadata", *twilio_call_sid), "description": "Twilio's call SID"},
+        ],
+    }
+    if transcription:
+        data["properties"]["transcript"] = {"type": ["array", "null"], "items": _TURN}
+        data["allOf"] = [
+            {
+                "description": "a transcript with lines needs the call's start",
+                "anyOf": [
+                    {
+                        "properties": {
+                            "transcript": {"type": ["array", "null"], "items": _SILENT_TURN}
+                        }
+                    },
+                    {
+                        "properties": {
+                            "metadata": {
+                                "type": "object",
+                                "required": ["start_time_unix_secs"],
+                                "properties": {"start_time_unix_secs": TIMESTAMP},
+                            }
+                        },
+                        "required": ["metadata"],
+                    },
+                ],
+            }
+        ]
+    return data
+
+
+POST_CALL_WEBHOOK = {
+    "type": "object",
+    "description": "ElevenLabs' post-call envelope",
+    "required": ["type"],
+    "properties": {
+        "type": text(MAX_ID_LENGTH),
+        "event_timestamp": {"description": "unix seconds; not read"},
+    },
+    "anyOf": [
+        {
+            "required": ["data"],
+            "properties": {
+                "type": {"const": POST_CALL_TRANSCRIPTION},
+                "data": _event_data(("phone_call", "call_sid"), transcription=True),
+            },
+        },
+        {
+            "required": ["data"],
+            "properties": {
+                "type": {"const": CALL_INITIATION_FAILURE},
+                "data": _event_data(("body", "CallSid"), transcription=False),
+            },
+        },
+        {
+            "description": "any other type (post_call_audio…): acknowledged and recorded, "
+            "whatever it holds",
+            "properties": {
+                "type": {"not": {"enum": [POST_CALL_TRANSCRIPTION, CALL_INITIATION_FAILURE]}}
+            },
+        },
+    ],
+}

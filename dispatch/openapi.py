@@ -1,5 +1,6 @@
 """The OpenAPI description of the batch and suppression endpoints (``api/openapi.py`` adds it)."""
 
+from api.phone_numbers import E164
 from dispatch.schemas import (
     BatchRequestSchema,
     BatchSchema,
@@ -27,16 +28,9 @@ def _errors(**described) -> dict:
     return {status[1:]: _answer("Error", words) for status, words in described.items()}
 
 
-def _parameter(name: str, example: str) -> list:
-    return [
-        {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string"},
-            "example": example,
-        }
-    ]
+def _parameter(name: str, example: str, pattern: str | None = None) -> list:
+    schema = {"type": "string", **({"pattern": pattern} if pattern else {})}
+    return [{"name": name, "in": "path", "required": True, "schema": schema, "example": example}]
 
 
 COMMON = {"_401": "missing or wrong bearer token", "_503": "the database cannot be reached"}
@@ -56,7 +50,7 @@ SUMMARY = {
 def paths() -> dict:
     """Return the batch and suppression endpoints, by path and method."""
     batch = _parameter("batch_id", "cb_0123456789abcdef01234567")
-    number = _parameter("phone_number", "+14155550123")
+    number = _parameter("phone_number", "+14155550123", E164.pattern)
     return {
         "/driver_data/call-batches": {
             "post": {

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from api.phone_numbers import E164
-from api.schemas import ELEVENLABS_ID, CallRequestSchema, printable_name, storable
+from api.schemas import ELEVENLABS_ID, CallRequestSchema, WholeNumber, printable_name, storable
 from dispatch.windows import checked, parse_time
 from errors import ApiError
 
@@ -27,6 +27,9 @@ class TimeZone(fields.String):
             raise ValidationError("Not an IANA time zone name, e.g. America/Chicago.") from None
 
 
+HH_MM = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+
+
 class TimeOfDay(fields.String):
     """A local time of day as ``HH:MM``."""
 
@@ -44,7 +47,7 @@ class BatchCallSchema(CallRequestSchema):
         unknown = RAISE
         exclude = ("agent_id", "agent_phone_number_id")
 
-    timezone = TimeZone(load_default=None)
+    timezone = TimeZone(load_default=None, metadata={"enum": [*sorted(ZONES), None]})
 
 
 class WindowSchema(Schema):
@@ -53,8 +56,8 @@ class WindowSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    start = TimeOfDay(required=True)
-    end = TimeOfDay(required=True)
+    start = TimeOfDay(required=True, metadata={"pattern": HH_MM})
+    end = TimeOfDay(required=True, metadata={"pattern": HH_MM})
 
     @validates_schema
     def _opens_before_it_closes(self, data, **kwargs) -> None:
@@ -70,13 +73,11 @@ class RedialSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    busy = fields.Integer(load_default=0, strict=True, validate=validate.Range(0, MAX_REDIALS))
-    no_answer = fields.Integer(
+    busy = WholeNumber(load_default=0, strict=True, validate=validate.Range(0, MAX_REDIALS))
+    no_answer = WholeNumber(
         data_key="no-answer", load_default=0, strict=True, validate=validate.Range(0, MAX_REDIALS)
     )
-    spacing_minutes = fields.Integer(
-        load_default=30, strict=True, validate=validate.Range(0, 24 * 60)
-    )
+    spacing_minutes = WholeNumber(load_default=30, strict=True, validate=validate.Range(0, 24 * 60))
 
 
 class BatchRequestSchema(Schema):
@@ -87,9 +88,16 @@ class BatchRequestSchema(Schema):
 
     name = fields.String(required=True, validate=[validate.Length(1, 200), printable_name])
     calls = fields.List(
-        fields.Nested(BatchCallSchema), required=True, validate=validate.Length(1, MAX_CALLS)
+        fields.Nested(BatchCallSchema),
+        required=True,
+        validate=validate.Length(1, MAX_CALLS),
+        metadata={"description": "each phone_number at most once"},
     )
-    window = fields.Nested(WindowSchema, load_default=None)
+    window = fields.Nested(
+        WindowSchema,
+        load_default=None,
+        metadata={"description": "start before end: no overnight windows"},
+    )
     not_before = fields.AwareDateTime(load_default=None)
     redial = fields.Nested(RedialSchema, load_default=lambda: RedialSchema().load({}))
     agent_id = fields.String(load_default=None, validate=ELEVENLABS_ID)

@@ -1,4 +1,4 @@
-"""The worker's tasks on procrastinate: dispatch rounds, reconciliation, the overview's rollup.
+"""The worker's tasks on procrastinate: dispatch, reconciliation, the overview's rollup, pruning.
 
 Every worker (any number, on any host, sharing the database) defers the same
 periodic jobs; procrastinate's ``procrastinate_periodic_defers`` makes each tick
@@ -12,6 +12,7 @@ import logging
 
 import procrastinate
 
+from api import idempotency
 from console.hours import roll_up
 from dispatch.reconcile import reconcile_open_calls
 from dispatch.rounds import Worker, dispatch_until_idle
@@ -54,3 +55,14 @@ def roll_up_call_hours(timestamp: int) -> None:
     """Recount the console overview's closed hours of the last 7 days (``console.hours``)."""
     with _worker.pool.connection() as conn:
         roll_up(conn)
+
+
+@app.periodic(cron="7 * * * *")
+@app.task(queueing_lock="prune_idempotency_keys", name="prune_idempotency_keys")
+def prune_idempotency_keys(timestamp: int) -> int:
+    """Delete the Idempotency-Keys past their 24 hours, hourly."""
+    with _worker.pool.connection() as conn:
+        pruned = idempotency.prune(conn)
+    if pruned:
+        log.info("pruned %d idempotency keys", pruned)
+    return pruned

@@ -148,7 +148,7 @@ def timestamp(value, field: str = "timestamp") -> datetime:
     if isinstance(value, str) and not _UNIX_STRING.fullmatch(value.strip()):
         return _iso_timestamp(value, field)
     if isinstance(value, str):
-        value = float(value)
+        value = float(value.strip())  # float() strips less than str.strip (not \x1c-\x1f)
     seconds = number(value, field)
     return at(EPOCH, seconds, field)
 
