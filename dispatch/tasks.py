@@ -58,7 +58,7 @@ def roll_up_call_hours(timestamp: int) -> None:
 
 
 @app.periodic(cron="7 * * * *")
-@app.task(queueing_lock="prune_idempotency_keys", name="prune_idempotency_keys")
+@app.task(queueing_lock="prune-idempotency-keys", name="prune-idempotency-keys")
 def prune_idempotency_keys(timestamp: int) -> int:
     """Delete the Idempotency-Keys past their 24 hours, hourly."""
     with _worker.pool.connection() as conn:

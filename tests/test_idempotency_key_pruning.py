@@ -74,6 +74,6 @@ def test_the_worker_prunes_expired_keys_every_hour(conn, worker):
         entry.task.name: entry.cron for entry in tasks.app.periodic_registry.periodic_tasks.values()
     }
 
-    assert periodic["prune_idempotency_keys"] == "7 * * * *"
+    assert periodic["prune-idempotency-keys"] == "7 * * * *"
     assert tasks.prune_idempotency_keys(timestamp=0) == 1
     assert keys(conn) == {"this-morning"}
