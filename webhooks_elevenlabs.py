@@ -165,10 +165,10 @@ def _timed(header: str | None) -> tuple[str, list[str]]:
 
 def _read(most: int) -> bytes:
     """Return at most ``most`` bytes of the request body."""
-    # Ask for what the body says it holds, plus one byte to see an overrun: asking
-    # for the endpoint's limit would allocate that much for every short line.
+    # Ask for what the body says it holds (the stream ends there), not for the
+    # endpoint's limit, which would allocate that much for every short line.
     sent = request.content_length
-    want = most if sent is None else min(most, sent + 1)
+    want = most if sent is None else min(most, sent)
     chunks, total = [], 0
     while total < want:
         chunk = request.stream.read(min(1024 * 1024, want - total))
