@@ -20,18 +20,19 @@ project/floor >= 0.9, project p99 <= 25 ms. Last, what making a line and its
 delivery record atomic costs: the app's one statement against two statements
 in a transaction, in pipeline mode, or both (``atomic_ways``).
 
-Three runs one after the other (load average 2.7, 5.6, 6.8 at their starts,
-from other work on the machine; 8.2 after the third):
+Three runs one after the other (load average 3.8, 6.3, 8.6 at their starts,
+from other work on the machine; 10.6 after the third):
 
-    floor 939 req/s p99 53 ms, project 705 req/s p99 80 ms: project/floor 0.75
-    floor 869 req/s p99 46 ms, project 587 req/s p99 105 ms: project/floor 0.68
-    floor 851 req/s p99 60 ms, project 635 req/s p99 97 ms: project/floor 0.75
+    floor  926 req/s p99 47 ms, project 801 req/s p99 66 ms: project/floor 0.86
+    floor  972 req/s p99 47 ms, project 860 req/s p99 66 ms: project/floor 0.89
+    floor 1206 req/s p99 31 ms, project 935 req/s p99 48 ms: project/floor 0.78
 
-CPU per request, app + PostgreSQL + load generator: floor 1.49-1.59 ms,
-project 1.79-1.90 ms (the floor's is 0.78-0.86 of it). Before a line and its
-delivery record became one statement and the request line stopped going
-through a LogRecord, a run at load 2.2 gave project/floor 0.60 and 2.13 ms
-(app 1.35, PostgreSQL 0.49). Neither target is met.
+(three runs just before, same app, load 2.7-8.2: 0.75, 0.68, 0.75). CPU per
+request, app + PostgreSQL + load generator: floor 1.33-1.49 ms, project
+1.51-1.77 ms (the floor's is 0.84-0.88 of it). Before a line and its delivery
+record became one statement and the request line stopped going through a
+LogRecord, a run at load 2.2 gave project/floor 0.60, and 2.13 ms against
+1.49 (app 1.35, PostgreSQL 0.49). Neither target is met.
 """
 
 import argparse
