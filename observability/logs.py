@@ -8,7 +8,7 @@ which call they are about with ``bind(call_sid=…, conversation_id=…)``; thos
 may come from a request, so they are cleaned like any field (cut, phone numbers
 masked, secrets replaced). The JSON itself is python-json-logger's, but for the
 request line: written for every request, it is built here, the same JSON cleaned
-by the same filter's rules, at a fifth of the cost of a record through logging.
+by the same filter's rules, at half the cost of a record through logging.
 
 ``Redact`` is a safety net on the handler, so it covers every logger, ours or a
 library's: numbers that look like phone numbers are masked, and the values of
