@@ -6,6 +6,10 @@ unique index ``transcriptions_line_key`` (migration 012) holds that key, with
 insert here is ``ON CONFLICT DO NOTHING``. So a line delivered twice, or once by
 call_sid and again by conversation_id, is stored once.
 
+A per-line webhook's line and its delivery record are saved by one statement
+(``SAVE_WEBHOOK_LINE``): one statement is one transaction, so they stand or fall
+together in one round trip, where BEGIN, two statements and COMMIT took four.
+
 The conflict has no target on purpose: 012 contracts what the old code may
 write, so it runs after this code is deployed. Between the deploy and 012 the
 key is not there yet and a line delivered twice is stored twice, as the old code
@@ -13,12 +17,13 @@ stores it; naming the key would fail every line until 012 ran.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from psycopg.rows import class_row
 
 from models import calls
+from models import webhook_deliveries as deliveries
 from models.calls import Call
 
 
@@ -33,12 +38,16 @@ class TranscriptLine:
 
 @dataclass(frozen=True)
 class LineSave:
-    """What saving a per-line webhook found: the call it names, if any, and if the line was new."""
+    """What saving a per-line webhook found: the call it names, if any, and if the line was new.
+
+    ``delivery_id`` is the delivery's record, written with a new line when asked to.
+    """
 
     call_sid: str | None
     conversation_id: str | None
     status: str | None
     new: bool
+    delivery_id: int | None
 
 
 # The two-step look-up and the save of a per-line webhook, in one statement:
@@ -46,8 +55,12 @@ class LineSave:
 # conversation_id), else by conversation_id (the legacy key, during a rollback;
 # that branch runs only when no call has the call_sid, so a line naming both keys
 # of one call finds it once); ``line`` is the line inserted under the call's
-# conversation, a row only when it was new. Exactly one row comes back, with
-# NULLs when no call is named.
+# conversation, a row only when it was new; ``recorded`` is the delivery's record
+# (``webhook_deliveries``, as ``deliveries.record`` writes it), accepted, written
+# only with a new line and only when a delivery is given (a replay notes its
+# outcome on the delivery it replays instead). Exactly one row comes back, with
+# NULLs when no call is named. A line not saved changed nothing: its caller
+# records it on its own, with the reason.
 SAVE_WEBHOOK_LINE = """
     WITH found AS (
         SELECT call_sid, conversation_id, status FROM calls WHERE call_sid = %(call_sid)s
@@ -63,19 +76,43 @@ SAVE_WEBHOOK_LINE = """
          WHERE conversation_id IS NOT NULL
         ON CONFLICT DO NOTHING
         RETURNING 1
+    ),
+    recorded AS (
+        INSERT INTO webhook_deliveries (
+            endpoint, signature_valid, signature_header, body, body_size, body_truncated,
+            call_sid, conversation_id, outcome, http_status)
+        SELECT %(endpoint)s::text, %(signature_valid)s::boolean, %(signature_header)s::text,
+               %(body)s::bytea, %(body_size)s::bigint, %(body_truncated)s::boolean,
+               %(call_sid)s, %(conversation_id)s, %(outcome)s, %(http_status)s::bigint
+         WHERE %(endpoint)s::text IS NOT NULL AND EXISTS (SELECT FROM line)
+        RETURNING id
     )
     SELECT found.call_sid, found.conversation_id, found.status,
-           EXISTS (SELECT FROM line) AS new
+           EXISTS (SELECT FROM line) AS new, (SELECT id FROM recorded) AS delivery_id
       FROM (SELECT) AS one LEFT JOIN found ON true
 """
 
+# A delivery's columns when there is none to record (a replay).
+_NOT_RECORDED = dict.fromkeys(field.name for field in fields(deliveries.Received))
+
 
 def save_webhook_line(
-    conn, call_sid: str | None, conversation_id: str | None, line: TranscriptLine
+    conn,
+    call_sid: str | None,
+    conversation_id: str | None,
+    line: TranscriptLine,
+    received: deliveries.Received | None = None,
 ) -> LineSave:
-    """Save a per-line webhook's line under the conversation of the call it names."""
+    """Save a per-line webhook's line under its call's conversation; record ``received`` if new."""
+    params = {
+        "call_sid": call_sid,
+        "conversation_id": conversation_id,
+        **vars(line),
+        **(vars(received) if received else _NOT_RECORDED),
+        "outcome": deliveries.ACCEPTED,
+        "http_status": deliveries.STATUS[deliveries.ACCEPTED],
+    }
     with conn.cursor(row_factory=class_row(LineSave)) as cur:
-        params = {"call_sid": call_sid, "conversation_id": conversation_id, **vars(line)}
         return cur.execute(SAVE_WEBHOOK_LINE, params).fetchone()
 
 

@@ -44,11 +44,15 @@ REPLAYABLE = (REJECTED_MALFORMED, UNKNOWN_CALL, NO_CONVERSATION_ID, CONFLICT, ER
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of a delivery: the outcome code, why, and what the body named."""
+    """What became of a delivery: the outcome code, why, and what the body named.
+
+    ``delivery_id`` is set when the statement that applied the delivery also recorded it.
+    """
 
     outcome: str
     reason: str | None = None
     identifiers: dict = field(default_factory=dict)
+    delivery_id: int | None = None
 
     @property
     def status(self) -> int:

@@ -6,7 +6,9 @@ The request id is the caller's ``X-Request-ID`` when it is a UUID and holds no
 secret of ours, else a fresh one, and is echoed back in the response. Views say
 which call they are about with ``bind(call_sid=…, conversation_id=…)``; those
 may come from a request, so they are cleaned like any field (cut, phone numbers
-masked, secrets replaced). The JSON itself is python-json-logger's.
+masked, secrets replaced). The JSON itself is python-json-logger's, but for the
+request line: written for every request, it is built here, the same JSON cleaned
+by the same filter's rules, at half the cost of a record through logging.
 
 ``Redact`` is a safety net on the handler, so it covers every logger, ours or a
 library's: numbers that look like phone numbers are masked, and the values of
@@ -16,10 +18,12 @@ are replaced wherever they appear.
 
 import json
 import logging
+import os
 import re
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 
 from flask import g, request
 from pythonjsonlogger.json import JsonFormatter
@@ -55,6 +59,16 @@ class Redact(logging.Filter):
             text = text.replace(secret, REDACTED)
         return mask_phones_in(text)
 
+    def field(self, key: str, value):
+        """Return an extra field's value cleaned: text cut and cleaned, containers cleaned."""
+        if key in VERBATIM:
+            return value
+        if isinstance(value, str):
+            return self.clean(value[:MAX_FIELD_CHARS])
+        if isinstance(value, dict | list | tuple):
+            return json.loads(self.clean(json.dumps(value, default=str)))
+        return value
+
     def filter(self, record: logging.LogRecord) -> bool:
         """Clean the message, the traceback and every extra field; keep the record."""
         record.msg, record.args = self.clean(record.getMessage()), None
@@ -64,17 +78,18 @@ class Redact(logging.Filter):
         if record.exc_text:
             record.exc_text = self.clean(record.exc_text)
         for key, value in list(vars(record).items()):
-            if key in _STANDARD or key in VERBATIM:
-                continue
-            if isinstance(value, str):
-                setattr(record, key, self.clean(value[:MAX_FIELD_CHARS]))
-            elif isinstance(value, dict | list | tuple):
-                setattr(record, key, json.loads(self.clean(json.dumps(value, default=str))))
+            if key not in _STANDARD:
+                setattr(record, key, self.field(key, value))
         return True
 
 
 class StderrHandler(logging.Handler):
-    """Write to whatever ``sys.stderr`` is at the time, one line per record."""
+    """Write to whatever ``sys.stderr`` is at the time, one line per record, cleaned by Redact."""
+
+    def __init__(self):
+        super().__init__()
+        self.redact = Redact()
+        self.addFilter(self.redact)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write the formatted record and flush, so lines from threads never interleave."""
@@ -83,6 +98,18 @@ class StderrHandler(logging.Handler):
             sys.stderr.flush()
         except Exception:  # a logging failure must never break the request
             self.handleError(record)
+
+    def info_line(self, logger: logging.Logger, msg: str, fields: dict) -> None:
+        """Write the line ``logger.info(msg, extra=fields)`` writes, without making a record."""
+        line = {"level": "INFO", "logger": logger.name, "pid": os.getpid(), "msg": msg}
+        line.update((key, self.redact.field(key, value)) for key, value in fields.items())
+        line["ts"] = datetime.now(UTC).isoformat()
+        try:
+            with self.lock:
+                sys.stderr.write(json.dumps(line, default=str) + "\n")
+                sys.stderr.flush()
+        except Exception:  # as in emit: a logging failure must never break the request
+            self.handleError(logging.makeLogRecord({"msg": msg, **fields}))
 
 
 def _handler() -> StderrHandler:
@@ -100,7 +127,6 @@ def _handler() -> StderrHandler:
             timestamp="ts",
         )
     )
-    handler.addFilter(Redact())
     root.addHandler(handler)
     return handler
 
@@ -115,7 +141,7 @@ def secrets_of(config) -> set[str]:
 
 def redactor() -> Redact:
     """Return the filter on the JSON handler (Sentry's scrubber uses it too)."""
-    return next(f for f in _handler().filters if isinstance(f, Redact))
+    return _handler().redact
 
 
 def scrub(value):
@@ -157,7 +183,8 @@ def _finished(response):
         "latency_ms": round((time.perf_counter() - started) * 1000, 2),
         **g.get("log_fields", {}),
     }
-    log.info("request", extra=fields)
+    if log.isEnabledFor(logging.INFO):
+        _handler().info_line(log, "request", fields)
     return response
 
 

@@ -95,6 +95,20 @@ def test_a_webhook_request_line_names_the_call_the_delivery_named(client, conn, 
     assert WEBHOOK_SECRET not in json.dumps([first, second])
 
 
+def test_the_request_line_is_the_line_logging_itself_would_write(client, auth_headers, capsys):
+    capsys.readouterr()
+    client.get(f"/driver_data/calls/{PHONE}", headers={**auth_headers, "X-Request-ID": REQUEST_ID})
+    [written] = request_lines(capsys.readouterr().err)
+    # The same fields as they were before cleaning, through a logger and the handler.
+    path = f"/driver_data/calls/{PHONE}"
+    fields = {key: written[key] for key in ("request_id", "method", "endpoint", "status")}
+    fields.update(path=path, latency_ms=written["latency_ms"], call_sid=PHONE)
+    logs.log.info("request", extra=fields)
+    [through_logging] = request_lines(capsys.readouterr().err)
+    assert written["call_sid"] == "+1415•••0123"
+    assert {**written, "ts": None} == {**through_logging, "ts": None}
+
+
 def test_any_logger_has_phone_numbers_masked_and_secrets_cut_out(app, capsys):
     capsys.readouterr()
     library = logging.getLogger("some.library")

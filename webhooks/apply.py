@@ -4,7 +4,8 @@
 and transcriptions, returning one ``Outcome``. It never commits: the caller
 records the outcome (a new delivery row, or a replay's note) in the same
 transaction, so a delivery is either applied and recorded, or rejected with
-nothing saved but its record.
+nothing saved but its record. A per-line webhook given its ``received`` columns
+is the exception: its line and record are one statement (``Outcome.delivery_id``).
 """
 
 import dataclasses
@@ -20,17 +21,25 @@ from webhooks import post_call
 DUPLICATE_REASON = "this line was already saved"
 
 
-def apply(conn, endpoint: str, body: bytes, *, usd_per_credit: Decimal | None = None) -> Outcome:
+def apply(
+    conn,
+    endpoint: str,
+    body: bytes,
+    *,
+    usd_per_credit: Decimal | None = None,
+    received: deliveries.Received | None = None,
+) -> Outcome:
     """Apply a delivery's body; a rejection changes nothing and says why.
 
-    ``usd_per_credit`` is the operator's price of an ElevenLabs credit, if known.
+    ``usd_per_credit`` is the operator's price of an ElevenLabs credit, if known;
+    ``received``, a per-line delivery's own columns, recorded with its line if new.
     """
     identifiers = {}
     try:
         document = payloads.parse_json(body)
         identifiers = payloads.identifiers(endpoint, document)
         if endpoint == deliveries.TRANSCRIPTION:
-            outcome = _transcription_line(conn, payloads.line_delivery(document))
+            outcome = _transcription_line(conn, payloads.line_delivery(document), received)
         else:
             # A savepoint: a rejection found half-way undoes what the event changed.
             with conn.transaction():
@@ -40,10 +49,12 @@ def apply(conn, endpoint: str, body: bytes, *, usd_per_credit: Decimal | None = 
     return dataclasses.replace(outcome, identifiers=identifiers)
 
 
-def _transcription_line(conn, delivery: LineDelivery) -> Outcome:
+def _transcription_line(
+    conn, delivery: LineDelivery, received: deliveries.Received | None
+) -> Outcome:
     """Save the line of a per-line webhook under its call's conversation; say what became of it."""
     saved = helpers.save_webhook_line(
-        conn, delivery.call_sid, delivery.conversation_id, delivery.line
+        conn, delivery.call_sid, delivery.conversation_id, delivery.line, received
     )
     if saved.call_sid is None:
         named = [
@@ -63,4 +74,4 @@ def _transcription_line(conn, delivery: LineDelivery) -> Outcome:
         )
     if not saved.new:
         return Outcome(deliveries.DUPLICATE, DUPLICATE_REASON)
-    return Outcome(deliveries.ACCEPTED)
+    return Outcome(deliveries.ACCEPTED, delivery_id=saved.delivery_id)
