@@ -15,6 +15,8 @@ Migration tests get a fresh empty database of their own from ``fresh_database_ur
 """
 
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -202,3 +204,36 @@ def service(app_config, simulator):
 def auth_headers():
     """Return the bearer-token header the API accepts in tests."""
     return {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+@pytest.fixture
+def start_worker(database_url, app_config, elevenlabs):
+    """Return ``start(cap)``: a ``python -m dispatch worker`` process; all stopped after."""
+    started = []
+
+    def start(cap: int = 5) -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "ELEVENLABS_BASE_URL": elevenlabs.base_url,
+            "ELEVENLABS_API_KEY": "xi_test_key",
+            "ELEVENLABS_AGENT_ID": app_config["ELEVENLABS_AGENT_ID"],
+            "ELEVENLABS_PHONE_NUMBER_ID": app_config["ELEVENLABS_PHONE_NUMBER_ID"],
+            "MAX_CONCURRENT_CALLS": str(cap),
+            "CALLING_WINDOW": "00:00-23:59",
+            "CALLING_TIMEZONE": "UTC",
+        }
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "dispatch", "worker"],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+        worker.wait(timeout=10)

@@ -55,3 +55,14 @@ def plan(conn, query, params) -> str:
     """Return PostgreSQL's plan for a query, with sequential scans priced out."""
     conn.execute("SET enable_seqscan = off")  # tiny test tables would be scanned otherwise
     return "\n".join(row[0] for row in conn.execute("EXPLAIN " + query, params).fetchall())
+
+
+def answer_late(conn, call) -> None:
+    """Give ``call`` the conversation_id ElevenLabs' answer brings, after its first line came."""
+    calls.mark_initiated(
+        conn,
+        call.call_sid,
+        conversation_id="conv_replayed",
+        twilio_call_sid=None,
+        api_called_at=call.created_at,
+    )

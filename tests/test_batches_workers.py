@@ -31,39 +31,6 @@ def _app_dials_the_fake(app_config, elevenlabs):
     app_config["ELEVENLABS_BASE_URL"] = elevenlabs.base_url
 
 
-@pytest.fixture
-def start_worker(database_url, app_config, elevenlabs):
-    """Return ``start(cap)``: a ``python -m dispatch worker`` process; all stopped after."""
-    started = []
-
-    def start(cap: int = 5) -> subprocess.Popen:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "ELEVENLABS_BASE_URL": elevenlabs.base_url,
-            "ELEVENLABS_API_KEY": "xi_test_key",
-            "ELEVENLABS_AGENT_ID": app_config["ELEVENLABS_AGENT_ID"],
-            "ELEVENLABS_PHONE_NUMBER_ID": app_config["ELEVENLABS_PHONE_NUMBER_ID"],
-            "MAX_CONCURRENT_CALLS": str(cap),
-            "CALLING_WINDOW": "00:00-23:59",
-            "CALLING_TIMEZONE": "UTC",
-        }
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "dispatch", "worker"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.kill()
-        worker.wait(timeout=10)
-
-
 def wait_for(condition, what: str) -> None:
     """Poll until ``condition()`` is true; fail naming ``what`` after PATIENCE_SECONDS."""
     deadline = time.monotonic() + PATIENCE_SECONDS

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 import requests
-from console_support import ANSWERS, complete, make_searchable_call
+from console_support import ANSWERS, answer_late, complete, make_searchable_call
 from credentials import API_TOKEN
 from webhook_signing import TRANSCRIPTION, body_of, signature_header
 from werkzeug.serving import make_server
@@ -267,13 +267,7 @@ def refused_early_line(api, live_server, conn):
     refused = send_line(api, live_server, call.call_sid, "Passing exit 42 now.", 1)
     assert refused.status_code == 400, refused.text
     # ElevenLabs' answer, arriving late, gives the call its conversation_id.
-    calls.mark_initiated(
-        conn,
-        call.call_sid,
-        conversation_id="conv_replayed",
-        twilio_call_sid=None,
-        api_called_at=call.created_at,
-    )
+    answer_late(conn, call)
     return call, refused.json()["details"]["delivery_id"]
 
 

@@ -1,11 +1,7 @@
 """The console's front page: the last 24 hours or 7 days of calls and webhooks, charted."""
 
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from console_support import ANSWERS, AUTH, add_delivery, complete, make_searchable_call
@@ -14,7 +10,6 @@ from console import charts, hours, overview
 from models import calls
 
 NOW = datetime.now(UTC)
-ROOT = Path(__file__).resolve().parents[1]
 PATIENCE_SECONDS = 180  # an upper bound on a slow machine, not a speed target
 
 
@@ -154,36 +149,16 @@ def test_rollup_holds_the_closed_hours_of_the_last_7_days_only(conn):
     assert hours.rolled_until(conn) == current
 
 
-def test_a_running_dispatch_worker_recounts_the_overview(
-    conn, database_url, app_config, elevenlabs
-):
+def test_a_running_dispatch_worker_recounts_the_overview(conn, start_worker):
     call = make_searchable_call(conn)
     complete(conn, call)  # ended: nothing for the worker's reconcile to settle
     at(conn, call, 2)
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "ELEVENLABS_BASE_URL": elevenlabs.base_url,
-        "ELEVENLABS_API_KEY": "xi_test_key",
-        "ELEVENLABS_AGENT_ID": app_config["ELEVENLABS_AGENT_ID"],
-        "ELEVENLABS_PHONE_NUMBER_ID": app_config["ELEVENLABS_PHONE_NUMBER_ID"],
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "dispatch", "worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + PATIENCE_SECONDS
-        while not conn.execute("SELECT calls FROM call_hours").fetchall():
-            assert worker.poll() is None, f"the worker exited with {worker.returncode}"
-            assert time.monotonic() < deadline, "the worker never recounted the overview"
-            time.sleep(0.2)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+    worker = start_worker()
+    deadline = time.monotonic() + PATIENCE_SECONDS
+    while not conn.execute("SELECT calls FROM call_hours").fetchall():
+        assert worker.poll() is None, f"the worker exited with {worker.returncode}"
+        assert time.monotonic() < deadline, "the worker never recounted the overview"
+        time.sleep(0.2)
     assert conn.execute("SELECT status, calls FROM call_hours").fetchall() == [("completed", 1)]
 
 

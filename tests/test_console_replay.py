@@ -3,10 +3,9 @@
 import base64
 
 import pytest
+from console_support import answer_late
 from credentials import API_TOKEN
 from webhook_signing import TRANSCRIPTION, deliveries, fixture, lines, make_call, post_signed
-
-from models import calls
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"ops:{API_TOKEN}".encode()).decode()}
 SAME_ORIGIN = {**AUTH, "Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
@@ -18,13 +17,7 @@ def early_line(client, conn):
     call = make_call(conn, conversation_id=None)
     refused = post_signed(client, TRANSCRIPTION, fixture("transcription_line.json", call.call_sid))
     assert refused.status_code == 400
-    calls.mark_initiated(
-        conn,
-        call.call_sid,
-        conversation_id="conv_replayed",
-        twilio_call_sid=None,
-        api_called_at=call.created_at,
-    )
+    answer_late(conn, call)
     return call, refused.get_json()["details"]["delivery_id"]
 
 
