@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from batch_support import workers
 from credentials import API_TOKEN, WEBHOOK_SECRET
 from legacy_schema import create_baseline_without_record, seed_legacy_calls
 from psycopg import sql
@@ -237,3 +238,27 @@ def start_worker(database_url, app_config, elevenlabs):
     for worker in started:
         worker.kill()
         worker.wait(timeout=10)
+
+
+@pytest.fixture
+def dials_the_simulator(app_config, elevenlabs):
+    """Point the app at the ElevenLabs simulator: for the modules whose tests place calls."""
+    app_config["ELEVENLABS_BASE_URL"] = elevenlabs.base_url
+
+
+@pytest.fixture
+def make_worker(database_url, app_config, elevenlabs):
+    """Return ``make(cap=5)``: a dispatch worker of this process, against the simulator."""
+    yield from workers(database_url, app_config, elevenlabs)
+
+
+@pytest.fixture
+def live_server(app):
+    """Serve the app on a free local port for the test's duration; return its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+    server.server_close()

@@ -15,7 +15,6 @@ from batch_support import (
     end_call,
     entry_states,
     numbers,
-    workers,
 )
 from prometheus_client import REGISTRY
 
@@ -23,18 +22,9 @@ from dispatch.rounds import run_round
 from dispatch.windows import Window, is_open, next_opening
 from elevenlabs.simulator import ERROR_429_CONCURRENCY
 
+pytestmark = pytest.mark.usefixtures("dials_the_simulator")
+
 BATCHES = "/driver_data/call-batches"
-
-
-@pytest.fixture(autouse=True)
-def _app_dials_the_fake(app_config, elevenlabs):
-    app_config["ELEVENLABS_BASE_URL"] = elevenlabs.base_url
-
-
-@pytest.fixture
-def make_worker(database_url, app_config, elevenlabs):
-    """Return ``make(cap=5)``: a dispatch worker of this process."""
-    yield from workers(database_url, app_config, elevenlabs)
 
 
 def post_batch(client, auth_headers, body) -> str:

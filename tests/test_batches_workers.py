@@ -21,14 +21,11 @@ from batch_support import batch_body, dials_per_number, end_call, numbers, worke
 from dispatch.rounds import run_round
 from models import calls
 
+pytestmark = pytest.mark.usefixtures("dials_the_simulator")
+
 ROOT = Path(__file__).resolve().parents[1]
 ALL_DAY = {"start": "00:00", "end": "23:59"}
 PATIENCE_SECONDS = 180  # an upper bound on a slow machine, not a speed target
-
-
-@pytest.fixture(autouse=True)
-def _app_dials_the_fake(app_config, elevenlabs):
-    app_config["ELEVENLABS_BASE_URL"] = elevenlabs.base_url
 
 
 def wait_for(condition, what: str) -> None:

@@ -7,13 +7,9 @@ from werkzeug import Response
 from elevenlabs.client import ElevenLabsClient
 from elevenlabs.simulator import ERROR_422, OUTBOUND_CALL_PATH
 
+pytestmark = pytest.mark.usefixtures("dials_the_simulator")
+
 CALL_REQUEST = {"driver_id": 42, "phone_number": "+14155550123"}
-
-
-@pytest.fixture
-def app_config(app_config, elevenlabs):
-    """Point the app at the ElevenLabs simulator."""
-    return {**app_config, "ELEVENLABS_BASE_URL": elevenlabs.base_url}
 
 
 def post_call(client, headers):

@@ -6,14 +6,12 @@ transcript arrives as real signed webhooks, while the page watches.
 """
 
 import shutil
-import threading
 
 import pytest
 import requests
 from console_support import ANSWERS, answer_late, complete, make_searchable_call
 from credentials import API_TOKEN
 from webhook_signing import TRANSCRIPTION, body_of, signature_header
-from werkzeug.serving import make_server
 
 from models import calls
 
@@ -41,18 +39,6 @@ def app_config(app_config, elevenlabs):
     """Point the app at a local ElevenLabs that places every call, each with its own ids."""
     elevenlabs.answer(fresh_ids=True)
     return {**app_config, "ELEVENLABS_BASE_URL": elevenlabs.base_url}
-
-
-@pytest.fixture
-def live_server(app):
-    """Serve the app on a free local port for the test's duration; return its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
-    server.server_close()
 
 
 @pytest.fixture

@@ -7,13 +7,9 @@ from api import idempotency
 from dispatch import tasks
 from elevenlabs.simulator import ANSWER_OK
 
+pytestmark = pytest.mark.usefixtures("dials_the_simulator")
+
 CALL_REQUEST = {"driver_id": 42, "phone_number": "+14155550123"}
-
-
-@pytest.fixture
-def app_config(app_config, elevenlabs):
-    """Point the app at the fake ElevenLabs server."""
-    return {**app_config, "ELEVENLABS_BASE_URL": elevenlabs.base_url}
 
 
 @pytest.fixture

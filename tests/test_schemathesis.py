@@ -11,7 +11,6 @@ of stopping at 401.
 """
 
 import json
-import threading
 import uuid
 
 import pytest
@@ -22,7 +21,6 @@ from schemathesis.core import NotSet
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation import GenerationMode
 from webhook_signing import signature_header
-from werkzeug.serving import make_server
 
 from api import openapi
 from elevenlabs import payloads
@@ -116,17 +114,6 @@ def example_call(conn):
         "status) VALUES (%s, 42, 'Dana', '+14155550123', 'conv_example', 'initiated')",
         (openapi.EXAMPLE_CALL_SID,),
     )
-
-
-@pytest.fixture
-def live_server(app):
-    """Serve ``app`` on a real local HTTP server; return its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
 
 
 @schema.parametrize()

@@ -1,23 +1,14 @@
 """Suppression: a number on the list is never dialled, by the single-call API or a batch."""
 
 import pytest
-from batch_support import NOON_CHICAGO, batch_body, entry_states, workers
+from batch_support import NOON_CHICAGO, batch_body, entry_states
 
 from dispatch.rounds import run_round
 
+pytestmark = pytest.mark.usefixtures("dials_the_simulator")
+
 SUPPRESSIONS = "/driver_data/suppressions"
 NUMBER = "+14155550123"
-
-
-@pytest.fixture(autouse=True)
-def _app_dials_the_fake(app_config, elevenlabs):
-    app_config["ELEVENLABS_BASE_URL"] = elevenlabs.base_url
-
-
-@pytest.fixture
-def make_worker(database_url, app_config, elevenlabs):
-    """Return ``make(cap=5)``: a dispatch worker of this process."""
-    yield from workers(database_url, app_config, elevenlabs)
 
 
 def test_suppressed_number_is_listed_and_lifted(client, auth_headers):
