@@ -122,15 +122,17 @@ def _choice(args, name: str, choices, problems: dict) -> str | None:
     return value
 
 
-def _day(args, name: str, problems: dict) -> datetime | None:
+def _day(args, name: str, problems: dict, *, days_after: int = 0) -> datetime | None:
+    """Return the start of the day named (UTC), moved ``days_after`` days on."""
     raw = args.get(name, "").strip()
     if not raw:
         return None
     try:
         if not DAY.fullmatch(raw):
             raise ValueError
-        return datetime.combine(date.fromisoformat(raw), time(), tzinfo=UTC)
-    except ValueError:
+        day = date.fromisoformat(raw) + timedelta(days=days_after)
+        return datetime.combine(day, time(), tzinfo=UTC)
+    except (ValueError, OverflowError):  # OverflowError: the day after 9999-12-31
         problems[name] = "must be a day as YYYY-MM-DD (UTC)"
         return None
 
@@ -167,8 +169,9 @@ def parse_filters(args) -> dict:
     if call_sid is not None and not CALL_SID_PATTERN.fullmatch(call_sid):
         problems["call_sid"] = "must be a call_sid such as cs_ and 32 hex digits"
     driver_id, driver_name = _driver(args, problems)
-    since, until = _day(args, "from", problems), _day(args, "to", problems)
-    if since and until and until < since:
+    # "to" is a whole day: the list ends where the next one starts.
+    since, until = _day(args, "from", problems), _day(args, "to", problems, days_after=1)
+    if since and until and until <= since:
         problems["to"] = "must not be before from"
     filters = {
         "status": _choice(args, "status", STATUSES, problems),
@@ -178,7 +181,7 @@ def parse_filters(args) -> dict:
         "phone": _phone(args, problems),
         "call_sid": call_sid,
         "since": since,
-        "until": until + timedelta(days=1) if until else None,  # "to" is a whole day
+        "until": until,
         "before_id": whole_number(args, "before", low=1, high=BIGINT_MAX, problems=problems),
         "limit": whole_number(args, "limit", low=1, high=MAX_PAGE_SIZE, problems=problems)
         or PAGE_SIZE,

@@ -173,6 +173,7 @@ def test_list_pages_by_id_towards_older_calls(client, conn):
         ("from=2026-13-01", "from"),
         ("from=yesterday", "from"),
         ("to=2026-02-30", "to"),
+        ("to=9999-12-31", "to"),  # its end, the next day, is past what a date can hold
         ("from=2026-11-26&to=2026-11-25", "to"),
         ("outcome=maybe", "outcome"),
         ("before=0", "before"),
