@@ -74,7 +74,6 @@ class Redact(logging.Filter):
         record.msg, record.args = self.clean(record.getMessage()), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        record.exc_info = None  # the formatter would write it again, uncleaned
         if record.exc_text:
             record.exc_text = self.clean(record.exc_text)
         for key, value in list(vars(record).items()):
@@ -93,11 +92,16 @@ class StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write the formatted record and flush, so lines from threads never interleave."""
+        # The formatter would write exc_info again, uncleaned, beside the cleaned exc_text;
+        # it is hidden only while formatting: later handlers (Sentry's) need the exception.
+        exc_info, record.exc_info = record.exc_info, None
         try:
             sys.stderr.write(self.format(record) + "\n")
             sys.stderr.flush()
         except Exception:  # a logging failure must never break the request
             self.handleError(record)
+        finally:
+            record.exc_info = exc_info
 
     def info_line(self, logger: logging.Logger, msg: str, fields: dict) -> None:
         """Write the line ``logger.info(msg, extra=fields)`` writes, without making a record."""

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import logging
 import zlib
 
 import pytest
@@ -103,3 +104,35 @@ def test_an_unhandled_error_reaches_sentry_tagged_and_without_personal_data(
     for personal in (PHONE, PHONE[1:], DRIVER, API_TOKEN, "s3cr3t-cookie", "203.0.113.9"):
         assert personal.encode() not in raw, personal
     assert "+1415•••0123" in event["exception"]["values"][-1]["value"]
+
+
+def test_an_error_the_service_logs_and_handles_reaches_sentry_with_its_exception(
+    app_config, sentry_server
+):
+    dsn, received = sentry_server
+    app = create_app({**app_config, "SENTRY_DSN": dsn})
+
+    @app.post("/handled")
+    def handled():
+        try:
+            raise RuntimeError("the delivery could not be recorded")
+        except RuntimeError:
+            # As the webhook endpoints log what they answer for anyway.
+            logging.getLogger("webhooks_elevenlabs").exception("delivery not recorded")
+        return {"status": "accepted"}
+
+    try:
+        response = app.test_client().post("/handled", json={})
+        sentry_sdk.flush(timeout=10)
+    finally:
+        app.extensions["db_pool"].close()
+
+    assert response.status_code == 200
+    events = [
+        item
+        for envelope in envelopes(received)
+        for header, item in zip(envelope[1::2], envelope[2::2], strict=True)
+        if header.get("type") == "event"
+    ]
+    assert events, f"no event among {len(received)} envelopes"
+    assert events[0]["exception"]["values"][-1]["type"] == "RuntimeError"
