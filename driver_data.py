@@ -233,6 +233,7 @@ SUPPRESSION = SuppressionSchema()
 def create_batch():
     """Store a batch of calls for the worker to place: 202 with its id, status and counts."""
     order = load(BATCH_REQUEST, request.get_json(), "batch")
+    _dialling_ids(order)  # 503 now, not every entry failed later for want of an agent
     defaults = current_app.extensions["dispatch_settings"]
     given = order["window"]
     window = Window(given["start"], given["end"]) if given else defaults.calling_window

@@ -64,7 +64,8 @@ def _errors(*statuses: int) -> dict:
         400: "invalid input; details name each problem",
         401: "missing or wrong credentials",
         404: "no such call",
-        409: "idempotency_key_in_progress: the key's first request has no answer yet; "
+        409: "suppressed: the number is on the suppression list, nothing written; "
+        "idempotency_key_in_progress: the key's first request has no answer yet; "
         "details name its call",
         413: "the body is too large",
         415: "the body was not sent with Content-Type: application/json",

@@ -68,7 +68,9 @@ def paths() -> dict:
                         _400="invalid; nothing written",
                         _413="the body is too large",
                         **NOT_JSON,
-                        **COMMON,
+                        _401=COMMON["_401"],
+                        _503="not_configured (no agent, phone number id or API key), or the "
+                        "database cannot be reached; nothing written",
                     ),
                 },
             }

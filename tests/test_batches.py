@@ -3,6 +3,7 @@
 import pytest
 from batch_support import batch_body, numbers
 
+from app import create_app
 from dispatch.schemas import MAX_CALLS
 
 BATCHES = "/driver_data/call-batches"
@@ -121,3 +122,20 @@ def test_unknown_batch_returns_404(client, auth_headers):
 def test_batches_need_the_bearer_token(client):
     assert client.post(BATCHES, json=batch_body(numbers(1))).status_code == 401
     assert client.get(f"{BATCHES}/cb_nope").status_code == 401
+
+
+@pytest.mark.parametrize("unset", ["ELEVENLABS_AGENT_ID", "ELEVENLABS_API_KEY"])
+def test_batch_on_a_service_with_no_agent_configured_is_503_and_stores_nothing(
+    app_config, conn, auth_headers, unset
+):
+    app = create_app({**app_config, unset: ""})
+    try:
+        response = app.test_client().post(
+            "/driver_data/call-batches", json=batch_body(numbers(3)), headers=auth_headers
+        )
+    finally:
+        app.extensions["db_pool"].close()
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "not_configured"
+    assert unset in response.get_json()["message"]
+    assert conn.execute("SELECT count(*) FROM call_batches").fetchone()[0] == 0
