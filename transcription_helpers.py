@@ -1,7 +1,7 @@
 """Finding the conversation a webhook belongs to, and saving what was said on it.
 
 A line is identified by (conversation_id, speaker, timestamp, message): the
-unique index ``transcriptions_line_key`` (migration 012) holds that key, with
+unique index ``transcriptions_line_key`` (migration 013) holds that key, with
 ``md5(message)`` standing in for a message too long for a btree entry, and every
 insert here is ``ON CONFLICT DO NOTHING``. So a line delivered twice, or once by
 call_sid and again by conversation_id, is stored once.
@@ -10,10 +10,10 @@ A per-line webhook's line and its delivery record are saved by one statement
 (``SAVE_WEBHOOK_LINE``): one statement is one transaction, so they stand or fall
 together in one round trip, where BEGIN, two statements and COMMIT took four.
 
-The conflict has no target on purpose: 012 contracts what the old code may
-write, so it runs after this code is deployed. Between the deploy and 012 the
+The conflict has no target on purpose: 013 contracts what the old code may
+write, so it runs after this code is deployed. Between the deploy and 013 the
 key is not there yet and a line delivered twice is stored twice, as the old code
-stores it; naming the key would fail every line until 012 ran.
+stores it; naming the key would fail every line until 013 ran.
 """
 
 from collections.abc import Iterable

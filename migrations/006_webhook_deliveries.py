@@ -6,7 +6,7 @@ lets a post-call event naming neither our call_sid nor a known conversation_id
 be matched by Twilio's SID; built CONCURRENTLY, writes go on.
 
 The unique key on transcript lines contracts what old code may write (its
-retried lines): that is 012, run after the new code is deployed.
+retried lines): that is 013, run after the new code is deployed.
 """
 
 VERSION, NAME = 6, "webhook_deliveries"
@@ -65,7 +65,7 @@ def before_downgrade(db):
         db.will_drop(
             f"webhook_deliveries with {count:,} logged deliveries",
             """
-            SELECT id, received_at, endpoint, signature_valid, convert_from(body, 'UTF8') AS body,
+            SELECT id, received_at, endpoint, signature_valid, encode(body, 'escape') AS body,
                    event_type, call_sid, conversation_id, outcome, reason, http_status
             FROM webhook_deliveries
             """,

@@ -1,7 +1,7 @@
 """A call's outcome: what ElevenLabs made of the conversation — verdict, summary, answers, cost.
 
 Read from a post-call webhook's ``data`` or from ``GET /v1/convai/conversations/{id}``
-(the same shape), kept in ``call_outcomes`` (010), one row per call. Unknown stays
+(the same shape), kept in ``call_outcomes`` (009), one row per call. Unknown stays
 None (NULL), never 0. ``termination_reason`` and the duration belong to the call
 row (005), written when the call completes; ``of_call`` reads them with the rest.
 Functions take a connection first and never commit on their own account.
