@@ -15,6 +15,7 @@ from psycopg.rows import class_row
 
 from models import webhook_deliveries
 from models.calls import BIGINT_MAX
+from ops import replay
 
 # Enough to read what was sent; a body can be up to the request size limit.
 BODY_PREVIEW_BYTES = 2000
@@ -49,7 +50,7 @@ SELECT call_sid,
 DELIVERY_COLUMNS = """
     id, received_at, endpoint, event_type, call_sid, conversation_id, signature_valid,
     outcome, reason, http_status, replay_count, replay_outcome, replay_reason,
-    substring(body FROM 1 FOR %(preview)s) AS body_head, body_size
+    substring(body FROM 1 FOR %(preview)s) AS body_head, body_size, body_truncated
 """
 
 CALL_DELIVERIES = f"""
@@ -99,6 +100,7 @@ class DeliveryRow:
     replay_reason: str | None
     body_head: bytes
     body_size: int
+    body_truncated: bool
 
     @property
     def body_preview(self) -> str:
@@ -112,13 +114,9 @@ class DeliveryRow:
 
     @property
     def replayable(self) -> bool:
-        """Say whether a replay could apply it: refused for a cause that may be fixed, not since."""
-        settled = self.replay_outcome in webhook_deliveries.SETTLED
-        return (
-            self.outcome in webhook_deliveries.REPLAYABLE
-            and self.signature_valid is not False
-            and not settled
-        )
+        """Say whether a replay could apply it: refused for a cause that may be fixed, and
+        not one ``ops replay`` turns down (settled since, unsigned, truncated)."""
+        return self.outcome in webhook_deliveries.REPLAYABLE and replay.refusal(self) is None
 
 
 def transcript_counts(conn, conversation_ids: list[str]) -> dict[str, int]:

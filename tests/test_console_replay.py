@@ -36,6 +36,18 @@ def test_call_page_shows_a_replay_button_for_a_refused_delivery(client, early_li
     assert '<button type="submit">replay</button>' in page
 
 
+def test_call_page_offers_no_replay_for_a_delivery_kept_cut_short(client, conn, early_line):
+    # An oversized body is kept as a prefix: ops replay turns it down, so no button offers it.
+    call, delivery_id = early_line
+    conn.execute(
+        "UPDATE webhook_deliveries SET body_truncated = true WHERE id = %s", (delivery_id,)
+    )
+
+    page = client.get(f"/ops/calls/{call.call_sid}", headers=AUTH).get_data(as_text=True)
+
+    assert f'action="/ops/deliveries/{delivery_id}/replay"' not in page
+
+
 def test_replay_button_replays_a_refused_delivery_once(client, conn, early_line):
     call, delivery_id = early_line
 
