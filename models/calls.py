@@ -75,9 +75,8 @@ def create(
     driver_id: int,
     phone_number: str,
     driver_name: str | None = None,
-    call_sid: str | None = None,
 ) -> Call:
-    """Insert a call in ``initiating`` with ``call_sid`` (else a fresh one) and no conversation."""
+    """Insert a call in ``initiating`` with a fresh call_sid and no conversation."""
     return _one(
         conn,
         f"""
@@ -85,7 +84,7 @@ def create(
         VALUES (%s, %s, %s, %s, %s)
         RETURNING {COLUMNS}
         """,
-        (call_sid or new_call_sid(), driver_id, driver_name, phone_number, INITIATING),
+        (new_call_sid(), driver_id, driver_name, phone_number, INITIATING),
     )
 
 
