@@ -22,7 +22,7 @@ ORPHAN_AFTER = "2 minutes"
 RECORD_DIAL = """
 UPDATE call_batch_entries
    SET state = %(state)s, next_attempt_at = COALESCE(%(again_at)s, next_attempt_at),
-       backoffs = backoffs + %(backoff)s, updated_at = now()
+       backoffs = %(backoffs)s, updated_at = now()
  WHERE id = %(entry)s AND state = 'dialling'
 """
 
@@ -73,17 +73,21 @@ def backoff_seconds(backoffs: int) -> float:
 
 
 def record_dial(conn, entry_id: int, backoffs: int, placed: PlacedCall, now: datetime) -> None:
-    """Move a dialled entry on: in_call, back in the queue after a 429, or failed."""
-    again_at, backoff = None, 0
+    """Move a dialled entry on: in_call, back in the queue after a 429, or failed.
+
+    ``backoffs`` counts the 429s in a row: any other answer starts the count again,
+    so a redial days later does not wait as long as the last of an earlier run of 429s.
+    """
+    again_at, in_a_row = None, 0
     if placed.error is None:
         state = "in_call"
     elif placed.rate_limited:  # not placed: not an attempt, just later
-        state, backoff = "queued", 1
+        state, in_a_row = "queued", backoffs + 1
         metrics.record_batch_backoff()
         again_at = now + timedelta(seconds=backoff_seconds(backoffs))
     else:
         state = "failed"
-    params = {"state": state, "again_at": again_at, "backoff": backoff, "entry": entry_id}
+    params = {"state": state, "again_at": again_at, "backoffs": in_a_row, "entry": entry_id}
     conn.execute(RECORD_DIAL, params)
 
 

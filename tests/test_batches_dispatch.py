@@ -172,6 +172,10 @@ def test_429_puts_the_entry_back_with_backoff_and_is_not_an_attempt(
     second = conn.execute("SELECT next_attempt_at, backoffs FROM call_batch_entries").fetchone()
     assert second[1] == 2
     assert timedelta(seconds=5) <= second[0] - again <= timedelta(seconds=10)
+    elevenlabs.answer(fresh_ids=True)  # room again: the call is placed
+    assert run_round(worker, second[0]) == 1
+    placed = conn.execute("SELECT state, backoffs FROM call_batch_entries").fetchone()
+    assert placed == ("in_call", 0)  # the next 429 of this entry waits from the start again
 
 
 def test_entry_whose_call_is_still_initiating_is_never_redialled(
