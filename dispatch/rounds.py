@@ -8,8 +8,10 @@ dials each claimed entry (a few at a time: ElevenLabs' answer takes a moment).
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 
 from psycopg_pool import ConnectionPool
 
@@ -54,11 +56,17 @@ def run_round(worker: Worker, now: datetime | None = None) -> int:
 
 
 def dial_claim(worker: Worker, claimed: Claim, now: datetime) -> None:
-    """Dial one claimed entry and move it on with the answer."""
+    """Dial one claimed entry and move it on with the answer.
+
+    No pooled connection is held while ElevenLabs answers (``placing.dial``'s
+    contract): the answer is written on one taken once it came.
+    """
     with worker.pool.connection() as conn:
         called_at = database_clock(conn)
-        placed = dial(lambda: conn, worker.client, claimed.call, claimed.order, called_at)
-        record_dial(conn, claimed.entry_id, claimed.backoffs, placed, now)
+    with ExitStack() as held:
+        connect = cache(lambda: held.enter_context(worker.pool.connection()))
+        placed = dial(connect, worker.client, claimed.call, claimed.order, called_at)
+        record_dial(connect(), claimed.entry_id, claimed.backoffs, placed, now)
 
 
 def due_now(worker: Worker, now: datetime) -> int:

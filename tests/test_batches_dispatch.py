@@ -252,3 +252,19 @@ def test_window_opening_inside_the_spring_forward_gap_opens_after_it():
     opens = next_opening(window, chicago, midnight)
     assert opens.astimezone(chicago).strftime("%H:%M %Z") == "03:30 CDT"
     assert is_open(window, chicago, opens)
+
+
+def test_a_worker_holds_no_database_connection_while_elevenlabs_answers(
+    client, auth_headers, elevenlabs, make_worker
+):
+    worker = make_worker()
+    in_use = []
+
+    def on_dial(received) -> None:
+        stats = worker.pool.get_stats()
+        in_use.append(stats["pool_size"] - stats["pool_available"])
+
+    elevenlabs.answer(fresh_ids=True, on_request=on_dial)
+    post_batch(client, auth_headers, batch_body(["+14155550100"]))
+    assert run_round(worker, NOON_CHICAGO) == 1
+    assert in_use == [0]
