@@ -241,13 +241,8 @@ def create_batch():
     batch_id = batches.create(
         conn, order, window=window, default_zone=defaults.calling_timezone, now=datetime.now(UTC)
     )
-    shown = batches.show(conn, batch_id)
     location = url_for(".get_batch", batch_id=batch_id)
-    return (
-        {key: shown[key] for key in ("batch_id", "status", "counts")},
-        202,
-        {"Location": location},
-    )
+    return _summary(conn, batch_id), 202, {"Location": location}
 
 
 @bp.get("/call-batches/<batch_id>")
@@ -277,8 +272,13 @@ def cancel_batch(batch_id: str):
             code="batch_finished",
             details={"batch_id": batch_id, "status": status},
         )
-    shown = batches.show(get_conn(), batch_id)
-    return {key: shown[key] for key in ("batch_id", "status", "counts")}
+    return _summary(get_conn(), batch_id)
+
+
+def _summary(conn, batch_id: str) -> dict:
+    """Return a batch's id, status and counts per entry state, without reading its entries."""
+    [batch] = batches.counted(conn, batch_id=batch_id, limit=1)
+    return {key: batch[key] for key in ("batch_id", "status", "counts")}
 
 
 @bp.put("/suppressions/<phone_number>")

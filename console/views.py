@@ -204,7 +204,7 @@ def call_page(call_sid: str):
 def batches_page():
     """Show the newest batches and how far each has got."""
     template = "ops/_batches_table.html" if request.args.get("fragment") else "ops/batches.html"
-    return render_template(template, batches=batches.recent(get_conn()), finished=FINISHED_ENTRIES)
+    return render_template(template, batches=batches.counted(get_conn()), finished=FINISHED_ENTRIES)
 
 
 @bp.get("/batches/<batch_id>")

@@ -135,22 +135,24 @@ def show(conn, batch_id: str) -> dict | None:
     return {**batch, "counts": counts, "entries": entries}
 
 
-def recent(conn, limit: int = 50) -> list[dict]:
-    """Return the newest batches, each with its entries counted per state (the console's list)."""
+def counted(conn, *, batch_id: str | None = None, limit: int = 50) -> list[dict]:
+    """Return the newest batches (or the one named), each with its entries counted per state."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             """
             SELECT b.batch_id, b.name, b.status, b.created_at,
                    COALESCE(jsonb_object_agg(e.state, e.n) FILTER (WHERE e.state IS NOT NULL),
                             '{}') AS counts
-              FROM (SELECT * FROM call_batches ORDER BY id DESC LIMIT %s) AS b
+              FROM (SELECT * FROM call_batches
+                     WHERE %(batch_id)s::text IS NULL OR batch_id = %(batch_id)s
+                     ORDER BY id DESC LIMIT %(limit)s) AS b
               LEFT JOIN LATERAL (
                    SELECT state, count(*) AS n FROM call_batch_entries
                     WHERE batch_id = b.id GROUP BY state) AS e ON true
              GROUP BY b.id, b.batch_id, b.name, b.status, b.created_at
              ORDER BY b.id DESC
             """,
-            (limit,),
+            {"batch_id": batch_id, "limit": limit},
         ).fetchall()
     return [{**row, "counts": {**dict.fromkeys(ENTRY_STATES, 0), **row["counts"]}} for row in rows]
 
