@@ -48,6 +48,13 @@ def post_call(client, body, headers):
     return client.post("/driver_data/call-elevenlabs", json=body, headers=headers)
 
 
+def post_raw(client, raw: bytes, headers, content_type="application/json"):
+    """POST bytes as they are, for bodies ``json=`` cannot write (bad JSON, a key twice, …)."""
+    return client.post(
+        "/driver_data/call-elevenlabs", data=raw, content_type=content_type, headers=headers
+    )
+
+
 def call_rows(conn) -> list[dict]:
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return cur.execute("SELECT * FROM calls ORDER BY id").fetchall()
@@ -396,12 +403,7 @@ def test_a_body_that_is_not_a_json_object_is_400_and_nothing_written(
     client, auth_headers, elevenlabs, conn, raw
 ):
     elevenlabs.answer(ANSWER_OK)
-    response = client.post(
-        "/driver_data/call-elevenlabs",
-        data=raw,
-        content_type="application/json",
-        headers=auth_headers,
-    )
+    response = post_raw(client, raw, auth_headers)
     assert response.status_code == 400
     assert set(response.get_json()) == {"error", "message", "details"}
     assert call_rows(conn) == []
@@ -409,12 +411,7 @@ def test_a_body_that_is_not_a_json_object_is_400_and_nothing_written(
 
 
 def test_json_nested_too_deeply_to_parse_is_400(client, auth_headers, conn):
-    response = client.post(
-        "/driver_data/call-elevenlabs",
-        data=b"[" * 200_000,
-        content_type="application/json",
-        headers=auth_headers,
-    )
+    response = post_raw(client, b"[" * 200_000, auth_headers)
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_json"
     assert call_rows(conn) == []
@@ -422,11 +419,11 @@ def test_json_nested_too_deeply_to_parse_is_400(client, auth_headers, conn):
 
 def test_a_body_sent_as_a_form_is_415_naming_the_content_type_header(client, auth_headers, conn):
     # What `curl -d '{…}'` sends without -H 'Content-Type: application/json'.
-    response = client.post(
-        "/driver_data/call-elevenlabs",
-        data=b'{"driver_id": 42, "phone_number": "+14155550123"}',
-        content_type="application/x-www-form-urlencoded",
-        headers=auth_headers,
+    response = post_raw(
+        client,
+        b'{"driver_id": 42, "phone_number": "+14155550123"}',
+        auth_headers,
+        "application/x-www-form-urlencoded",
     )
     assert response.status_code == 415
     assert "Content-Type: application/json" in response.get_json()["message"]
@@ -444,12 +441,7 @@ def test_a_body_sent_as_a_form_is_415_naming_the_content_type_header(client, aut
 def test_a_key_given_twice_is_400_and_nothing_is_written(
     client, auth_headers, elevenlabs, conn, body
 ):
-    response = client.post(
-        "/driver_data/call-elevenlabs",
-        data=body,
-        content_type="application/json",
-        headers=auth_headers,
-    )
+    response = post_raw(client, body, auth_headers)
     assert response.status_code == 400
     assert "appears twice" in response.get_json()["details"]["reason"]
     assert call_rows(conn) == []
@@ -458,12 +450,7 @@ def test_a_key_given_twice_is_400_and_nothing_is_written(
 
 def test_a_5000_digit_number_is_400_with_a_clear_message(client, auth_headers, conn):
     body = b'{"driver_id": ' + b"9" * 5000 + b', "phone_number": "+14155550123"}'
-    response = client.post(
-        "/driver_data/call-elevenlabs",
-        data=body,
-        content_type="application/json",
-        headers=auth_headers,
-    )
+    response = post_raw(client, body, auth_headers)
     assert response.status_code == 400
     reason = response.get_json()["details"]["reason"]
     assert reason == "a number of 5000 digits is out of every field's range"
@@ -505,11 +492,10 @@ def test_a_chunked_body_within_the_limit_is_read_whole(make_client, auth_headers
 
 def test_non_finite_variable_values_are_refused(client, auth_headers, elevenlabs, conn):
     elevenlabs.answer(ANSWER_OK)
-    response = client.post(
-        "/driver_data/call-elevenlabs",
-        data=b'{"driver_id": 42, "phone_number": "+14155550123", "variables": {"x": Infinity}}',
-        content_type="application/json",
-        headers=auth_headers,
+    response = post_raw(
+        client,
+        b'{"driver_id": 42, "phone_number": "+14155550123", "variables": {"x": Infinity}}',
+        auth_headers,
     )
     assert response.status_code == 400
     assert response.get_json()["details"] == {"variables": {"x": ["Numbers must be finite."]}}
