@@ -36,6 +36,16 @@ def envelopes(received: list[tuple[dict, bytes]]) -> list[list[dict]]:
     return decoded
 
 
+def events_in(received: list[tuple[dict, bytes]]) -> list[dict]:
+    """Return the error events among the items of every envelope received."""
+    return [
+        item
+        for envelope in envelopes(received)
+        for header, item in zip(envelope[1::2], envelope[2::2], strict=True)
+        if header.get("type") == "event"
+    ]
+
+
 @pytest.fixture
 def sentry_server(httpserver):
     """Return what a local Sentry receives, and restore the global SDK state after the test."""
@@ -85,12 +95,7 @@ def test_an_unhandled_error_reaches_sentry_tagged_and_without_personal_data(
 
     assert response.status_code == 500
     assert response.get_json()["error"] == "internal_error"
-    events = [
-        item
-        for envelope in envelopes(received)
-        for header, item in zip(envelope[1::2], envelope[2::2], strict=True)
-        if header.get("type") == "event"
-    ]
+    events = events_in(received)
     assert events, f"no event among {len(received)} envelopes"
     event = events[0]
     assert event["exception"]["values"][-1]["type"] == "RuntimeError"
@@ -128,11 +133,6 @@ def test_an_error_the_service_logs_and_handles_reaches_sentry_with_its_exception
         app.extensions["db_pool"].close()
 
     assert response.status_code == 200
-    events = [
-        item
-        for envelope in envelopes(received)
-        for header, item in zip(envelope[1::2], envelope[2::2], strict=True)
-        if header.get("type") == "event"
-    ]
+    events = events_in(received)
     assert events, f"no event among {len(received)} envelopes"
     assert events[0]["exception"]["values"][-1]["type"] == "RuntimeError"
