@@ -1,9 +1,8 @@
 """001: add ``calls.call_sid``, nullable, with a default that generates a fresh one.
 
-Two statements: a volatile default inside ADD COLUMN would rewrite the whole
-table under ACCESS EXCLUSIVE; set afterwards it is catalog-only, and old code
-that never names the column still inserts rows with a valid call_sid (the app
-makes the same shape in Python: ``"cs_" + secrets.token_hex(16)``).
+Two statements: a volatile default inside ADD COLUMN would rewrite the table
+under ACCESS EXCLUSIVE; set afterwards it is catalog-only. Old code that never
+names the column still inserts rows with a call_sid (the app's shape: ``cs_`` + 32 hex).
 """
 
 VERSION, NAME = 1, "add_call_sid_column"
@@ -30,11 +29,7 @@ def downgrade(db):
     )
 
 
-if __name__ == "__main__":  # the command line: [upgrade|downgrade] [--database-url URL] [--yes]
-    import pathlib
-    import sys
+if __name__ == "__main__":  # [upgrade|downgrade] [--database-url URL] [--yes]
+    import migrate  # beside this script: the command line every script shares
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from migrations.migrate import script_main
-
-    raise SystemExit(script_main(sys.modules[__name__]))
+    migrate.script_main()

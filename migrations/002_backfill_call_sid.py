@@ -1,9 +1,7 @@
 """002: give every existing call a call_sid, in primary-key batches.
 
 Backfilled values are ``'legacy_' || id``: unique because ``id`` is, and
-recognisable, so the downgrade clears exactly these and nothing the app wrote.
-Rows with a NULL ``driver_id`` are backfilled like any other. A re-run fills
-only what is still NULL.
+recognisable, so the downgrade clears exactly these. A re-run fills only what is still NULL.
 """
 
 VERSION, NAME = 2, "backfill_call_sid"
@@ -46,11 +44,7 @@ def downgrade(db):
     )
 
 
-if __name__ == "__main__":  # the command line: [upgrade|downgrade] [--database-url URL] [--yes]
-    import pathlib
-    import sys
+if __name__ == "__main__":  # [upgrade|downgrade] [--database-url URL] [--yes]
+    import migrate  # beside this script: the command line every script shares
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from migrations.migrate import script_main
-
-    raise SystemExit(script_main(sys.modules[__name__]))
+    migrate.script_main()

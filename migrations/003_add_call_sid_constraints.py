@@ -1,13 +1,9 @@
 """003: make ``calls.call_sid`` unique and NOT NULL without blocking the table.
 
-Read top to bottom, this is the SQL it runs. Duplicates stop it before anything
-is built. Calls written without a call_sid since 002 get one, as 002 gives it.
-The unique index is built CONCURRENTLY and attached as the constraint
-(``USING INDEX``: no second build). NOT NULL goes through a CHECK … NOT VALID
-(a brief lock), VALIDATE (a scan under a lock that lets writes through), SET NOT
-NULL (which trusts the validated check and skips its own scan), then the check
-goes. Each statement is skipped when its effect is already there, so a run that
-stopped part-way is finished by running it again.
+Duplicates stop it before anything is built. The unique index is built
+CONCURRENTLY, then attached as the constraint (no second build); NOT NULL is set
+through a validated CHECK (``db.set_not_null``). Each step is skipped once done,
+so a stopped run is finished by running it again.
 """
 
 VERSION, NAME = 3, "add_call_sid_constraints"
@@ -16,17 +12,6 @@ CONSTRAINT_EXISTS = """
     SELECT 1 FROM pg_constraint
     WHERE conrelid = 'calls'::regclass AND conname = 'calls_call_sid_key'
 """
-NOT_NULL_ALREADY = """
-    SELECT 1 FROM pg_attribute
-    WHERE attrelid = 'calls'::regclass AND attname = 'call_sid' AND attnotnull
-"""
-CHECK_OR_NOT_NULL_ALREADY = (
-    NOT_NULL_ALREADY
-    + """
-    UNION ALL SELECT 1 FROM pg_constraint
-    WHERE conrelid = 'calls'::regclass AND conname = 'calls_call_sid_check_not_null'
-"""
-)
 
 
 def upgrade(db):
@@ -66,27 +51,7 @@ def upgrade(db):
         "ALTER TABLE calls ADD CONSTRAINT calls_call_sid_key UNIQUE USING INDEX calls_call_sid_key",
         unless=CONSTRAINT_EXISTS,
     )
-    db.execute(
-        """
-        ALTER TABLE calls
-            ADD CONSTRAINT calls_call_sid_check_not_null CHECK (call_sid IS NOT NULL) NOT VALID
-        """,
-        unless=CHECK_OR_NOT_NULL_ALREADY,
-    )
-    db.say("  calls_call_sid_check_not_null is NOT VALID; validating it (writes go on)")
-    db.execute(
-        "ALTER TABLE calls VALIDATE CONSTRAINT calls_call_sid_check_not_null",
-        unless=NOT_NULL_ALREADY,
-        timeout="1h",
-    )
-    db.execute("ALTER TABLE calls ALTER COLUMN call_sid SET NOT NULL")
-    db.execute(
-        """
-        -- The check only proved SET NOT NULL safe; NOT NULL now guarantees the same.
-        -- squawk-ignore ban-drop-constraint
-        ALTER TABLE calls DROP CONSTRAINT IF EXISTS calls_call_sid_check_not_null
-        """
-    )
+    db.set_not_null("calls", "call_sid")
     db.report(
         "indexes on calls",
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'calls' ORDER BY 1",
@@ -133,11 +98,7 @@ def downgrade(db):
     db.drop_index("calls_call_sid_key")
 
 
-if __name__ == "__main__":  # the command line: [upgrade|downgrade] [--database-url URL] [--yes]
-    import pathlib
-    import sys
+if __name__ == "__main__":  # [upgrade|downgrade] [--database-url URL] [--yes]
+    import migrate  # beside this script: the command line every script shares
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from migrations.migrate import script_main
-
-    raise SystemExit(script_main(sys.modules[__name__]))
+    migrate.script_main()

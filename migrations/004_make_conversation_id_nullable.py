@@ -1,15 +1,10 @@
 """004: let ``calls.conversation_id`` be NULL (a call row exists before ElevenLabs answers).
 
-The downgrade restores NOT NULL the scan-free way 003 uses, and only when no
-call lacks a conversation_id; if some do, it says how many and changes nothing.
+The downgrade restores NOT NULL as 003 sets it, and only when no call lacks a
+conversation_id; if some do, it says how many and changes nothing.
 """
 
 VERSION, NAME = 4, "make_conversation_id_nullable"
-
-NOT_NULL_ALREADY = """
-    SELECT 1 FROM pg_attribute
-    WHERE attrelid = 'calls'::regclass AND attname = 'conversation_id' AND attnotnull
-"""
 
 
 def upgrade(db):
@@ -43,38 +38,11 @@ def before_downgrade(db):
 
 
 def downgrade(db):
-    """SET NOT NULL via a validated CHECK, so it skips its scan; then drop the check."""
-    db.execute(
-        """
-        ALTER TABLE calls ADD CONSTRAINT calls_conversation_id_check_not_null
-            CHECK (conversation_id IS NOT NULL) NOT VALID
-        """,
-        unless=NOT_NULL_ALREADY
-        + """
-        UNION ALL SELECT 1 FROM pg_constraint
-        WHERE conrelid = 'calls'::regclass AND conname = 'calls_conversation_id_check_not_null'
-        """,
-    )
-    db.say("  calls_conversation_id_check_not_null is NOT VALID; validating it (writes go on)")
-    db.execute(
-        "ALTER TABLE calls VALIDATE CONSTRAINT calls_conversation_id_check_not_null",
-        unless=NOT_NULL_ALREADY,
-        timeout="1h",
-    )
-    db.execute("ALTER TABLE calls ALTER COLUMN conversation_id SET NOT NULL")
-    db.execute(
-        """
-        -- squawk-ignore ban-drop-constraint
-        ALTER TABLE calls DROP CONSTRAINT IF EXISTS calls_conversation_id_check_not_null
-        """
-    )
+    """Restore NOT NULL without a scan under an exclusive lock."""
+    db.set_not_null("calls", "conversation_id")
 
 
-if __name__ == "__main__":  # the command line: [upgrade|downgrade] [--database-url URL] [--yes]
-    import pathlib
-    import sys
+if __name__ == "__main__":  # [upgrade|downgrade] [--database-url URL] [--yes]
+    import migrate  # beside this script: the command line every script shares
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from migrations.migrate import script_main
-
-    raise SystemExit(script_main(sys.modules[__name__]))
+    migrate.script_main()

@@ -1,7 +1,6 @@
-"""005: what a call row keeps of its life: API outcome, failure reason, Twilio's SID, timestamps.
+"""005: what a call row keeps of its life: failure reason, Twilio's SID, timestamps.
 
-Nullable columns without defaults: adding them is catalog-only, instant on any
-table size. Old code never reads them.
+Nullable columns without defaults: catalog-only on any table size. Old code never reads them.
 """
 
 VERSION, NAME = 5, "call_lifecycle"
@@ -67,11 +66,7 @@ def downgrade(db):
     )
 
 
-if __name__ == "__main__":  # the command line: [upgrade|downgrade] [--database-url URL] [--yes]
-    import pathlib
-    import sys
+if __name__ == "__main__":  # [upgrade|downgrade] [--database-url URL] [--yes]
+    import migrate  # beside this script: the command line every script shares
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from migrations.migrate import script_main
-
-    raise SystemExit(script_main(sys.modules[__name__]))
+    migrate.script_main()

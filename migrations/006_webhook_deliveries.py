@@ -1,12 +1,8 @@
-"""006: the webhook delivery log (expand only: old code never sees it).
+"""006: the webhook delivery log, and ``calls.twilio_call_sid``'s index (expand only).
 
-``webhook_deliveries`` is new, so its indexes are built with it in one short
-transaction (an empty table blocks nobody). An index on ``calls.twilio_call_sid``
-lets a post-call event naming neither our call_sid nor a known conversation_id
-be matched by Twilio's SID; built CONCURRENTLY, writes go on.
-
-The unique key on transcript lines contracts what old code may write (its
-retried lines): that is 013, run after the new code is deployed.
+The new table gets its indexes in one short transaction (an empty table blocks
+nobody); the index on the live ``calls`` is built CONCURRENTLY. Twilio's SID
+matches a post-call event naming neither our call_sid nor a known conversation.
 """
 
 VERSION, NAME = 6, "webhook_deliveries"
@@ -57,11 +53,7 @@ def upgrade(db):
 
 def before_downgrade(db):
     """Say how many logged deliveries go, and how to export them (without signature headers)."""
-    count = db.value(
-        "SELECT CASE WHEN to_regclass('webhook_deliveries') IS NOT NULL THEN "
-        "(SELECT count(*) FROM webhook_deliveries) END"
-    )
-    if count:
+    if count := db.rows_in("webhook_deliveries"):
         db.will_drop(
             f"webhook_deliveries with {count:,} logged deliveries",
             """
@@ -84,11 +76,7 @@ def downgrade(db):
     )
 
 
-if __name__ == "__main__":  # the command line: [upgrade|downgrade] [--database-url URL] [--yes]
-    import pathlib
-    import sys
+if __name__ == "__main__":  # [upgrade|downgrade] [--database-url URL] [--yes]
+    import migrate  # beside this script: the command line every script shares
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from migrations.migrate import script_main
-
-    raise SystemExit(script_main(sys.modules[__name__]))
+    migrate.script_main()

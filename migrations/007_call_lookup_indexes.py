@@ -1,11 +1,7 @@
-"""007: indexes for what operators ask of ``calls`` on a multi-million-row table.
+"""007: operators' look-ups on ``calls``, built CONCURRENTLY (writes go on).
 
-- ``calls_driver_id_idx`` (driver_id, id): one driver's calls, newest first (the
-  console's driver filter) without walking the whole primary key backwards;
-- ``calls_initiating_created_at_idx``: calls still ``initiating`` (stuck when
-  old); partial, so it stays as small as the calls in flight.
-
-Both built CONCURRENTLY: writes go on during the build.
+``calls_driver_id_idx``: one driver's calls, newest first; the partial
+``calls_initiating_created_at_idx``: calls still ``initiating`` (stuck when old).
 """
 
 VERSION, NAME = 7, "call_lookup_indexes"
@@ -32,11 +28,7 @@ def downgrade(db):
     db.drop_index("calls_driver_id_idx")
 
 
-if __name__ == "__main__":  # the command line: [upgrade|downgrade] [--database-url URL] [--yes]
-    import pathlib
-    import sys
+if __name__ == "__main__":  # [upgrade|downgrade] [--database-url URL] [--yes]
+    import migrate  # beside this script: the command line every script shares
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from migrations.migrate import script_main
-
-    raise SystemExit(script_main(sys.modules[__name__]))
+    migrate.script_main()

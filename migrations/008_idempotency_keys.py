@@ -1,12 +1,7 @@
-"""008: ``idempotency_keys``: each ``Idempotency-Key`` a client sent with a call request.
+"""008: ``idempotency_keys``: a client's ``Idempotency-Key``, its request and its answer.
 
-A key holds the fingerprint of the request that first used it, the call that
-request created and, once known, the answer it got: a retry with the same key
-gets that answer and never dials again. Keys are kept at least 24 hours.
-
-A new table, created with its index in one short transaction (an empty table
-blocks nobody). Old code never reads it; the downgrade drops it, and with it
-only the power to replay an answer.
+A new, empty table with its index in one short transaction; old code never
+reads it, so the downgrade loses only the power to replay an answer.
 """
 
 VERSION, NAME = 8, "idempotency_keys"
@@ -40,11 +35,7 @@ def downgrade(db):
     )
 
 
-if __name__ == "__main__":  # the command line: [upgrade|downgrade] [--database-url URL] [--yes]
-    import pathlib
-    import sys
+if __name__ == "__main__":  # [upgrade|downgrade] [--database-url URL] [--yes]
+    import migrate  # beside this script: the command line every script shares
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from migrations.migrate import script_main
-
-    raise SystemExit(script_main(sys.modules[__name__]))
+    migrate.script_main()

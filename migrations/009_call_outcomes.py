@@ -1,30 +1,15 @@
 """009: what ElevenLabs made of each call, and the indexes the console searches calls by.
 
-``call_outcomes`` is a table of its own, one row per call (``call_id``), rather
-than columns on ``calls``:
-- it is new and empty, so it and its index are created in one short
-  transaction, and the rollback is one ``DROP TABLE`` — no column dropped from
-  the busiest table;
-- the outcome is written once, late, by one code path (the post-call webhook or
-  reconciliation): an upsert on the primary key makes that write idempotent;
-- the verdict, summary and JSONB answers stay out of the ``calls`` rows every
-  lifecycle step updates and every list scans.
-Creating it takes a brief SHARE ROW EXCLUSIVE lock on ``calls`` for the foreign
-key (under the runner's short lock timeout, retried), nothing more. Every column is
-nullable: unknown stays NULL, never 0. ``termination_reason`` and
-``call_duration_secs`` already live on ``calls`` (005).
+``call_outcomes`` is a table of its own (one row per call), not columns on
+``calls``: new and empty, it is created in one short transaction (its foreign key
+takes a brief SHARE ROW EXCLUSIVE lock on ``calls``) and dropped without touching
+the busiest table; NULL means unknown, never 0.
 
-The console's searches on a multi-million-row ``calls``, built CONCURRENTLY:
-- ``calls_phone_suffix_idx``: the last digits of a number, as
-  ``reverse(phone_number) LIKE '3210%'`` (``text_pattern_ops``, so LIKE can use it
-  whatever the database's collation);
-- ``calls_driver_name_idx``: a driver by the start of their name, any case;
-- ``calls_created_at_idx``: the list newest first and a date range, keyed by
-  (created_at, id); it carries what the overview counts (status, failure reason,
-  duration), so the last 24 h / 7 days are read from the index alone.
-The two expression indexes are not partial: ANALYZE gathers statistics on the
-expressions of whole indexes only, and without them the planner guesses how many
-calls a search matches — and walks the table for a number called twenty times.
+The console's indexes on ``calls`` are built CONCURRENTLY. ``text_pattern_ops``
+lets ``LIKE 'prefix%'`` use them whatever the collation; the two expression
+indexes are not partial because ANALYZE keeps expression statistics only for
+whole indexes, and without them the planner misjudges a search. The created_at
+index carries what the overview counts, so recent days read the index alone.
 """
 
 VERSION, NAME = 9, "call_outcomes"
@@ -78,11 +63,7 @@ def upgrade(db):
 
 def before_downgrade(db):
     """Say how many recorded outcomes go, and how to export them."""
-    count = db.value(
-        "SELECT CASE WHEN to_regclass('call_outcomes') IS NOT NULL THEN "
-        "(SELECT count(*) FROM call_outcomes) END"
-    )
-    if count:
+    if count := db.rows_in("call_outcomes"):
         db.will_drop(
             f"call_outcomes with {count:,} recorded outcomes",
             "SELECT * FROM call_outcomes",
@@ -103,11 +84,7 @@ def downgrade(db):
     )
 
 
-if __name__ == "__main__":  # the command line: [upgrade|downgrade] [--database-url URL] [--yes]
-    import pathlib
-    import sys
+if __name__ == "__main__":  # [upgrade|downgrade] [--database-url URL] [--yes]
+    import migrate  # beside this script: the command line every script shares
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from migrations.migrate import script_main
-
-    raise SystemExit(script_main(sys.modules[__name__]))
+    migrate.script_main()

@@ -1,10 +1,8 @@
-"""010: procrastinate's schema: the job queue the dispatch worker runs on (``dispatch/``).
+"""010: procrastinate's schema: the job queue the dispatch worker runs on.
 
-The SQL is the ``schema.sql`` shipped inside the pinned ``procrastinate`` package
-(requirements.txt), applied as it is, in one transaction: new tables, types and
-functions only, so nothing the service uses is locked. A later procrastinate
-release brings its own migration files (``procrastinate/sql/migrations/``); each
-upgrade of the pin comes with a new numbered migration of ours that applies them.
+The ``schema.sql`` shipped in the pinned package, applied as it is in one
+transaction: new tables, types and functions only, so nothing the service uses
+is locked. A new pin brings a new numbered migration applying its migration files.
 """
 
 from procrastinate.schema import SchemaManager
@@ -55,11 +53,7 @@ def downgrade(db):
     )
 
 
-if __name__ == "__main__":  # the command line: [upgrade|downgrade] [--database-url URL] [--yes]
-    import pathlib
-    import sys
+if __name__ == "__main__":  # [upgrade|downgrade] [--database-url URL] [--yes]
+    import migrate  # beside this script: the command line every script shares
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from migrations.migrate import script_main
-
-    raise SystemExit(script_main(sys.modules[__name__]))
+    migrate.script_main()

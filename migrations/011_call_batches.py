@@ -1,16 +1,8 @@
-"""011: call batches, their entries, each entry's calls, and the suppression list.
+"""011: call batches, their entries and attempts, and the suppression list.
 
-- ``call_batches``: one row per ``POST /driver_data/call-batches``: its window,
-  redial policy and status;
-- ``call_batch_entries``: one driver to reach; ``state`` is where the worker is
-  with it, ``next_attempt_at`` when it may be dialled next (the dispatch index
-  holds only entries still waiting, so it stays small);
-- ``call_batch_attempts``: every call placed for an entry, by ``call_sid``;
-- ``suppressions``: numbers that are never dialled.
-
-New tables, created empty in one short transaction. ``calls_in_flight_idx`` (the
-concurrency cap counts calls ``initiating``/``initiated`` younger than
-``CALL_MAX_MINUTES``) is built CONCURRENTLY: ``calls`` is live and large.
+New tables, created empty in one short transaction; the dispatch index holds
+only entries still waiting, so it stays small. ``calls_in_flight_idx`` (the
+concurrency cap's count) is built CONCURRENTLY: ``calls`` is live and large.
 """
 
 VERSION, NAME = 11, "call_batches"
@@ -88,21 +80,13 @@ def upgrade(db):
 
 def before_downgrade(db):
     """Say how many suppressed numbers and batch entries go, and how to export them."""
-    count = db.value(
-        "SELECT CASE WHEN to_regclass('suppressions') IS NOT NULL THEN "
-        "(SELECT count(*) FROM suppressions) END"
-    )
-    if count:
+    if count := db.rows_in("suppressions"):
         db.will_drop(
             f"suppressions with {count:,} numbers never to dial",
             "SELECT phone_number, reason, created_at FROM suppressions",
             "suppressions-011",
         )
-    entries = db.value(
-        "SELECT CASE WHEN to_regclass('call_batch_entries') IS NOT NULL THEN "
-        "(SELECT count(*) FROM call_batch_entries) END"
-    )
-    if entries:
+    if entries := db.rows_in("call_batch_entries"):
         db.will_drop(
             f"call_batch_entries with {entries:,} drivers of batches (their calls stay in calls)",
             """
@@ -125,11 +109,7 @@ def downgrade(db):
     )
 
 
-if __name__ == "__main__":  # the command line: [upgrade|downgrade] [--database-url URL] [--yes]
-    import pathlib
-    import sys
+if __name__ == "__main__":  # [upgrade|downgrade] [--database-url URL] [--yes]
+    import migrate  # beside this script: the command line every script shares
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from migrations.migrate import script_main
-
-    raise SystemExit(script_main(sys.modules[__name__]))
+    migrate.script_main()

@@ -1,15 +1,9 @@
-"""012: ``call_hours`` and ``call_hour_durations``: the console overview's counts per closed hour.
+"""012: the console overview's counts per closed hour, by status and by duration.
 
-Two new tables of derived counts (see ``console/hours.py``): the dispatch worker
-recounts them from ``calls`` every minute, so they need no backfill and lose
-nothing when dropped. ``call_hours`` has one row per hour, status and failure
-reason (its key treats NULLs as equal: calls with no failure reason are one
-group) and the time of the recount that wrote it; ``call_hour_durations`` one
-per hour and duration of completed calls, its key carrying the count so the
-median is read from the index alone.
-
-Created with their keys in one short transaction (an empty table blocks nobody).
-Old code never reads them; the downgrade drops them.
+Derived counts the dispatch worker recounts every minute (``console/hours.py``):
+no backfill, nothing lost when dropped. Two new tables with their keys in one
+short transaction; ``call_hour_durations``' key carries the count so the median
+is read from the index alone.
 """
 
 VERSION, NAME = 12, "call_hours"
@@ -49,11 +43,7 @@ def downgrade(db):
     )
 
 
-if __name__ == "__main__":  # the command line: [upgrade|downgrade] [--database-url URL] [--yes]
-    import pathlib
-    import sys
+if __name__ == "__main__":  # [upgrade|downgrade] [--database-url URL] [--yes]
+    import migrate  # beside this script: the command line every script shares
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from migrations.migrate import script_main
-
-    raise SystemExit(script_main(sys.modules[__name__]))
+    migrate.script_main()

@@ -1,17 +1,11 @@
 """013: one transcript line stored once (contract: run after the new code is deployed).
 
-``transcriptions_line_key`` is a UNIQUE index on (conversation_id, speaker,
-"timestamp", md5(message)), built CONCURRENTLY so webhooks keep writing; an
-expression index because a generated column would rewrite the table under
-ACCESS EXCLUSIVE, and md5 because a btree entry holds at most ~2.7 kB.
-
-The old code stores a retried webhook line twice, and would fail on this key:
-so 013 runs only once no old code runs, and is rolled back before old code
-comes back. The copies it finds are moved, not deleted, to
-``transcriptions_duplicates_013`` (the oldest copy stays): copied in one read,
-then deleted from ``transcriptions`` in batches. A copy that arrives while the
-key builds makes the build fail: running 013 again moves it and builds the key.
-The downgrade moves the copies back.
+The old code stores a retried line twice and would fail on this key, so 013 runs
+once no old code runs. Extra copies are moved, not deleted, to
+``transcriptions_duplicates_013``, then the UNIQUE index is built CONCURRENTLY:
+an expression index, since a generated column would rewrite the table, and on
+md5(message), since a btree entry holds at most ~2.7 kB. A copy arriving during
+the build fails it; running 013 again moves it. The downgrade moves them back.
 """
 
 VERSION, NAME = 13, "transcription_line_key"
@@ -84,11 +78,7 @@ def downgrade(db):
     )
 
 
-if __name__ == "__main__":  # the command line: [upgrade|downgrade] [--database-url URL] [--yes]
-    import pathlib
-    import sys
+if __name__ == "__main__":  # [upgrade|downgrade] [--database-url URL] [--yes]
+    import migrate  # beside this script: the command line every script shares
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from migrations.migrate import script_main
-
-    raise SystemExit(script_main(sys.modules[__name__]))
+    migrate.script_main()

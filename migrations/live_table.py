@@ -1,28 +1,30 @@
 """The statements a migration script runs on a live table, through the ``Db`` handle.
 
-- ``db.execute(sql)``: one short transaction under a short ``lock_timeout``,
-  retried with jittered backoff, naming the sessions in the way;
-- ``db.create_index`` / ``db.drop_index``: ``CONCURRENTLY``, an invalid leftover
-  of a failed build dropped first, what the build waits for named;
-- ``db.backfill``: an UPDATE in primary-key ranges, a commit per batch, progress.
+``execute``: one short transaction under a short ``lock_timeout``, retried with
+jittered backoff; ``create_index``/``drop_index``: ``CONCURRENTLY``, an invalid
+leftover of a failed build dropped; ``backfill``: primary-key ranges, a commit per
+batch, progress. When a statement waits, the sessions in its way are named.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import sys
+import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from textwrap import dedent
 from types import ModuleType
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from errors import first_line
-from migrations.waits import WaitWatch, blocking_sessions
 
 # While DDL waits for its lock, every request on the table queues behind it:
 # 100 ms keeps the slowest request of the live service under 250 ms. Attempts
@@ -32,7 +34,34 @@ LOCK_TIMEOUT = "100ms"
 MAX_LOCK_ATTEMPTS = 20
 FIRST_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 10.0
-BATCH_TIMEOUT = "60s"
+FIRST_REPORT_SECONDS = 5.0  # a concurrent build that finishes quickly names nobody
+REPORT_EVERY_SECONDS = 30.0
+MAX_SESSIONS_LISTED = 3
+
+SESSION = r"""
+pid, state, application_name,
+coalesce(extract(epoch FROM now() - xact_start)::bigint, 0),
+left(regexp_replace(coalesce(query, ''), '\s+', ' ', 'g'), 60)
+"""
+# After a lock timeout the statement no longer waits, so pg_blocking_pids cannot
+# say who was in its way: the sessions holding locks on its tables for longer
+# than the timeout are.
+HOLDING_LOCKS = f"""
+SELECT {SESSION} FROM pg_stat_activity
+WHERE pid <> pg_backend_pid()
+  AND xact_start < now() - %(waited)s::interval
+  AND pid IN (SELECT pid FROM pg_locks WHERE granted AND relation IN (
+      SELECT to_regclass(name) FROM unnest(%(tables)s::text[]) AS name))
+ORDER BY xact_start, pid
+"""
+BLOCKING = f"""
+SELECT {SESSION} FROM pg_stat_activity
+WHERE pid = ANY(pg_blocking_pids(%s))
+ORDER BY xact_start NULLS LAST, pid
+"""
+TABLE_NAMED = re.compile(
+    r"\b(?:ALTER|DROP|LOCK|UPDATE|FROM|INTO|ON)\s+(?:TABLE\s+)?(?:IF EXISTS\s+)?(\w+)", re.I
+)
 
 
 class MigrationError(Exception):
@@ -45,13 +74,11 @@ class Refused(MigrationError):
 
 @dataclass
 class Run:
-    """What one command is doing, for the operator's output and for benchmarks."""
+    """What one command is doing: its output, and what to say after a failure."""
 
-    lock_retries: int = 0
     out: Callable[[str], None] | None = None
     current: ModuleType | None = None  # the migration being moved, for an interrupted run
-    moved: int = 0  # migrations finished by this command
-    done: list[str] = field(default_factory=list)  # their labels, for a line after a failure
+    done: list[str] = field(default_factory=list)  # labels of the migrations moved
     output_closed: bool = False  # stdout went away (`| head`): the run goes on silently
 
     def say(self, line: str) -> None:
@@ -67,9 +94,24 @@ class Run:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def statement_text(statement: str) -> str:
+def sql_text(statement: str) -> str:
     """Return a statement as written in a script, without its indentation."""
     return dedent(statement).strip().rstrip(";")
+
+
+def sessions(rows: list[tuple]) -> str:
+    """Return sessions as one fragment of a line: pid, state, transaction age, query."""
+    parts = [
+        f"pid {pid}{f' ({app})' if app else ''} {state}, transaction open {age}s: {query!r}"
+        for pid, state, app, age, query in rows[:MAX_SESSIONS_LISTED]
+    ]
+    if len(rows) > MAX_SESSIONS_LISTED:
+        parts.append(f"and {len(rows) - MAX_SESSIONS_LISTED} more")
+    return "; ".join(parts) or "no session now (it has ended)"
+
+
+def drop_concurrently(name: str) -> sql.Composed:
+    return sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name))
 
 
 @dataclass
@@ -82,91 +124,79 @@ class Db:
     progress_every_seconds: float = 2.0
 
     def say(self, line: str) -> None:
-        """Print one progress line."""
         self.run.say(line)
 
-    def value(self, query: str, params=None):
-        """Return the first column of the first row of a read-only query (None when no row)."""
+    def value(self, query, params=None):
+        """Return the first column of the first row of a read (None when no row)."""
         row = self.conn.execute(query, params).fetchone()
         return None if row is None else row[0]
 
+    def rows_in(self, table: str) -> int:
+        """Return how many rows ``table`` holds (0 when it does not exist)."""
+        if not self.value("SELECT to_regclass(%s)", (table,)):
+            return 0
+        return self.value(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+
     def report(self, title: str, query: str) -> None:
-        """Print the rows of a read-only query under a title, one line each."""
+        """Print the rows of a read under a title, one line each."""
         self.say(f"  {title}:")
-        for row in self.conn.execute(query).fetchall():
+        for row in self.conn.execute(query):
             self.say("    " + "  ".join("" if v is None else str(v) for v in row))
 
     def refuse(self, reason: str) -> None:
-        """Stop before changing anything, with the reason as the error line."""
         raise Refused(reason)
 
     def will_drop(self, what: str, export: str, file: str) -> None:
-        """Note data a downgrade drops, said before anything changes, with the command exporting it.
-
-        The export goes to /var/tmp (kept across reboots), never the current directory.
-        """
+        """Note data a downgrade drops, to say before anything changes, and its export."""
         copy = f"\\copy ({' '.join(export.split())}) TO '/var/tmp/{file}.csv' CSV HEADER"
         self.losses.append(f'{what}; to keep it, export it first: psql "$DATABASE_URL" -c "{copy}"')
 
-    def execute(self, statement: str, *, unless: str | None = None, timeout: str = "60s") -> None:
-        """Run DDL in one short transaction under ``lock_timeout``, retried while locked out.
+    def execute(self, statement: str, params=None, *, unless=None, timeout="60s") -> int:
+        """Run one short transaction under ``lock_timeout``, retried while locked out.
 
         ``unless`` is a query returning a row when the statement's effect is
-        already there (for statements PostgreSQL has no IF [NOT] EXISTS for).
+        already there (for statements PostgreSQL has no IF [NOT] EXISTS for). Returns
+        the rows the statement changed.
         """
         if unless and self.conn.execute(unless).fetchone():
-            return
-
-        def attempt():
-            with self.conn.transaction():
-                self.set_local(LOCK_TIMEOUT, timeout)
-                return self.conn.execute(statement_text(statement))
-
-        self.with_lock_retries(attempt, statement)
-
-    def batch(self, statement: str, params) -> int:
-        """Run one data-moving statement in its own short transaction; return the rows changed."""
-
-        def attempt():
-            with self.conn.transaction():
-                self.set_local(LOCK_TIMEOUT, BATCH_TIMEOUT)
-                return self.conn.execute(statement_text(statement), params).rowcount
-
-        return self.with_lock_retries(attempt, statement)
-
-    def set_local(self, lock_timeout: str, statement_timeout: str) -> None:
-        """Set this transaction's lock and statement timeouts."""
-        for name, value in (
-            ("lock_timeout", lock_timeout),
-            ("statement_timeout", statement_timeout),
-        ):
-            self.conn.execute(
-                sql.SQL("SET LOCAL {} = {}").format(sql.SQL(name), sql.Literal(value))
-            )
-
-    def with_lock_retries(self, attempt, statement: str):
-        """Call ``attempt`` until it gets its locks; back off with jitter between lock timeouts."""
-        what = first_line_of(statement)
+            return 0
+        text = sql_text(statement)
+        lines = (line.strip() for line in text.splitlines())
+        what = next((line for line in lines if line and not line.startswith("--")), "")[:80]
         delay = FIRST_BACKOFF_SECONDS
-        for number in range(1, MAX_LOCK_ATTEMPTS + 1):
+        for attempt in range(1, MAX_LOCK_ATTEMPTS + 1):
             try:
-                return attempt()
+                with self.conn.transaction():
+                    self.conn.execute(
+                        sql.SQL(
+                            "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}"
+                        ).format(LOCK_TIMEOUT, timeout)
+                    )
+                    return self.conn.execute(text, params).rowcount
             except psycopg.errors.LockNotAvailable:
-                holders = blocking_sessions(self.conn, statement, LOCK_TIMEOUT)
-                if number == MAX_LOCK_ATTEMPTS:
+                in_the_way = self.holding_locks(text)
+                if attempt == MAX_LOCK_ATTEMPTS:
                     raise MigrationError(
-                        f"could not get a lock for {what!r} after {number} attempts of "
-                        f"{LOCK_TIMEOUT}; in the way: {holders}; end that session "
+                        f"could not get a lock for {what!r} after {attempt} attempts of "
+                        f"{LOCK_TIMEOUT}; in the way: {in_the_way}; end that session "
                         "(or wait for it) and run again"
                     ) from None
-                self.run.lock_retries += 1
                 pause = delay * random.uniform(0.5, 1.5)  # noqa: S311 (jitter, not secrets)
                 self.say(
-                    f"  lock timeout ({LOCK_TIMEOUT}) on {what!r}, attempt {number}/"
-                    f"{MAX_LOCK_ATTEMPTS}; in the way: {holders}; retrying in {pause:.1f}s"
+                    f"  lock timeout ({LOCK_TIMEOUT}) on {what!r}, attempt {attempt}/"
+                    f"{MAX_LOCK_ATTEMPTS}; in the way: {in_the_way}; retrying in {pause:.1f}s"
                 )
                 time.sleep(pause)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+    def holding_locks(self, statement: str) -> str:
+        """Name the sessions that held locks on the statement's tables longer than the timeout."""
+        tables = sorted({name.lower() for name in TABLE_NAMED.findall(statement)})
+        try:
+            rows = self.conn.execute(HOLDING_LOCKS, {"tables": tables, "waited": LOCK_TIMEOUT})
+            return sessions(rows.fetchall())
+        except psycopg.Error as exc:  # naming them is a courtesy; the retry goes on without it
+            return f"cannot tell ({first_line(exc)})"
 
     def index_validity(self, name: str) -> bool | None:
         """Return None when the index does not exist, else whether it is valid."""
@@ -181,35 +211,20 @@ class Db:
         EXCLUSIVE) queue no reads or writes, and a retry would throw away a finished
         scan. ``timeout`` bounds it; the sessions it waits for are named meanwhile.
         """
-        if self.index_validity(name):
+        valid = self.index_validity(name)
+        if valid:
             self.say(f"  index {name} exists and is valid")
             return
         with self.concurrently(f"index {name}", timeout):
-            if self.index_validity(name) is False:
+            if valid is False:
                 self.say(f"  index {name} is invalid (an earlier build failed); dropping it")
-                self.drop_index_now(name)
+                self.conn.execute(drop_concurrently(name))
             self.say(f"  building index {name} concurrently (statement_timeout {timeout})")
             try:
-                self.conn.execute(statement_text(create))
+                self.conn.execute(sql_text(create))
             except BaseException as exc:  # Ctrl-C too: an invalid UNIQUE index rejects writes
                 self.drop_failed_build(name, exc)
                 raise
-
-    def drop_index(self, name: str, *, timeout: str = "1h") -> None:
-        """Drop an index, if it exists, CONCURRENTLY (no write waits for it)."""
-        if self.index_validity(name) is not None:
-            with self.concurrently(f"dropping index {name}", timeout):
-                self.drop_index_now(name)
-
-    def drop_index_now(self, name: str) -> None:
-        """Run DROP INDEX CONCURRENTLY IF EXISTS (outside a transaction)."""
-        self.conn.execute(
-            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name))
-        )
-
-    def concurrently(self, what: str, timeout: str):
-        """Return the session settings and watcher a CONCURRENTLY statement runs under."""
-        return Concurrently(self, what, timeout)
 
     def drop_failed_build(self, name: str, exc: BaseException) -> None:
         """Drop the invalid index a failed build leaves, or say the one statement that does."""
@@ -219,12 +234,92 @@ class Db:
         try:
             if isinstance(exc, KeyboardInterrupt):  # the operator wants out: a few seconds only
                 self.conn.execute("SET statement_timeout = '3s'")
-            self.drop_index_now(name)
+            self.conn.execute(drop_concurrently(name))
         except (psycopg.Error, KeyboardInterrupt) as drop_exc:
             self.say(
                 f"  the invalid index stays ({first_line(drop_exc)}); drop it with "
                 f"DROP INDEX CONCURRENTLY IF EXISTS {name}, or run the migration again"
             )
+
+    def drop_index(self, name: str, *, timeout: str = "1h") -> None:
+        """Drop an index, if it exists, CONCURRENTLY (no write waits for it)."""
+        if self.index_validity(name) is not None:
+            with self.concurrently(f"dropping index {name}", timeout):
+                self.conn.execute(drop_concurrently(name))
+
+    @contextmanager
+    def concurrently(self, what: str, timeout: str):
+        """Run CONCURRENTLY statements without a lock timeout, naming what they wait for."""
+        self.conn.execute(
+            sql.SQL("SET lock_timeout = 0; SET statement_timeout = {}").format(timeout)
+        )
+        password = self.conn.pgconn.password  # the connection's dsn hides it
+        watcher = make_conninfo(
+            self.conn.info.dsn,
+            application_name="migrations (watching)",
+            **({"password": password.decode()} if password else {}),
+        )
+        stopped = threading.Event()
+        thread = threading.Thread(
+            target=self.watch,
+            args=(what, watcher, self.conn.info.backend_pid, stopped),
+            daemon=True,
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            stopped.set()
+            thread.join()
+            if not self.conn.broken:
+                self.conn.execute("RESET lock_timeout; RESET statement_timeout")
+
+    def watch(self, what: str, conninfo: str, pid: int, stopped: threading.Event) -> None:
+        """Say every so often which sessions ``pid`` waits for; connect only once there is news."""
+        waited, interval = 0.0, FIRST_REPORT_SECONDS
+        try:
+            while not stopped.wait(interval):
+                waited += interval
+                interval = REPORT_EVERY_SECONDS
+                with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as other:
+                    rows = other.execute(BLOCKING, (pid,)).fetchall()
+                if rows and not stopped.is_set():
+                    self.say(
+                        f"  {what}: waiting {waited:.0f}s for older transactions to end "
+                        f"(writes go on meanwhile): {sessions(rows)}"
+                    )
+        except psycopg.Error as exc:
+            self.say(f"  {what}: cannot see what it waits for: {first_line(exc)}")
+
+    def set_not_null(self, table: str, column: str) -> None:
+        """SET NOT NULL through a validated CHECK, so no scan runs under ACCESS EXCLUSIVE.
+
+        CHECK … NOT VALID takes a brief lock; VALIDATE scans under one that lets
+        writes through; SET NOT NULL then trusts the check and skips its own scan.
+        Each step is skipped once done: a stopped run is finished by running it again.
+        """
+        check = f"{table}_{column}_check_not_null"  # names written in a script, not input
+        not_null = (
+            f"SELECT 1 FROM pg_attribute WHERE attrelid = '{table}'::regclass "
+            f"AND attname = '{column}' AND attnotnull"
+        )
+        self.execute(
+            f"ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({column} IS NOT NULL) NOT VALID",
+            unless=f"{not_null} UNION ALL SELECT 1 FROM pg_constraint "
+            f"WHERE conrelid = '{table}'::regclass AND conname = '{check}'",
+        )
+        self.say(f"  {check} is NOT VALID; validating it (writes go on)")
+        self.execute(
+            f"ALTER TABLE {table} VALIDATE CONSTRAINT {check}", unless=not_null, timeout="1h"
+        )
+        self.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL")
+        self.execute(
+            f"""
+            -- The check only proved SET NOT NULL safe; NOT NULL now guarantees the same.
+            -- squawk-ignore ban-drop-constraint
+            ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {check}
+            """
+        )
 
     def backfill(self, table: str, update: str, what: str, batch_size: int = 10_000) -> None:
         """Run ``update`` over ``table`` in primary-key ranges, one commit per batch.
@@ -232,8 +327,9 @@ class Db:
         ``update`` bounds ``id`` with ``%(after)s`` and ``%(upto)s`` and skips rows
         already done, so a re-run does only what is left; memory stays flat.
         """
+        table_id = sql.Identifier(table)
         low, high = self.conn.execute(
-            sql.SQL("SELECT min(id), max(id) FROM {}").format(sql.Identifier(table))
+            sql.SQL("SELECT min(id), max(id) FROM {}").format(table_id)
         ).fetchone()
         if low is None:
             self.say(f"  {table} is empty; 0 {what}")
@@ -242,10 +338,14 @@ class Db:
         done, after, started, last_report = 0, low - 1, time.monotonic(), time.monotonic()
         while after < high:
             upto = min(after + batch_size, high)
-            changed = self.batch(update, {"after": after, "upto": upto})
+            changed = self.execute(update, {"after": after, "upto": upto})
             done += changed
-            # After a batch that changed nothing (a gap in ids), jump to the next id.
-            after = upto if changed else self.next_id_before(table, upto, high)
+            after = upto
+            if not changed:  # perhaps a gap in ids: jump to just before the next one
+                following = self.value(
+                    sql.SQL("SELECT min(id) FROM {} WHERE id > %s").format(table_id), (upto,)
+                )
+                after = high if following is None else min(following - 1, high)
             now = time.monotonic()
             if now - last_report >= self.progress_every_seconds or after >= high:
                 last_report = now
@@ -256,38 +356,3 @@ class Db:
                     f" {rate:,.0f} rows/s"
                 )
         self.say(f"  total: {done:,} {what} in {time.monotonic() - started:.2f}s")
-
-    def next_id_before(self, table: str, upto: int, high: int) -> int:
-        """Return just before the next id above ``upto`` (``high`` when there is none)."""
-        following = self.value(
-            sql.SQL("SELECT min(id) FROM {} WHERE id > %s").format(sql.Identifier(table)), (upto,)
-        )
-        return high if following is None else min(following - 1, high)
-
-
-class Concurrently:
-    """Session settings for a CONCURRENTLY statement (no lock timeout, a long statement
-    timeout), reset after, with a watcher naming what it waits for."""
-
-    def __init__(self, db: Db, what: str, timeout: str):
-        self.db, self.watch = db, WaitWatch(db.conn, db.say, what)
-        self.timeout = timeout
-
-    def __enter__(self):
-        self.db.conn.execute("SET lock_timeout = 0")
-        self.db.conn.execute(
-            sql.SQL("SET statement_timeout = {}").format(sql.Literal(self.timeout))
-        )
-        self.watch.__enter__()
-
-    def __exit__(self, *exc) -> None:
-        self.watch.__exit__()
-        if not self.db.conn.broken:
-            self.db.conn.execute("RESET lock_timeout")
-            self.db.conn.execute("RESET statement_timeout")
-
-
-def first_line_of(statement: str) -> str:
-    """Return the first SQL line of a statement, to name it in messages."""
-    lines = [line.strip() for line in statement_text(statement).splitlines()]
-    return next((line for line in lines if line and not line.startswith("--")), "")[:80]

@@ -9,7 +9,7 @@ A rollback first checks every migration of the range and says what data it
 drops; nothing changes when one refuses. On a terminal, dropping data needs --yes.
 """
 
-if __name__ == "__main__":  # run as a script: make the project importable
+if not __package__:  # run as a script, or imported by one as `migrate`: the project is importable
     import pathlib
     import sys
 
@@ -19,14 +19,12 @@ import argparse
 import contextlib
 import signal
 import sys
-from types import ModuleType
 
 import psycopg
 
 import db as database
 from errors import first_line
 from migrations.kit import (
-    Locked,
     MigrationError,
     Refused,
     Run,
@@ -36,6 +34,7 @@ from migrations.kit import (
     downgrade,
     label,
     load_chain,
+    lock,
     script,
     upgrade,
 )
@@ -56,68 +55,43 @@ def status(url: str, run: Run) -> None:
 def move(url: str, direction: str, count: int | None, run: Run, *, yes: bool = True) -> int:
     """Apply the next ``count`` pending migrations, or roll back the last ``count``."""
     chain = load_chain()
-    run.moved = 0
-    with connect(url) as conn, Locked(conn):
+    with connect(url) as conn:
+        lock(conn)
         applied = applied_versions(conn)
         if direction == "up":
             todo = [m for m in chain if m.VERSION not in applied][:count]
         else:
             todo = [m for m in reversed(chain) if m.VERSION in applied][: count or 1]
-            confirm_losses(check_downgrades(conn, todo, run), run, yes)
+            check_downgrades(conn, todo, run, yes)
         for migration in todo:
-            run.moved += (upgrade if direction == "up" else downgrade)(conn, migration, run)
-    if not run.moved:
+            (upgrade if direction == "up" else downgrade)(conn, migration, run)
+    if not run.done:
         run.say(f"nothing to do: the database is {'up to date' if direction == 'up' else 'at 000'}")
-    return run.moved
+    return len(run.done)
 
 
-def confirm_losses(losses: list[str], run: Run, yes: bool) -> None:
-    """Say what a rollback drops; on a terminal, go on only with --yes."""
-    for loss in losses:
-        run.say(loss)
-    if losses and not yes:
-        raise MigrationError(
-            "this rollback drops the data above; export it, then run again with --yes"
-        )
+def to_finish(run: Run, again: str, upgrading: bool, it: str) -> str:
+    """Return the command that finishes a stopped run and, for an upgrade, the one undoing it."""
+    finish = f"to finish, run `{again}`"
+    if upgrading and run.current is not None:
+        back = f"`{script(run.current)} downgrade`"
+        finish += f" once the cause is gone, or take {it} back with {back}"
+    return finish
 
 
-def how_to_finish(command: str, count: int | None, run: Run) -> str:
+def chain_to_finish(command: str, count: int | None, run: Run) -> str:
     """Return what a stopped ``up``/``down`` did and the one command that finishes it.
 
     Never more than was asked: ``down 2`` stopped in its second migration says ``down 1``.
     """
-    did = (
-        f"{'applied' if command == 'up' else 'rolled back'} {', '.join(run.done)}; "
-        if run.done
-        else ""
-    )
-    left = None if count is None and command == "up" else (count or 1) - run.moved
+    moved = f"{'applied' if command == 'up' else 'rolled back'} {', '.join(run.done)}; "
+    did = moved if run.done else ""
+    left = None if count is None and command == "up" else (count or 1) - len(run.done)
     if left is not None and left < 1:
         return did + "nothing is left to do"
-    finish = f"`{RUNNER} {command}{'' if left is None else f' {left}'}`"
-    if command == "up" and run.current is not None:
-        back = f"`{script(run.current)} downgrade`"
-        return (
-            f"{did}to finish, run {finish} once the cause is gone, "
-            f"or take {label(run.current)} back with {back}"
-        )
-    return f"{did}to finish, run {finish}"
-
-
-def how_to_finish_script(migration: ModuleType, direction: str, run: Run) -> str:
-    """Return the commands that finish a stopped script run, or take its upgrade back."""
-    again = f"`{script(migration)}{' downgrade' if direction == 'downgrade' else ''}`"
-    if run.current is None:
-        return "nothing changed"
-    if direction == "downgrade":
-        return f"to finish, run {again}"
-    back = f"`{script(migration)} downgrade`"
-    return f"to finish, run {again} once the cause is gone, or take it back with {back}"
-
-
-def hang_up(signum, frame):
-    """Stop on SIGHUP (a closed terminal) the way Ctrl-C stops: cleanly, with one line."""
-    raise KeyboardInterrupt
+    again = f"{RUNNER} {command}{'' if left is None else f' {left}'}"
+    it = label(run.current) if run.current else ""
+    return did + to_finish(run, again, command == "up", it)
 
 
 def say_error(line: str) -> None:
@@ -128,13 +102,11 @@ def say_error(line: str) -> None:
 
 def guarded(action, run: Run, finish) -> int:
     """Run ``action``; whatever stops it prints one ``error:`` line and exits non-zero."""
-    signal.signal(signal.SIGHUP, hang_up)
+    # A closed terminal (SIGHUP) stops the run as Ctrl-C does: cleanly, with one line.
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
     try:
         action()
-    except database.NoDatabase:
-        say_error("error: no database: set DATABASE_URL or pass --database-url")
-        return 1
-    except Refused as exc:
+    except (database.NoDatabase, Refused) as exc:
         say_error(f"error: {exc}")
         return 1
     except (MigrationError, psycopg.Error) as exc:  # psycopg: the connection failed between steps
@@ -176,27 +148,35 @@ def main(argv: list[str] | None = None) -> int:
             return status(url, run)
         return move(url, args.command, args.count, run, yes=args.yes or not sys.stdin.isatty())
 
-    return guarded(action, run, lambda: how_to_finish(args.command, args.count, run))
+    return guarded(action, run, lambda: chain_to_finish(args.command, args.count, run))
 
 
-def script_main(migration: ModuleType, argv: list[str] | None = None) -> int:
-    """Command line of one numbered script: ``[upgrade|downgrade] [--database-url URL] [--yes]``."""
+def script_main() -> None:
+    """Run the command line of the numbered script that is ``__main__``."""
+    migration = sys.modules["__main__"]
     parser = argparse.ArgumentParser(description=migration.__doc__)
     parser.add_argument("direction", nargs="?", default="upgrade", choices=["upgrade", "downgrade"])
     parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
     parser.add_argument("--yes", action="store_true", help="downgrade: drop the data it names")
-    args = parser.parse_args(argv)
+    args = parser.parse_args()
     run = Run()
+    upgrading = args.direction == "upgrade"
 
     def action():
-        with connect(database.url_of(args.database_url)) as conn, Locked(conn):
-            if args.direction == "upgrade":
+        with connect(database.url_of(args.database_url)) as conn:
+            lock(conn)
+            if upgrading:
                 return upgrade(conn, migration, run)
-            yes = args.yes or not sys.stdin.isatty()
-            confirm_losses(check_downgrades(conn, [migration], run), run, yes)
+            check_downgrades(conn, [migration], run, args.yes or not sys.stdin.isatty())
             return downgrade(conn, migration, run)
 
-    return guarded(action, run, lambda: how_to_finish_script(migration, args.direction, run))
+    def finish():
+        if run.current is None:
+            return "nothing changed"
+        again = script(migration) + ("" if upgrading else " downgrade")
+        return to_finish(run, again, upgrading, "it")
+
+    raise SystemExit(guarded(action, run, finish))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from migrations.kit import load_chain
-from migrations.live_table import BATCH_TIMEOUT, LOCK_TIMEOUT, Db, Run, statement_text
+from migrations.live_table import LOCK_TIMEOUT, Db, Run, sql_text
 
 
 class Recorder(Db):
@@ -21,45 +21,30 @@ class Recorder(Db):
         self.text: list[str] = []
 
     def value(self, query, params=None):
-        """Answer every read with nothing: no row, no effect already there."""
         return None
 
     def report(self, title, query):
         """A report only reads: nothing to lint."""
 
-    def refuse(self, reason):
-        """A refusal only reads: nothing to lint."""
-
-    def framed(self, statement: str, timeout: str) -> None:
-        """Write a statement down in its own transaction, under the lock and statement timeouts."""
+    def execute(self, statement, params=None, *, unless=None, timeout="60s"):
         self.text.append(
             f"BEGIN;\nSET LOCAL lock_timeout = '{LOCK_TIMEOUT}';\n"
-            f"SET LOCAL statement_timeout = '{timeout}';\n{statement_text(statement)};\nCOMMIT;"
+            f"SET LOCAL statement_timeout = '{timeout}';\n{sql_text(statement)};\nCOMMIT;"
         )
-
-    def execute(self, statement, *, unless=None, timeout="60s"):
-        """Write down one short transaction."""
-        self.framed(statement, timeout)
-
-    def batch(self, statement, params):
-        """Write down one batch, with sample bounds."""
-        self.framed(statement.replace("%(after)s", "0").replace("%(upto)s", "10000"), BATCH_TIMEOUT)
         return 0
 
     def backfill(self, table, update, what, batch_size=10_000):
-        """Write down the first batch of a backfill: every batch is that statement."""
-        self.batch(update, {})
+        """Write down the first batch: every batch is that statement."""
+        self.execute(update.replace("%(after)s", "0").replace("%(upto)s", str(batch_size)))
 
     def create_index(self, name, create, *, timeout="2h"):
-        """Write down the build as it runs: outside a transaction, no lock timeout."""
         self.concurrent(
             timeout,
             f"-- First, only when a failed build left an invalid index of this name:\n"
-            f"-- DROP INDEX CONCURRENTLY IF EXISTS {name};\n{statement_text(create)};",
+            f"-- DROP INDEX CONCURRENTLY IF EXISTS {name};\n{sql_text(create)};",
         )
 
     def drop_index(self, name, *, timeout="1h"):
-        """Write down a concurrent drop."""
         self.concurrent(timeout, f"DROP INDEX CONCURRENTLY IF EXISTS {name};")
 
     def concurrent(self, timeout: str, statements: str) -> None:
@@ -76,11 +61,8 @@ def migration_sql(migration, direction: str) -> str:
     """Return one direction of one migration as one SQL file."""
     recorder = Recorder()
     getattr(migration, direction)(recorder)
-    return (
-        f"-- {migration.VERSION:03d} {migration.NAME} {direction}\n"
-        + "\n\n".join(recorder.text)
-        + "\n"
-    )
+    header = f"-- {migration.VERSION:03d} {migration.NAME} {direction}\n"
+    return header + "\n\n".join(recorder.text) + "\n"
 
 
 def print_sql(run: Run, out_dir: str | None) -> None:

@@ -25,8 +25,8 @@ from legacy_schema import (
     start_script,
 )
 
-from migrations import kit, live_table, waits
-from migrations.kit import Locked, MigrationError, Run, connect, load_chain
+from migrations import kit, live_table
+from migrations.kit import MigrationError, Run, connect, load_chain, lock
 from migrations.migrate import move
 
 CHAIN = load_chain()
@@ -57,7 +57,8 @@ def statement(url, sql, params=()):
 
 def run_failing(url, version, direction, out):
     """Run a migration in this process, expect it to fail, and return its one error line."""
-    with pytest.raises(MigrationError) as failure, connect(url) as conn, Locked(conn):
+    with pytest.raises(MigrationError) as failure, connect(url) as conn:
+        lock(conn)
         getattr(kit, direction)(conn, CHAIN[version], Run(out=out))
     return str(failure.value)
 
@@ -74,7 +75,7 @@ def test_003_build_cancelled_by_the_operator_is_finished_by_running_003_again(
     seeded_url, monkeypatch
 ):
     run_ok(seeded_url, "migrate", "up", "2")
-    monkeypatch.setattr(waits, "FIRST_REPORT_SECONDS", 0.5)
+    monkeypatch.setattr(live_table, "FIRST_REPORT_SECONDS", 0.5)
     cancel = statement(
         seeded_url,
         "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
@@ -112,7 +113,8 @@ def test_003_stopped_by_a_lock_names_the_session_and_both_commands(seeded_url, m
         hold = partial(vacuum_like.execute, "LOCK TABLE calls IN SHARE UPDATE EXCLUSIVE MODE")
         pid = vacuum_like.info.backend_pid
         result = None
-        with pytest.raises(MigrationError) as failure, connect(seeded_url) as conn, Locked(conn):
+        with pytest.raises(MigrationError) as failure, connect(seeded_url) as conn:
+            lock(conn)
             kit.upgrade(conn, CHAIN[3], Run(out=on_line("NOT VALID", hold, [])))
         result = str(failure.value)
     assert result.startswith(
