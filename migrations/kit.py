@@ -1,9 +1,9 @@
 """What every migration run shares: the record, the order, the lock, the chain of scripts.
 
-A script is a module with ``VERSION``, ``NAME``, ``upgrade(db)`` and ``downgrade(db)``
-(and ``before_downgrade(db)`` where a rollback can refuse or lose data), ``db``
-being live_table's ``Db``. Every statement is idempotent, so a run that stops
-part-way is finished by running it again, or removed by its downgrade.
+A script is a module with ``VERSION``, ``NAME``, ``upgrade(db)``, ``downgrade(db)`` and,
+where a rollback can refuse or lose data, ``before_downgrade(db)``. Every statement is
+idempotent, so a run that stops part-way is finished by running it again, or undone by
+its downgrade.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from migrations.live_table import Db, MigrationError, Refused, Run
 __all__ = ["Db", "MigrationError", "Refused", "Run"]  # serve.py, bench and the tests use them
 
 ADVISORY_LOCK_KEY = 7_140_203_001  # arbitrary but fixed: every migration run takes it
-SCRIPTS_DIR = Path(__file__).resolve().parent
 RECORD = (
     "INSERT INTO schema_migrations (version, name) VALUES (%s, %s) ON CONFLICT (version) DO NOTHING"
 )
@@ -144,7 +143,7 @@ def check_downgrades(conn, migrations: list[ModuleType], run: Run, yes: bool) ->
 def load_chain() -> list[ModuleType]:
     """Return every ``NNN_name.py`` migration module in this folder, in version order."""
     chain = []
-    for path in sorted(SCRIPTS_DIR.glob("[0-9][0-9][0-9]_*.py")):
+    for path in sorted(Path(__file__).resolve().parent.glob("[0-9][0-9][0-9]_*.py")):
         spec = importlib.util.spec_from_file_location(f"migrations.m{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

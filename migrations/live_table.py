@@ -1,9 +1,7 @@
-"""The statements a migration script runs on a live table, through the ``Db`` handle.
+"""The ``Db`` handle: the few ways a migration script changes a live table.
 
-``execute``: one short transaction under a short ``lock_timeout``, retried with
-jittered backoff; ``create_index``/``drop_index``: ``CONCURRENTLY``, an invalid
-leftover of a failed build dropped; ``backfill``: primary-key ranges, a commit per
-batch, progress. When a statement waits, the sessions in its way are named.
+Whenever a statement waits for a lock or for older transactions, the sessions
+in its way are named.
 """
 
 from __future__ import annotations
@@ -38,6 +36,7 @@ FIRST_REPORT_SECONDS = 5.0  # a concurrent build that finishes quickly names nob
 REPORT_EVERY_SECONDS = 30.0
 MAX_SESSIONS_LISTED = 3
 
+SET_TIMEOUTS = sql.SQL("SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}")
 SESSION = r"""
 pid, state, application_name,
 coalesce(extract(epoch FROM now() - xact_start)::bigint, 0),
@@ -138,7 +137,6 @@ class Db:
         return self.value(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
 
     def report(self, title: str, query: str) -> None:
-        """Print the rows of a read under a title, one line each."""
         self.say(f"  {title}:")
         for row in self.conn.execute(query):
             self.say("    " + "  ".join("" if v is None else str(v) for v in row))
@@ -152,11 +150,10 @@ class Db:
         self.losses.append(f'{what}; to keep it, export it first: psql "$DATABASE_URL" -c "{copy}"')
 
     def execute(self, statement: str, params=None, *, unless=None, timeout="60s") -> int:
-        """Run one short transaction under ``lock_timeout``, retried while locked out.
+        """Run one short transaction under ``lock_timeout``, retried with backoff; return rowcount.
 
-        ``unless`` is a query returning a row when the statement's effect is
-        already there (for statements PostgreSQL has no IF [NOT] EXISTS for). Returns
-        the rows the statement changed.
+        ``unless``: a query returning a row when the effect is already there (for
+        statements PostgreSQL has no IF [NOT] EXISTS for).
         """
         if unless and self.conn.execute(unless).fetchone():
             return 0
@@ -167,11 +164,7 @@ class Db:
         for attempt in range(1, MAX_LOCK_ATTEMPTS + 1):
             try:
                 with self.conn.transaction():
-                    self.conn.execute(
-                        sql.SQL(
-                            "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}"
-                        ).format(LOCK_TIMEOUT, timeout)
-                    )
+                    self.conn.execute(SET_TIMEOUTS.format(LOCK_TIMEOUT, timeout))
                     return self.conn.execute(text, params).rowcount
             except psycopg.errors.LockNotAvailable:
                 in_the_way = self.holding_locks(text)
@@ -198,8 +191,7 @@ class Db:
         except psycopg.Error as exc:  # naming them is a courtesy; the retry goes on without it
             return f"cannot tell ({first_line(exc)})"
 
-    def index_validity(self, name: str) -> bool | None:
-        """Return None when the index does not exist, else whether it is valid."""
+    def index_validity(self, name: str) -> bool | None:  # None: no such index
         return self.value(
             "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (name,)
         )
@@ -227,7 +219,7 @@ class Db:
                 raise
 
     def drop_failed_build(self, name: str, exc: BaseException) -> None:
-        """Drop the invalid index a failed build leaves, or say the one statement that does."""
+        """Drop the invalid index a failed build leaves, or say the statement that does."""
         if self.conn.broken or self.index_validity(name) is None:
             return
         self.say(f"  building index {name} failed ({first_line(exc)}); dropping what it left")

@@ -24,20 +24,8 @@ import psycopg
 
 import db as database
 from errors import first_line
-from migrations.kit import (
-    MigrationError,
-    Refused,
-    Run,
-    applied_versions,
-    check_downgrades,
-    connect,
-    downgrade,
-    label,
-    load_chain,
-    lock,
-    script,
-    upgrade,
-)
+from migrations import kit
+from migrations.kit import MigrationError, Refused, Run
 from migrations.render import print_sql
 
 RUNNER = ".venv/bin/python migrations/migrate.py"
@@ -45,26 +33,28 @@ RUNNER = ".venv/bin/python migrations/migrate.py"
 
 def status(url: str, run: Run) -> None:
     """Print one line per migration: applied or pending."""
-    chain = load_chain()
-    with connect(url) as conn:
-        applied = applied_versions(conn)
+    chain = kit.load_chain()
+    with kit.connect(url) as conn:
+        applied = kit.applied_versions(conn)
     for migration in chain:
-        run.say(f"{label(migration)}: {'applied' if migration.VERSION in applied else 'pending'}")
+        run.say(
+            f"{kit.label(migration)}: {'applied' if migration.VERSION in applied else 'pending'}"
+        )
 
 
 def move(url: str, direction: str, count: int | None, run: Run, *, yes: bool = True) -> int:
     """Apply the next ``count`` pending migrations, or roll back the last ``count``."""
-    chain = load_chain()
-    with connect(url) as conn:
-        lock(conn)
-        applied = applied_versions(conn)
+    chain = kit.load_chain()
+    with kit.connect(url) as conn:
+        kit.lock(conn)
+        applied = kit.applied_versions(conn)
         if direction == "up":
             todo = [m for m in chain if m.VERSION not in applied][:count]
         else:
             todo = [m for m in reversed(chain) if m.VERSION in applied][: count or 1]
-            check_downgrades(conn, todo, run, yes)
+            kit.check_downgrades(conn, todo, run, yes)
         for migration in todo:
-            (upgrade if direction == "up" else downgrade)(conn, migration, run)
+            (kit.upgrade if direction == "up" else kit.downgrade)(conn, migration, run)
     if not run.done:
         run.say(f"nothing to do: the database is {'up to date' if direction == 'up' else 'at 000'}")
     return len(run.done)
@@ -74,7 +64,7 @@ def to_finish(run: Run, again: str, upgrading: bool, it: str) -> str:
     """Return the command that finishes a stopped run and, for an upgrade, the one undoing it."""
     finish = f"to finish, run `{again}`"
     if upgrading and run.current is not None:
-        back = f"`{script(run.current)} downgrade`"
+        back = f"`{kit.script(run.current)} downgrade`"
         finish += f" once the cause is gone, or take {it} back with {back}"
     return finish
 
@@ -90,7 +80,7 @@ def chain_to_finish(command: str, count: int | None, run: Run) -> str:
     if left is not None and left < 1:
         return did + "nothing is left to do"
     again = f"{RUNNER} {command}{'' if left is None else f' {left}'}"
-    it = label(run.current) if run.current else ""
+    it = kit.label(run.current) if run.current else ""
     return did + to_finish(run, again, command == "up", it)
 
 
@@ -114,7 +104,7 @@ def guarded(action, run: Run, finish) -> int:
         say_error(f"error: {reason}" + (f"; {finish()}" if run.current or run.done else ""))
         return 1
     except KeyboardInterrupt:
-        during = f" during {label(run.current)}" if run.current else ""
+        during = f" during {kit.label(run.current)}" if run.current else ""
         say_error(f"error: interrupted{during}; {finish()}")
         return 130
     finally:
@@ -163,17 +153,17 @@ def script_main() -> None:
     upgrading = args.direction == "upgrade"
 
     def action():
-        with connect(database.url_of(args.database_url)) as conn:
-            lock(conn)
+        with kit.connect(database.url_of(args.database_url)) as conn:
+            kit.lock(conn)
             if upgrading:
-                return upgrade(conn, migration, run)
-            check_downgrades(conn, [migration], run, args.yes or not sys.stdin.isatty())
-            return downgrade(conn, migration, run)
+                return kit.upgrade(conn, migration, run)
+            kit.check_downgrades(conn, [migration], run, args.yes or not sys.stdin.isatty())
+            return kit.downgrade(conn, migration, run)
 
     def finish():
         if run.current is None:
             return "nothing changed"
-        again = script(migration) + ("" if upgrading else " downgrade")
+        again = kit.script(migration) + ("" if upgrading else " downgrade")
         return to_finish(run, again, upgrading, "it")
 
     raise SystemExit(guarded(action, run, finish))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migrations.kit import load_chain
+from migrations.kit import label, load_chain
 from migrations.live_table import LOCK_TIMEOUT, Db, Run, sql_text
 
 
@@ -57,14 +57,6 @@ class Recorder(Db):
         )
 
 
-def migration_sql(migration, direction: str) -> str:
-    """Return one direction of one migration as one SQL file."""
-    recorder = Recorder()
-    getattr(migration, direction)(recorder)
-    header = f"-- {migration.VERSION:03d} {migration.NAME} {direction}\n"
-    return header + "\n\n".join(recorder.text) + "\n"
-
-
 def print_sql(run: Run, out_dir: str | None) -> None:
     """Print every migration's SQL, or write one file per migration and direction."""
     if out_dir:
@@ -74,10 +66,11 @@ def print_sql(run: Run, out_dir: str | None) -> None:
             stale.unlink()
     for migration in load_chain():
         for direction in ("upgrade", "downgrade"):
-            text = migration_sql(migration, direction)
+            recorder = Recorder()
+            getattr(migration, direction)(recorder)
+            name = f"{migration.VERSION:03d}_{migration.NAME}"
+            text = f"-- {label(migration)} {direction}\n" + "\n\n".join(recorder.text) + "\n"
             if out_dir:
-                (folder / f"{migration.VERSION:03d}_{migration.NAME}.{direction}.sql").write_text(
-                    text
-                )
+                (folder / f"{name}.{direction}.sql").write_text(text)
             else:
                 run.say(text)
