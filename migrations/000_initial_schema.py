@@ -4,8 +4,6 @@ Existing databases never run this: their tables present count as 000 applied.
 Its downgrade is for empty development databases only.
 """
 
-VERSION, NAME = 0, "initial_schema"
-
 
 def upgrade(db):
     """Create the two baseline tables."""

@@ -5,8 +5,6 @@ under ACCESS EXCLUSIVE; set afterwards it is catalog-only. Old code that never
 names the column still inserts rows with a call_sid (the app's shape: ``cs_`` + 32 hex).
 """
 
-VERSION, NAME = 1, "add_call_sid_column"
-
 
 def upgrade(db):
     """Add the column, then its default."""

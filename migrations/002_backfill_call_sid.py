@@ -4,8 +4,6 @@ Backfilled values are ``'legacy_' || id``: unique because ``id`` is, and
 recognisable, so the downgrade clears exactly these. A re-run fills only what is still NULL.
 """
 
-VERSION, NAME = 2, "backfill_call_sid"
-
 
 def upgrade(db):
     """Fill call_sid batch by batch, then print what is left."""

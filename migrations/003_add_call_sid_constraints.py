@@ -6,13 +6,6 @@ through a validated CHECK (``db.set_not_null``). Each step is skipped once done,
 so a stopped run is finished by running it again.
 """
 
-VERSION, NAME = 3, "add_call_sid_constraints"
-
-CONSTRAINT_EXISTS = """
-    SELECT 1 FROM pg_constraint
-    WHERE conrelid = 'calls'::regclass AND conname = 'calls_call_sid_key'
-"""
-
 
 def upgrade(db):
     """Refuse duplicates, fill the gaps, build the unique index, then NOT NULL scan-free."""
@@ -29,7 +22,7 @@ def upgrade(db):
         ) AS listed
         """
     )
-    if duplicates and not db.value(CONSTRAINT_EXISTS):
+    if duplicates:
         db.refuse(
             f"duplicate call_sid values, nothing built: {duplicates}; give those calls "
             "distinct call_sids and run 003 again"
@@ -49,7 +42,10 @@ def upgrade(db):
     )
     db.execute(
         "ALTER TABLE calls ADD CONSTRAINT calls_call_sid_key UNIQUE USING INDEX calls_call_sid_key",
-        unless=CONSTRAINT_EXISTS,
+        unless="""
+            SELECT 1 FROM pg_constraint
+            WHERE conrelid = 'calls'::regclass AND conname = 'calls_call_sid_key'
+        """,
     )
     db.set_not_null("calls", "call_sid")
     db.report(

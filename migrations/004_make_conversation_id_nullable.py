@@ -4,8 +4,6 @@ The downgrade restores NOT NULL as 003 sets it, and only when no call lacks a
 conversation_id; if some do, it says how many and changes nothing.
 """
 
-VERSION, NAME = 4, "make_conversation_id_nullable"
-
 
 def upgrade(db):
     """Drop NOT NULL (and a check a stopped downgrade may have left)."""

@@ -3,8 +3,6 @@
 Nullable columns without defaults: catalog-only on any table size. Old code never reads them.
 """
 
-VERSION, NAME = 5, "call_lifecycle"
-
 COLUMNS = """
     driver_name, failure_reason, twilio_call_sid, api_called_at, initiated_at, failed_at,
     completed_at, call_duration_secs, termination_reason

@@ -5,8 +5,6 @@ nobody); the index on the live ``calls`` is built CONCURRENTLY. Twilio's SID
 matches a post-call event naming neither our call_sid nor a known conversation.
 """
 
-VERSION, NAME = 6, "webhook_deliveries"
-
 
 def upgrade(db):
     """Create the delivery log and its indexes, then the Twilio SID index."""

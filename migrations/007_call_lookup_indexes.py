@@ -4,8 +4,6 @@
 ``calls_initiating_created_at_idx``: calls still ``initiating`` (stuck when old).
 """
 
-VERSION, NAME = 7, "call_lookup_indexes"
-
 
 def upgrade(db):
     """Build both indexes."""

@@ -4,8 +4,6 @@ A new, empty table with its index in one short transaction; old code never
 reads it, so the downgrade loses only the power to replay an answer.
 """
 
-VERSION, NAME = 8, "idempotency_keys"
-
 
 def upgrade(db):
     """Create the key table and its age index."""

@@ -12,8 +12,6 @@ whole indexes, and without them the planner misjudges a search. The created_at
 index carries what the overview counts, so recent days read the index alone.
 """
 
-VERSION, NAME = 9, "call_outcomes"
-
 
 def upgrade(db):
     """Create the outcome table with its indexes, then the console's indexes on calls."""

@@ -5,8 +5,6 @@ only entries still waiting, so it stays small. ``calls_in_flight_idx`` (the
 concurrency cap's count) is built CONCURRENTLY: ``calls`` is live and large.
 """
 
-VERSION, NAME = 11, "call_batches"
-
 
 def upgrade(db):
     """Create the batch tables and the suppression list, then the in-flight index."""

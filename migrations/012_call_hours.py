@@ -6,8 +6,6 @@ short transaction; ``call_hour_durations``' key carries the count so the median
 is read from the index alone.
 """
 
-VERSION, NAME = 12, "call_hours"
-
 
 def upgrade(db):
     """Create the rollup tables and their keys."""

@@ -8,10 +8,6 @@ md5(message), since a btree entry holds at most ~2.7 kB. A copy arriving during
 the build fails it; running 013 again moves it. The downgrade moves them back.
 """
 
-VERSION, NAME = 13, "transcription_line_key"
-
-NO_DUPLICATES_TABLE = "SELECT 1 WHERE to_regclass('transcriptions_duplicates_013') IS NULL"
-
 
 def upgrade(db):
     """Move every extra copy of a line aside, then build the unique key."""
@@ -74,7 +70,7 @@ def downgrade(db):
         -- squawk-ignore ban-drop-table
         DROP TABLE transcriptions_duplicates_013;
         """,
-        unless=NO_DUPLICATES_TABLE,
+        unless="SELECT 1 WHERE to_regclass('transcriptions_duplicates_013') IS NULL",
     )
 
 

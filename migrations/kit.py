@@ -1,7 +1,7 @@
 """What every migration run shares: the record, the order, the lock, the chain of scripts.
 
-A script is a module with ``VERSION``, ``NAME``, ``upgrade(db)``, ``downgrade(db)`` and,
-where a rollback can refuse or lose data, ``before_downgrade(db)``. Every statement is
+A script is a module ``NNN_name.py`` with ``upgrade(db)``, ``downgrade(db)`` and, where a
+rollback can refuse or lose data, ``before_downgrade(db)``. Every statement is
 idempotent, so a run that stops part-way is finished by running it again, or undone by
 its downgrade.
 """
@@ -24,6 +24,13 @@ ADVISORY_LOCK_KEY = 7_140_203_001  # arbitrary but fixed: every migration run ta
 RECORD = (
     "INSERT INTO schema_migrations (version, name) VALUES (%s, %s) ON CONFLICT (version) DO NOTHING"
 )
+
+
+def named(migration: ModuleType) -> ModuleType:
+    """Give a script its ``VERSION`` and ``NAME``, read from its file name."""
+    number, migration.NAME = Path(migration.__file__).stem.split("_", 1)
+    migration.VERSION = int(number)
+    return migration
 
 
 def label(migration: ModuleType) -> str:
@@ -147,7 +154,7 @@ def load_chain() -> list[ModuleType]:
         spec = importlib.util.spec_from_file_location(f"migrations.m{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        chain.append(module)
+        chain.append(named(module))
     versions = [m.VERSION for m in chain]
     if versions != list(range(len(chain))):
         raise MigrationError(f"migration files are not numbered 000..N without gaps: {versions}")

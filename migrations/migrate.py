@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def script_main() -> None:
     """Run the command line of the numbered script that is ``__main__``."""
-    migration = sys.modules["__main__"]
+    migration = kit.named(sys.modules["__main__"])
     parser = argparse.ArgumentParser(description=migration.__doc__)
     parser.add_argument("direction", nargs="?", default="upgrade", choices=["upgrade", "downgrade"])
     parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
