@@ -7,7 +7,6 @@ is locked. A new pin brings a new numbered migration applying its migration file
 
 from procrastinate.schema import SchemaManager
 
-# Linted as the package ships it: its choices (serial ids, int columns) are procrastinate's.
 SQUAWK_REASONS = """
 -- procrastinate's own schema, created empty in one transaction (its indexes on new,
 -- empty tables block nobody) and kept as shipped, so its later migration files apply.

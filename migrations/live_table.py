@@ -1,16 +1,10 @@
-"""The ``Db`` handle: the few ways a migration script changes a live table.
-
-Whenever a statement waits for a lock or for older transactions, the sessions
-in its way are named.
-"""
+"""The ``Db`` handle: the few ways a migration script changes a live table."""
 
 from __future__ import annotations
 
 import os
 import random
-import re
 import sys
-import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -20,9 +14,9 @@ from types import ModuleType
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from errors import first_line
+from migrations.waits import blocking_sessions, watching
 
 # While DDL waits for its lock, every request on the table queues behind it:
 # 100 ms keeps the slowest request of the live service under 250 ms. Attempts
@@ -32,35 +26,7 @@ LOCK_TIMEOUT = "100ms"
 MAX_LOCK_ATTEMPTS = 20
 FIRST_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 10.0
-FIRST_REPORT_SECONDS = 5.0  # a concurrent build that finishes quickly names nobody
-REPORT_EVERY_SECONDS = 30.0
-MAX_SESSIONS_LISTED = 3
-
 SET_TIMEOUTS = sql.SQL("SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}")
-SESSION = r"""
-pid, state, application_name,
-coalesce(extract(epoch FROM now() - xact_start)::bigint, 0),
-left(regexp_replace(coalesce(query, ''), '\s+', ' ', 'g'), 60)
-"""
-# After a lock timeout the statement no longer waits, so pg_blocking_pids cannot
-# say who was in its way: the sessions holding locks on its tables for longer
-# than the timeout are.
-HOLDING_LOCKS = f"""
-SELECT {SESSION} FROM pg_stat_activity
-WHERE pid <> pg_backend_pid()
-  AND xact_start < now() - %(waited)s::interval
-  AND pid IN (SELECT pid FROM pg_locks WHERE granted AND relation IN (
-      SELECT to_regclass(name) FROM unnest(%(tables)s::text[]) AS name))
-ORDER BY xact_start, pid
-"""
-BLOCKING = f"""
-SELECT {SESSION} FROM pg_stat_activity
-WHERE pid = ANY(pg_blocking_pids(%s))
-ORDER BY xact_start NULLS LAST, pid
-"""
-TABLE_NAMED = re.compile(
-    r"\b(?:ALTER|DROP|LOCK|UPDATE|FROM|INTO|ON)\s+(?:TABLE\s+)?(?:IF EXISTS\s+)?(\w+)", re.I
-)
 
 
 class MigrationError(Exception):
@@ -96,17 +62,6 @@ class Run:
 def sql_text(statement: str) -> str:
     """Return a statement as written in a script, without its indentation."""
     return dedent(statement).strip().rstrip(";")
-
-
-def sessions(rows: list[tuple]) -> str:
-    """Return sessions as one fragment of a line: pid, state, transaction age, query."""
-    parts = [
-        f"pid {pid}{f' ({app})' if app else ''} {state}, transaction open {age}s: {query!r}"
-        for pid, state, app, age, query in rows[:MAX_SESSIONS_LISTED]
-    ]
-    if len(rows) > MAX_SESSIONS_LISTED:
-        parts.append(f"and {len(rows) - MAX_SESSIONS_LISTED} more")
-    return "; ".join(parts) or "no session now (it has ended)"
 
 
 def drop_concurrently(name: str) -> sql.Composed:
@@ -167,7 +122,7 @@ class Db:
                     self.conn.execute(SET_TIMEOUTS.format(LOCK_TIMEOUT, timeout))
                     return self.conn.execute(text, params).rowcount
             except psycopg.errors.LockNotAvailable:
-                in_the_way = self.holding_locks(text)
+                in_the_way = blocking_sessions(self.conn, text, LOCK_TIMEOUT)
                 if attempt == MAX_LOCK_ATTEMPTS:
                     raise MigrationError(
                         f"could not get a lock for {what!r} after {attempt} attempts of "
@@ -181,15 +136,6 @@ class Db:
                 )
                 time.sleep(pause)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
-
-    def holding_locks(self, statement: str) -> str:
-        """Name the sessions that held locks on the statement's tables longer than the timeout."""
-        tables = sorted({name.lower() for name in TABLE_NAMED.findall(statement)})
-        try:
-            rows = self.conn.execute(HOLDING_LOCKS, {"tables": tables, "waited": LOCK_TIMEOUT})
-            return sessions(rows.fetchall())
-        except psycopg.Error as exc:  # naming them is a courtesy; the retry goes on without it
-            return f"cannot tell ({first_line(exc)})"
 
     def index_validity(self, name: str) -> bool | None:  # None: no such index
         return self.value(
@@ -245,43 +191,12 @@ class Db:
         self.conn.execute(
             sql.SQL("SET lock_timeout = 0; SET statement_timeout = {}").format(timeout)
         )
-        password = self.conn.pgconn.password  # the connection's dsn hides it
-        watcher = make_conninfo(
-            self.conn.info.dsn,
-            application_name="migrations (watching)",
-            **({"password": password.decode()} if password else {}),
-        )
-        stopped = threading.Event()
-        thread = threading.Thread(
-            target=self.watch,
-            args=(what, watcher, self.conn.info.backend_pid, stopped),
-            daemon=True,
-        )
-        thread.start()
         try:
-            yield
+            with watching(self.conn, what, self.say):
+                yield
         finally:
-            stopped.set()
-            thread.join()
             if not self.conn.broken:
                 self.conn.execute("RESET lock_timeout; RESET statement_timeout")
-
-    def watch(self, what: str, conninfo: str, pid: int, stopped: threading.Event) -> None:
-        """Say every so often which sessions ``pid`` waits for; connect only once there is news."""
-        waited, interval = 0.0, FIRST_REPORT_SECONDS
-        try:
-            while not stopped.wait(interval):
-                waited += interval
-                interval = REPORT_EVERY_SECONDS
-                with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as other:
-                    rows = other.execute(BLOCKING, (pid,)).fetchall()
-                if rows and not stopped.is_set():
-                    self.say(
-                        f"  {what}: waiting {waited:.0f}s for older transactions to end "
-                        f"(writes go on meanwhile): {sessions(rows)}"
-                    )
-        except psycopg.Error as exc:
-            self.say(f"  {what}: cannot see what it waits for: {first_line(exc)}")
 
     def set_not_null(self, table: str, column: str) -> None:
         """SET NOT NULL through a validated CHECK, so no scan runs under ACCESS EXCLUSIVE.

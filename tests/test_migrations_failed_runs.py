@@ -25,7 +25,7 @@ from legacy_schema import (
     start_script,
 )
 
-from migrations import kit, live_table
+from migrations import kit, live_table, waits
 from migrations.kit import MigrationError, Run, connect, load_chain, lock
 from migrations.migrate import move
 
@@ -75,7 +75,7 @@ def test_003_build_cancelled_by_the_operator_is_finished_by_running_003_again(
     seeded_url, monkeypatch
 ):
     run_ok(seeded_url, "migrate", "up", "2")
-    monkeypatch.setattr(live_table, "FIRST_REPORT_SECONDS", 0.5)
+    monkeypatch.setattr(waits, "FIRST_REPORT_SECONDS", 0.5)
     cancel = statement(
         seeded_url,
         "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
