@@ -71,18 +71,7 @@ def upgrade(db):
 
 def downgrade(db):
     """Drop the guarantees: old code never reads call_sid. Catalog work, no scan."""
-    db.execute(
-        """
-        -- squawk-ignore ban-drop-constraint
-        ALTER TABLE calls DROP CONSTRAINT IF EXISTS calls_call_sid_check_not_null
-        """
-    )
-    db.execute(
-        """
-        -- squawk-ignore ban-drop-not-null
-        ALTER TABLE calls ALTER COLUMN call_sid DROP NOT NULL
-        """
-    )
+    db.drop_not_null("calls", "call_sid")
     db.execute(
         """
         -- Dropping the constraint drops its index too.

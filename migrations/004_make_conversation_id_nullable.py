@@ -6,21 +6,8 @@ conversation_id; if some do, it says how many and changes nothing.
 
 
 def upgrade(db):
-    """Drop NOT NULL (and a check a stopped downgrade may have left)."""
-    db.execute(
-        """
-        -- squawk-ignore ban-drop-constraint
-        ALTER TABLE calls DROP CONSTRAINT IF EXISTS calls_conversation_id_check_not_null
-        """
-    )
-    db.execute(
-        """
-        -- The point of 004: new code writes the call row before ElevenLabs answers.
-        -- Old code always writes conversation_id, so it is not affected.
-        -- squawk-ignore ban-drop-not-null
-        ALTER TABLE calls ALTER COLUMN conversation_id DROP NOT NULL
-        """
-    )
+    """Drop NOT NULL; old code always writes conversation_id, so it is not affected."""
+    db.drop_not_null("calls", "conversation_id")
 
 
 def before_downgrade(db):

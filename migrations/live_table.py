@@ -228,6 +228,21 @@ class Db:
             """
         )
 
+    def drop_not_null(self, table: str, column: str) -> None:
+        """DROP NOT NULL, and any check a stopped ``set_not_null`` left: catalog-only."""
+        self.execute(
+            f"""
+            -- squawk-ignore ban-drop-constraint
+            ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {table}_{column}_check_not_null
+            """
+        )
+        self.execute(
+            f"""
+            -- squawk-ignore ban-drop-not-null
+            ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL
+            """
+        )
+
     def backfill(self, table: str, update: str, what: str, batch_size: int = 10_000) -> None:
         """Run ``update`` over ``table`` in primary-key ranges, one commit per batch.
 
