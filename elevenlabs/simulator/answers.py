@@ -4,12 +4,6 @@ Shapes from its API reference and official SDK (see the fixtures under
 ``tests/fixtures/elevenlabs``); the 422 detail is FastAPI's, which ElevenLabs runs.
 """
 
-from elevenlabs.client import OUTBOUND_CALL_PATH
-
-__all__ = ["OUTBOUND_CALL_PATH"]
-
-CONVERSATIONS_PATH = "/v1/convai/conversations"
-
 ANSWER_OK = {
     "success": True,
     "message": "Call initiated successfully",
@@ -52,7 +46,6 @@ REQUIRED = ("agent_id", "agent_phone_number_id", "to_number")
 
 
 def problem(kind: str, loc: list, msg: str, value) -> dict:
-    """Return one item of a 422's ``detail`` list."""
     return {"type": kind, "loc": loc, "msg": msg, "input": value}
 
 
@@ -85,11 +78,7 @@ def outbound_call_problems(body) -> list[dict]:
 
 
 def list_problem(args) -> dict | None:
-    """Return the 422 item for the list's first bad query parameter, or None.
-
-    ``page_size`` is 1…100 (default 30); ``cursor`` is what ``next_cursor`` gave;
-    ``call_start_after_unix`` and ``call_start_before_unix`` are unix seconds.
-    """
+    """Return the 422 item for the list's first bad query parameter, or None."""
     size = args.get("page_size", "30")
     if not (size.isdigit() and 1 <= int(size) <= 100):
         msg = "Input should be an integer from 1 to 100"
