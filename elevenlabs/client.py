@@ -20,6 +20,7 @@ from errors import first_line
 OUTBOUND_CALL_PATH = "/v1/convai/twilio/outbound-call"
 # Enough of a body to recognise it in a failure reason, not enough to flood a column.
 EXCERPT_CHARS = 200
+_NONE_GIVEN = "no message given"
 MAY_BE_PLACED = (
     "the call may still have been placed (its post-call webhook would complete this call)"
 )
@@ -41,13 +42,10 @@ class ElevenLabsError(Exception):
     broken answer, a 5xx), so the phone may ring though the call is recorded failed.
     """
 
-    def __init__(
-        self, kind: str, reason: str, *, status: int | None = None, may_have_dialled: bool = False
-    ):
+    def __init__(self, kind: str, reason: str, *, may_have_dialled: bool = False):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
-        self.status = status
         self.may_have_dialled = may_have_dialled
 
 
@@ -160,15 +158,12 @@ def parse_answer(response: requests.Response) -> OutboundCall:
             "bad_response",
             f"ElevenLabs answered {status} with {problem}: {_excerpt(response)}; "
             "the call may have been placed",
-            status=status,
             may_have_dialled=True,
         )
     message = answer.get("message") or ""
     if not answer["success"]:
         raise ElevenLabsError(
-            "unsuccessful",
-            f"ElevenLabs did not place the call: {message or 'no message given'}",
-            status=status,
+            "unsuccessful", f"ElevenLabs did not place the call: {message or _NONE_GIVEN}"
         )
     # An empty id is no id: stored, it would collide with the next empty one.
     return OutboundCall(
@@ -195,28 +190,21 @@ def status_error(response: requests.Response) -> ElevenLabsError:
     except (ValueError, RecursionError):
         body = None
     detail = body.get("detail") if isinstance(body, dict) else None
-    if status in (401, 429):  # detail: {"status": "invalid_api_key" | "system_busy" | …, "message"}
-        fields = detail if isinstance(detail, dict) else {"message": detail}
-        code = fields.get("status") if isinstance(fields.get("status"), str) else None
-        message = str(fields.get("message") or "no message given")
-        if status == 429:
-            return ElevenLabsError(
-                "rate_limited",
-                f"ElevenLabs is over capacity ({code or 'HTTP 429'}): {message}",
-                status=status,
-            )
-        return ElevenLabsError(
-            "invalid_api_key" if code in (None, "invalid_api_key") else "unauthorized",
-            f"ElevenLabs refused our API key ({code or 'HTTP 401'}): {message}",
-            status=status,
-        )
-    if isinstance(detail, dict) and isinstance(detail.get("message"), str):
-        text = detail["message"][:EXCERPT_CHARS]
-    elif isinstance(detail, str) and detail:
-        text = detail[:EXCERPT_CHARS]
+    # 401 and 429 say which key or limit problem in detail.status, and why in detail.message.
+    fields = detail if isinstance(detail, dict) else {"message": detail}
+    code = fields.get("status") if isinstance(fields.get("status"), str) else None
+    message = fields.get("message")
+    if isinstance(message, str) and message:
+        text = message[:EXCERPT_CHARS]
     else:
         text = json.dumps(detail)[:EXCERPT_CHARS] if detail else _excerpt(response)
-    if status == 422:
+    if status == 401:
+        kind = "invalid_api_key" if code in (None, "invalid_api_key") else "unauthorized"
+        reason = f"ElevenLabs refused our API key ({code or 'HTTP 401'}): {message or _NONE_GIVEN}"
+    elif status == 429:
+        kind = "rate_limited"
+        reason = f"ElevenLabs is over capacity ({code or 'HTTP 429'}): {message or _NONE_GIVEN}"
+    elif status == 422:
         if isinstance(detail, list):  # FastAPI's [{"loc": [...], "msg", "type"}, …]
             problems = []
             for item in detail:
@@ -225,21 +213,17 @@ def status_error(response: requests.Response) -> ElevenLabsError:
                     where = ".".join(map(str, loc)) if isinstance(loc, list) else "request"
                     problems.append(f"{where}: {item.get('msg') or item.get('type') or 'invalid'}")
             text = "; ".join(problems) or _excerpt(response)
-        return ElevenLabsError(
-            "validation_error", f"ElevenLabs rejected the request as invalid: {text}", status=status
-        )
-    if status >= 500:
+        kind, reason = "validation_error", f"ElevenLabs rejected the request as invalid: {text}"
+    elif status >= 500:
         return ElevenLabsError(
             "server_error",
             f"ElevenLabs failed with HTTP {status}: {text}; the call may still have been placed",
-            status=status,
             may_have_dialled=True,
         )
-    return ElevenLabsError(
-        "client_error" if 400 <= status < 500 else "unexpected_status",
-        f"ElevenLabs answered HTTP {status}: {text}",
-        status=status,
-    )
+    else:
+        kind = "client_error" if 400 <= status < 500 else "unexpected_status"
+        reason = f"ElevenLabs answered HTTP {status}: {text}"
+    return ElevenLabsError(kind, reason)
 
 
 def _excerpt(response: requests.Response) -> str:
