@@ -83,10 +83,9 @@ class Simulator:
         self._release = threading.Event()
         self._server = make_server(host, port, self._app(), threaded=True, request_handler=_Quiet)
         self.base_url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def start(self) -> "Simulator":
-        self._thread.start()
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def close(self) -> None:
