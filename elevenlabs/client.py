@@ -145,14 +145,14 @@ def transport_error(exc: requests.RequestException, timeout: tuple) -> ElevenLab
 def parse_answer(response: requests.Response) -> OutboundCall:
     """Return the accepted call from a 2xx answer, or raise the error the answer describes."""
     status = response.status_code
-    if not 200 <= status < 300:
-        raise status_error(response)
     try:
         answer = response.json()
     except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply to parse
-        problem = "a body that is not JSON"
+        answer, problem = None, "a body that is not JSON"
     else:
         problem = _shape_problem(answer)
+    if not 200 <= status < 300:
+        raise status_error(response, answer)
     if problem:
         raise ElevenLabsError(
             "bad_response",
@@ -182,13 +182,9 @@ def _shape_problem(answer) -> str | None:
     return None
 
 
-def status_error(response: requests.Response) -> ElevenLabsError:
-    """Return the ElevenLabsError for a non-2xx answer, naming ElevenLabs' own reason."""
+def status_error(response: requests.Response, body) -> ElevenLabsError:
+    """Return the ElevenLabsError for a non-2xx answer (its JSON, or None), in ElevenLabs' words."""
     status = response.status_code
-    try:
-        body = response.json()
-    except (ValueError, RecursionError):
-        body = None
     detail = body.get("detail") if isinstance(body, dict) else None
     # 401 and 429 say which key or limit problem in detail.status, and why in detail.message.
     fields = detail if isinstance(detail, dict) else {"message": detail}

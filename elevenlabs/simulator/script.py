@@ -31,9 +31,13 @@ AGENT_NUMBER = "+14155550100"
 CREDITS_PER_SECOND = 12
 
 
-def new_ids() -> tuple[str, str]:
-    """Return a fresh conversation_id and Twilio call SID, shaped as ElevenLabs' are."""
-    return f"conv_{secrets.token_hex(13)}", f"CA{secrets.token_hex(16)}"
+def with_new_ids(answer: dict) -> dict:
+    """Return an outbound-call answer with a fresh conversation_id and Twilio call SID."""
+    return {
+        **answer,
+        "conversation_id": f"conv_{secrets.token_hex(13)}",
+        "callSid": f"CA{secrets.token_hex(16)}",
+    }
 
 
 def conversation(call: dict, conversation_id: str, twilio_sid: str) -> dict:

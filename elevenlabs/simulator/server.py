@@ -122,12 +122,7 @@ class Simulator:
                 self._release.wait(timeout=30)
             if raw is not None:
                 return Response(raw, status=status, content_type="text/html")
-            if not fresh_ids:
-                return _json(body, status)
-            conversation_id, twilio_sid = script.new_ids()
-            return _json(
-                {**body, "conversation_id": conversation_id, "callSid": twilio_sid}, status
-            )
+            return _json(script.with_new_ids(body) if fresh_ids else body, status)
 
         self._scripted = scripted
 
@@ -191,11 +186,10 @@ class Simulator:
         if digit == HANGS:
             # Past the caller's read timeout; then the call is placed after all.
             self._release.wait(self.hang_seconds)
-        conversation_id, twilio_sid = script.new_ids()
-        document = script.conversation(call, conversation_id, twilio_sid)
+        answer = script.with_new_ids(answers.ANSWER_OK)
+        document = script.conversation(call, answer["conversation_id"], answer["callSid"])
         with self._lock:
-            self.conversations[conversation_id] = document
-        answer = {**answers.ANSWER_OK, "conversation_id": conversation_id, "callSid": twilio_sid}
+            self.conversations[answer["conversation_id"]] = document
         response = _json(answer)
         ring = threading.Thread(target=self._play, args=(document, digit), daemon=True)
         response.call_on_close(ring.start)
