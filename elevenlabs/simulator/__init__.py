@@ -12,7 +12,7 @@ from elevenlabs.simulator.answers import (
     ERROR_429_BUSY,
     ERROR_429_CONCURRENCY,
 )
-from elevenlabs.simulator.server import Received, Simulator
+from elevenlabs.simulator.server import Simulator
 
 __all__ = [
     "ANSWER_OK",
@@ -22,6 +22,5 @@ __all__ = [
     "ERROR_429_BUSY",
     "ERROR_429_CONCURRENCY",
     "OUTBOUND_CALL_PATH",
-    "Received",
     "Simulator",
 ]
