@@ -1,7 +1,6 @@
-"""What ElevenLabs answers, in its own shapes: bodies, errors and request validation.
+"""What ElevenLabs answers, as its API reference shows: bodies, errors, request validation.
 
-Shapes from its API reference and official SDK (see the fixtures under
-``tests/fixtures/elevenlabs``); the 422 detail is FastAPI's, which ElevenLabs runs.
+The 422 detail is FastAPI's, which ElevenLabs runs.
 """
 
 ANSWER_OK = {
@@ -42,8 +41,6 @@ ERROR_404_CONVERSATION = {
 # What a test may make the conversation endpoint answer instead, by HTTP status.
 FAULTS = {429: ERROR_429_BUSY, 500: {"detail": "Internal Server Error"}}
 
-REQUIRED = ("agent_id", "agent_phone_number_id", "to_number")
-
 
 def problem(kind: str, loc: list, msg: str, value) -> dict:
     return {"type": kind, "loc": loc, "msg": msg, "input": value}
@@ -55,7 +52,7 @@ def outbound_call_problems(body) -> list[dict]:
         msg = "Input should be a valid dictionary or object to extract fields from"
         return [problem("model_attributes_type", ["body"], msg, body)]
     found = []
-    for name in REQUIRED:
+    for name in ("agent_id", "agent_phone_number_id", "to_number"):
         if name not in body:
             found.append(problem("missing", ["body", name], "Field required", None))
         elif not isinstance(body[name], str):

@@ -150,10 +150,7 @@ def post_call_transcription(document: dict) -> dict:
 
 
 def fail(document: dict, reason: str) -> dict:
-    """Close a conversation that never connected (``busy`` or ``no-answer``); return its event.
-
-    The ``call_initiation_failure`` envelope carries Twilio's status callback as metadata.
-    """
+    """Close a conversation that never connected; return its ``call_initiation_failure``."""
     document["status"] = "failed"
     document["metadata"]["termination_reason"] = f"Call {reason}"
     phone_call = document["metadata"]["phone_call"]
@@ -164,7 +161,7 @@ def fail(document: dict, reason: str) -> dict:
             "agent_id": document["agent_id"],
             "conversation_id": document["conversation_id"],
             "failure_reason": reason,
-            "metadata": {
+            "metadata": {  # Twilio's status callback, passed on
                 "type": "twilio",
                 "body": {
                     "CallSid": phone_call["call_sid"],
