@@ -1,15 +1,9 @@
 """The ElevenLabs HTTP client: place an outbound call over Twilio, never twice.
 
 ``outbound_call`` sends exactly one request and turns every way it can go wrong
-into one ``ElevenLabsError`` whose ``reason`` an operator can read. Nothing is
-retried, not even a connection that failed half-way: a repeated request can ring
-a driver's phone twice. Only a failure known to come before the request left
-(no connection, a refused one, a certificate refused, a bad URL) says the call
-was not placed; every other one says it may have been.
-
-The whole exchange has a deadline (connect + read timeout): requests' read
-timeout is per socket read, so an answer dripping a byte a second would
-otherwise hold the request for as long as it drips.
+into one ``ElevenLabsError``. Nothing is retried, not even a connection that
+failed half-way: a repeated request can ring a driver's phone twice. Only a
+failure known to come before the request left says the call was not placed.
 """
 
 import json
@@ -17,22 +11,19 @@ import ssl
 from dataclasses import dataclass
 
 import requests
+from requests.exceptions import InvalidHeader, InvalidSchema, InvalidURL, MissingSchema
 from urllib3.exceptions import NewConnectionError
 
 from elevenlabs.deadline import Deadline, NoRetryAdapter
 from errors import first_line
 
 OUTBOUND_CALL_PATH = "/v1/convai/twilio/outbound-call"
-# Raised by requests before a byte is sent.
-NOT_SENT = (
-    requests.exceptions.InvalidURL,
-    requests.exceptions.MissingSchema,
-    requests.exceptions.InvalidSchema,
-    requests.exceptions.InvalidHeader,
-    requests.exceptions.URLRequired,
-)
 # Enough of a body to recognise it in a failure reason, not enough to flood a column.
 EXCERPT_CHARS = 200
+_NONE_GIVEN = "no message given"
+MAY_BE_PLACED = (
+    "the call may still have been placed (its post-call webhook would complete this call)"
+)
 
 
 @dataclass(frozen=True)
@@ -47,18 +38,14 @@ class OutboundCall:
 class ElevenLabsError(Exception):
     """ElevenLabs did not confirm the call; ``reason`` says why, ``kind`` names the case.
 
-    ``may_have_dialled`` is true whenever the request may have reached ElevenLabs
-    (a timeout, a broken or cut-off answer, a 5xx): the driver's phone may ring
-    even though we record the call as failed.
+    ``may_have_dialled``: the request may have reached ElevenLabs (a timeout, a
+    broken answer, a 5xx), so the phone may ring though the call is recorded failed.
     """
 
-    def __init__(
-        self, kind: str, reason: str, *, status: int | None = None, may_have_dialled: bool = False
-    ):
+    def __init__(self, kind: str, reason: str, *, may_have_dialled: bool = False):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
-        self.status = status
         self.may_have_dialled = may_have_dialled
 
 
@@ -68,6 +55,7 @@ class ElevenLabsClient:
     def __init__(self, base_url: str, api_key: str, *, connect_timeout: float, read_timeout: float):
         self.url = base_url.rstrip("/") + OUTBOUND_CALL_PATH
         self.timeout = (connect_timeout, read_timeout)
+        # The read timeout is per socket read: an answer dripping a byte a second needs a deadline.
         self.deadline = connect_timeout + read_timeout
         self.session = requests.Session()
         adapter = NoRetryAdapter()
@@ -82,7 +70,6 @@ class ElevenLabsClient:
 
     @classmethod
     def from_config(cls, config) -> "ElevenLabsClient":
-        """Build the client from the app's ELEVENLABS_* settings."""
         return cls(
             config["ELEVENLABS_BASE_URL"],
             config["ELEVENLABS_API_KEY"],
@@ -112,8 +99,7 @@ class ElevenLabsClient:
             if deadline.expired:
                 raise ElevenLabsError(
                     "deadline_exceeded",
-                    f"ElevenLabs did not answer in full within {self.deadline:g}s; the call "
-                    "may still have been placed (its post-call webhook would complete this call)",
+                    f"ElevenLabs did not answer in full within {self.deadline:g}s; {MAY_BE_PLACED}",
                     may_have_dialled=True,
                 ) from exc
             raise transport_error(exc, self.timeout) from exc
@@ -123,80 +109,61 @@ class ElevenLabsClient:
 def transport_error(exc: requests.RequestException, timeout: tuple) -> ElevenLabsError:
     """Translate a failure to exchange bytes with ElevenLabs into an ElevenLabsError."""
     connect_timeout, read_timeout = timeout
-    if isinstance(exc, requests.ConnectTimeout):
-        return ElevenLabsError(
-            "connect_timeout",
-            f"could not connect to ElevenLabs within {connect_timeout:g}s; the call was not placed",
-        )
+    excerpt = first_line(exc)[:EXCERPT_CHARS]
     if isinstance(exc, requests.ReadTimeout):
         return ElevenLabsError(
             "read_timeout",
-            f"ElevenLabs did not answer within {read_timeout:g}s; the call may still have been "
-            "placed (its post-call webhook would complete this call)",
+            f"ElevenLabs did not answer within {read_timeout:g}s; {MAY_BE_PLACED}",
             may_have_dialled=True,
         )
-    if _caused_by(exc, ConnectionRefusedError):
-        return ElevenLabsError(
-            "connection_refused", "ElevenLabs refused the connection; the call was not placed"
+    if isinstance(exc, requests.ConnectTimeout):
+        kind, what = (
+            "connect_timeout",
+            f"could not connect to ElevenLabs within {connect_timeout:g}s",
         )
-    if _caused_by(exc, ssl.SSLCertVerificationError):  # refused during the handshake
+    elif _caused_by(exc, ConnectionRefusedError):
+        kind, what = "connection_refused", "ElevenLabs refused the connection"
+    elif _caused_by(exc, ssl.SSLCertVerificationError):  # refused during the handshake
+        kind, what = "tls_error", f"TLS with ElevenLabs failed: {excerpt}"
+    # NameResolutionError (DNS) is a NewConnectionError too: nothing was sent either way.
+    elif isinstance(exc, requests.ConnectionError) and _caused_by(exc, NewConnectionError):
+        kind, what = "connection_failed", f"could not connect to ElevenLabs ({excerpt})"
+    elif isinstance(exc, InvalidURL | MissingSchema | InvalidSchema | InvalidHeader):
+        kind, what = "request_error", f"request to ElevenLabs not sent: {excerpt}"
+    else:
+        # After the request bytes were written: a connection that broke, an answer
+        # cut short, a body that claims gzip and is not.
         return ElevenLabsError(
-            "tls_error",
-            f"TLS with ElevenLabs failed: {first_line(exc)[:EXCERPT_CHARS]}; "
-            "the call was not placed",
+            "connection_lost",
+            "the exchange with ElevenLabs broke before its answer was read "
+            f"({type(exc).__name__}); the call may still have been placed",
+            may_have_dialled=True,
         )
-    if isinstance(exc, requests.ConnectionError) and not _request_sent(exc):
-        return ElevenLabsError(
-            "connection_failed",
-            f"could not connect to ElevenLabs ({first_line(exc)[:EXCERPT_CHARS]}); "
-            "the call was not placed",
-        )
-    if isinstance(exc, NOT_SENT):  # an invalid URL or header: our configuration
-        return ElevenLabsError(
-            "request_error",
-            f"request to ElevenLabs not sent: {first_line(exc)[:EXCERPT_CHARS]}; "
-            "the call was not placed",
-        )
-    # Anything else came after the request bytes were written: a connection that
-    # broke, an answer cut short, a body that claims gzip and is not.
-    return ElevenLabsError(
-        "connection_lost",
-        "the exchange with ElevenLabs broke before its answer was read "
-        f"({type(exc).__name__}); the call may still have been placed",
-        may_have_dialled=True,
-    )
+    return ElevenLabsError(kind, f"{what}; the call was not placed")
 
 
 def parse_answer(response: requests.Response) -> OutboundCall:
     """Return the accepted call from a 2xx answer, or raise the error the answer describes."""
     status = response.status_code
-    if not 200 <= status < 300:
-        raise status_error(response)
     try:
         answer = response.json()
     except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply to parse
+        answer, problem = None, "a body that is not JSON"
+    else:
+        problem = _shape_problem(answer)
+    if not 200 <= status < 300:
+        raise status_error(response, answer)
+    if problem:
         raise ElevenLabsError(
             "bad_response",
-            f"ElevenLabs answered {status} with a body that is not JSON: {_excerpt(response)}; "
+            f"ElevenLabs answered {status} with {problem}: {_excerpt(response)}; "
             "the call may have been placed",
-            status=status,
-            may_have_dialled=True,
-        ) from None
-    shape_problem = _shape_problem(answer)
-    if shape_problem:
-        raise ElevenLabsError(
-            "bad_response",
-            f"ElevenLabs answered {status} with unexpected JSON ({shape_problem}): "
-            f"{_excerpt(response)}; the call may have been placed",
-            status=status,
             may_have_dialled=True,
         )
     message = answer.get("message") or ""
     if not answer["success"]:
         raise ElevenLabsError(
-            "unsuccessful",
-            f"ElevenLabs did not place the call: {message or 'no message given'}",
-            status=status,
+            "unsuccessful", f"ElevenLabs did not place the call: {message or _NONE_GIVEN}"
         )
     # An empty id is no id: stored, it would collide with the next empty one.
     return OutboundCall(
@@ -205,98 +172,54 @@ def parse_answer(response: requests.Response) -> OutboundCall:
 
 
 def _shape_problem(answer) -> str | None:
-    """Return what is wrong with an outbound-call answer's shape, or None."""
     if not isinstance(answer, dict):
-        return "not an object"
+        return "unexpected JSON (not an object)"
     if not isinstance(answer.get("success"), bool):
-        return "no boolean 'success'"
+        return "unexpected JSON (no boolean 'success')"
     for name in ("message", "conversation_id", "callSid"):
-        value = answer.get(name)
-        if value is not None and not isinstance(value, str):
-            return f"'{name}' is not a string"
+        if not isinstance(answer.get(name), str | None):
+            return f"unexpected JSON ('{name}' is not a string)"
     return None
 
 
-def status_error(response: requests.Response) -> ElevenLabsError:
-    """Return the ElevenLabsError for a non-2xx answer, naming ElevenLabs' own reason."""
+def status_error(response: requests.Response, body) -> ElevenLabsError:
+    """Return the ElevenLabsError for a non-2xx answer (its JSON, or None), in ElevenLabs' words."""
     status = response.status_code
-    detail = _detail(response)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    # 401 and 429 say which key or limit problem in detail.status, and why in detail.message.
+    fields = detail if isinstance(detail, dict) else {"message": detail}
+    code = fields.get("status") if isinstance(fields.get("status"), str) else None
+    message = fields.get("message")
+    if isinstance(message, str) and message:
+        text = message[:EXCERPT_CHARS]
+    else:
+        text = json.dumps(detail)[:EXCERPT_CHARS] if detail else _excerpt(response)
     if status == 401:
-        code, message = _status_and_message(detail)
-        return ElevenLabsError(
-            "invalid_api_key" if code in (None, "invalid_api_key") else "unauthorized",
-            f"ElevenLabs refused our API key ({code or 'HTTP 401'}): {message}",
-            status=status,
-        )
-    if status == 422:
-        return ElevenLabsError(
-            "validation_error",
-            f"ElevenLabs rejected the request as invalid: {_validation_summary(detail, response)}",
-            status=status,
-        )
-    if status == 429:
-        code, message = _status_and_message(detail)
-        return ElevenLabsError(
-            "rate_limited",
-            f"ElevenLabs is over capacity ({code or 'HTTP 429'}): {message}",
-            status=status,
-        )
-    if status >= 500:
+        kind = "invalid_api_key" if code in (None, "invalid_api_key") else "unauthorized"
+        reason = f"ElevenLabs refused our API key ({code or 'HTTP 401'}): {message or _NONE_GIVEN}"
+    elif status == 429:
+        kind = "rate_limited"
+        reason = f"ElevenLabs is over capacity ({code or 'HTTP 429'}): {message or _NONE_GIVEN}"
+    elif status == 422:
+        if isinstance(detail, list):  # FastAPI's [{"loc": [...], "msg", "type"}, …]
+            problems = []
+            for item in detail:
+                if isinstance(item, dict):
+                    loc = item.get("loc")
+                    where = ".".join(map(str, loc)) if isinstance(loc, list) else "request"
+                    problems.append(f"{where}: {item.get('msg') or item.get('type') or 'invalid'}")
+            text = "; ".join(problems) or _excerpt(response)
+        kind, reason = "validation_error", f"ElevenLabs rejected the request as invalid: {text}"
+    elif status >= 500:
         return ElevenLabsError(
             "server_error",
-            f"ElevenLabs failed with HTTP {status}: {_detail_text(detail, response)}; "
-            "the call may still have been placed",
-            status=status,
+            f"ElevenLabs failed with HTTP {status}: {text}; the call may still have been placed",
             may_have_dialled=True,
         )
-    return ElevenLabsError(
-        "client_error" if 400 <= status < 500 else "unexpected_status",
-        f"ElevenLabs answered HTTP {status}: {_detail_text(detail, response)}",
-        status=status,
-    )
-
-
-def _detail(response: requests.Response):
-    """Return the ``detail`` of an error body, or None when the body has none."""
-    try:
-        body = response.json()
-    except (ValueError, RecursionError):
-        return None
-    return body.get("detail") if isinstance(body, dict) else None
-
-
-def _status_and_message(detail) -> tuple[str | None, str]:
-    """Return ``detail.status`` and ``detail.message`` of a 401/429 body."""
-    if isinstance(detail, dict):
-        code = detail.get("status")
-        message = detail.get("message")
-        return (code if isinstance(code, str) else None), str(message or "no message given")
-    return None, str(detail) if detail else "no message given"
-
-
-def _validation_summary(detail, response) -> str:
-    """Return a 422's ``detail`` list as ``body.field: message; …``."""
-    if not isinstance(detail, list):
-        return _detail_text(detail, response)
-    parts = []
-    for item in detail:
-        if not isinstance(item, dict):
-            continue
-        loc = item.get("loc")
-        where = ".".join(str(p) for p in loc) if isinstance(loc, list) else "request"
-        parts.append(f"{where}: {item.get('msg') or item.get('type') or 'invalid'}")
-    return "; ".join(parts) or _excerpt(response)
-
-
-def _detail_text(detail, response) -> str:
-    """Return ``detail`` as short text, else an excerpt of the body."""
-    if isinstance(detail, str) and detail:
-        return detail[:EXCERPT_CHARS]
-    if isinstance(detail, dict) and isinstance(detail.get("message"), str):
-        return detail["message"][:EXCERPT_CHARS]
-    if detail:
-        return json.dumps(detail)[:EXCERPT_CHARS]
-    return _excerpt(response)
+    else:
+        kind = "client_error" if 400 <= status < 500 else "unexpected_status"
+        reason = f"ElevenLabs answered HTTP {status}: {text}"
+    return ElevenLabsError(kind, reason)
 
 
 def _excerpt(response: requests.Response) -> str:
@@ -304,8 +227,7 @@ def _excerpt(response: requests.Response) -> str:
     text = response.text.strip()
     if not text:
         return "(empty body)"
-    cut = text[:EXCERPT_CHARS]
-    return repr(cut + ("…" if len(text) > EXCERPT_CHARS else ""))
+    return repr(text[:EXCERPT_CHARS] + ("…" if len(text) > EXCERPT_CHARS else ""))
 
 
 def _caused_by(exc: BaseException, kind: type) -> bool:
@@ -313,17 +235,11 @@ def _caused_by(exc: BaseException, kind: type) -> bool:
     seen, todo = set(), [exc]
     while todo:
         current = todo.pop()
-        if current is None or id(current) in seen:
+        if not isinstance(current, BaseException) or id(current) in seen:
             continue
-        seen.add(id(current))
         if isinstance(current, kind):
             return True
-        todo.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
-        todo.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        seen.add(id(current))
+        todo += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        todo += current.args
     return False
-
-
-def _request_sent(exc: requests.ConnectionError) -> bool:
-    """Tell whether a connection error happened after the connection was made."""
-    # NameResolutionError (DNS) is a NewConnectionError too: nothing was sent either way.
-    return not _caused_by(exc, NewConnectionError)

@@ -1,10 +1,8 @@
-"""Reading ElevenLabs' conversations: one conversation's details, and the list, page by page.
+"""Reading ElevenLabs' conversations for reconciliation: one conversation, and the list.
 
-Reconciliation asks these when no post-call webhook came. Every way a read can go
-wrong (404, 429, 5xx, a timeout, a broken connection, a body that is not what
-ElevenLabs sends) is one ``Unavailable`` whose ``reason`` an operator can read:
-the call it was about is left as it is, for the next run. Reads change nothing at
-ElevenLabs, so unlike the outbound call nothing here is unsafe to ask again.
+Every way a read can fail is one ``Unavailable`` whose ``reason`` an operator can
+read; the call stays as it is for the next run. Reads change nothing at
+ElevenLabs, so unlike the outbound call they are safe to ask again.
 """
 
 import requests
@@ -20,10 +18,9 @@ PAGE_SIZE = 100  # the list's largest page
 class Unavailable(Exception):
     """ElevenLabs could not tell us about a conversation just now; ``reason`` says why."""
 
-    def __init__(self, reason: str, *, status: int | None = None):
+    def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-        self.status = status
 
 
 class Conversations:
@@ -31,12 +28,12 @@ class Conversations:
 
     def __init__(self, client: ElevenLabsClient, base_url: str):
         # The same session, key, proxies, timeouts and deadline as the calls we place.
-        self.session, self.timeout, self.deadline = client.session, client.timeout, client.deadline
+        self.session, self.headers = client.session, client.headers
+        self.timeout, self.deadline = client.timeout, client.deadline
         self.url = base_url.rstrip("/") + CONVERSATIONS_PATH
 
     @classmethod
     def from_config(cls, config) -> "Conversations":
-        """Build the reader from the app's ELEVENLABS_* settings."""
         return cls(ElevenLabsClient.from_config(config), config["ELEVENLABS_BASE_URL"])
 
     def conversation(self, conversation_id: str) -> dict:
@@ -52,21 +49,23 @@ class Conversations:
             "call_start_after_unix": started[0],
             "call_start_before_unix": started[1],
             "page_size": PAGE_SIZE,
+            "cursor": cursor or None,  # requests leaves out a None parameter
         }
-        if cursor:
-            params["cursor"] = cursor
         page = self._get(self.url, params)
         if not isinstance(page.get("conversations"), list):
             raise Unavailable("the conversation list's answer has no conversations array")
         return page
 
     def _get(self, url: str, params: dict | None = None) -> dict:
-        """Return the JSON object ElevenLabs answers, or raise Unavailable."""
         try:
             with Deadline(self.deadline):  # an answer dripping a byte a second is cut
                 # No redirect: it would carry our API key to wherever it points.
                 response = self.session.get(
-                    url, params=params, timeout=self.timeout, allow_redirects=False
+                    url,
+                    params=params,
+                    headers=self.headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
                 )
         except requests.RequestException as exc:
             raise Unavailable(
@@ -76,8 +75,7 @@ class Conversations:
         if response.status_code != 200:
             raise Unavailable(
                 f"ElevenLabs answered HTTP {response.status_code}: "
-                f"{response.text.strip()[:EXCERPT_CHARS] or '(empty body)'}",
-                status=response.status_code,
+                f"{response.text.strip()[:EXCERPT_CHARS] or '(empty body)'}"
             )
         try:
             body = response.json()

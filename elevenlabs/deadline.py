@@ -1,12 +1,10 @@
 """A total deadline for one request through ``requests``, and an adapter that never retries.
 
 requests' read timeout is per socket read: an answer dripping a byte a second
-never trips it. ``Deadline`` has one watchdog thread per process cut the
-connection its thread's request took once its time is up; the blocked read then
-fails at once, and urllib3 discards the connection instead of reusing it.
-
-One watchdog rather than a ``threading.Timer`` per request: starting and
-stopping a thread for every call cost call creation about a tenth of its CPU.
+never trips it. One watchdog thread per process shuts down the connection a
+request took once its deadline passes; the blocked read then fails at once and
+urllib3 discards the connection. One thread, not a ``threading.Timer`` per
+request: starting a thread per call cost call creation a tenth of its CPU.
 """
 
 import contextlib
@@ -22,10 +20,14 @@ from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 # The deadline of the request this thread is making: the pool below tells it
 # which connection the request took, so it can cut exactly that one.
 _in_flight = threading.local()
-# Deadlines due within this long of each other are checked on one wake-up: a
-# cut may come this much late, and the watchdog wakes tens of times a second at
-# most, not once per request.
+# Deadlines due within this long of each other are cut on one wake-up: the
+# watchdog wakes tens of times a second at most, not once per request.
 SLACK_SECONDS = 0.05
+
+_due = []  # heap of (due, n, Deadline); one that ended stays until due
+_order = itertools.count()  # breaks ties, so Deadlines are never compared
+_wake = threading.Condition()
+_watchdog = None
 
 
 class Deadline:
@@ -37,64 +39,38 @@ class Deadline:
         self.expired = False
         self.over = False  # the request ended: nothing to cut
 
-    def _cut(self) -> None:
-        self.expired = True
-        sock = getattr(self.connection, "sock", None)
-        if sock is not None:
-            # The blocked read returns at once and urllib3 discards the connection;
-            # already closed means the request is over anyway.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
     def __enter__(self) -> "Deadline":
+        global _watchdog
         _in_flight.deadline = self
-        _WATCHDOG.watch(self)
+        with _wake:
+            if _watchdog is None or not _watchdog.is_alive():  # first use, or forked
+                _due.clear()
+                _watchdog = threading.Thread(target=_watch, name="deadlines", daemon=True)
+                _watchdog.start()
+            heapq.heappush(_due, (time.monotonic() + self.seconds, next(_order), self))
+            if _due[0][2] is self:  # due before the one the watchdog waits for
+                _wake.notify()
         return self
 
     def __exit__(self, *exc_info) -> None:
         _in_flight.deadline = None
-        _WATCHDOG.forget(self)
+        with _wake:  # so a cut cannot land on the connection once another request reuses it
+            self.over, self.connection = True, None
 
 
-class _Watchdog:
-    """One thread that cuts every request still running at its deadline."""
-
-    def __init__(self):
-        self._due = []  # heap of (due, n, Deadline); one that ended stays until due
-        self._n = itertools.count()  # breaks ties, so Deadlines are never compared
-        self._wake = threading.Condition()
-        self._thread = None
-
-    def watch(self, deadline: Deadline) -> None:
-        """Cut ``deadline``'s connection when its time is up, unless it is forgotten first."""
-        with self._wake:
-            if self._thread is None or not self._thread.is_alive():  # first use, or forked
-                self._due.clear()
-                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
-                self._thread.start()
-            due = time.monotonic() + deadline.seconds
-            heapq.heappush(self._due, (due, next(self._n), deadline))
-            if self._due[0][2] is deadline:  # due before the one the watchdog waits for
-                self._wake.notify()
-
-    def forget(self, deadline: Deadline) -> None:
-        """Leave ``deadline``'s request alone: it is over (its connection may serve another)."""
-        with self._wake:  # so a cut cannot land on the connection once it is reused
-            deadline.over, deadline.connection = True, None
-
-    def _run(self) -> None:
-        with self._wake:
-            while True:
-                now = time.monotonic()
-                while self._due and self._due[0][0] <= now:
-                    deadline = heapq.heappop(self._due)[2]
-                    if not deadline.over:
-                        deadline._cut()
-                wait = self._due[0][0] - now + SLACK_SECONDS if self._due else None
-                self._wake.wait(wait)
-
-
-_WATCHDOG = _Watchdog()
+def _watch() -> None:
+    with _wake:
+        while True:
+            now = time.monotonic()
+            while _due and _due[0][0] <= now:
+                deadline = heapq.heappop(_due)[2]
+                if not deadline.over:
+                    deadline.expired = True
+                    sock = getattr(deadline.connection, "sock", None)
+                    if sock is not None:
+                        with contextlib.suppress(OSError):  # already closed: the request is over
+                            sock.shutdown(socket.SHUT_RDWR)
+            _wake.wait(_due[0][0] - now + SLACK_SECONDS if _due else None)
 
 
 class _Watched:
@@ -123,6 +99,5 @@ class NoRetryAdapter(HTTPAdapter):
         super().__init__(max_retries=0, pool_maxsize=32)  # >= threads per worker
 
     def init_poolmanager(self, *args, **kwargs) -> None:
-        """Build urllib3's pool manager with pools a deadline can cut."""
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTP, "https": _WatchedHTTPS}

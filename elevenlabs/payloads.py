@@ -1,10 +1,9 @@
 """Reading webhook bodies defensively: anything we cannot use is a ``Rejected`` with a reason.
 
-Nothing here touches the database. Every string that may reach PostgreSQL is
-checked for what ``text`` cannot hold (NUL, lone surrogates), every number for
-what ``timestamptz`` cannot hold, so a hostile or broken body is a 400, never a 500.
-A field kept only for the record (``informational``) is the exception: cut or
-ignored, with a note, since refusing it would refuse everything else with it.
+Every string that may reach PostgreSQL is checked for what ``text`` cannot hold
+(NUL, lone surrogates), every time for what ``timestamptz`` cannot, so a broken
+body is a 400, never a 500. Fields kept only for the record (``informational``)
+are cut or dropped with a note instead: refusing them would refuse the rest too.
 """
 
 import json
@@ -16,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from models import webhook_deliveries as deliveries
 from transcription_helpers import TranscriptLine
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 MAX_ID_LENGTH = 200
@@ -33,7 +33,6 @@ class Rejected(Exception):
 
 
 def malformed(reason: str) -> Rejected:
-    """Return the rejection of a body that is not what the endpoint takes."""
     return Rejected(deliveries.REJECTED_MALFORMED, reason)
 
 
@@ -46,9 +45,6 @@ class LineDelivery:
     line: TranscriptLine
 
 
-# --- JSON and its scalars -----------------------------------------------------------
-
-
 def _no_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
@@ -58,7 +54,7 @@ def parse_json(body: bytes):
     if not body.strip():
         raise malformed("the body is empty")
     try:
-        return json.loads(body, parse_constant=_no_constant)
+        return json.loads(body, parse_constant=_no_constant)  # no NaN or Infinity
     except RecursionError:
         raise malformed("the body is JSON nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -69,21 +65,17 @@ def obj(value, field: str, *, required: bool = True) -> dict:
     """Return ``value`` if it is a JSON object; an absent optional object reads as ``{}``."""
     if value is None and not required:
         return {}
-    if value is None:
-        raise malformed(f"{field} is missing or null")
     if not isinstance(value, dict):
-        raise malformed(f"{field} must be an object, not {_json_type(value)}")
+        raise malformed(_wrong_type(value, field, "an object"))
     return value
 
 
 def text(value, field: str, *, required: bool = True, max_length: int = MAX_ID_LENGTH):
     """Return ``value`` if it is a string PostgreSQL can store; blank optional strings are None."""
-    if value is None or (not required and isinstance(value, str) and not value.strip()):
-        if required:
-            raise malformed(f"{field} is missing or null")
+    if not required and (value is None or (isinstance(value, str) and not value.strip())):
         return None
     if not isinstance(value, str):
-        raise malformed(f"{field} must be a string, not {_json_type(value)}")
+        raise malformed(_wrong_type(value, field, "a string"))
     if not value.strip():
         raise malformed(f"{field} is empty")
     if len(value) > max_length:
@@ -98,35 +90,31 @@ def informational(
 ) -> str | None:
     """Return an optional string kept for the record; what cannot be kept is noted, not refused.
 
-    Refusing would lose the rest of the delivery for a detail, and no replay could
-    ever apply it. Too long, it is cut to ``max_length``, unless ``cut`` is false
-    (an identifier: cut, it would name something else) and it is dropped instead.
+    Too long, it is cut to ``max_length``, unless ``cut`` is false (an identifier:
+    cut, it would name something else) and it is dropped instead.
     """
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if not isinstance(value, str):
         notes.append(f"{field} ignored: {_json_type(value)}, not a string")
-        return None
-    if not storable(value):
+    elif not storable(value):
         notes.append(f"{field} ignored: it contains a NUL character or invalid unicode")
-        return None
-    if len(value) > max_length and not cut:
+    elif len(value) > max_length and not cut:
         notes.append(f"{field} ignored: {len(value)} characters; the limit is {max_length}")
-        return None
-    if len(value) > max_length:
+    elif len(value) > max_length:
         notes.append(f"{field} cut to {max_length} of its {len(value)} characters")
         return value[:max_length]
-    return value
+    else:
+        return value
+    return None
 
 
 def number(value, field: str, *, required: bool = True) -> float | int | None:
     """Return ``value`` if it is a finite JSON number (booleans are not numbers)."""
-    if value is None:
-        if required:
-            raise malformed(f"{field} is missing or null")
+    if value is None and not required:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise malformed(f"{field} must be a number, not {_json_type(value)}")
+        raise malformed(_wrong_type(value, field, "a number"))
     if isinstance(value, float) and not math.isfinite(value):  # 1e999 parses as inf
         raise malformed(f"{field} must be a finite number")
     return value
@@ -134,40 +122,19 @@ def number(value, field: str, *, required: bool = True) -> float | int | None:
 
 def storable(value: str) -> bool:
     """Return whether PostgreSQL ``text`` can hold this string."""
-    if "\x00" in value:
-        return False
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates, which JSON's \\ud800 escapes can make
+        value.encode("utf-8")  # fails on lone surrogates, which JSON's \\ud800 escapes can make
+    except UnicodeEncodeError:
         return False
-    return True
+    return "\x00" not in value
 
 
 def timestamp(value, field: str = "timestamp") -> datetime:
     """Return an aware datetime from ISO 8601 with a zone, or unix seconds (number or digits)."""
-    if isinstance(value, str) and not _UNIX_STRING.fullmatch(value.strip()):
-        return _iso_timestamp(value, field)
-    if isinstance(value, str):
+    if isinstance(value, str) and _UNIX_STRING.fullmatch(value.strip()):
         value = float(value.strip())  # float() strips less than str.strip (not \x1c-\x1f)
-    seconds = number(value, field)
-    return at(EPOCH, seconds, field)
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def at(start: datetime, seconds: float, field: str) -> datetime:
-    """Return ``start`` plus ``seconds``, or raise Rejected when outside the years we accept."""
-    try:
-        moment = start + timedelta(seconds=seconds)
-    except OverflowError:
-        moment = None
-    if moment is None or not EARLIEST <= moment < LATEST:
-        raise malformed(f"{field} is outside {EARLIEST.year} to {LATEST.year}")
-    return moment
-
-
-def _iso_timestamp(value: str, field: str) -> datetime:
+    if not isinstance(value, str):
+        return at(EPOCH, number(value, field), field)
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
@@ -176,31 +143,40 @@ def _iso_timestamp(value: str, field: str) -> datetime:
         ) from None
     if moment.tzinfo is None:
         raise malformed(f"{field} has no time zone; add one (e.g. Z or +00:00)")
+    return at(moment, 0, field)
+
+
+def at(start: datetime, seconds: float, field: str) -> datetime:
+    """Return ``start`` plus ``seconds`` in UTC, or raise Rejected outside the years we accept."""
     try:
-        return at(moment.astimezone(UTC), 0, field)
-    except OverflowError:  # a zone that pushes year 1 or 9999 over the edge
-        raise malformed(f"{field} is outside {EARLIEST.year} to {LATEST.year}") from None
+        moment = (start + timedelta(seconds=seconds)).astimezone(UTC)
+    except OverflowError:  # also a zone that pushes year 1 or 9999 over the edge
+        moment = None
+    if moment is None or not EARLIEST <= moment < LATEST:
+        raise malformed(f"{field} is outside {EARLIEST.year} to {LATEST.year}")
+    return moment
 
 
 def _json_type(value) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), "a number")
+
+
+def _wrong_type(value, field: str, expected: str) -> str:
     if value is None:
-        return "null"
-    return names.get(type(value), "a number")
+        return f"{field} is missing or null"
+    return f"{field} must be {expected}, not {_json_type(value)}"
 
 
 def _clip(value: str, length: int) -> str:
     return value if len(value) <= length else value[:length] + "…"
 
 
-def clean(value, length: int = MAX_ID_LENGTH) -> str | None:
+def _loggable(value) -> str | None:
     """Return a string fit to log as an identifier, or None when it is not one."""
     if not isinstance(value, str) or not value or not storable(value):
         return None
-    return value[:length]
-
-
-# --- the per-line webhook -------------------------------------------------------------
+    return value[:MAX_ID_LENGTH]
 
 
 def line_delivery(document) -> LineDelivery:
@@ -219,11 +195,7 @@ def line_delivery(document) -> LineDelivery:
 
 
 def call_sid_variable(data: dict) -> str | None:
-    """Return the call_sid we passed as a dynamic variable, from a post-call envelope's ``data``.
-
-    The one place that reads ``conversation_initiation_client_data.dynamic_variables.call_sid``;
-    raises Rejected when the envelope's shape there is not one we can read.
-    """
+    """Return the call_sid we passed as a dynamic variable, from a post-call envelope's ``data``."""
     client = obj(
         data.get("conversation_initiation_client_data"),
         "data.conversation_initiation_client_data",
@@ -239,8 +211,8 @@ def identifiers(endpoint: str, document) -> dict:
         return {}
     if endpoint == deliveries.TRANSCRIPTION:
         return {
-            "call_sid": clean(document.get("call_sid")),
-            "conversation_id": clean(document.get("conversation_id")),
+            "call_sid": _loggable(document.get("call_sid")),
+            "conversation_id": _loggable(document.get("conversation_id")),
         }
     data = document.get("data") if isinstance(document.get("data"), dict) else {}
     try:
@@ -248,7 +220,7 @@ def identifiers(endpoint: str, document) -> dict:
     except Rejected:  # named unreadably: the log says so through the outcome's reason
         call_sid = None
     return {
-        "event_type": clean(document.get("type")),
+        "event_type": _loggable(document.get("type")),
         "call_sid": call_sid,
-        "conversation_id": clean(data.get("conversation_id")),
+        "conversation_id": _loggable(data.get("conversation_id")),
     }

@@ -1,10 +1,8 @@
 """The ``ElevenLabs-Signature`` header: ``t=<unix seconds>,v0=<hex HMAC-SHA256>``.
 
-The HMAC is over ``"<t>.<raw body>"`` with the webhook secret. Verified on the
-raw bytes as received (never on re-serialised JSON), compared in constant time,
-and the timestamp is bounded in both directions: ElevenLabs' own SDK only
-rejects old timestamps, which leaves a captured request replayable forever if
-its clock claims the future.
+The HMAC is over ``"<t>.<raw body>"`` with the webhook secret: checked on the raw
+bytes as received, in constant time, with the timestamp bounded both ways
+(ElevenLabs' SDK only bounds the past, so a future-dated capture replays forever).
 """
 
 import hashlib
@@ -23,13 +21,15 @@ class SignatureError(Exception):
 
 
 def expected_digest(secret: str, timestamp: str, body: bytes) -> str:
-    """Return the hex HMAC-SHA256 of ``"<timestamp>.<body>"`` under ``secret``."""
     message = timestamp.encode("ascii") + b"." + body
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
-def parse_header(header: str | None) -> tuple[str, list[str]]:
-    """Return the header's timestamp and its ``v0`` digests, or raise SignatureError."""
+def fresh(header: str | None, *, now: float, past: int, future: int) -> tuple[str, list[str]]:
+    """Return the header's timestamp and ``v0`` digests if it is within the window; else raise.
+
+    Checked before the body is read: a header that cannot sign anything saves reading it.
+    """
     if not header or not header.strip():
         raise SignatureError(f"missing {HEADER} header")
     timestamp, digests = None, []
@@ -47,22 +47,6 @@ def parse_header(header: str | None) -> tuple[str, list[str]]:
     digests = [d.lower() for d in digests if _HEX_DIGEST.fullmatch(d)]
     if not digests:
         raise SignatureError("signature header has no valid v0=<hex digest>")
-    return timestamp, digests
-
-
-def verify(
-    secret: str, header: str | None, body: bytes, *, now: float, past: int, future: int
-) -> None:
-    """Raise SignatureError unless ``header`` signs ``body`` within the time window."""
-    signed(secret, fresh(header, now=now, past=past, future=future), body)
-
-
-def fresh(header: str | None, *, now: float, past: int, future: int) -> tuple[str, list[str]]:
-    """Return the header's timestamp and digests if it is within the window; else raise.
-
-    Checked before the body is read: a header that cannot sign anything saves reading it.
-    """
-    timestamp, digests = parse_header(header)
     age = now - int(timestamp)
     if age > past:
         raise SignatureError(f"signature timestamp is {int(age)}s old; the limit is {past}s")

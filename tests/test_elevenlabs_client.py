@@ -9,6 +9,7 @@ import pytest
 from wire_faults import DroppingServer, refusing_address
 
 from elevenlabs.client import ElevenLabsClient, ElevenLabsError
+from elevenlabs.conversations import Conversations, Unavailable
 from elevenlabs.simulator import (
     ANSWER_OK,
     ANSWER_UNSUCCESSFUL,
@@ -54,6 +55,15 @@ def test_outbound_call_sends_the_documented_request(elevenlabs):
             "dynamic_variables": {"call_sid": "cs_0123", "load_id": "L-77"}
         },
     }
+
+
+def test_conversation_reads_send_the_api_key(elevenlabs):
+    reader = Conversations(client_for(elevenlabs.base_url), elevenlabs.base_url)
+    with pytest.raises(Unavailable, match="HTTP 404"):
+        reader.conversation("conv_unknown")
+
+    [received] = elevenlabs.received
+    assert received.api_key == "xi_test_key"
 
 
 def test_accepted_call_returns_conversation_id_and_twilio_call_sid(elevenlabs):

@@ -1,9 +1,9 @@
-"""``python -m elevenlabs.simulator``: serve the ElevenLabs simulator until Ctrl-C.
+"""Serve the ElevenLabs simulator until Ctrl-C.
 
-It signs its webhooks with ``ELEVENLABS_WEBHOOK_SECRET`` (unsigned when unset)
-and accepts only ``ELEVENLABS_API_KEY`` as ``xi-api-key`` (any when unset): the
-service's own settings. ``SIMULATOR_CONCURRENCY`` (default 5) conversations at
-once, each ``SIMULATOR_CALL_SECONDS`` long (default 8).
+It signs its webhooks with ELEVENLABS_WEBHOOK_SECRET (unsigned when unset) and
+accepts only ELEVENLABS_API_KEY as xi-api-key (any when unset): the service's
+own settings. SIMULATOR_CONCURRENCY (default 5) conversations at once, each
+SIMULATOR_CALL_SECONDS long (default 8).
 """
 
 import argparse
@@ -12,11 +12,10 @@ import sys
 import threading
 
 import config
-from elevenlabs.simulator import from_env
+from elevenlabs.simulator import Simulator
 
 
 def main(argv=None) -> int:
-    """Serve the simulator for a service at ``--webhook-url``."""
     parser = argparse.ArgumentParser(prog="python -m elevenlabs.simulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
@@ -27,16 +26,16 @@ def main(argv=None) -> int:
         "--hang-seconds", type=float, default=30.0, help="how long a number ending in 6 hangs"
     )
     args = parser.parse_args(argv)
-    # Secrets from the environment, the service's own names: never on a command line
-    # every local user can read.
     try:
-        simulator = from_env(
-            os.environ,
+        simulator = Simulator(
             host=args.host,
             port=args.port,
             webhook_url=args.webhook_url,
+            # Secrets from the environment, never on a command line every local user can read.
             webhook_secret=os.environ.get("ELEVENLABS_WEBHOOK_SECRET", ""),
             api_key=os.environ.get("ELEVENLABS_API_KEY", ""),
+            concurrency=config._number(os.environ, "SIMULATOR_CONCURRENCY", 5, int),
+            call_seconds=config._number(os.environ, "SIMULATOR_CALL_SECONDS", 8.0),
             hang_seconds=args.hang_seconds,
         )
     except (config.ConfigError, OSError) as exc:

@@ -1,14 +1,7 @@
-"""What ElevenLabs answers, in its own shapes: bodies, errors and request validation.
+"""What ElevenLabs answers, as its API reference shows: bodies, errors, request validation.
 
-Shapes from its API reference and official SDK (see the fixtures under
-``tests/fixtures/elevenlabs``); the 422 detail is FastAPI's, which ElevenLabs runs.
+The 422 detail is FastAPI's, which ElevenLabs runs.
 """
-
-from elevenlabs.client import OUTBOUND_CALL_PATH
-
-__all__ = ["OUTBOUND_CALL_PATH"]
-
-CONVERSATIONS_PATH = "/v1/convai/conversations"
 
 ANSWER_OK = {
     "success": True,
@@ -48,11 +41,8 @@ ERROR_404_CONVERSATION = {
 # What a test may make the conversation endpoint answer instead, by HTTP status.
 FAULTS = {429: ERROR_429_BUSY, 500: {"detail": "Internal Server Error"}}
 
-REQUIRED = ("agent_id", "agent_phone_number_id", "to_number")
-
 
 def problem(kind: str, loc: list, msg: str, value) -> dict:
-    """Return one item of a 422's ``detail`` list."""
     return {"type": kind, "loc": loc, "msg": msg, "input": value}
 
 
@@ -62,7 +52,7 @@ def outbound_call_problems(body) -> list[dict]:
         msg = "Input should be a valid dictionary or object to extract fields from"
         return [problem("model_attributes_type", ["body"], msg, body)]
     found = []
-    for name in REQUIRED:
+    for name in ("agent_id", "agent_phone_number_id", "to_number"):
         if name not in body:
             found.append(problem("missing", ["body", name], "Field required", None))
         elif not isinstance(body[name], str):
@@ -85,11 +75,7 @@ def outbound_call_problems(body) -> list[dict]:
 
 
 def list_problem(args) -> dict | None:
-    """Return the 422 item for the list's first bad query parameter, or None.
-
-    ``page_size`` is 1…100 (default 30); ``cursor`` is what ``next_cursor`` gave;
-    ``call_start_after_unix`` and ``call_start_before_unix`` are unix seconds.
-    """
+    """Return the 422 item for the list's first bad query parameter, or None."""
     size = args.get("page_size", "30")
     if not (size.isdigit() and 1 <= int(size) <= 100):
         msg = "Input should be an integer from 1 to 100"

@@ -31,9 +31,13 @@ AGENT_NUMBER = "+14155550100"
 CREDITS_PER_SECOND = 12
 
 
-def new_ids() -> tuple[str, str]:
-    """Return a fresh conversation_id and Twilio call SID, shaped as ElevenLabs' are."""
-    return f"conv_{secrets.token_hex(13)}", f"CA{secrets.token_hex(16)}"
+def with_new_ids(answer: dict) -> dict:
+    """Return an outbound-call answer with a fresh conversation_id and Twilio call SID."""
+    return {
+        **answer,
+        "conversation_id": f"conv_{secrets.token_hex(13)}",
+        "callSid": f"CA{secrets.token_hex(16)}",
+    }
 
 
 def conversation(call: dict, conversation_id: str, twilio_sid: str) -> dict:
@@ -71,8 +75,10 @@ def conversation(call: dict, conversation_id: str, twilio_sid: str) -> dict:
 def turns(document: dict, call_seconds: float) -> list[dict]:
     """Return the scripted turns, spread over ``call_seconds``, with the end_call turn last."""
     variables = document["conversation_initiation_client_data"]["dynamic_variables"]
-    names = {"driver_name": variables.get("driver_name", "there"), "load_id": "L-77"}
-    names["load_id"] = variables.get("load_id", names["load_id"])
+    names = {
+        "driver_name": variables.get("driver_name", "there"),
+        "load_id": variables.get("load_id", "L-77"),
+    }
     said = [(role, text.format(**names)) for role, text in LINES] + [("agent", None)]
     step = call_seconds / len(said)
     return [
@@ -134,12 +140,6 @@ def finish(document: dict, duration: int) -> None:
     }
 
 
-def fail(document: dict, reason: str) -> None:
-    """Close a conversation that never connected (``busy`` or ``no-answer``)."""
-    document["status"] = "failed"
-    document["metadata"]["termination_reason"] = f"Call {reason}"
-
-
 def post_call_transcription(document: dict) -> dict:
     """Return the ``post_call_transcription`` envelope of a finished conversation."""
     return {
@@ -149,8 +149,10 @@ def post_call_transcription(document: dict) -> dict:
     }
 
 
-def call_initiation_failure(document: dict, reason: str) -> dict:
-    """Return the ``call_initiation_failure`` envelope: Twilio's status callback as metadata."""
+def fail(document: dict, reason: str) -> dict:
+    """Close a conversation that never connected; return its ``call_initiation_failure``."""
+    document["status"] = "failed"
+    document["metadata"]["termination_reason"] = f"Call {reason}"
     phone_call = document["metadata"]["phone_call"]
     return {
         "type": "call_initiation_failure",
@@ -159,7 +161,7 @@ def call_initiation_failure(document: dict, reason: str) -> dict:
             "agent_id": document["agent_id"],
             "conversation_id": document["conversation_id"],
             "failure_reason": reason,
-            "metadata": {
+            "metadata": {  # Twilio's status callback, passed on
                 "type": "twilio",
                 "body": {
                     "CallSid": phone_call["call_sid"],

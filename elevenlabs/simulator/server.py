@@ -1,9 +1,8 @@
 """The ElevenLabs simulator: a real local HTTP server that places, plays and reports calls.
 
 The outcome of a call is chosen by the last digit of the number called, like a
-payment sandbox's test cards (DESIGN.md, "The sandbox"). Tests may instead
-script the outbound-call answer with ``answer()``; every request is kept in
-``received`` for them to check.
+payment sandbox's test cards (README, "The sandbox"). Tests may instead script
+the outbound-call answer with ``answer()``; every request is kept in ``received``.
 """
 
 import json
@@ -14,17 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
+from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from elevenlabs.simulator import answers, routes, script
+from elevenlabs.client import OUTBOUND_CALL_PATH
+from elevenlabs.conversations import CONVERSATIONS_PATH
+from elevenlabs.simulator import answers, script
 
 log = logging.getLogger("elevenlabs.simulator")
 
 # Last digit of to_number → what happens; anything else is answered.
 BUSY, NO_ANSWER, SILENT, REFUSED, OVER_LIMIT, HANGS = "1", "2", "3", "4", "5", "6"
 FAILURE_REASONS = {BUSY: "busy", NO_ANSWER: "no-answer"}
-# From the outbound call's answer being sent to the driver picking up (or not).
-RING_SECONDS = 1.0
+RING_SECONDS = 1.0  # from the outbound call's answer to the driver picking up (or not)
 
 
 @dataclass
@@ -37,26 +38,17 @@ class Received:
 
     @property
     def call_sid(self) -> str | None:
-        """Return the call_sid passed as a dynamic variable, if any."""
         client_data = (self.body or {}).get("conversation_initiation_client_data") or {}
         return (client_data.get("dynamic_variables") or {}).get("call_sid")
-
-
-@dataclass
-class Scripted:
-    """The answer a test chose for every outbound call, instead of the simulation."""
-
-    body: dict
-    status: int
-    raw: str | None
-    on_request: Callable[[Received], None] | None
-    hang: bool
-    fresh_ids: bool
 
 
 class _Quiet(WSGIRequestHandler):
     def log_request(self, *args, **kwargs):
         """Log nothing per request: the service logs its side of every exchange."""
+
+
+def _json(body, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, content_type="application/json")
 
 
 class Simulator:
@@ -83,20 +75,17 @@ class Simulator:
         self.received: list[Received] = []
         self.conversations: dict[str, dict] = {}
         self.deliveries: list[tuple[str, int | None]] = []
-        self.scripted: Scripted | None = None
         # conversation_id → the HTTP status its details endpoint answers instead (429, 500).
         self.conversation_faults: dict[str, int] = {}
-        self._active = 0
+        self.in_progress = 0  # conversations under way: the concurrency limit counts them
+        self._scripted: Callable[[Received], Response] | None = None
         self._lock = threading.Lock()
         self._release = threading.Event()
-        app = routes.build(self)
-        self._server = make_server(host, port, app, threaded=True, request_handler=_Quiet)
+        self._server = make_server(host, port, self._app(), threaded=True, request_handler=_Quiet)
         self.base_url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def start(self) -> "Simulator":
-        """Serve in a background thread; return self."""
-        self._thread.start()
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def close(self) -> None:
@@ -104,6 +93,10 @@ class Simulator:
         self.release()
         self._server.shutdown()
         self._server.server_close()
+
+    def release(self) -> None:
+        """Let every held answer go."""
+        self._release.set()
 
     def answer(
         self,
@@ -121,43 +114,86 @@ class Simulator:
         moment to look at the database. ``hang`` holds the answer until
         ``release()``; ``fresh_ids`` gives each call its own conversation_id.
         """
-        self.scripted = Scripted(body, status, raw, on_request, hang, fresh_ids)
 
-    def release(self) -> None:
-        """Let every held answer go."""
-        self._release.set()
+        def scripted(seen: Received) -> Response:
+            if on_request:
+                on_request(seen)
+            if hang:
+                self._release.wait(timeout=30)
+            if raw is not None:
+                return Response(raw, status=status, content_type="text/html")
+            return _json(script.with_new_ids(body) if fresh_ids else body, status)
 
-    def place(self, call: dict) -> tuple[int, dict, Callable[[], None] | None]:
-        """Simulate ElevenLabs placing ``call``; return the status, the body, and what rings it.
+        self._scripted = scripted
 
-        The third is to call once the answer is on the wire: then the phone rings.
-        """
+    def _app(self) -> Flask:
+        app = Flask(__name__)
+
+        @app.before_request
+        def keep_and_check_key():
+            key = request.headers.get("xi-api-key")
+            self.received.append(Received(request.path, key, request.get_json(silent=True)))
+            if self.api_key and key != self.api_key:
+                return _json(answers.ERROR_401, 401)
+            return None
+
+        @app.post(OUTBOUND_CALL_PATH)
+        def outbound_call():
+            if self._scripted:
+                return self._scripted(self.received[-1])
+            body = request.get_json(silent=True)
+            problems = answers.outbound_call_problems(body)
+            return _json({"detail": problems}, 422) if problems else self._place(body)
+
+        @app.get(CONVERSATIONS_PATH)
+        def conversation_list():
+            problem = answers.list_problem(request.args)
+            if problem:
+                return _json({"detail": [problem]}, 422)
+            return _json(self._listing(request.args))
+
+        @app.get(f"{CONVERSATIONS_PATH}/<conversation_id>")
+        def conversation(conversation_id):
+            fault = self.conversation_faults.get(conversation_id)
+            if fault is not None:
+                return _json(answers.FAULTS[fault], fault)
+            document = self.conversations.get(conversation_id)
+            if document is None:
+                return _json(answers.ERROR_404_CONVERSATION, 404)
+            return _json(document)
+
+        @app.errorhandler(404)
+        @app.errorhandler(405)
+        def not_here(error):
+            # FastAPI's own answer for a URL or method it does not serve.
+            return _json({"detail": error.name}, error.code)
+
+        return app
+
+    def _place(self, call: dict) -> Response:
+        """Place ``call`` as ElevenLabs would; the phone rings once the answer is on the wire."""
         digit = call["to_number"][-1:]
         if digit == REFUSED:
             msg = "Value error, this number cannot be called from your phone number"
-            where = ["body", "to_number"]
-            problem = answers.problem("value_error", where, msg, call["to_number"])
-            return 422, {"detail": [problem]}, None
-        if digit == OVER_LIMIT or not self._take_line():
-            return 429, answers.ERROR_429_CONCURRENCY, None
+            refused = answers.problem("value_error", ["body", "to_number"], msg, call["to_number"])
+            return _json({"detail": [refused]}, 422)
+        with self._lock:
+            over_limit = digit == OVER_LIMIT or self.in_progress >= self.concurrency
+            if not over_limit:
+                self.in_progress += 1
+        if over_limit:
+            return _json(answers.ERROR_429_CONCURRENCY, 429)
         if digit == HANGS:
             # Past the caller's read timeout; then the call is placed after all.
             self._release.wait(self.hang_seconds)
-        conversation_id, twilio_sid = script.new_ids()
-        document = script.conversation(call, conversation_id, twilio_sid)
+        answer = script.with_new_ids(answers.ANSWER_OK)
+        document = script.conversation(call, answer["conversation_id"], answer["callSid"])
         with self._lock:
-            self.conversations[conversation_id] = document
+            self.conversations[answer["conversation_id"]] = document
+        response = _json(answer)
         ring = threading.Thread(target=self._play, args=(document, digit), daemon=True)
-        answer = {**answers.ANSWER_OK, "conversation_id": conversation_id, "callSid": twilio_sid}
-        return 200, answer, ring.start
-
-    def _take_line(self) -> bool:
-        """Count one more conversation at once, or say the plan's limit is reached."""
-        with self._lock:
-            if self._active >= self.concurrency:
-                return False
-            self._active += 1
-            return True
+        response.call_on_close(ring.start)
+        return response
 
     def _play(self, document: dict, digit: str) -> None:
         """Ring, then talk the call through and report it as ElevenLabs would."""
@@ -166,29 +202,26 @@ class Simulator:
             if self._release.wait(RING_SECONDS):
                 return
             if digit in FAILURE_REASONS:
-                reason = FAILURE_REASONS[digit]
-                script.fail(document, reason)
-                self._send("post-call", script.call_initiation_failure(document, reason))
+                self._send("post-call", script.fail(document, FAILURE_REASONS[digit]))
                 return
-            self._talk(document, send=digit != SILENT)
+            send = digit != SILENT
+            started = time.monotonic()
+            document["status"] = "in-progress"
+            document["metadata"]["start_time_unix_secs"] = int(time.time())
+            for turn in script.turns(document, self.call_seconds):
+                if self._release.wait(
+                    max(0.0, started + turn["time_in_call_secs"] - time.monotonic())
+                ):
+                    return
+                document["transcript"].append(turn)
+                if send and turn["message"]:
+                    self._send("transcription", script.line_webhook(document, turn))
+            script.finish(document, max(1, round(time.monotonic() - started)))
+            if send:
+                self._send("post-call", script.post_call_transcription(document))
         finally:
             with self._lock:
-                self._active -= 1
-
-    def _talk(self, document: dict, *, send: bool) -> None:
-        """Say each scripted turn at its time, then finish; webhooks only when ``send``."""
-        started = time.monotonic()
-        document["status"] = "in-progress"
-        document["metadata"]["start_time_unix_secs"] = int(time.time())
-        for turn in script.turns(document, self.call_seconds):
-            if self._release.wait(max(0.0, started + turn["time_in_call_secs"] - time.monotonic())):
-                return
-            document["transcript"].append(turn)
-            if send and turn["message"]:
-                self._send("transcription", script.line_webhook(document, turn))
-        script.finish(document, max(1, round(time.monotonic() - started)))
-        if send:
-            self._send("post-call", script.post_call_transcription(document))
+                self.in_progress -= 1
 
     def _send(self, endpoint: str, payload: dict) -> None:
         """POST one signed webhook to the service; a failure is logged, never retried."""
@@ -205,7 +238,7 @@ class Simulator:
             status = None
         self.deliveries.append((endpoint, status))
 
-    def listing(self, args) -> dict:
+    def _listing(self, args) -> dict:
         """Return a page of conversations, newest first, as the list endpoint does."""
         after = int(args.get("call_start_after_unix") or 0)
         before = int(args.get("call_start_before_unix") or 2**62)
@@ -224,32 +257,3 @@ class Simulator:
             "has_more": more,
             "next_cursor": str(offset + size) if more else None,
         }
-
-    def scripted_answer(self, seen: Received) -> tuple[int, dict | str]:
-        """Return the status and body (JSON, or raw text) the test scripted."""
-        chosen = self.scripted
-        if chosen.on_request:
-            chosen.on_request(seen)
-        if chosen.hang:
-            self._release.wait(timeout=30)
-        if chosen.raw is not None:
-            return chosen.status, chosen.raw
-        if not chosen.fresh_ids:
-            return chosen.status, chosen.body
-        conversation_id, twilio_sid = script.new_ids()
-        return chosen.status, {
-            **chosen.body,
-            "conversation_id": conversation_id,
-            "callSid": twilio_sid,
-        }
-
-    def record(self, path: str, api_key: str | None, body) -> Received:
-        """Keep a request as received; return it."""
-        seen = Received(path, api_key, body)
-        self.received.append(seen)
-        return seen
-
-    @property
-    def in_progress(self) -> int:
-        """Return how many conversations are under way (the concurrency limit counts them)."""
-        return self._active
