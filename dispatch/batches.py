@@ -49,40 +49,20 @@ UPDATE call_batch_entries SET state = 'suppressed'
 """
 
 
-def new_batch_id() -> str:
-    """Return a fresh, unguessable batch id."""
-    return "cb_" + secrets.token_hex(12)
-
-
-def first_slot(window: Window, zone: ZoneInfo, due: datetime) -> tuple[str, datetime]:
-    """Return an entry's state and first dial time: due, or when the window opens."""
-    opens = next_opening(window, zone, due)
-    return ("queued", due) if opens == due else ("waiting_window", opens)
-
-
 def create(conn, request: dict, *, window: Window, default_zone: ZoneInfo, now: datetime) -> str:
     """Write the batch and all its entries in one transaction; return its batch_id."""
-    batch_id = new_batch_id()
+    batch_id = "cb_" + secrets.token_hex(12)
     due = max(now, request["not_before"] or now)
-    redial = request["redial"]
+    params = {**request, **request["redial"], "batch_id": batch_id}
     with conn.transaction():
         batch = conn.execute(
-            INSERT_BATCH,
-            {
-                "batch_id": batch_id,
-                "name": request["name"],
-                "window_start": window.start,
-                "window_end": window.end,
-                "not_before": request["not_before"],
-                **redial,
-                "agent_id": request["agent_id"],
-                "agent_phone_number_id": request["agent_phone_number_id"],
-            },
+            INSERT_BATCH, {**params, "window_start": window.start, "window_end": window.end}
         ).fetchone()[0]
         with conn.cursor().copy(COPY_ENTRIES) as copy:
             for entry in request["calls"]:
                 zone = entry["timezone"] or default_zone
-                state, at = first_slot(window, zone, due)
+                opens = next_opening(window, zone, due)  # due, or when the window opens
+                state = "queued" if opens == due else "waiting_window"
                 copy.write_row(
                     (
                         batch,
@@ -92,7 +72,7 @@ def create(conn, request: dict, *, window: Window, default_zone: ZoneInfo, now: 
                         Jsonb(entry["variables"]),
                         zone.key,
                         state,
-                        at,
+                        opens,
                     )
                 )
         conn.execute(SUPPRESS_LISTED, (batch,))

@@ -1,12 +1,10 @@
-"""What may be dialled now: entries claimed under the concurrency cap, and calls settled.
+"""What may be dialled now: due entries claimed under the concurrency cap.
 
-``claim`` runs in one transaction holding one advisory lock that every worker
-takes (``pg_advisory_xact_lock``): it counts the calls in flight, picks at most
-as many due entries as there are free slots, skips every number that already
-has a call in flight, and writes each chosen entry's call row (``initiating``)
-before the lock is released. The next worker's count therefore sees those
-calls: the cap holds across workers and hosts, and no number gets two calls in
-flight, without anything held in a process's memory.
+``claim`` holds one advisory lock every worker takes while it counts the calls in
+flight, picks at most as many due entries as there are free slots (skipping numbers
+with a call in flight) and writes each one's call row (``initiating``). The next
+worker's count sees those calls, so the cap holds across workers and hosts and no
+number gets two calls in flight, with nothing kept in a process's memory.
 
 In flight = ``initiating`` or ``initiated`` and younger than ``CALL_MAX_MINUTES``
 (past that, reconciliation settles the call), single calls included.
@@ -18,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from psycopg.rows import dict_row
 
-from dispatch.placing import CallOrder, write_call
+from dispatch.placing import CallOrder
 from dispatch.settings import DispatchSettings
 from dispatch.windows import Window, is_open, next_opening
 from models import calls
@@ -105,24 +103,25 @@ def take(conn, entry: dict, busy: set, defaults: dict, now: datetime) -> Claim |
         return None
     if entry["phone_number"] in busy:  # the same number due in two batches at once
         return None
-    order = order_of(entry, defaults)
-    call = write_call(conn, order)
-    params = {"call_sid": call.call_sid, "entry": entry["id"], "batch": entry["batch"]}
-    conn.execute(START_DIALLING, params)
-    return Claim(entry["id"], entry["backoffs"], call, order)
-
-
-def order_of(entry: dict, defaults: dict) -> CallOrder:
-    """Return the call an entry asks for, the batch's agent else the configured one."""
-    return CallOrder(
+    order = CallOrder(
         driver_id=entry["driver_id"],
         phone_number=entry["phone_number"],
         driver_name=entry["driver_name"],
         variables=entry["variables"],
+        # The batch's agent, else the configured one.
         agent_id=entry["agent_id"] or defaults["ELEVENLABS_AGENT_ID"],
         agent_phone_number_id=entry["agent_phone_number_id"]
         or defaults["ELEVENLABS_PHONE_NUMBER_ID"],
     )
+    call = calls.create(
+        conn,
+        driver_id=order.driver_id,
+        phone_number=order.phone_number,
+        driver_name=order.driver_name,
+    )
+    params = {"call_sid": call.call_sid, "entry": entry["id"], "batch": entry["batch"]}
+    conn.execute(START_DIALLING, params)
+    return Claim(entry["id"], entry["backoffs"], call, order)
 
 
 def set_state(conn, entry_id: int, state: str, next_attempt_at: datetime | None = None) -> None:

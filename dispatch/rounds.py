@@ -5,7 +5,6 @@ dials each claimed entry (a few at a time: ElevenLabs' answer takes a moment).
 ``now`` is passed in, so tests move the clock instead of waiting for it.
 """
 
-import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -16,12 +15,10 @@ from functools import cache
 from psycopg_pool import ConnectionPool
 
 from dispatch.claims import Claim, claim
-from dispatch.placing import database_clock, dial
+from dispatch.placing import dial
 from dispatch.settings import DispatchSettings
 from dispatch.settling import record_dial, settle
 from elevenlabs.client import ElevenLabsClient
-
-log = logging.getLogger(__name__)
 
 DIALS_AT_ONCE = 8  # per worker; the cap across workers is MAX_CONCURRENT_CALLS
 PAUSE_SECONDS = 0.2  # between rounds while every slot is taken
@@ -56,23 +53,15 @@ def run_round(worker: Worker, now: datetime | None = None) -> int:
 
 
 def dial_claim(worker: Worker, claimed: Claim, now: datetime) -> None:
-    """Dial one claimed entry and move it on with the answer.
-
-    No pooled connection is held while ElevenLabs answers (``placing.dial``'s
-    contract): the answer is written on one taken once it came.
-    """
+    """Dial one claimed entry and move it on; no pooled connection waits on ElevenLabs."""
     with worker.pool.connection() as conn:
-        called_at = database_clock(conn)
+        # Read after the row's commit and before the request: created_at <= api_called_at
+        # then compares two readings of one clock.
+        called_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     with ExitStack() as held:
         connect = cache(lambda: held.enter_context(worker.pool.connection()))
         placed = dial(connect, worker.client, claimed.call, claimed.order, called_at)
         record_dial(connect(), claimed.entry_id, claimed.backoffs, placed, now)
-
-
-def due_now(worker: Worker, now: datetime) -> int:
-    """Return how many entries are due and not dialled (waiting for a free slot)."""
-    with worker.pool.connection() as conn:
-        return conn.execute(DUE_NOW, (now,)).fetchone()[0]
 
 
 def dispatch_until_idle(worker: Worker, max_seconds: float) -> int:
@@ -82,7 +71,8 @@ def dispatch_until_idle(worker: Worker, max_seconds: float) -> int:
         done = run_round(worker)
         dialled += done
         if not done:
-            if not due_now(worker, datetime.now(UTC)):
-                break
+            with worker.pool.connection() as conn:
+                if not conn.execute(DUE_NOW, (datetime.now(UTC),)).fetchone()[0]:
+                    break
             time.sleep(PAUSE_SECONDS)  # every slot taken: wait for a call to end
     return dialled

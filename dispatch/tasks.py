@@ -14,8 +14,9 @@ import procrastinate
 
 from api import idempotency
 from console.hours import roll_up
-from dispatch.reconcile import reconcile_open_calls
 from dispatch.rounds import Worker, dispatch_until_idle
+from elevenlabs.conversations import Conversations
+from ops.reconcile import reconcile as reconcile_calls
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,19 @@ def dispatch(timestamp: int) -> int:
 @app.periodic(cron="* * * * *")
 @app.task(queueing_lock="reconcile", name="reconcile")
 def reconcile(timestamp: int) -> None:
-    """Settle calls that may have been placed but never ended (``python -m ops reconcile``)."""
-    reconcile_open_calls(_worker)
+    """Settle calls open past CALL_MAX_MINUTES from ElevenLabs (``python -m ops reconcile``).
+
+    Entries wait for it: one whose call may have been placed is never redialled blind.
+    """
+    service = _worker.defaults
+    with _worker.pool.connection() as conn:
+        reconcile_calls(
+            conn,
+            Conversations(_worker.client, service["ELEVENLABS_BASE_URL"]),
+            _worker.settings.call_max_minutes,
+            out=log.info,
+            usd_per_credit=service.get("ELEVENLABS_USD_PER_CREDIT"),
+        )
 
 
 @app.periodic(cron="* * * * *")
