@@ -16,13 +16,7 @@ from flask import Blueprint, current_app
 
 from api.phone_numbers import E164
 from api.schemas import (
-    MAX_VARIABLE_NAME,
-    MAX_VARIABLE_TEXT,
-    MAX_VARIABLES,
-    RESERVED_NAMES,
-    RESERVED_PREFIX,
-    SAFE_INTEGER,
-    VARIABLE_NAME,
+    VARIABLES_SCHEMA,
     CallRequestSchema,
     CallSchema,
     CallWithTranscriptSchema,
@@ -30,7 +24,6 @@ from api.schemas import (
     printable_name,
 )
 from api.webhook_schemas import (
-    NO_NUL,
     POST_CALL_WEBHOOK,
     TRANSCRIPTION_WEBHOOK,
     ErrorSchema,
@@ -80,28 +73,6 @@ DRIVER_NAME_TWICE = {
     "description": "driver_name both at the top and among the variables",
     "required": ["driver_name", "variables"],
     "properties": {"driver_name": {"type": "string"}, "variables": {"required": ["driver_name"]}},
-}
-# What DynamicVariables checks by hand, which apispec cannot read from the field.
-VARIABLES = {
-    "type": "object",
-    "maxProperties": MAX_VARIABLES,
-    "propertyNames": {
-        "maxLength": MAX_VARIABLE_NAME,
-        "pattern": VARIABLE_NAME.regex.pattern,
-        "not": {
-            "description": "reserved: ElevenLabs' system__ names, and ours",
-            "anyOf": [{"pattern": rf"{RESERVED_PREFIX}[\s\S]*"}, {"enum": list(RESERVED_NAMES)}],
-        },
-    },
-    "additionalProperties": {
-        "anyOf": [
-            {"type": "string", "maxLength": MAX_VARIABLE_TEXT, "pattern": NO_NUL},
-            {"type": "boolean"},
-            # A JSON integer past 2**53 loses digits in most consumers; a fraction does not.
-            {"type": "integer", "minimum": -SAFE_INTEGER, "maximum": SAFE_INTEGER},
-            {"type": "number", "not": {"type": "integer"}},
-        ]
-    },
 }
 SURROGATES = range(0xD800, 0xE000)  # never in JSON text decoded whole; no pattern can hold one
 
@@ -156,7 +127,7 @@ def printable() -> str:
 def _described(converter, field, **kwargs) -> dict:
     """Say what apispec cannot read from a field: the dynamic variables, printable names."""
     if isinstance(field, DynamicVariables):
-        return VARIABLES
+        return VARIABLES_SCHEMA
     return {"pattern": printable()} if printable_name in field.validators else {}
 
 

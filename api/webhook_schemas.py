@@ -8,6 +8,7 @@ which they read by hand, defensively. ``/driver_data`` is described from
 
 from marshmallow import Schema, fields, validate
 
+from api.schemas import NO_NUL
 from elevenlabs.payloads import MAX_ID_LENGTH, MAX_MESSAGE_LENGTH, MAX_SPEAKER_LENGTH
 from webhooks.post_call import CALL_INITIATION_FAILURE, POST_CALL_TRANSCRIPTION
 
@@ -40,7 +41,6 @@ class WebhookAnswerSchema(Schema):
 # one (nothing but white space) is as good as none.
 # White space as str.strip sees it (str.isspace), which JSON Schema's \s is not.
 SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NO_NUL = r"[^\x00]*"
 FILLED = rf"[^\x00]*[^\x00{SPACE}][^\x00]*"
 BLANK = rf"[{SPACE}]*"
 

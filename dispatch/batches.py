@@ -60,7 +60,7 @@ def create(conn, request: dict, *, window: Window, default_zone: ZoneInfo, now: 
         ).fetchone()[0]
         with conn.cursor().copy(COPY_ENTRIES) as copy:
             for entry in request["calls"]:
-                zone = entry["timezone"] or default_zone
+                zone = ZoneInfo(entry["timezone"]) if entry["timezone"] else default_zone
                 opens = next_opening(window, zone, due)  # due, or when the window opens
                 state = "queued" if opens == due else "waiting_window"
                 copy.write_row(
