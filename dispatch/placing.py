@@ -22,8 +22,6 @@ from observability import metrics
 
 log = logging.getLogger(__name__)
 
-RATE_LIMITED = "rate_limited"  # ElevenLabs' 429: over its concurrency, nothing dialled
-
 
 @dataclass(frozen=True)
 class CallOrder:
@@ -43,11 +41,6 @@ class PlacedCall:
 
     call: calls.Call
     error: ElevenLabsError | None = None
-
-    @property
-    def rate_limited(self) -> bool:
-        """Tell whether ElevenLabs refused for capacity: the call was not placed, try later."""
-        return self.error is not None and self.error.kind == RATE_LIMITED
 
 
 class OutcomeNotRecorded(Exception):

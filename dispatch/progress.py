@@ -8,7 +8,7 @@ from psycopg_pool import PoolTimeout
 
 from db import get_conn
 from dispatch.batches import ENTRY_STATES
-from dispatch.claims import NUMBERS_IN_FLIGHT
+from dispatch.rounds import NUMBERS_IN_FLIGHT
 from errors import first_line
 from observability import metrics
 

@@ -4,7 +4,7 @@ Every worker (any number, on any host, sharing the database) defers the same
 periodic jobs; procrastinate's ``procrastinate_periodic_defers`` makes each tick
 one job, and its ``queueing_lock`` keeps at most one waiting. A worker busy with a
 long dispatch leaves the next tick's job to another worker, so N workers run up to
-N dispatch loops side by side: the cap is held by the database (``claims``), not
+N dispatch loops side by side: the cap is held by the database (``rounds.claim``), not
 by how many loops run.
 """
 
