@@ -1,11 +1,12 @@
 """The shapes of ``/driver_data``: what a call request may hold, and how a call is shown.
 
-The OpenAPI document is generated from these same classes.
+The OpenAPI document is generated from these same classes. Unknown fields are refused
+(marshmallow's default, RAISE).
 """
 
 import math
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.phone_numbers import E164
 from errors import ApiError
@@ -125,9 +126,6 @@ def _value_problem(value) -> str | None:
 
 class CallRequestSchema(Schema):
     """Body of ``POST /driver_data/call-elevenlabs``."""
-
-    class Meta:
-        unknown = RAISE
 
     driver_id = WholeNumber(required=True, strict=True, validate=validate.Range(1, BIGINT_MAX))
     phone_number = fields.String(

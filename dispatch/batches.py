@@ -1,11 +1,4 @@
-"""Call batches in the database: create one with its entries, show it, cancel it.
-
-Entry states: ``queued`` (due at ``next_attempt_at``), ``waiting_window``
-(outside the driver's calling hours), ``dialling`` (its call is written and
-ElevenLabs asked), ``in_call`` (ElevenLabs accepted), ``redial_scheduled``
-(busy or no answer, redialled after the batch's spacing), and the final
-``completed``, ``failed``, ``suppressed``, ``cancelled``.
-"""
+"""Call batches in the database: create one with its entries, show it, cancel it."""
 
 import secrets
 from datetime import datetime
@@ -16,6 +9,9 @@ from psycopg.types.json import Jsonb
 
 from dispatch.windows import Window, next_opening
 
+# queued: due at next_attempt_at; waiting_window: outside the driver's calling hours;
+# dialling: its call written and ElevenLabs asked; in_call: ElevenLabs accepted;
+# redial_scheduled: busy or no answer, redialled after the batch's spacing; then final.
 ENTRY_STATES = (
     "queued",
     "waiting_window",
@@ -27,7 +23,6 @@ ENTRY_STATES = (
     "suppressed",
     "cancelled",
 )
-WAITING = ("queued", "waiting_window", "redial_scheduled")  # not dialled: cancel stops these
 
 INSERT_BATCH = """
 INSERT INTO call_batches (batch_id, name, window_start, window_end, not_before, redial_busy,
@@ -63,18 +58,8 @@ def create(conn, request: dict, *, window: Window, default_zone: ZoneInfo, now: 
                 zone = ZoneInfo(entry["timezone"]) if entry["timezone"] else default_zone
                 opens = next_opening(window, zone, due)  # due, or when the window opens
                 state = "queued" if opens == due else "waiting_window"
-                copy.write_row(
-                    (
-                        batch,
-                        entry["driver_id"],
-                        entry["phone_number"],
-                        entry["driver_name"],
-                        Jsonb(entry["variables"]),
-                        zone.key,
-                        state,
-                        opens,
-                    )
-                )
+                driver = [entry[name] for name in ("driver_id", "phone_number", "driver_name")]
+                copy.write_row((batch, *driver, Jsonb(entry["variables"]), zone.key, state, opens))
         conn.execute(SUPPRESS_LISTED, (batch,))
     return batch_id
 
@@ -162,8 +147,8 @@ def cancel(conn, batch_id: str) -> str | None:
         conn.execute(
             """
             UPDATE call_batch_entries SET state = 'cancelled', updated_at = now()
-             WHERE batch_id = %s AND state = ANY(%s)
+             WHERE batch_id = %s AND state IN ('queued', 'waiting_window', 'redial_scheduled')
             """,
-            (row[0], list(WAITING)),
+            (row[0],),
         )
     return row[1]

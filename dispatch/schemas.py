@@ -2,7 +2,7 @@
 
 from zoneinfo import available_timezones
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.phone_numbers import E164
 from api.schemas import ELEVENLABS_ID, CallRequestSchema, WholeNumber, printable_name, storable
@@ -33,7 +33,6 @@ class BatchCallSchema(CallRequestSchema):
     """One driver of a batch: a call request without agent overrides, plus a time zone."""
 
     class Meta:
-        unknown = RAISE
         exclude = ("agent_id", "agent_phone_number_id")
 
     timezone = fields.String(
@@ -44,9 +43,6 @@ class BatchCallSchema(CallRequestSchema):
 
 class WindowSchema(Schema):
     """Local calling hours, the same for every driver of the batch."""
-
-    class Meta:
-        unknown = RAISE
 
     start = TimeOfDay(required=True, metadata={"pattern": HH_MM})
     end = TimeOfDay(required=True, metadata={"pattern": HH_MM})
@@ -62,9 +58,6 @@ class WindowSchema(Schema):
 class RedialSchema(Schema):
     """How often a busy or unanswered driver is called again, and how long after."""
 
-    class Meta:
-        unknown = RAISE
-
     busy = WholeNumber(load_default=0, strict=True, validate=validate.Range(0, MAX_REDIALS))
     no_answer = WholeNumber(
         data_key="no-answer", load_default=0, strict=True, validate=validate.Range(0, MAX_REDIALS)
@@ -74,9 +67,6 @@ class RedialSchema(Schema):
 
 class BatchRequestSchema(Schema):
     """Body of ``POST /driver_data/call-batches``."""
-
-    class Meta:
-        unknown = RAISE
 
     name = fields.String(required=True, validate=[validate.Length(1, 200), printable_name])
     calls = fields.List(
@@ -109,9 +99,6 @@ class BatchRequestSchema(Schema):
 
 class SuppressionRequestSchema(Schema):
     """Body of ``PUT /driver_data/suppressions/<phone_number>`` (may be empty)."""
-
-    class Meta:
-        unknown = RAISE
 
     reason = fields.String(load_default=None, validate=[validate.Length(1, 500), storable])
 

@@ -1,10 +1,4 @@
-"""Calling hours: a window of local time in a driver's IANA time zone, DST-correct.
-
-A window is open from ``start`` (included) to ``end`` (excluded) each local day;
-``start < end`` (nobody is rung overnight). Local times are turned into instants
-through ``zoneinfo``, so the hour a window opens follows the driver's clock across
-daylight-saving changes.
-"""
+"""Calling hours: local time in a driver's IANA time zone, so a window follows DST."""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -13,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 @dataclass(frozen=True)
 class Window:
-    """Local calling hours: open from ``start`` up to, not including, ``end``."""
+    """Local calling hours each day: open from ``start`` up to, not including, ``end``."""
 
     start: time
     end: time
