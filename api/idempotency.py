@@ -45,12 +45,10 @@ def key_of() -> str | None:
 
 
 def claim(conn, key: str | None, order: dict, call_sid: str):
-    """Hold ``key`` for ``call_sid``; return the earlier answer when it was held.
-
-    The same call asked twice digests the same: the validated request, canonically.
-    """
+    """Hold ``key`` for ``call_sid``; return the earlier answer when it was held."""
     if key is None:
         return None
+    # The validated request, canonically: the same call asked twice digests the same.
     canonical = json.dumps(order, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     held = idempotency_keys.claim(conn, key, digest, call_sid)

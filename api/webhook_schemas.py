@@ -1,9 +1,7 @@
-"""The shapes the OpenAPI document describes that no view validates with marshmallow.
+"""What the OpenAPI document describes that no view validates with marshmallow.
 
-The error shape and the small answers (marshmallow), and the webhook bodies: JSON
-Schema written after what ``elevenlabs.payloads`` and ``webhooks.post_call`` accept,
-which they read by hand, defensively. ``/driver_data`` is described from
-``api.schemas`` itself.
+The error shape, the small answers, and the webhook bodies: JSON Schema written after
+what ``elevenlabs.payloads`` and ``webhooks.post_call`` accept, reading by hand.
 """
 
 from marshmallow import Schema, fields, validate
@@ -62,7 +60,7 @@ def optional_text(most: int, description: str) -> dict:
 
 def filled(*path: str) -> dict:
     """Return the schema of an object whose string at ``path`` is filled in."""
-    schema = {"type": "string", "maxLength": MAX_ID_LENGTH, "pattern": FILLED}
+    schema = text(MAX_ID_LENGTH)
     for name in reversed(path):
         schema = {"type": "object", "required": [name], "properties": {name: schema}}
     return schema

@@ -70,7 +70,11 @@ def show(conn, batch_id: str) -> dict | None:
         batch = cur.execute(
             """
             SELECT id, batch_id, name, status, window_start, window_end, not_before,
-                   redial_busy, redial_no_answer, spacing_minutes, created_at, cancelled_at
+                   redial_busy, redial_no_answer, spacing_minutes, created_at, cancelled_at,
+                   json_build_object('start', to_char(window_start, 'HH24:MI'),
+                                     'end', to_char(window_end, 'HH24:MI')) AS window,
+                   json_build_object('busy', redial_busy, 'no-answer', redial_no_answer,
+                                     'spacing_minutes', spacing_minutes) AS redial
               FROM call_batches WHERE batch_id = %s
             """,
             (batch_id,),
@@ -125,8 +129,8 @@ def counted(conn, *, batch_id: str | None = None, limit: int = 50) -> list[dict]
 def cancel(conn, batch_id: str) -> str | None:
     """Cancel the batch and every entry not dialled yet; return its status (None: unknown).
 
-    An entry being dialled holds its row lock until its call is written: the
-    UPDATE waits for it and then leaves it alone, so nothing is cancelled half-way.
+    An entry being dialled holds its row lock until its call is written: the UPDATE
+    waits for it, then leaves it alone, so nothing is cancelled half-way.
     """
     with conn.transaction():
         row = conn.execute(

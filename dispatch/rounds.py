@@ -1,22 +1,15 @@
-"""One pass of the dispatch worker, and the loop a worker's task runs.
-
-A round settles entries whose calls ended, claims what may be dialled now, and
-dials each claimed entry (a few at a time: ElevenLabs' answer takes a moment).
-``now`` is passed in, so tests move the clock instead of waiting for it.
+"""One pass of the dispatch worker (settle, claim, dial), and the loop a worker's task runs.
 
 ``claim`` holds one advisory lock every worker takes while it counts the calls in
-flight, picks at most as many due entries as there are free slots (skipping numbers
-with a call in flight) and writes each one's call row (``initiating``). The next
-worker's count sees those calls, so the cap holds across workers and hosts and no
-number gets two calls in flight, with nothing kept in a process's memory. In flight =
-``initiating`` or ``initiated`` and younger than ``CALL_MAX_MINUTES`` (past that,
-reconciliation settles the call), single calls included.
+flight (``initiating`` or ``initiated``, younger than ``CALL_MAX_MINUTES``, single calls
+included), picks at most as many due entries as there are free slots, skipping numbers
+with a call in flight, and writes each one's call row. The next worker's count sees
+those calls: the cap holds across hosts, and no number gets two calls in flight.
 
-The worker that dialled moves its entry out of ``dialling`` (it knows the answer);
-``settle`` moves entries on as their calls end (webhooks, or reconciliation):
-completed, redialled per the batch's policy, or failed. An entry whose call is still
-``initiating`` (perhaps placed: a worker died mid-dial) is left alone until
-reconciliation settles that call: it is never redialled blind.
+The worker that dialled moves its entry out of ``dialling``; ``settle`` moves entries
+on as their calls end (webhooks, or reconciliation). An entry whose call is still
+``initiating`` (perhaps placed: a worker died mid-dial) waits for reconciliation to
+settle it: it is never redialled blind. ``now`` is passed in, so tests move the clock.
 """
 
 import random

@@ -151,19 +151,9 @@ class BatchSchema(Schema):
     name = fields.String()
     status = fields.String()
     counts = fields.Dict(keys=fields.String(), values=fields.Integer())
-    window = fields.Method("_window")
+    window = fields.Raw(dump_only=True)
     not_before = fields.DateTime(allow_none=True)
-    redial = fields.Method("_redial")
+    redial = fields.Raw(dump_only=True)
     created_at = fields.DateTime()
     cancelled_at = fields.DateTime(allow_none=True)
     entries = fields.List(fields.Nested(EntrySchema))
-
-    def _window(self, batch) -> dict:
-        return {key: batch[f"window_{key}"].strftime("%H:%M") for key in ("start", "end")}
-
-    def _redial(self, batch) -> dict:
-        return {
-            "busy": batch["redial_busy"],
-            "no-answer": batch["redial_no_answer"],
-            "spacing_minutes": batch["spacing_minutes"],
-        }

@@ -1,11 +1,8 @@
 """The worker's tasks on procrastinate: dispatch, reconciliation, the overview's rollup, pruning.
 
-Every worker (any number, on any host, sharing the database) defers the same
-periodic jobs; procrastinate's ``procrastinate_periodic_defers`` makes each tick
-one job, and its ``queueing_lock`` keeps at most one waiting. A worker busy with a
-long dispatch leaves the next tick's job to another worker, so N workers run up to
-N dispatch loops side by side: the cap is held by the database (``rounds.claim``), not
-by how many loops run.
+Every worker defers the same periodic jobs: procrastinate makes each tick one job, and
+``queueing_lock`` keeps at most one waiting. N workers may run N dispatch loops side by
+side: the cap is held by the database (``rounds.claim``), not by how many loops run.
 """
 
 import logging
@@ -46,10 +43,7 @@ def dispatch(timestamp: int) -> int:
 @app.periodic(cron="* * * * *")
 @app.task(queueing_lock="reconcile", name="reconcile")
 def reconcile(timestamp: int) -> None:
-    """Settle calls open past CALL_MAX_MINUTES from ElevenLabs (``python -m ops reconcile``).
-
-    Entries wait for it: one whose call may have been placed is never redialled blind.
-    """
+    """Settle calls open past CALL_MAX_MINUTES from ElevenLabs (``python -m ops reconcile``)."""
     service = _worker.defaults
     with _worker.pool.connection() as conn:
         reconcile_calls(
