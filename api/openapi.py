@@ -12,28 +12,9 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app
 
+from api import schemas, webhook_schemas
 from api.phone_numbers import E164
-from api.schemas import (
-    VARIABLES_SCHEMA,
-    CallRequestSchema,
-    CallSchema,
-    CallWithTranscriptSchema,
-    DynamicVariables,
-    printable_name,
-)
-from api.webhook_schemas import (
-    POST_CALL_WEBHOOK,
-    TRANSCRIPTION_WEBHOOK,
-    ErrorSchema,
-    HealthSchema,
-    WebhookAnswerSchema,
-)
-from dispatch.schemas import (
-    BatchRequestSchema,
-    BatchSchema,
-    SuppressionRequestSchema,
-    SuppressionSchema,
-)
+from dispatch import schemas as batch_schemas
 
 bp = Blueprint("openapi", __name__)
 
@@ -136,9 +117,9 @@ def printable() -> str:
 
 def _described(converter, field, **kwargs) -> dict:
     """Say what apispec cannot read from a field: the dynamic variables, printable names."""
-    if isinstance(field, DynamicVariables):
-        return VARIABLES_SCHEMA
-    return {"pattern": printable()} if printable_name in field.validators else {}
+    if isinstance(field, schemas.DynamicVariables):
+        return schemas.VARIABLES_SCHEMA
+    return {"pattern": printable()} if schemas.printable_name in field.validators else {}
 
 
 def _json(schema, description: str, headers: dict | None = None) -> dict:
@@ -186,13 +167,13 @@ def _paths() -> dict:
                 "Write the call, then ask ElevenLabs to dial the driver",
                 {
                     "201": _json(
-                        CallSchema,
+                        schemas.CallSchema,
                         "ElevenLabs accepted; conversation_id may still be null",
                         {"Location": {"schema": {"type": "string"}, "description": "the call"}},
                     ),
                     **_errors(400, 401, 409, 413, 415, 422, 502, 503),
                 },
-                body=CallRequestSchema,
+                body=schemas.CallRequestSchema,
                 example=EXAMPLE_CALL_REQUEST,
                 parameters=[IDEMPOTENCY_KEY],
             )
@@ -200,7 +181,10 @@ def _paths() -> dict:
         "/driver_data/calls/{call_sid}": {
             "get": _operation(
                 "A call with its transcript lines in the order they were said",
-                {"200": _json(CallWithTranscriptSchema, "the call"), **_errors(401, 404, 503)},
+                {
+                    "200": _json(schemas.CallWithTranscriptSchema, "the call"),
+                    **_errors(401, 404, 503),
+                },
                 parameters=_in_path("call_sid", EXAMPLE_CALL_SID),
             )
         },
@@ -249,7 +233,7 @@ def _paths() -> dict:
                         "database cannot be reached; nothing written",
                     ),
                 },
-                body=BatchRequestSchema,
+                body=batch_schemas.BatchRequestSchema,
                 example=EXAMPLE_BATCH,
             )
         },
@@ -257,7 +241,7 @@ def _paths() -> dict:
             "get": _operation(
                 "A batch: status, counts per entry state, entries with their calls",
                 {
-                    "200": _json(BatchSchema, "the batch"),
+                    "200": _json(batch_schemas.BatchSchema, "the batch"),
                     **_errors(401, 404, 503, words=ON_BATCHES),
                 },
                 parameters=batch,
@@ -281,7 +265,10 @@ def _paths() -> dict:
                         {
                             "type": "object",
                             "properties": {
-                                "suppressions": {"type": "array", "items": SuppressionSchema}
+                                "suppressions": {
+                                    "type": "array",
+                                    "items": batch_schemas.SuppressionSchema,
+                                }
                             },
                         },
                         "the list",
@@ -294,13 +281,19 @@ def _paths() -> dict:
             "put": _operation(
                 "Never dial this number again",
                 {
-                    "200": _json(SuppressionSchema, "already suppressed; reason updated"),
-                    "201": _json(SuppressionSchema, "suppressed"),
+                    "200": _json(
+                        batch_schemas.SuppressionSchema, "already suppressed; reason updated"
+                    ),
+                    "201": _json(batch_schemas.SuppressionSchema, "suppressed"),
                     **_errors(400, 401, 415, 503, words=ON_NUMBERS),
                 },
                 parameters=number,
                 # May be empty: not required.
-                requestBody={"content": {"application/json": {"schema": SuppressionRequestSchema}}},
+                requestBody={
+                    "content": {
+                        "application/json": {"schema": batch_schemas.SuppressionRequestSchema}
+                    }
+                },
             ),
             "delete": _operation(
                 "Allow this number to be dialled again",
@@ -355,20 +348,20 @@ def build() -> dict:
             "with the webhook secret>",
         },
     )
-    spec.components.schema("Error", schema=ErrorSchema)
-    spec.components.schema("Health", schema=HealthSchema)
-    spec.components.schema("WebhookAnswer", schema=WebhookAnswerSchema)
-    spec.components.schema("TranscriptionWebhook", component=TRANSCRIPTION_WEBHOOK)
-    spec.components.schema("PostCallWebhook", component=POST_CALL_WEBHOOK)
+    spec.components.schema("Error", schema=webhook_schemas.ErrorSchema)
+    spec.components.schema("Health", schema=webhook_schemas.HealthSchema)
+    spec.components.schema("WebhookAnswer", schema=webhook_schemas.WebhookAnswerSchema)
+    spec.components.schema("TranscriptionWebhook", component=webhook_schemas.TRANSCRIPTION_WEBHOOK)
+    spec.components.schema("PostCallWebhook", component=webhook_schemas.POST_CALL_WEBHOOK)
     for path, operations in _paths().items():
         spec.path(path=path, operations=operations)
     document = _anchored(spec.to_dict())
-    schemas = document["components"]["schemas"]
-    schemas["CallRequest"]["not"] = DRIVER_NAME_TWICE
+    components = document["components"]["schemas"]
+    components["CallRequest"]["not"] = DRIVER_NAME_TWICE
     # A call is always sent whole, unknown values as null: say so, so that a
     # missing field is caught by whoever checks responses against this.
     for name in ("Call", "CallWithTranscript", "TranscriptLine", "Outcome", "Cost"):
-        schemas[name]["required"] = sorted(schemas[name]["properties"])
+        components[name]["required"] = sorted(components[name]["properties"])
     return document
 
 

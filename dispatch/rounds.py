@@ -16,7 +16,7 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
@@ -97,7 +97,10 @@ SELECT phone_number FROM calls
 
 DUE_ENTRIES = """
 SELECT e.id, e.backoffs, e.driver_id, e.phone_number, e.driver_name, e.variables, e.timezone,
-       b.id AS batch, b.window_start, b.window_end, b.agent_id, b.agent_phone_number_id,
+       b.id AS batch, b.window_start, b.window_end,
+       -- The batch's agent, else the configured one.
+       COALESCE(b.agent_id, %(agent_id)s) AS agent_id,
+       COALESCE(b.agent_phone_number_id, %(agent_phone_number_id)s) AS agent_phone_number_id,
        EXISTS (SELECT 1 FROM suppressions s WHERE s.phone_number = e.phone_number) AS suppressed
   FROM call_batch_entries e
   JOIN call_batches b ON b.id = e.batch_id
@@ -201,17 +204,21 @@ def claim(conn, settings: DispatchSettings, defaults: dict, now: datetime, limit
             return []
         busy = set(in_flight)
         with conn.cursor(row_factory=dict_row) as cur:
-            params = {"now": now, "busy": list(busy), "limit": free}
+            agent = {
+                "agent_id": defaults["ELEVENLABS_AGENT_ID"],
+                "agent_phone_number_id": defaults["ELEVENLABS_PHONE_NUMBER_ID"],
+            }
+            params = {"now": now, "busy": list(busy), "limit": free, **agent}
             due = cur.execute(DUE_ENTRIES, params).fetchall()
         for entry in due:
-            taken = take(conn, entry, busy, defaults, now)
+            taken = take(conn, entry, busy, now)
             if taken:
                 busy.add(entry["phone_number"])
                 claimed.append(taken)
     return claimed
 
 
-def take(conn, entry: dict, busy: set, defaults: dict, now: datetime) -> Claim | None:
+def take(conn, entry: dict, busy: set, now: datetime) -> Claim | None:
     """Write the entry's call and mark it dialling; or say why not now (suppressed, window)."""
     if entry["suppressed"]:
         set_state(conn, entry["id"], "suppressed")
@@ -223,16 +230,7 @@ def take(conn, entry: dict, busy: set, defaults: dict, now: datetime) -> Claim |
         return None
     if entry["phone_number"] in busy:  # the same number due in two batches at once
         return None
-    order = CallOrder(
-        driver_id=entry["driver_id"],
-        phone_number=entry["phone_number"],
-        driver_name=entry["driver_name"],
-        variables=entry["variables"],
-        # The batch's agent, else the configured one.
-        agent_id=entry["agent_id"] or defaults["ELEVENLABS_AGENT_ID"],
-        agent_phone_number_id=entry["agent_phone_number_id"]
-        or defaults["ELEVENLABS_PHONE_NUMBER_ID"],
-    )
+    order = CallOrder(**{field.name: entry[field.name] for field in fields(CallOrder)})
     call = calls.create(
         conn,
         driver_id=order.driver_id,
