@@ -133,8 +133,7 @@ class CallRequestSchema(Schema):
         validate=validate.Regexp(E164, error="Not an E.164 phone number, e.g. +14155550123."),
     )
     driver_name = fields.String(
-        load_default=None,
-        validate=[validate.Length(1, 100), printable_name],
+        load_default=None, validate=[validate.Length(1, 100), printable_name]
     )
     variables = DynamicVariables(load_default=dict)
     agent_id = fields.String(load_default=None, validate=ELEVENLABS_ID)
