@@ -127,17 +127,16 @@ def _json(schema, description: str, headers: dict | None = None) -> dict:
     return {**answer, "headers": headers} if headers else answer
 
 
-def _errors(*statuses: int, words: dict = ERRORS) -> dict:
-    return {str(status): _json("Error", words[status]) for status in statuses}
-
-
 def _in_path(name: str, example: str, pattern: str | None = None) -> list:
     schema = {"type": "string", **({"pattern": pattern} if pattern else {})}
     return [{"name": name, "in": "path", "required": True, "schema": schema, "example": example}]
 
 
-def _operation(summary, responses, *, security=BEARER, body=None, example=None, **more) -> dict:
-    """Return one operation; ``body`` is the schema of its required JSON request body."""
+def _operation(
+    summary, answers, errors=(), *, words=ERRORS, security=BEARER, body=None, example=None, **more
+) -> dict:
+    """Return one operation: its answers, its ``errors`` in ``words``, its required ``body``."""
+    responses = answers | {str(code): _json("Error", words[code]) for code in errors}
     operation = {"summary": summary, "responses": responses, **more}
     if security:
         operation["security"] = security
@@ -149,9 +148,8 @@ def _operation(summary, responses, *, security=BEARER, body=None, example=None, 
 
 def _paths() -> dict:
     """Return every JSON endpoint, by path and method."""
-    webhook_answers = {
+    webhook = {
         "200": _json("WebhookAnswer", "recorded and settled (saved, duplicate or acknowledged)"),
-        **_errors(400, 401),
         "503": _json(
             "Error",
             "database_error: the database refused it for now; recorded, to replay. "
@@ -161,18 +159,23 @@ def _paths() -> dict:
     recorded = "Every delivery is recorded with its outcome, accepted or not."
     batch = _in_path("batch_id", "cb_0123456789abcdef01234567")
     number = _in_path("phone_number", "+14155550123", E164.pattern)
+    call_created = _json(
+        schemas.CallSchema,
+        "ElevenLabs accepted; conversation_id may still be null",
+        {"Location": {"schema": {"type": "string"}, "description": "the call"}},
+    )
+    suppressions = {"suppressions": {"type": "array", "items": batch_schemas.SuppressionSchema}}
+    batch_not_configured = _json(
+        "Error",
+        "not_configured (no agent, phone number id or API key), or the "
+        "database cannot be reached; nothing written",
+    )
     return {
         "/driver_data/call-elevenlabs": {
             "post": _operation(
                 "Write the call, then ask ElevenLabs to dial the driver",
-                {
-                    "201": _json(
-                        schemas.CallSchema,
-                        "ElevenLabs accepted; conversation_id may still be null",
-                        {"Location": {"schema": {"type": "string"}, "description": "the call"}},
-                    ),
-                    **_errors(400, 401, 409, 413, 415, 422, 502, 503),
-                },
+                {"201": call_created},
+                (400, 401, 409, 413, 415, 422, 502, 503),
                 body=schemas.CallRequestSchema,
                 example=EXAMPLE_CALL_REQUEST,
                 parameters=[IDEMPOTENCY_KEY],
@@ -181,17 +184,16 @@ def _paths() -> dict:
         "/driver_data/calls/{call_sid}": {
             "get": _operation(
                 "A call with its transcript lines in the order they were said",
-                {
-                    "200": _json(schemas.CallWithTranscriptSchema, "the call"),
-                    **_errors(401, 404, 503),
-                },
+                {"200": _json(schemas.CallWithTranscriptSchema, "the call")},
+                (401, 404, 503),
                 parameters=_in_path("call_sid", EXAMPLE_CALL_SID),
             )
         },
         "/webhooks/elevenlabs/transcription": {
             "post": _operation(
                 "One transcript line, found by call_sid (or conversation_id)",
-                webhook_answers,
+                webhook,
+                (400, 401),
                 security=SIGNED,
                 body="TranscriptionWebhook",
                 example=EXAMPLE_LINE,
@@ -201,7 +203,8 @@ def _paths() -> dict:
         "/webhooks/elevenlabs/post-call": {
             "post": _operation(
                 "ElevenLabs' post-call webhook: a call's transcript and end, or failure",
-                webhook_answers,
+                webhook,
+                (400, 401),
                 security=SIGNED,
                 body="PostCallWebhook",
                 description=recorded,
@@ -210,7 +213,8 @@ def _paths() -> dict:
         "/healthz": {
             "get": _operation(
                 "Whether this process can reach its database",
-                {"200": _json("Health", "the database answers"), **_errors(503)},
+                {"200": _json("Health", "the database answers")},
+                (503,),
                 security=None,
             )
         },
@@ -226,13 +230,10 @@ def _paths() -> dict:
                 "Store a batch of calls; the worker places them within cap and windows",
                 {
                     "202": _json(BATCH_SUMMARY, "stored; the worker dials"),
-                    **_errors(400, 401, 413, 415, words=ON_BATCHES),
-                    "503": _json(
-                        "Error",
-                        "not_configured (no agent, phone number id or API key), or the "
-                        "database cannot be reached; nothing written",
-                    ),
+                    "503": batch_not_configured,
                 },
+                (400, 401, 413, 415),
+                words=ON_BATCHES,
                 body=batch_schemas.BatchRequestSchema,
                 example=EXAMPLE_BATCH,
             )
@@ -240,41 +241,27 @@ def _paths() -> dict:
         "/driver_data/call-batches/{batch_id}": {
             "get": _operation(
                 "A batch: status, counts per entry state, entries with their calls",
-                {
-                    "200": _json(batch_schemas.BatchSchema, "the batch"),
-                    **_errors(401, 404, 503, words=ON_BATCHES),
-                },
+                {"200": _json(batch_schemas.BatchSchema, "the batch")},
+                (401, 404, 503),
+                words=ON_BATCHES,
                 parameters=batch,
             )
         },
         "/driver_data/call-batches/{batch_id}/cancel": {
             "post": _operation(
                 "Cancel what has not been dialled",
-                {
-                    "200": _json(BATCH_SUMMARY, "cancelled"),
-                    **_errors(401, 404, 409, 503, words=ON_BATCHES),
-                },
+                {"200": _json(BATCH_SUMMARY, "cancelled")},
+                (401, 404, 409, 503),
+                words=ON_BATCHES,
                 parameters=batch,
             )
         },
         "/driver_data/suppressions": {
             "get": _operation(
                 "Every number that is never dialled",
-                {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "suppressions": {
-                                    "type": "array",
-                                    "items": batch_schemas.SuppressionSchema,
-                                }
-                            },
-                        },
-                        "the list",
-                    ),
-                    **_errors(401, 503, words=ON_BATCHES),
-                },
+                {"200": _json({"type": "object", "properties": suppressions}, "the list")},
+                (401, 503),
+                words=ON_BATCHES,
             )
         },
         "/driver_data/suppressions/{phone_number}": {
@@ -285,8 +272,9 @@ def _paths() -> dict:
                         batch_schemas.SuppressionSchema, "already suppressed; reason updated"
                     ),
                     "201": _json(batch_schemas.SuppressionSchema, "suppressed"),
-                    **_errors(400, 401, 415, 503, words=ON_NUMBERS),
                 },
+                (400, 401, 415, 503),
+                words=ON_NUMBERS,
                 parameters=number,
                 # May be empty: not required.
                 requestBody={
@@ -297,10 +285,9 @@ def _paths() -> dict:
             ),
             "delete": _operation(
                 "Allow this number to be dialled again",
-                {
-                    "204": {"description": "lifted"},
-                    **_errors(400, 401, 404, 503, words=ON_NUMBERS),
-                },
+                {"204": {"description": "lifted"}},
+                (400, 401, 404, 503),
+                words=ON_NUMBERS,
                 parameters=number,
             ),
         },
