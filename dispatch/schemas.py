@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from api.phone_numbers import E164
 from api.schemas import ELEVENLABS_ID, CallRequestSchema, WholeNumber, printable_name, storable
-from dispatch.windows import checked, parse_time
+from dispatch.windows import HH_MM, checked, parse_time
 from errors import ApiError
 
 MAX_CALLS = 10_000
@@ -14,9 +14,6 @@ MAX_REDIALS = 10
 # IANA names from tzdata (no file paths, no "local"); a dict: ordered for the document's
 # enum, one hash look-up for each entry of a batch.
 ZONES = dict.fromkeys(sorted(available_timezones()))
-
-
-HH_MM = r"([01][0-9]|2[0-3]):[0-5][0-9]"
 
 
 class TimeOfDay(fields.String):
