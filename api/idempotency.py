@@ -44,32 +44,24 @@ def key_of() -> str | None:
     return key
 
 
-def fingerprint(order: dict) -> str:
-    """Return a digest of the validated request: the same call asked twice digests the same."""
-    canonical = json.dumps(order, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def claim(conn, key: str | None, order: dict, call_sid: str):
     """Hold ``key`` for ``call_sid``; return the earlier answer when it was held."""
     if key is None:
         return None
-    held = idempotency_keys.claim(conn, key, fingerprint(order), call_sid)
+    # The validated request, canonically: the same call asked twice digests the same.
+    canonical = json.dumps(order, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    held = idempotency_keys.claim(conn, key, digest, call_sid)
     if held is None:
         g.idempotency_key = key
         return None
-    if held.request_hash != fingerprint(order):
+    if held.request_hash != digest:
         raise ApiError(
             f"This {HEADER} was used with a different request body; use a new key for a new call.",
             status=422,
             code="idempotency_key_reused",
             details={"call_sid": held.call_sid},
         )
-    return _replay(conn, held)
-
-
-def _replay(conn, held):
-    """Return the answer the key's first request got, or 409 while it has none."""
     if held.response_status is not None:
         headers = {"Idempotent-Replayed": "true"}
         if held.response_status == 201:

@@ -1,19 +1,18 @@
 """The shapes of ``/driver_data``: what a call request may hold, and how a call is shown.
 
-Module-level marshmallow schemas, so the OpenAPI description can be generated
-from the same classes that validate and serialise.
+The OpenAPI document is generated from these same classes. Unknown fields are refused
+(marshmallow's default, RAISE).
 """
 
 import math
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.phone_numbers import E164
 from errors import ApiError
 from models.calls import BIGINT_MAX
 
 SAFE_INTEGER = 2**53 - 1  # beyond this a JSON number loses digits in most consumers
-MAX_DRIVER_NAME = 100
 MAX_VARIABLES = 32
 MAX_VARIABLE_NAME = 64
 MAX_VARIABLE_TEXT = 500
@@ -24,6 +23,7 @@ VARIABLE_NAME = validate.Regexp(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 ELEVENLABS_ID = validate.Regexp(
     r"[A-Za-z0-9_-]{1,100}\Z", error="Not an ElevenLabs id (letters, digits, _ and -)."
 )
+NO_NUL = r"[^\x00]*"  # PostgreSQL text holds no NUL
 
 
 def storable(text: str) -> None:
@@ -52,6 +52,32 @@ class WholeNumber(fields.Integer):
         return super()._validated(value)
 
 
+# What the OpenAPI document says of DynamicVariables: apispec cannot read its checks.
+VARIABLES_SCHEMA = {
+    "type": "object",
+    "maxProperties": MAX_VARIABLES,
+    "propertyNames": {
+        "maxLength": MAX_VARIABLE_NAME,
+        "pattern": VARIABLE_NAME.regex.pattern,
+        "not": {
+            "description": "reserved: ElevenLabs' system__ names, and ours",
+            "anyOf": [
+                {"pattern": rf"{RESERVED_PREFIX}[\s\S]*"},
+                {"enum": list(RESERVED_NAMES)},
+            ],
+        },
+    },
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "string", "maxLength": MAX_VARIABLE_TEXT, "pattern": NO_NUL},
+            {"type": "boolean"},
+            {"type": "integer", "minimum": -SAFE_INTEGER, "maximum": SAFE_INTEGER},
+            {"type": "number", "not": {"type": "integer"}},  # a fraction loses no digits
+        ]
+    },
+}
+
+
 class DynamicVariables(fields.Field):
     """A flat object of strings, numbers and booleans, passed on to the ElevenLabs agent."""
 
@@ -75,9 +101,7 @@ def _name_problem(name: str) -> str | None:
         return f"The name {name[:MAX_VARIABLE_NAME]!r} is reserved."
     if len(name) > MAX_VARIABLE_NAME:
         return f"Names are at most {MAX_VARIABLE_NAME} characters."
-    try:
-        VARIABLE_NAME(name)
-    except ValidationError:
+    if not VARIABLE_NAME.regex.match(name):
         return "Names are letters, digits and _, not starting with a digit."
     return None
 
@@ -89,22 +113,19 @@ def _value_problem(value) -> str | None:
         return None if abs(value) <= SAFE_INTEGER else f"Integers are at most ±{SAFE_INTEGER}."
     if isinstance(value, float):
         return None if math.isfinite(value) else "Numbers must be finite."
-    if isinstance(value, str):
-        if len(value) > MAX_VARIABLE_TEXT:
-            return f"Text values are at most {MAX_VARIABLE_TEXT} characters."
-        try:
-            storable(value)
-        except ValidationError as exc:
-            return exc.messages[0]
-        return None
-    return "Must be a string, number or boolean."
+    if not isinstance(value, str):
+        return "Must be a string, number or boolean."
+    if len(value) > MAX_VARIABLE_TEXT:
+        return f"Text values are at most {MAX_VARIABLE_TEXT} characters."
+    try:
+        storable(value)
+    except ValidationError as exc:
+        return exc.messages[0]
+    return None
 
 
 class CallRequestSchema(Schema):
     """Body of ``POST /driver_data/call-elevenlabs``."""
-
-    class Meta:
-        unknown = RAISE
 
     driver_id = WholeNumber(required=True, strict=True, validate=validate.Range(1, BIGINT_MAX))
     phone_number = fields.String(
@@ -112,8 +133,7 @@ class CallRequestSchema(Schema):
         validate=validate.Regexp(E164, error="Not an E.164 phone number, e.g. +14155550123."),
     )
     driver_name = fields.String(
-        load_default=None,
-        validate=[validate.Length(1, MAX_DRIVER_NAME), printable_name],
+        load_default=None, validate=[validate.Length(1, 100), printable_name]
     )
     variables = DynamicVariables(load_default=dict)
     agent_id = fields.String(load_default=None, validate=ELEVENLABS_ID)
@@ -166,10 +186,7 @@ class CostSchema(Schema):
 
 
 class OutcomeSchema(Schema):
-    """What ElevenLabs made of the call, from its post-call webhook or reconciliation.
-
-    Every member is null until known; an unknown cost is null, never 0.
-    """
+    """What ElevenLabs made of the call; every member null until known (a cost never 0)."""
 
     call_successful = fields.String(
         allow_none=True, metadata={"enum": ["success", "failure", "unknown", None]}

@@ -1,13 +1,12 @@
-"""The shapes the OpenAPI document describes that no view validates with marshmallow.
+"""What the OpenAPI document describes that no view validates with marshmallow.
 
-The error shape and the small answers (marshmallow), and the webhook bodies: JSON
-Schema written after what ``elevenlabs.payloads`` and ``webhooks.post_call`` accept,
-which they read by hand, defensively. ``/driver_data`` is described from
-``api.schemas`` itself.
+The error shape, the small answers, and the webhook bodies: JSON Schema written after
+what ``elevenlabs.payloads`` and ``webhooks.post_call`` accept, reading by hand.
 """
 
 from marshmallow import Schema, fields, validate
 
+from api.schemas import NO_NUL
 from elevenlabs.payloads import MAX_ID_LENGTH, MAX_MESSAGE_LENGTH, MAX_SPEAKER_LENGTH
 from webhooks.post_call import CALL_INITIATION_FAILURE, POST_CALL_TRANSCRIPTION
 
@@ -40,7 +39,6 @@ class WebhookAnswerSchema(Schema):
 # one (nothing but white space) is as good as none.
 # White space as str.strip sees it (str.isspace), which JSON Schema's \s is not.
 SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NO_NUL = r"[^\x00]*"
 FILLED = rf"[^\x00]*[^\x00{SPACE}][^\x00]*"
 BLANK = rf"[{SPACE}]*"
 
@@ -62,7 +60,7 @@ def optional_text(most: int, description: str) -> dict:
 
 def filled(*path: str) -> dict:
     """Return the schema of an object whose string at ``path`` is filled in."""
-    schema = {"type": "string", "maxLength": MAX_ID_LENGTH, "pattern": FILLED}
+    schema = text(MAX_ID_LENGTH)
     for name in reversed(path):
         schema = {"type": "object", "required": [name], "properties": {name: schema}}
     return schema

@@ -1,7 +1,4 @@
-"""``python -m dispatch worker``: run one dispatch worker until SIGINT or SIGTERM.
-
-Run as many as needed, on any number of hosts, against the same DATABASE_URL.
-"""
+"""``python -m dispatch worker``: one dispatch worker (of any number) until SIGINT/SIGTERM."""
 
 import argparse
 import logging

@@ -1,11 +1,4 @@
-"""Call batches in the database: create one with its entries, show it, cancel it.
-
-Entry states: ``queued`` (due at ``next_attempt_at``), ``waiting_window``
-(outside the driver's calling hours), ``dialling`` (its call is written and
-ElevenLabs asked), ``in_call`` (ElevenLabs accepted), ``redial_scheduled``
-(busy or no answer, redialled after the batch's spacing), and the final
-``completed``, ``failed``, ``suppressed``, ``cancelled``.
-"""
+"""Call batches in the database: create one with its entries, show it, cancel it."""
 
 import secrets
 from datetime import datetime
@@ -16,6 +9,9 @@ from psycopg.types.json import Jsonb
 
 from dispatch.windows import Window, next_opening
 
+# queued: due at next_attempt_at; waiting_window: outside the driver's calling hours;
+# dialling: its call written and ElevenLabs asked; in_call: ElevenLabs accepted;
+# redial_scheduled: busy or no answer, redialled after the batch's spacing; then final.
 ENTRY_STATES = (
     "queued",
     "waiting_window",
@@ -27,7 +23,6 @@ ENTRY_STATES = (
     "suppressed",
     "cancelled",
 )
-WAITING = ("queued", "waiting_window", "redial_scheduled")  # not dialled: cancel stops these
 
 INSERT_BATCH = """
 INSERT INTO call_batches (batch_id, name, window_start, window_end, not_before, redial_busy,
@@ -49,52 +44,22 @@ UPDATE call_batch_entries SET state = 'suppressed'
 """
 
 
-def new_batch_id() -> str:
-    """Return a fresh, unguessable batch id."""
-    return "cb_" + secrets.token_hex(12)
-
-
-def first_slot(window: Window, zone: ZoneInfo, due: datetime) -> tuple[str, datetime]:
-    """Return an entry's state and first dial time: due, or when the window opens."""
-    opens = next_opening(window, zone, due)
-    return ("queued", due) if opens == due else ("waiting_window", opens)
-
-
 def create(conn, request: dict, *, window: Window, default_zone: ZoneInfo, now: datetime) -> str:
     """Write the batch and all its entries in one transaction; return its batch_id."""
-    batch_id = new_batch_id()
+    batch_id = "cb_" + secrets.token_hex(12)
     due = max(now, request["not_before"] or now)
-    redial = request["redial"]
+    params = {**request, **request["redial"], "batch_id": batch_id}
     with conn.transaction():
         batch = conn.execute(
-            INSERT_BATCH,
-            {
-                "batch_id": batch_id,
-                "name": request["name"],
-                "window_start": window.start,
-                "window_end": window.end,
-                "not_before": request["not_before"],
-                **redial,
-                "agent_id": request["agent_id"],
-                "agent_phone_number_id": request["agent_phone_number_id"],
-            },
+            INSERT_BATCH, {**params, "window_start": window.start, "window_end": window.end}
         ).fetchone()[0]
         with conn.cursor().copy(COPY_ENTRIES) as copy:
             for entry in request["calls"]:
-                zone = entry["timezone"] or default_zone
-                state, at = first_slot(window, zone, due)
-                copy.write_row(
-                    (
-                        batch,
-                        entry["driver_id"],
-                        entry["phone_number"],
-                        entry["driver_name"],
-                        Jsonb(entry["variables"]),
-                        zone.key,
-                        state,
-                        at,
-                    )
-                )
+                zone = ZoneInfo(entry["timezone"]) if entry["timezone"] else default_zone
+                opens = next_opening(window, zone, due)  # due, or when the window opens
+                state = "queued" if opens == due else "waiting_window"
+                driver = [entry[name] for name in ("driver_id", "phone_number", "driver_name")]
+                copy.write_row((batch, *driver, Jsonb(entry["variables"]), zone.key, state, opens))
         conn.execute(SUPPRESS_LISTED, (batch,))
     return batch_id
 
@@ -105,7 +70,11 @@ def show(conn, batch_id: str) -> dict | None:
         batch = cur.execute(
             """
             SELECT id, batch_id, name, status, window_start, window_end, not_before,
-                   redial_busy, redial_no_answer, spacing_minutes, created_at, cancelled_at
+                   redial_busy, redial_no_answer, spacing_minutes, created_at, cancelled_at,
+                   json_build_object('start', to_char(window_start, 'HH24:MI'),
+                                     'end', to_char(window_end, 'HH24:MI')) AS window,
+                   json_build_object('busy', redial_busy, 'no-answer', redial_no_answer,
+                                     'spacing_minutes', spacing_minutes) AS redial
               FROM call_batches WHERE batch_id = %s
             """,
             (batch_id,),
@@ -160,8 +129,8 @@ def counted(conn, *, batch_id: str | None = None, limit: int = 50) -> list[dict]
 def cancel(conn, batch_id: str) -> str | None:
     """Cancel the batch and every entry not dialled yet; return its status (None: unknown).
 
-    An entry being dialled holds its row lock until its call is written: the
-    UPDATE waits for it and then leaves it alone, so nothing is cancelled half-way.
+    An entry being dialled holds its row lock until its call is written: the UPDATE
+    waits for it, then leaves it alone, so nothing is cancelled half-way.
     """
     with conn.transaction():
         row = conn.execute(
@@ -182,8 +151,8 @@ def cancel(conn, batch_id: str) -> str | None:
         conn.execute(
             """
             UPDATE call_batch_entries SET state = 'cancelled', updated_at = now()
-             WHERE batch_id = %s AND state = ANY(%s)
+             WHERE batch_id = %s AND state IN ('queued', 'waiting_window', 'redial_scheduled')
             """,
-            (row[0], list(WAITING)),
+            (row[0],),
         )
     return row[1]

@@ -1,11 +1,8 @@
-"""Placing one call: the row is written and committed, then ElevenLabs is asked, once.
+"""Placing one call, the one way the single-call endpoint and the batch worker dial.
 
-The one way the service dials, for the single-call endpoint and the batch
-worker alike: a call row ``initiating`` exists before any network I/O;
-ElevenLabs' acceptance moves it to ``initiated`` with its ids; any refusal marks
-it ``failed`` with ElevenLabs' reason. A request that may have reached
-ElevenLabs is never sent again (a retry can ring a driver twice); a 429 is a
-call that was not placed.
+The row is written and committed ``initiating`` before ElevenLabs is asked, once: a
+request that may have reached ElevenLabs is never sent again (a retry can ring a driver
+twice). Its answer moves the call to ``initiated`` or ``failed``; a 429 placed nothing.
 """
 
 import logging
@@ -24,8 +21,6 @@ from models import calls
 from observability import metrics
 
 log = logging.getLogger(__name__)
-
-RATE_LIMITED = "rate_limited"  # ElevenLabs' 429: over its concurrency, nothing dialled
 
 
 @dataclass(frozen=True)
@@ -47,11 +42,6 @@ class PlacedCall:
     call: calls.Call
     error: ElevenLabsError | None = None
 
-    @property
-    def rate_limited(self) -> bool:
-        """Tell whether ElevenLabs refused for capacity: the call was not placed, try later."""
-        return self.error is not None and self.error.kind == RATE_LIMITED
-
 
 class OutcomeNotRecorded(Exception):
     """ElevenLabs answered, but the database could not take its answer: the call stays
@@ -60,24 +50,6 @@ class OutcomeNotRecorded(Exception):
     def __init__(self, call_sid: str, reason: str, details: dict):
         super().__init__(f"call {call_sid}: ElevenLabs' answer not recorded: {reason}")
         self.call_sid, self.reason, self.details = call_sid, reason, details
-
-
-def write_call(conn, order: CallOrder) -> calls.Call:
-    """Insert the call ``initiating``; committed at once on an autocommit connection."""
-    return calls.create(
-        conn,
-        driver_id=order.driver_id,
-        phone_number=order.phone_number,
-        driver_name=order.driver_name,
-    )
-
-
-def database_clock(conn) -> datetime:
-    """Return the database's clock, read after the row's commit and before the request.
-
-    ``created_at <= api_called_at`` then compares two readings of one clock.
-    """
-    return conn.execute("SELECT clock_timestamp()").fetchone()[0]
 
 
 def dial(

@@ -7,16 +7,12 @@ from flask import current_app
 from psycopg_pool import PoolTimeout
 
 from db import get_conn
-from dispatch.claims import NUMBERS_IN_FLIGHT
+from dispatch.batches import ENTRY_STATES
+from dispatch.rounds import NUMBERS_IN_FLIGHT
 from errors import first_line
 from observability import metrics
 
 log = logging.getLogger(__name__)
-
-STATES = (
-    "queued", "waiting_window", "dialling", "in_call", "completed",
-    "failed", "redial_scheduled", "suppressed", "cancelled",
-)  # fmt: skip
 
 OPEN_ENTRIES_BY_STATE = """
 SELECT e.state, count(*) FROM call_batch_entries e
@@ -36,5 +32,5 @@ def record_for_scrape() -> None:
     except (psycopg.Error, PoolTimeout) as exc:  # the metrics still answer; /healthz says why
         log.warning("dispatch figures not read for /metrics: %s", first_line(exc))
         return
-    entries = {state: counts.get(state, 0) for state in STATES}
+    entries = {state: counts.get(state, 0) for state in ENTRY_STATES}
     metrics.record_dispatch_state(in_flight, limits.max_concurrent_calls, entries)

@@ -8,8 +8,7 @@ from errors import ApiError
 def suppress(conn, phone_number: str, reason: str | None) -> tuple[dict, bool]:
     """Add the number (or update its reason); return it and whether it is new.
 
-    Batch entries of the number still waiting become ``suppressed`` in the same
-    transaction, so no worker dials them after this returns.
+    Its waiting batch entries become ``suppressed`` in the same transaction: no worker dials them.
     """
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(

@@ -1,11 +1,8 @@
 """The worker's tasks on procrastinate: dispatch, reconciliation, the overview's rollup, pruning.
 
-Every worker (any number, on any host, sharing the database) defers the same
-periodic jobs; procrastinate's ``procrastinate_periodic_defers`` makes each tick
-one job, and its ``queueing_lock`` keeps at most one waiting. A worker busy with a
-long dispatch leaves the next tick's job to another worker, so N workers run up to
-N dispatch loops side by side: the cap is held by the database (``claims``), not
-by how many loops run.
+Every worker defers the same periodic jobs: procrastinate makes each tick one job, and
+``queueing_lock`` keeps at most one waiting. N workers may run N dispatch loops side by
+side: the cap is held by the database (``rounds.claim``), not by how many loops run.
 """
 
 import logging
@@ -14,8 +11,9 @@ import procrastinate
 
 from api import idempotency
 from console.hours import roll_up
-from dispatch.reconcile import reconcile_open_calls
 from dispatch.rounds import Worker, dispatch_until_idle
+from elevenlabs.conversations import Conversations
+from ops.reconcile import reconcile as reconcile_calls
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +43,16 @@ def dispatch(timestamp: int) -> int:
 @app.periodic(cron="* * * * *")
 @app.task(queueing_lock="reconcile", name="reconcile")
 def reconcile(timestamp: int) -> None:
-    """Settle calls that may have been placed but never ended (``python -m ops reconcile``)."""
-    reconcile_open_calls(_worker)
+    """Settle calls open past CALL_MAX_MINUTES from ElevenLabs (``python -m ops reconcile``)."""
+    service = _worker.defaults
+    with _worker.pool.connection() as conn:
+        reconcile_calls(
+            conn,
+            Conversations(_worker.client, service["ELEVENLABS_BASE_URL"]),
+            _worker.settings.call_max_minutes,
+            out=log.info,
+            usd_per_credit=service.get("ELEVENLABS_USD_PER_CREDIT"),
+        )
 
 
 @app.periodic(cron="* * * * *")

@@ -1,19 +1,16 @@
-"""Calling hours: a window of local time in a driver's IANA time zone, DST-correct.
+"""Calling hours: local time in a driver's IANA time zone, so a window follows DST."""
 
-A window is open from ``start`` (included) to ``end`` (excluded) each local day;
-``start < end`` (nobody is rung overnight). Local times are turned into instants
-through ``zoneinfo``, so the hour a window opens follows the driver's clock across
-daylight-saving changes.
-"""
-
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+HH_MM = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+
 
 @dataclass(frozen=True)
 class Window:
-    """Local calling hours: open from ``start`` up to, not including, ``end``."""
+    """Local calling hours each day: open from ``start`` up to, not including, ``end``."""
 
     start: time
     end: time
@@ -21,9 +18,9 @@ class Window:
 
 def parse_time(text: str) -> time:
     """Return ``HH:MM`` as a time; raise ValueError for anything else."""
-    if len(text) != 5 or text[2] != ":" or not (text[:2] + text[3:]).isdigit():
+    if not re.fullmatch(HH_MM, text):
         raise ValueError(f"{text!r} is not a time of day as HH:MM")
-    return time(int(text[:2]), int(text[3:]))
+    return time.fromisoformat(text)
 
 
 def parse_window(text: str) -> Window:

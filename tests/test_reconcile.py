@@ -17,7 +17,7 @@ from simulated_calls import SPOKEN_LINES, call_when, get, place
 from webhook_signing import make_call
 
 import db
-from dispatch.reconcile import reconcile_open_calls
+from dispatch import tasks
 from dispatch.rounds import Worker
 from elevenlabs.client import ElevenLabsClient
 from elevenlabs.conversations import Conversations
@@ -256,9 +256,11 @@ def test_worker_reconcile_task_settles_calls_open_past_call_max_minutes(
     client = ElevenLabsClient(simulator.base_url, "xi_test_key", connect_timeout=2, read_timeout=5)
     settings = dataclasses.replace(dispatch_settings(), call_max_minutes=0)
     service_config = {**app_config, "ELEVENLABS_BASE_URL": simulator.base_url}
+    tasks.use(Worker(pool, client, settings, service_config))
     try:
-        reconcile_open_calls(Worker(pool, client, settings, service_config))
+        tasks.reconcile(timestamp=0)
     finally:
+        tasks.use(None)
         pool.close()
 
     assert calls.by_call_sid(conn, created["call_sid"]).status == "completed"
