@@ -1,11 +1,9 @@
-"""Configuration: read once from the environment into the app's config.
+"""Configuration: read once from the environment; ``create_app(test_config)`` lays tests over it."""
 
-Every setting of DESIGN.md's table, plus the few tunables an operator may need.
-``create_app(test_config)`` lays a test's values over these.
-"""
-
+import errno
 import os
-from decimal import Decimal, InvalidOperation
+import socket
+from decimal import Decimal
 
 # Without any of these, production would serve and answer every call with 503.
 PRODUCTION_REQUIRED = (
@@ -31,16 +29,13 @@ def _number(environ, name: str, default: float, cast=float):
         return default
     try:
         return cast(raw)
-    except ValueError:
+    except (ValueError, ArithmeticError):  # Decimal's InvalidOperation is an ArithmeticError
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
 def _price(raw: str) -> Decimal:
     """Return a price in dollars: a positive finite decimal (float would round cents)."""
-    try:
-        price = Decimal(raw)
-    except InvalidOperation:
-        raise ValueError(raw) from None
+    price = Decimal(raw)
     if not price.is_finite() or price <= 0:
         raise ValueError(raw)
     return price
@@ -89,3 +84,20 @@ def check(config) -> None:
             missing.append("DATABASE_URL")
         if missing:
             raise ConfigError(f"APP_ENV=production needs {', '.join(missing)} set")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse in one line when something already listens on ``host:port``.
+
+    Gunicorn would retry the bind for seconds, then print its own lines; and a
+    listener opened with SO_REUSEPORT would be shared silently. A probe bound
+    without it finds any listener.
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"{host}:{port} is already in use by another server") from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

@@ -1,4 +1,4 @@
-"""The database pool: one ``psycopg_pool.ConnectionPool`` per app.
+"""The database pool: one ``psycopg_pool.ConnectionPool`` per app, and finding the database.
 
 Views get a connection with ``get_conn()``; it goes back to the pool when the
 request ends. Connections are in autocommit mode: a group of writes that must
@@ -15,6 +15,23 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from errors import first_line
 
+# psycopg_pool retries a failed connection with a backoff that doubles (1, 2, 4,
+# 8 s, …): after a long outage the next try could come many seconds after the
+# database is back. Giving up early instead leaves the next request to ask for
+# a connection at once, so recovery follows the first request within a second.
+RECONNECT_SECONDS = 2.0
+# How long /healthz waits for a pooled connection before asking the server directly.
+HEALTH_WAIT_SECONDS = 0.5
+# A connection given back less than this long ago is taken to be alive, as
+# HikariCP does (aliveBypassWindowMs): pinging on every checkout cost the webhook
+# path a quarter of its time, and a connection that just worked rarely died since.
+ALIVE_BYPASS_SECONDS = 0.5
+# SQLSTATEs that mean the server is gone, not that it refused one statement:
+# class 08 (connection exception), then administrator or crash shutdown, and
+# "the database system is starting up". A statement or lock timeout, a deadlock
+# or a serialization failure is an OperationalError too, from a server that is up.
+_SERVER_GONE = ("57P01", "57P02", "57P03")
+
 
 class NoDatabase(Exception):
     """Neither ``--database-url`` nor ``DATABASE_URL`` names a database."""
@@ -23,12 +40,14 @@ class NoDatabase(Exception):
         super().__init__("no database: set DATABASE_URL or pass --database-url")
 
 
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached; the message is one line for the operator."""
+
+
 def url_of(given: str | None) -> str:
     """Return ``--database-url``, else ``DATABASE_URL``, else the development database.
 
-    The one way every command (migrations, ``python -m ops …``) finds its database.
-    In development the embedded server ``make run`` made is found (and started
-    for the command when ``make run`` is not serving); raise NoDatabase otherwise.
+    The one way every command finds its database; raise NoDatabase when none.
     """
     url = given or os.environ.get("DATABASE_URL")
     if not url and os.environ.get("APP_ENV", "development") == "development":
@@ -40,16 +59,19 @@ def url_of(given: str | None) -> str:
     return url
 
 
-class DatabaseUnavailable(Exception):
-    """The database cannot be reached; the message is one line for the operator."""
+def check_url(url: str) -> None:
+    """Refuse a URL libpq cannot even parse, at once and in one line."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        # libpq may quote the whole URL, password included: not on the screen.
+        reason = first_line(exc).replace(url, "<DATABASE_URL>")
+        raise DatabaseUnavailable(f"DATABASE_URL is malformed: {reason}") from None
 
 
 def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> ConnectionPool:
     """Open a pool and wait for its first connections, so a bad URL fails at start-up."""
-    try:
-        conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:  # libpq cannot even parse it: no point waiting
-        raise DatabaseUnavailable(f"DATABASE_URL is malformed: {first_line(exc)}") from None
+    check_url(url)
     pool = ConnectionPool(
         url,
         min_size=min_size,
@@ -58,10 +80,6 @@ def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Conn
         kwargs={"autocommit": True, "application_name": "call-sid-service"},
         # A connection broken by a database restart is replaced, not handed out.
         check=_check_if_idle,
-        # psycopg_pool retries a failed connection with a backoff that doubles (1, 2, 4,
-        # 8 s, …): after a long outage the next try could come many seconds after the
-        # database is back. Giving up early instead leaves the next request to ask for
-        # a connection at once, so recovery follows the first request within a second.
         reconnect_timeout=RECONNECT_SECONDS,
         open=False,
         name="calls",
@@ -69,54 +87,20 @@ def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Conn
     try:
         pool.open(wait=True, timeout=timeout)
     except PoolTimeout:
-        reason = _why_unreachable(url)
         pool.close()
+        try:  # libpq's own one-line reason
+            psycopg.connect(url, connect_timeout=3).close()
+            reason = "no connection within the pool's timeout"
+        except psycopg.Error as exc:
+            reason = first_line(exc)
         raise DatabaseUnavailable(f"cannot connect to the database: {reason}") from None
     return pool
-
-
-RECONNECT_SECONDS = 2.0
-# How long /healthz waits for a pooled connection before asking the server directly.
-HEALTH_WAIT_SECONDS = 0.5
-
-# A connection given back less than this long ago is taken to be alive, as
-# HikariCP does (aliveBypassWindowMs): pinging on every checkout cost the webhook
-# path a quarter of its time, and a connection that just worked rarely died since.
-ALIVE_BYPASS_SECONDS = 0.5
 
 
 def _check_if_idle(conn: psycopg.Connection) -> None:
     """Ping a connection before handing it out, unless it was in use a moment ago."""
     if time.monotonic() - getattr(conn, "_returned_at", 0.0) > ALIVE_BYPASS_SECONDS:
         ConnectionPool.check_connection(conn)
-
-
-def _stamp_return(conn: psycopg.Connection) -> None:
-    """Note when the connection came back to the pool, for ``_check_if_idle``.
-
-    Called by ``_put_conn`` just before ``putconn``, not as the pool's ``reset``
-    callback: with a ``reset`` set, psycopg_pool hands every returned connection
-    to its worker thread, a thread hop per request that cost the webhook path a
-    tenth of its throughput. Without one, ``putconn`` returns it inline (rolling
-    back a transaction left open, discarding a broken connection, as before).
-    """
-    conn._returned_at = time.monotonic()
-
-
-def _why_unreachable(url: str) -> str:
-    """Return libpq's own one-line reason a connection to ``url`` fails."""
-    try:
-        psycopg.connect(url, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        return first_line(exc)
-    return "no connection within the pool's timeout"
-
-
-# SQLSTATEs that mean the server is gone, not that it refused one statement:
-# class 08 (connection exception), then administrator or crash shutdown, and
-# "the database system is starting up". A statement or lock timeout, a deadlock
-# or a serialization failure is an OperationalError too, from a server that is up.
-_SERVER_GONE = ("57P01", "57P02", "57P03")
 
 
 def unreachable(exc: BaseException, conn: psycopg.Connection | None) -> bool:
@@ -140,13 +124,10 @@ def ping() -> str | None:
     """
     pool = current_app.extensions["db_pool"]
     try:
-        conn = pool.getconn(timeout=HEALTH_WAIT_SECONDS)
-        try:
-            conn.execute("SELECT 1")
-            return None
-        finally:
-            _stamp_return(conn)  # given back like any request's connection
-            pool.putconn(conn)
+        # Kept as this request's connection: given back at teardown like any other.
+        g.db_conn = pool.getconn(timeout=HEALTH_WAIT_SECONDS)
+        g.db_conn.execute("SELECT 1")
+        return None
     except (psycopg.Error, PoolTimeout):
         pass
     try:
@@ -160,7 +141,7 @@ def ping() -> str | None:
 def init_app(app, pool: ConnectionPool) -> None:
     """Attach the pool to the app and return connections at the end of each request."""
     app.extensions["db_pool"] = pool
-    app.teardown_appcontext(_put_conn)
+    app.teardown_appcontext(release_conn)
 
 
 def get_conn() -> psycopg.Connection:
@@ -170,13 +151,18 @@ def get_conn() -> psycopg.Connection:
     return g.db_conn
 
 
-def release_conn() -> None:
-    """Give this request's connection back now, before a long wait on something else.
+def release_conn(_exc=None) -> None:
+    """Give this request's connection back now (before a long wait on ElevenLabs), or at teardown.
 
-    The next ``get_conn()`` takes a fresh one, so a request waiting on ElevenLabs
-    for seconds does not hold a connection other requests need.
+    Its return time is noted for ``_check_if_idle`` here, not in the pool's
+    ``reset`` callback: with a ``reset`` set, psycopg_pool hands every returned
+    connection to its worker thread, a thread hop per request that cost the
+    webhook path a tenth of its throughput.
     """
-    _put_conn()
+    conn = g.pop("db_conn", None)
+    if conn is not None:
+        conn._returned_at = time.monotonic()
+        current_app.extensions["db_pool"].putconn(conn)
 
 
 def fresh_conn() -> psycopg.Connection:
@@ -186,13 +172,6 @@ def fresh_conn() -> psycopg.Connection:
     one given back less than ALIVE_BYPASS_SECONDS ago would be handed out without
     a ping: ``check()`` tests the idle ones first and discards the dead.
     """
-    _put_conn()
+    release_conn()
     current_app.extensions["db_pool"].check()
     return get_conn()
-
-
-def _put_conn(_exc=None) -> None:
-    conn = g.pop("db_conn", None)
-    if conn is not None:
-        _stamp_return(conn)
-        current_app.extensions["db_pool"].putconn(conn)
