@@ -77,10 +77,11 @@ class Incoming:
         trusted = self.signature_valid is not False and not self.oversized
         whole = trusted and outcome.outcome != deliveries.ACKNOWLEDGED
         keep = STORED_LIMIT if whole else INSPECTION_PREFIX
+        header = self.signature_header  # for a text column: no NUL, at most 500 characters
         return deliveries.Received(
             endpoint=self.endpoint,
             signature_valid=self.signature_valid,
-            signature_header=_printable(self.signature_header),
+            signature_header=header.replace("\x00", "")[:500] if header else None,
             body=self.body[:keep],
             body_size=self.size,
             body_truncated=self.oversized or len(self.body) > keep,
@@ -117,8 +118,8 @@ def receive(endpoint: str):
         # 503, not 500: the database failed, not the delivery; ElevenLabs retries
         # 5xx when retries are enabled, and a recorded one can be replayed.
         raise _database_failed(conn, incoming, exc) from None
-    except Exception:
-        _record_error(incoming)
+    except Exception:  # a bug of ours: recorded, so it can be replayed after the fix
+        _record_failure(conn, incoming, "an unexpected error; see the logs")
         raise
     metrics.record_webhook_delivery(endpoint, outcome.outcome)
     logs.bind(**{k: outcome.identifiers.get(k) for k in ("call_sid", "conversation_id")})
@@ -131,18 +132,18 @@ def read_request(endpoint: str) -> Incoming:
     # could record the delivery (None here would mean "use the app's setting").
     # Framed by Content-Length or chunked, the stream ends where the body does.
     request.max_content_length = sys.maxsize
-    header = request.headers.get(HEADER)
-    secret = current_app.config["ELEVENLABS_WEBHOOK_SECRET"]
-    limit = current_app.config.get("WEBHOOK_READ_LIMITS", READ_LIMITS)[endpoint]
+    config = current_app.config
+    header, secret = request.headers.get(HEADER), config["ELEVENLABS_WEBHOOK_SECRET"]
+    limit = config.get("WEBHOOK_READ_LIMITS", READ_LIMITS)[endpoint]
+    past, future = config["WEBHOOK_TOLERANCE_PAST"], config["WEBHOOK_TOLERANCE_FUTURE"]
     try:
-        timed = _timed(header) if secret else None
+        timed = fresh(header, now=time.time(), past=past, future=future) if secret else None
     except SignatureError as exc:
         # No body can make this header valid: keep a prefix to inspect, read no more.
-        body = _read(INSPECTION_PREFIX + 1)
         rejection = Outcome(deliveries.REJECTED_SIGNATURE, str(exc))
-        return Incoming(endpoint, body, _size(body), False, header, False, rejection)
-    body = _read(limit + 1)
-    incoming = Incoming(endpoint, body, _size(body), len(body) > limit, header)
+        return Incoming(endpoint, *_read(INSPECTION_PREFIX + 1), False, header, False, rejection)
+    body, size = _read(limit + 1)
+    incoming = Incoming(endpoint, body, size, len(body) > limit, header)
     if incoming.oversized:
         reason = f"the body is over {limit} bytes"
         incoming.rejection = Outcome(deliveries.REJECTED_MALFORMED, reason)
@@ -156,15 +157,8 @@ def read_request(endpoint: str) -> Incoming:
     return incoming
 
 
-def _timed(header: str | None) -> tuple[str, list[str]]:
-    """Return the header's timestamp and digests if it is within our window; else raise."""
-    config = current_app.config
-    past, future = config["WEBHOOK_TOLERANCE_PAST"], config["WEBHOOK_TOLERANCE_FUTURE"]
-    return fresh(header, now=time.time(), past=past, future=future)
-
-
-def _read(most: int) -> bytes:
-    """Return at most ``most`` bytes of the request body."""
+def _read(most: int) -> tuple[bytes, int]:
+    """Return at most ``most`` bytes of the request body, and its size as sent."""
     # Ask for what the body says it holds (the stream ends there), not for the
     # endpoint's limit, which would allocate that much for every short line.
     sent = request.content_length
@@ -176,18 +170,18 @@ def _read(most: int) -> bytes:
             break
         chunks.append(chunk)
         total += len(chunk)
-    return b"".join(chunks)
-
-
-def _size(body: bytes) -> int:
-    """Return the body's size as sent: its Content-Length, or what was read of it."""
-    return max(request.content_length or 0, len(body))
+    return b"".join(chunks), max(sent or 0, total)
 
 
 def _handle(conn, incoming: Incoming) -> tuple[Outcome, int | None]:
     """Apply a delivery that passed screening and record it, together; record a refused one."""
-    if incoming.rejection is not None:
-        return incoming.rejection, _record_refused(conn, incoming)
+    if (refused := incoming.rejection) is not None:
+        # Anyone can send unsigned ones, as fast as they like: what they make us store is bounded.
+        unsigned = current_app.config["ELEVENLABS_WEBHOOK_SECRET"] and not incoming.signature_valid
+        if unsigned and not current_app.extensions["webhook_unsigned_budget"].take():
+            metrics.record_unrecorded_delivery(incoming.endpoint)
+            return refused, None
+        return refused, deliveries.record(conn, incoming.logged(refused), refused)
     if incoming.endpoint == deliveries.TRANSCRIPTION:
         # A new line and its record are one statement (one round trip, atomic by
         # itself); a line not saved changed nothing, and is recorded on its own.
@@ -204,31 +198,23 @@ def _handle(conn, incoming: Incoming) -> tuple[Outcome, int | None]:
         return outcome, deliveries.record(conn, incoming.logged(outcome), outcome)
 
 
-def _record_refused(conn, incoming: Incoming) -> int | None:
-    """Record a refused delivery, unless unsigned ones are over their budget; None if not."""
-    outcome = incoming.rejection
-    # Anyone can send these, as fast as they like: what they can make us store is bounded.
-    unsigned = current_app.config["ELEVENLABS_WEBHOOK_SECRET"] and not incoming.signature_valid
-    if unsigned and not current_app.extensions["webhook_unsigned_budget"].take():
-        metrics.record_unrecorded_delivery(incoming.endpoint)
-        return None
-    return deliveries.record(conn, incoming.logged(outcome), outcome)
-
-
 @bp.record_once
 def _make_unsigned_budget(state) -> None:
     per_minute = state.app.config.get("WEBHOOK_UNSIGNED_PER_MINUTE", UNSIGNED_PER_MINUTE)
     state.app.extensions["webhook_unsigned_budget"] = Budget(per_minute)
 
 
-def _record_error(incoming: Incoming) -> None:
-    """Record a delivery our own code failed on, so it can be replayed after the fix."""
+def _record_failure(conn, incoming: Incoming, reason: str, **kwargs) -> int | None:
+    """Record a delivery that failed on our side, for replay; None when it could not be."""
     metrics.record_webhook_delivery(incoming.endpoint, deliveries.ERROR)
+    if conn is None:
+        return None
     try:
-        outcome = Outcome(deliveries.ERROR, "an unexpected error; see the logs", incoming.named())
-        deliveries.record(get_conn(), incoming.logged(outcome), outcome)
+        outcome = Outcome(deliveries.ERROR, reason, incoming.named())
+        return deliveries.record(conn, incoming.logged(outcome), outcome, **kwargs)
     except (psycopg.Error, PoolTimeout):
         logger.exception("webhook %s could not be recorded", incoming.endpoint)
+        return None
 
 
 def _database_failed(conn, incoming: Incoming, exc: Exception) -> ApiError:
@@ -242,19 +228,14 @@ def _database_failed(conn, incoming: Incoming, exc: Exception) -> ApiError:
     """
     reason = f"the database could not apply it just now ({type(exc).__name__}: {first_line(exc)})"
     logger.error("webhook %s: %s", incoming.endpoint, reason)
-    metrics.record_webhook_delivery(incoming.endpoint, deliveries.ERROR)
     if isinstance(exc, PoolTimeout):
         conn = None
     elif unreachable(exc, conn):
-        conn = _fresh_connection()
-    delivery_id = None
-    if conn is not None:
         try:
-            outcome = Outcome(deliveries.ERROR, reason, incoming.named())
-            logged = incoming.logged(outcome)
-            delivery_id = deliveries.record(conn, logged, outcome, http_status=503)
+            conn = fresh_conn()
         except (psycopg.Error, PoolTimeout):
-            logger.exception("webhook %s could not be recorded", incoming.endpoint)
+            conn = None
+    delivery_id = _record_failure(conn, incoming, reason, http_status=503)
     if delivery_id is None:
         logger.error("webhook %s not recorded: database unavailable", incoming.endpoint)
         return ApiError(
@@ -270,14 +251,6 @@ def _database_failed(conn, incoming: Incoming, exc: Exception) -> ApiError:
     )
 
 
-def _fresh_connection():
-    """Return a working connection instead of the broken one, or None when none can be had."""
-    try:
-        return fresh_conn()
-    except (psycopg.Error, PoolTimeout):
-        return None
-
-
 def _respond(outcome: Outcome, delivery_id: int | None):
     if outcome.status == 200:
         return {"status": outcome.outcome, "delivery_id": delivery_id}
@@ -289,8 +262,3 @@ def _respond(outcome: Outcome, delivery_id: int | None):
         code=outcome.outcome,
         details={"reason": outcome.reason, "delivery_id": delivery_id},
     )
-
-
-def _printable(header: str | None) -> str | None:
-    """Return a header value fit for a text column (no NUL), at most 500 characters."""
-    return header.replace("\x00", "")[:500] if header else None
