@@ -1,8 +1,7 @@
 """The database pool: one ``psycopg_pool.ConnectionPool`` per app, and finding the database.
 
-Views get a connection with ``get_conn()``; it goes back to the pool when the
-request ends. Connections are in autocommit mode: a group of writes that must
-stand or fall together says so with ``with conn.transaction():``.
+``get_conn()`` gives a request its connection, back in the pool when the request
+ends. Autocommit: writes that stand or fall together use ``conn.transaction()``.
 """
 
 import os
@@ -15,10 +14,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from errors import first_line
 
-# psycopg_pool retries a failed connection with a backoff that doubles (1, 2, 4,
-# 8 s, …): after a long outage the next try could come many seconds after the
-# database is back. Giving up early instead leaves the next request to ask for
-# a connection at once, so recovery follows the first request within a second.
+# psycopg_pool's reconnection backoff doubles (1, 2, 4, 8 s, …): giving up early
+# leaves the next request to ask at once, so recovery follows it within a second.
 RECONNECT_SECONDS = 2.0
 # How long /healthz waits for a pooled connection before asking the server directly.
 HEALTH_WAIT_SECONDS = 0.5
@@ -45,10 +42,7 @@ class DatabaseUnavailable(Exception):
 
 
 def url_of(given: str | None) -> str:
-    """Return ``--database-url``, else ``DATABASE_URL``, else the development database.
-
-    The one way every command finds its database; raise NoDatabase when none.
-    """
+    """Return ``--database-url``, else ``DATABASE_URL``, else the development one, else raise."""
     url = given or os.environ.get("DATABASE_URL")
     if not url and os.environ.get("APP_ENV", "development") == "development":
         import embedded_db
@@ -118,9 +112,8 @@ def unreachable(exc: BaseException, conn: psycopg.Connection | None) -> bool:
 def ping() -> str | None:
     """Return None when the database answers a query, else libpq's one-line reason.
 
-    A pool that is busy, or holds connections a restart killed, is no sign of a
-    database down: after a short wait the server itself is asked on a fresh
-    connection, which a database that is down refuses at once.
+    A pool busy, or holding connections a restart killed, is no sign of a database
+    down: after a short wait the server itself is asked on a fresh connection.
     """
     pool = current_app.extensions["db_pool"]
     try:
@@ -154,10 +147,8 @@ def get_conn() -> psycopg.Connection:
 def release_conn(_exc=None) -> None:
     """Give this request's connection back now (before a long wait on ElevenLabs), or at teardown.
 
-    Its return time is noted for ``_check_if_idle`` here, not in the pool's
-    ``reset`` callback: with a ``reset`` set, psycopg_pool hands every returned
-    connection to its worker thread, a thread hop per request that cost the
-    webhook path a tenth of its throughput.
+    Its return is timed here, not in a pool ``reset`` callback: with one, psycopg_pool
+    hands every returned connection to a worker thread (a tenth of the webhook throughput).
     """
     conn = g.pop("db_conn", None)
     if conn is not None:
@@ -168,9 +159,8 @@ def release_conn(_exc=None) -> None:
 def fresh_conn() -> psycopg.Connection:
     """Give back this request's broken connection and return one that works.
 
-    After a restart or a failover every pooled connection is dead at once, and
-    one given back less than ALIVE_BYPASS_SECONDS ago would be handed out without
-    a ping: ``check()`` tests the idle ones first and discards the dead.
+    After a failover every pooled connection is dead, and one used a moment ago is
+    handed out unpinged: ``check()`` tests the idle ones first and discards the dead.
     """
     release_conn()
     current_app.extensions["db_pool"].check()

@@ -50,9 +50,7 @@ class JsonRequest(Request):
                 object_pairs_hook=_one_value_per_key,
                 parse_int=_integer,
             )
-        except RecursionError:  # json raises this, not ValueError, for "[[[[…" very deep
-            return None if silent else self.on_json_loading_failed(ValueError("nested too deeply"))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[…" nested very deep
             return None if silent else self.on_json_loading_failed(exc)
 
     def on_json_loading_failed(self, e):

@@ -28,20 +28,15 @@ from webhooks.budget import Budget
 bp = Blueprint("webhooks_elevenlabs", __name__, url_prefix="/webhooks/elevenlabs")
 logger = logging.getLogger(__name__)
 
-# Bytes read per endpoint. A line is well under 1 kB; a post-call envelope is
-# hundreds of kB for a long call, and post_call_audio carries base64 audio (MBs),
-# which must not fail: ElevenLabs disables a webhook after 10 failures in a row.
+# Bytes read per endpoint: post_call_audio carries MBs of base64 audio, and must
+# not fail: ElevenLabs disables a webhook after 10 failures in a row.
 READ_LIMITS = {deliveries.TRANSCRIPTION: 64 * 1024, deliveries.POST_CALL: 32 * 1024 * 1024}
-# What the log keeps of a body: all of it up to 1 MiB when authentic (enough to
-# replay any line or transcript); otherwise a prefix to inspect, never to replay:
-# a body not known to be ElevenLabs' (anyone can send those, at any rate), an
-# oversized one, or an event we acknowledge without storing (audio: MBs a call).
+# What the log keeps of a body (README, "Every delivery is recorded"): enough to
+# replay when authentic, else a prefix to inspect.
 STORED_LIMIT = 1024 * 1024
 INSPECTION_PREFIX = 4 * 1024
-# Deliveries not known to be ElevenLabs' (a bad or missing signature, or too big
-# to check) recorded per minute and worker, beyond which they are answered but
-# not recorded (counted in webhook_deliveries_unrecorded_total): at most
-# 4 KiB each, so at most ~0.5 MiB a minute per worker whatever a sender does.
+# Deliveries not known to be ElevenLabs' recorded per minute and worker: what
+# anyone can make us store is bounded.
 UNSIGNED_PER_MINUTE = 120
 
 MESSAGES = {
@@ -59,10 +54,7 @@ MESSAGES = {
 
 @dataclass
 class Incoming:
-    """A request as it arrived: the body read (up to the limit), its size, its signature.
-
-    ``rejection`` is set when screening refused it: oversized, or not signed.
-    """
+    """A request as it arrived, and the ``rejection`` when screening refused it."""
 
     endpoint: str
     body: bytes
@@ -176,7 +168,6 @@ def _read(most: int) -> tuple[bytes, int]:
 def _handle(conn, incoming: Incoming) -> tuple[Outcome, int | None]:
     """Apply a delivery that passed screening and record it, together; record a refused one."""
     if (refused := incoming.rejection) is not None:
-        # Anyone can send unsigned ones, as fast as they like: what they make us store is bounded.
         unsigned = current_app.config["ELEVENLABS_WEBHOOK_SECRET"] and not incoming.signature_valid
         if unsigned and not current_app.extensions["webhook_unsigned_budget"].take():
             metrics.record_unrecorded_delivery(incoming.endpoint)
@@ -220,11 +211,8 @@ def _record_failure(conn, incoming: Incoming, reason: str, **kwargs) -> int | No
 def _database_failed(conn, incoming: Incoming, exc: Exception) -> ApiError:
     """Record a delivery the database failed on, for replay; return the 503 to answer.
 
-    A database that is up but refused (a lock or statement timeout, a deadlock)
-    records it on the same connection. A connection that broke may be one killed
-    backend or a failover, not a database down: the delivery is recorded on a
-    fresh connection if the pool can give one. Only a delivery that could not be
-    recorded at all is answered ``database_unavailable``.
+    A broken connection may be one killed backend or a failover, not a database
+    down: the delivery is then recorded on a fresh connection if the pool has one.
     """
     reason = f"the database could not apply it just now ({type(exc).__name__}: {first_line(exc)})"
     logger.error("webhook %s: %s", incoming.endpoint, reason)
