@@ -23,7 +23,7 @@ def create_app(test_config=None):
     _init_sentry(app)
     errors.init_app(app)
     metrics.init_app(app)
-    db.init_app(app, _open_pool(app))
+    db.init_app(app)
 
     import driver_data
     import webhooks_elevenlabs
@@ -37,22 +37,6 @@ def create_app(test_config=None):
     app.register_blueprint(console.bp)
     app.register_blueprint(openapi.bp)
     return app
-
-
-def _open_pool(app):
-    url = app.config["DATABASE_URL"]
-    if not url:
-        import embedded_db
-
-        server = embedded_db.start()
-        app.extensions["embedded_postgres"] = server  # kept alive with the app
-        url = app.config["DATABASE_URL"] = embedded_db.url(server)
-    return db.open_pool(
-        url,
-        min_size=app.config["DB_POOL_MIN_SIZE"],
-        max_size=app.config["DB_POOL_MAX_SIZE"],
-        timeout=app.config["DB_POOL_TIMEOUT"],
-    )
 
 
 def _init_sentry(app) -> None:

@@ -5,13 +5,15 @@ import os
 import socket
 from decimal import Decimal
 
-# Without any of these, production would serve and answer every call with 503.
+# Without any of these, production would serve and answer every call with 503;
+# the embedded database is for development, production names its own.
 PRODUCTION_REQUIRED = (
     "API_TOKENS",
     "ELEVENLABS_WEBHOOK_SECRET",
     "ELEVENLABS_API_KEY",
     "ELEVENLABS_AGENT_ID",
     "ELEVENLABS_PHONE_NUMBER_ID",
+    "DATABASE_URL",
 )
 
 
@@ -79,9 +81,6 @@ def check(config) -> None:
         raise ConfigError(f"APP_ENV must be development or production, got {config['APP_ENV']!r}")
     if config["APP_ENV"] == "production":
         missing = [name for name in PRODUCTION_REQUIRED if not config.get(name)]
-        if not config.get("DATABASE_URL"):
-            # The embedded server is for development; production names its database.
-            missing.append("DATABASE_URL")
         if missing:
             raise ConfigError(f"APP_ENV=production needs {', '.join(missing)} set")
 

@@ -131,9 +131,20 @@ def ping() -> str | None:
     return None
 
 
-def init_app(app, pool: ConnectionPool) -> None:
-    """Attach the pool to the app and return connections at the end of each request."""
-    app.extensions["db_pool"] = pool
+def init_app(app) -> None:
+    """Open the app's pool (on the embedded server without DATABASE_URL), released per request."""
+    config = app.config
+    if not config["DATABASE_URL"]:
+        import embedded_db
+
+        server = app.extensions["embedded_postgres"] = embedded_db.start()  # lives with the app
+        config["DATABASE_URL"] = embedded_db.url(server)
+    app.extensions["db_pool"] = open_pool(
+        config["DATABASE_URL"],
+        min_size=config["DB_POOL_MIN_SIZE"],
+        max_size=config["DB_POOL_MAX_SIZE"],
+        timeout=config["DB_POOL_TIMEOUT"],
+    )
     app.teardown_appcontext(release_conn)
 
 

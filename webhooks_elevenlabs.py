@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import psycopg
 from flask import Blueprint, current_app, request
@@ -87,18 +88,6 @@ class Incoming:
             return {}
 
 
-@bp.post("/transcription")
-def transcription():
-    """Save one line of a call's transcript (ElevenLabs' per-line webhook)."""
-    return receive(deliveries.TRANSCRIPTION)
-
-
-@bp.post("/post-call")
-def post_call():
-    """Apply a post-call webhook: the transcript and end of a call, or its failure."""
-    return receive(deliveries.POST_CALL)
-
-
 def receive(endpoint: str):
     """Read, screen, apply and record one delivery; answer with its outcome."""
     incoming = read_request(endpoint)
@@ -116,6 +105,11 @@ def receive(endpoint: str):
     metrics.record_webhook_delivery(endpoint, outcome.outcome)
     logs.bind(**{k: outcome.identifiers.get(k) for k in ("call_sid", "conversation_id")})
     return _respond(outcome, delivery_id)
+
+
+# POST /transcription (a line of a call's transcript) and /post-call (its end, or failure).
+for _endpoint in (deliveries.TRANSCRIPTION, deliveries.POST_CALL):
+    bp.add_url_rule(f"/{_endpoint}", _endpoint, partial(receive, _endpoint), methods=["POST"])
 
 
 def read_request(endpoint: str) -> Incoming:
