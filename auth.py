@@ -6,10 +6,7 @@ from flask import request
 
 
 def presented_token(*schemes: str) -> str:
-    """Return the credential of an Authorization header in one of ``schemes``, else "".
-
-    ``bearer`` gives the token itself; ``basic`` gives the password (any user name).
-    """
+    """Return the Authorization header's bearer token or basic password (any user), else ""."""
     auth = request.authorization
     if auth is None or auth.type not in schemes:
         return ""

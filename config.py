@@ -88,9 +88,8 @@ def check(config) -> None:
 def check_port_free(host: str, port: int) -> None:
     """Refuse in one line when something already listens on ``host:port``.
 
-    Gunicorn would retry the bind for seconds, then print its own lines; and a
-    listener opened with SO_REUSEPORT would be shared silently. A probe bound
-    without it finds any listener.
+    Gunicorn would retry the bind for seconds, and share a SO_REUSEPORT listener
+    silently; a probe bound without that option finds any listener.
     """
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -21,14 +21,7 @@ from api.phone_numbers import mask_phone, mask_phones_in
 from api.schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema, load
 from config import ConfigError
 from db import get_conn, release_conn
-from dispatch import batches, placing, progress, settings, suppressions
-from dispatch.schemas import (
-    BatchRequestSchema,
-    BatchSchema,
-    SuppressionRequestSchema,
-    SuppressionSchema,
-    phone_number_in_path,
-)
+from dispatch import batches, placing, progress, schemas, settings, suppressions
 from dispatch.windows import Window
 from elevenlabs.client import ElevenLabsClient
 from errors import ApiError, error_response, first_line
@@ -41,10 +34,10 @@ bp = Blueprint("driver_data", __name__, url_prefix="/driver_data")
 CALL_REQUEST = CallRequestSchema()
 CALL = CallSchema()
 CALL_WITH_TRANSCRIPT = CallWithTranscriptSchema()
-BATCH_REQUEST = BatchRequestSchema()
-BATCH = BatchSchema()
-SUPPRESSION_REQUEST = SuppressionRequestSchema()
-SUPPRESSION = SuppressionSchema()
+BATCH_REQUEST = schemas.BatchRequestSchema()
+BATCH = schemas.BatchSchema()
+SUPPRESSION_REQUEST = schemas.SuppressionRequestSchema()
+SUPPRESSION = schemas.SuppressionSchema()
 MAX_ID_CHARS = 100
 CALL_FIELDS = ("driver_id", "phone_number", "driver_name")
 ORDER_FIELDS = (*CALL_FIELDS, "variables")
@@ -170,10 +163,7 @@ def get_call(call_sid: str):
 
 
 def _dialling_ids(order: dict) -> dict:
-    """Return the agent and its phone number, from the request or the configuration.
-
-    Missing configuration is a 503: the same request works once an operator sets it.
-    """
+    """Return the agent and its number, from the request or settings; 503 until they are set."""
     config = current_app.config
     ids = {field: order[field] or config[setting] for field, setting in DIALLING_SETTINGS.items()}
     missing = [] if config["ELEVENLABS_API_KEY"] else ["ELEVENLABS_API_KEY"]
@@ -249,7 +239,7 @@ def _summary(conn, batch_id: str) -> dict:
 @bp.put("/suppressions/<phone_number>")
 def suppress_number(phone_number: str):
     """Put a number on the suppression list (201 new, 200 already there): never dialled."""
-    number = phone_number_in_path(phone_number)
+    number = schemas.phone_number_in_path(phone_number)
     body = load(SUPPRESSION_REQUEST, request.get_json() if request.data else {}, "suppression")
     row, created = suppressions.suppress(get_conn(), number, body["reason"])
     return SUPPRESSION.dump(row), 201 if created else 200
@@ -258,7 +248,7 @@ def suppress_number(phone_number: str):
 @bp.delete("/suppressions/<phone_number>")
 def lift_suppression(phone_number: str):
     """Take a number off the suppression list: 204, or 404 when it was not on it."""
-    if not suppressions.lift(get_conn(), phone_number_in_path(phone_number)):
+    if not suppressions.lift(get_conn(), schemas.phone_number_in_path(phone_number)):
         raise ApiError("This number is not suppressed.", status=404, code="not_suppressed")
     return "", 204
 

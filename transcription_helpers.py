@@ -113,11 +113,7 @@ def call_by_twilio_call_sid(conn, twilio_call_sid: str) -> Call | None:
 def save_post_call_transcript(
     conn, conversation_id: str, start: datetime, turns: Iterable[dict]
 ) -> int:
-    """Save a post-call transcript in one statement; return how many lines were new.
-
-    Role is the speaker, ``start`` (the call's) plus the time in call the timestamp;
-    turns without a message (a tool call, say) are not lines.
-    """
+    """Save the turns with a message (not tool calls) of a transcript; return how many were new."""
     turns = [turn for turn in turns if turn.get("message") is not None]
     if not turns:
         return 0

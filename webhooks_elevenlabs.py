@@ -104,7 +104,16 @@ def receive(endpoint: str):
         raise
     metrics.record_webhook_delivery(endpoint, outcome.outcome)
     logs.bind(**{k: outcome.identifiers.get(k) for k in ("call_sid", "conversation_id")})
-    return _respond(outcome, delivery_id)
+    if outcome.status == 200:
+        return {"status": outcome.outcome, "delivery_id": delivery_id}
+    if outcome.status >= 400:
+        logger.warning("webhook delivery %s %s: %s", delivery_id, outcome.outcome, outcome.reason)
+    raise ApiError(
+        MESSAGES[outcome.outcome],
+        status=outcome.status,
+        code=outcome.outcome,
+        details={"reason": outcome.reason, "delivery_id": delivery_id},
+    )
 
 
 # POST /transcription (a line of a call's transcript) and /post-call (its end, or failure).
@@ -161,26 +170,27 @@ def _read(most: int) -> tuple[bytes, int]:
 
 def _handle(conn, incoming: Incoming) -> tuple[Outcome, int | None]:
     """Apply a delivery that passed screening and record it, together; record a refused one."""
-    if (refused := incoming.rejection) is not None:
+    if (outcome := incoming.rejection) is not None:
         unsigned = current_app.config["ELEVENLABS_WEBHOOK_SECRET"] and not incoming.signature_valid
         if unsigned and not current_app.extensions["webhook_unsigned_budget"].take():
             metrics.record_unrecorded_delivery(incoming.endpoint)
-            return refused, None
-        return refused, deliveries.record(conn, incoming.logged(refused), refused)
-    if incoming.endpoint == deliveries.TRANSCRIPTION:
+            return outcome, None
+    elif incoming.endpoint == deliveries.TRANSCRIPTION:
         # A new line and its record are one statement (one round trip, atomic by
         # itself); a line not saved changed nothing, and is recorded on its own.
         accepted = incoming.logged(Outcome(deliveries.ACCEPTED))
         outcome = apply.apply(conn, incoming.endpoint, incoming.body, received=accepted)
-        recorded = outcome.delivery_id
-        return outcome, recorded or deliveries.record(conn, incoming.logged(outcome), outcome)
-    # One transaction: the delivery's changes and its record commit together or
-    # not at all. Not pipeline mode alone: its Sync commits what ran even when
-    # our code raised between the two statements.
-    with conn.transaction():
-        price = current_app.config.get("ELEVENLABS_USD_PER_CREDIT")
-        outcome = apply.apply(conn, incoming.endpoint, incoming.body, usd_per_credit=price)
-        return outcome, deliveries.record(conn, incoming.logged(outcome), outcome)
+        if outcome.delivery_id is not None:
+            return outcome, outcome.delivery_id
+    else:
+        # One transaction: the delivery's changes and its record commit together or
+        # not at all. Not pipeline mode alone: its Sync commits what ran even when
+        # our code raised between the two statements.
+        with conn.transaction():
+            price = current_app.config.get("ELEVENLABS_USD_PER_CREDIT")
+            outcome = apply.apply(conn, incoming.endpoint, incoming.body, usd_per_credit=price)
+            return outcome, deliveries.record(conn, incoming.logged(outcome), outcome)
+    return outcome, deliveries.record(conn, incoming.logged(outcome), outcome)
 
 
 @bp.record_once
@@ -230,17 +240,4 @@ def _database_failed(conn, incoming: Incoming, exc: Exception) -> ApiError:
         status=503,
         code="database_error",
         details={"reason": reason, "delivery_id": delivery_id},
-    )
-
-
-def _respond(outcome: Outcome, delivery_id: int | None):
-    if outcome.status == 200:
-        return {"status": outcome.outcome, "delivery_id": delivery_id}
-    if outcome.status >= 400:
-        logger.warning("webhook delivery %s %s: %s", delivery_id, outcome.outcome, outcome.reason)
-    raise ApiError(
-        MESSAGES[outcome.outcome],
-        status=outcome.status,
-        code=outcome.outcome,
-        details={"reason": outcome.reason, "delivery_id": delivery_id},
     )
