@@ -31,11 +31,8 @@ def create_app(test_config=None):
     from console import views as console
     from observability import health
 
-    app.register_blueprint(health.bp)
-    app.register_blueprint(driver_data.bp)
-    app.register_blueprint(webhooks_elevenlabs.bp)
-    app.register_blueprint(console.bp)
-    app.register_blueprint(openapi.bp)
+    for blueprint in (health.bp, driver_data.bp, webhooks_elevenlabs.bp, console.bp, openapi.bp):
+        app.register_blueprint(blueprint)
     return app
 
 
@@ -51,9 +48,8 @@ def _init_sentry(app) -> None:
         integrations=[FlaskIntegration()],
         environment=app.config["APP_ENV"],
         release=app.config["RELEASE"] or None,
-        # PII off (``data_collection`` supersedes send_default_pii, deprecated in
-        # sentry-sdk 2.x). Bodies, cookies, query strings and frame locals can hold
-        # drivers' names, numbers and what was said on calls: none of them is sent.
+        # PII off (``data_collection`` supersedes send_default_pii in sentry-sdk 2.x):
+        # bodies, cookies, query strings and frame locals can hold drivers' data.
         data_collection={
             "user_info": False,
             "cookies": {"mode": "off"},

@@ -19,22 +19,16 @@ from errors import first_line
 RECONNECT_SECONDS = 2.0
 # How long /healthz waits for a pooled connection before asking the server directly.
 HEALTH_WAIT_SECONDS = 0.5
-# A connection given back less than this long ago is taken to be alive, as
-# HikariCP does (aliveBypassWindowMs): pinging on every checkout cost the webhook
-# path a quarter of its time, and a connection that just worked rarely died since.
+# A connection given back less than this long ago is taken to be alive, as HikariCP
+# does: pinging on every checkout cost the webhook path a quarter of its time.
 ALIVE_BYPASS_SECONDS = 0.5
-# SQLSTATEs that mean the server is gone, not that it refused one statement:
-# class 08 (connection exception), then administrator or crash shutdown, and
-# "the database system is starting up". A statement or lock timeout, a deadlock
-# or a serialization failure is an OperationalError too, from a server that is up.
+# Beside class 08 (connection exception), the SQLSTATEs of a server gone: admin or
+# crash shutdown, starting up. A timeout or deadlock comes from a server that is up.
 _SERVER_GONE = ("57P01", "57P02", "57P03")
 
 
 class NoDatabase(Exception):
     """Neither ``--database-url`` nor ``DATABASE_URL`` names a database."""
-
-    def __init__(self):
-        super().__init__("no database: set DATABASE_URL or pass --database-url")
 
 
 class DatabaseUnavailable(Exception):
@@ -49,7 +43,7 @@ def url_of(given: str | None) -> str:
 
         url = embedded_db.development_url()
     if not url:
-        raise NoDatabase
+        raise NoDatabase("no database: set DATABASE_URL or pass --database-url")
     return url
 
 
@@ -103,10 +97,8 @@ def unreachable(exc: BaseException, conn: psycopg.Connection | None) -> bool:
         return True
     if not isinstance(exc, psycopg.Error):
         return False
-    if conn is not None and (conn.closed or conn.broken):
-        return True
-    sqlstate = exc.sqlstate or ""
-    return sqlstate.startswith("08") or sqlstate in _SERVER_GONE
+    broken = conn is not None and (conn.closed or conn.broken)
+    return broken or (exc.sqlstate or "").startswith("08") or exc.sqlstate in _SERVER_GONE
 
 
 def ping() -> str | None:

@@ -1,8 +1,7 @@
-"""Blueprint ``/driver_data``: create a call to a driver, and look a call up.
+"""Blueprint ``/driver_data``: calls to drivers, batches of them, suppressed numbers.
 
-A call is written (``initiating``, our own ``call_sid``, no conversation yet) and
-committed *before* ElevenLabs is asked to dial, so every attempt leaves a row:
-``initiated`` with ElevenLabs' ids, or ``failed`` with the reason.
+A call is committed (``initiating``, our own ``call_sid``) *before* ElevenLabs is
+asked to dial, so every attempt leaves a row, ``initiated`` or ``failed``.
 """
 
 import contextlib

@@ -1,9 +1,7 @@
 """Finding the conversation a webhook belongs to, and saving what was said on it.
 
-A line is identified by (conversation_id, speaker, timestamp, message): the
-unique index ``transcriptions_line_key`` (migration 013) holds that key, and
-every insert here is ``ON CONFLICT DO NOTHING``, so a line delivered twice, or by
-call_sid and again by conversation_id, is stored once. The conflict has no target
+A line is (conversation_id, speaker, timestamp, message), unique by migration 013's
+``transcriptions_line_key``; every insert is ``ON CONFLICT DO NOTHING`` with no target
 on purpose: 013 runs after this code is deployed, and naming a key not there yet
 would fail every line until it ran.
 """
@@ -39,12 +37,10 @@ class LineSave:
     delivery_id: int | None
 
 
-# The two-step look-up and the save of a per-line webhook in one statement, so
-# one round trip and one transaction: ``found`` is the call named by call_sid,
-# else (the legacy key, during a rollback, only when no call has the call_sid) by
-# conversation_id; ``line`` is the line, a row only when new; ``recorded`` is
-# the delivery's record, written only with a new line and only when a delivery
-# is given (a replay notes its outcome on the delivery it replays instead).
+# The two-step look-up and the save of a per-line webhook, in one statement (one
+# round trip, one transaction): ``found`` is the call by call_sid, else (a rollback's
+# legacy key) by conversation_id; ``line`` a row only when new; ``recorded`` the
+# delivery's record, only with a new line and a delivery given (not on a replay).
 # Exactly one row comes back, with NULLs when no call is named.
 SAVE_WEBHOOK_LINE = """
     WITH found AS (

@@ -1,9 +1,7 @@
 """Blueprint ``/webhooks/elevenlabs``: what ElevenLabs sends back about our calls.
 
-Every request is recorded in ``webhook_deliveries`` before it is answered,
-whatever the answer (but for unsigned ones over their budget): ElevenLabs never
-retries a 4xx, so the log is the only trace of what was refused, and
-``python -m ops replay`` replays it from there.
+Every request is recorded in ``webhook_deliveries`` before it is answered: ElevenLabs
+never retries a 4xx, so the log is the only trace of what was refused, to replay.
 """
 
 import logging
@@ -79,13 +77,6 @@ class Incoming:
             body_size=self.size,
             body_truncated=self.oversized or len(self.body) > keep,
         )
-
-    def named(self) -> dict:
-        """Return what the body names (call_sid, conversation_id, …); nothing if unreadable."""
-        try:
-            return payloads.identifiers(self.endpoint, payloads.parse_json(self.body))
-        except payloads.Rejected:
-            return {}
 
 
 def receive(endpoint: str):
@@ -205,7 +196,11 @@ def _record_failure(conn, incoming: Incoming, reason: str, **kwargs) -> int | No
     if conn is None:
         return None
     try:
-        outcome = Outcome(deliveries.ERROR, reason, incoming.named())
+        named = payloads.identifiers(incoming.endpoint, payloads.parse_json(incoming.body))
+    except payloads.Rejected:  # unreadable: it names nothing
+        named = {}
+    try:
+        outcome = Outcome(deliveries.ERROR, reason, named)
         return deliveries.record(conn, incoming.logged(outcome), outcome, **kwargs)
     except (psycopg.Error, PoolTimeout):
         logger.exception("webhook %s could not be recorded", incoming.endpoint)

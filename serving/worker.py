@@ -1,14 +1,11 @@
 """gunicorn's gthread worker, but a connection gets a thread only once its request head is whole.
 
-Read against gunicorn 27.0.1 (workers/gthread.py), where a new connection takes
-a pool thread at once and a request line sent in part holds it while the client
-stays silent (README, "Idle and slow clients"). Here every new or kept-alive
-connection waits on the worker's poller among gunicorn's ``pending_conns``, with
-their keepalive timeout, while its head is gathered; gunicorn's own code takes
-over once the head ends. A stopping worker keeps polling its pending connections
-through the graceful period (ThreadWorker.run); gunicorn's path that closes a
-deferred connection when the worker stops (finish_request on _DEFER) is never
-taken, since no connection reaches a thread before its data.
+Read against gunicorn 27.0.1 (workers/gthread.py); README, "Idle and slow clients",
+says why. Every new or kept-alive connection waits among gunicorn's ``pending_conns``
+(with their keepalive timeout, and polled through a graceful stop) while its head
+is gathered; gunicorn's own code takes over once the head ends. Its close of a
+deferred connection at stop (finish_request on _DEFER) is never taken: no
+connection reaches a thread before its data.
 """
 
 import errno
