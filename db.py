@@ -76,13 +76,19 @@ def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Conn
         pool.open(wait=True, timeout=timeout)
     except PoolTimeout:
         pool.close()
-        try:  # libpq's own one-line reason
-            psycopg.connect(url, connect_timeout=3).close()
-            reason = "no connection within the pool's timeout"
-        except psycopg.Error as exc:
-            reason = first_line(exc)
+        reason = _refusal(url) or "no connection within the pool's timeout"
         raise DatabaseUnavailable(f"cannot connect to the database: {reason}") from None
     return pool
+
+
+def _refusal(conninfo: str, **kwargs) -> str | None:
+    """Return libpq's one-line reason a fresh connection cannot query, or None when it can."""
+    try:
+        with psycopg.connect(conninfo, connect_timeout=2, **kwargs) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return first_line(exc)
+    return None
 
 
 def _check_if_idle(conn: psycopg.Connection) -> None:
@@ -114,13 +120,7 @@ def ping() -> str | None:
         g.db_conn.execute("SELECT 1")
         return None
     except (psycopg.Error, PoolTimeout):
-        pass
-    try:
-        with psycopg.connect(pool.conninfo, connect_timeout=2, **pool.kwargs) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        return first_line(exc)
-    return None
+        return _refusal(pool.conninfo, **pool.kwargs)
 
 
 def init_app(app) -> None:

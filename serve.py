@@ -151,14 +151,13 @@ def stop(children: list[subprocess.Popen]) -> int:
     for child in children:
         if child.poll() is None:
             child.terminate()
-    codes = []
     for child in children:
         try:
-            codes.append(child.wait(timeout=40))
+            child.wait(timeout=40)
         except (subprocess.TimeoutExpired, KeyboardInterrupt):  # a second Ctrl-C: no politeness
             child.kill()
-            codes.append(child.wait())
-    return codes[-1] if codes else 1
+            child.wait()
+    return children[-1].returncode if children else 1
 
 
 if __name__ == "__main__":
