@@ -137,8 +137,12 @@ def _dial(call, order: placing.CallOrder, api_called_at: datetime):
             if exc.may_have_dialled
             else "ElevenLabs did not place the call; it is recorded as failed."
         )
-        details = {"call_sid": call.call_sid, "reason": exc.reason, "kind": exc.kind}
-        details["may_have_dialled"] = exc.may_have_dialled
+        details = {
+            "call_sid": call.call_sid,
+            "reason": exc.reason,
+            "kind": exc.kind,
+            "may_have_dialled": exc.may_have_dialled,
+        }
         raise ApiError(message, status=502, code="elevenlabs_failed", details=details)
     logs.bind(conversation_id=placed.call.conversation_id)
     return placed.call
