@@ -127,7 +127,8 @@ def read_request(endpoint: str) -> Incoming:
     except SignatureError as exc:
         # No body can make this header valid: keep a prefix to inspect, read no more.
         rejection = Outcome(deliveries.REJECTED_SIGNATURE, str(exc))
-        return Incoming(endpoint, *_read(INSPECTION_PREFIX + 1), False, header, False, rejection)
+        body, size = _read(INSPECTION_PREFIX + 1)
+        return Incoming(endpoint, body, size, False, header, False, rejection)
     body, size = _read(limit + 1)
     incoming = Incoming(endpoint, body, size, len(body) > limit, header)
     if incoming.oversized:
