@@ -23,7 +23,7 @@ def create_app(test_config=None):
     _init_sentry(app)
     errors.init_app(app)
     metrics.init_app(app)
-    db.init_app(app, _open_pool(app))
+    db.init_app(app)
 
     import driver_data
     import webhooks_elevenlabs
@@ -31,28 +31,9 @@ def create_app(test_config=None):
     from console import views as console
     from observability import health
 
-    app.register_blueprint(health.bp)
-    app.register_blueprint(driver_data.bp)
-    app.register_blueprint(webhooks_elevenlabs.bp)
-    app.register_blueprint(console.bp)
-    app.register_blueprint(openapi.bp)
+    for blueprint in (health.bp, driver_data.bp, webhooks_elevenlabs.bp, console.bp, openapi.bp):
+        app.register_blueprint(blueprint)
     return app
-
-
-def _open_pool(app):
-    url = app.config["DATABASE_URL"]
-    if not url:
-        import embedded_db
-
-        server = embedded_db.start()
-        app.extensions["embedded_postgres"] = server  # kept alive with the app
-        url = app.config["DATABASE_URL"] = embedded_db.url(server)
-    return db.open_pool(
-        url,
-        min_size=app.config["DB_POOL_MIN_SIZE"],
-        max_size=app.config["DB_POOL_MAX_SIZE"],
-        timeout=app.config["DB_POOL_TIMEOUT"],
-    )
 
 
 def _init_sentry(app) -> None:
@@ -67,9 +48,8 @@ def _init_sentry(app) -> None:
         integrations=[FlaskIntegration()],
         environment=app.config["APP_ENV"],
         release=app.config["RELEASE"] or None,
-        # PII off (``data_collection`` supersedes send_default_pii, deprecated in
-        # sentry-sdk 2.x). Bodies, cookies, query strings and frame locals can hold
-        # drivers' names, numbers and what was said on calls: none of them is sent.
+        # PII off (``data_collection`` supersedes send_default_pii in sentry-sdk 2.x):
+        # bodies, cookies, query strings and frame locals can hold drivers' data.
         data_collection={
             "user_info": False,
             "cookies": {"mode": "off"},

@@ -6,10 +6,7 @@ from flask import request
 
 
 def presented_token(*schemes: str) -> str:
-    """Return the credential of an Authorization header in one of ``schemes``, else "".
-
-    ``bearer`` gives the token itself; ``basic`` gives the password (any user name).
-    """
+    """Return the Authorization header's bearer token or basic password (any user), else ""."""
     auth = request.authorization
     if auth is None or auth.type not in schemes:
         return ""
@@ -17,12 +14,6 @@ def presented_token(*schemes: str) -> str:
 
 
 def accepted(given: str, tokens: list[str]) -> bool:
-    """Tell whether ``given`` is one of ``tokens``, comparing with every one of them.
-
-    Comparing with all, in constant time, so the time taken says neither whether
-    nor which one matched.
-    """
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(given.encode(), token.encode())
-    return bool(given) and matched
+    """Tell whether ``given`` is one of ``tokens``; compared with all, the time says not which."""
+    matches = [hmac.compare_digest(given.encode(), token.encode()) for token in tokens]
+    return bool(given) and any(matches)

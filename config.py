@@ -1,19 +1,19 @@
-"""Configuration: read once from the environment into the app's config.
+"""Configuration: read once from the environment; ``create_app(test_config)`` lays tests over it."""
 
-Every setting of DESIGN.md's table, plus the few tunables an operator may need.
-``create_app(test_config)`` lays a test's values over these.
-"""
-
+import errno
 import os
-from decimal import Decimal, InvalidOperation
+import socket
+from decimal import Decimal
 
-# Without any of these, production would serve and answer every call with 503.
+# Without any of these, production would serve and answer every call with 503;
+# the embedded database is for development, production names its own.
 PRODUCTION_REQUIRED = (
     "API_TOKENS",
     "ELEVENLABS_WEBHOOK_SECRET",
     "ELEVENLABS_API_KEY",
     "ELEVENLABS_AGENT_ID",
     "ELEVENLABS_PHONE_NUMBER_ID",
+    "DATABASE_URL",
 )
 
 
@@ -31,16 +31,13 @@ def _number(environ, name: str, default: float, cast=float):
         return default
     try:
         return cast(raw)
-    except ValueError:
+    except (ValueError, ArithmeticError):  # Decimal's InvalidOperation is an ArithmeticError
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
 def _price(raw: str) -> Decimal:
     """Return a price in dollars: a positive finite decimal (float would round cents)."""
-    try:
-        price = Decimal(raw)
-    except InvalidOperation:
-        raise ValueError(raw) from None
+    price = Decimal(raw)
     if not price.is_finite() or price <= 0:
         raise ValueError(raw)
     return price
@@ -84,8 +81,21 @@ def check(config) -> None:
         raise ConfigError(f"APP_ENV must be development or production, got {config['APP_ENV']!r}")
     if config["APP_ENV"] == "production":
         missing = [name for name in PRODUCTION_REQUIRED if not config.get(name)]
-        if not config.get("DATABASE_URL"):
-            # The embedded server is for development; production names its database.
-            missing.append("DATABASE_URL")
         if missing:
             raise ConfigError(f"APP_ENV=production needs {', '.join(missing)} set")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse in one line when something already listens on ``host:port``.
+
+    Gunicorn would retry the bind for seconds, and share a SO_REUSEPORT listener
+    silently; a probe bound without that option finds any listener.
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"{host}:{port} is already in use by another server") from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

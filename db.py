@@ -1,8 +1,7 @@
-"""The database pool: one ``psycopg_pool.ConnectionPool`` per app.
+"""The database pool: one ``psycopg_pool.ConnectionPool`` per app, and finding the database.
 
-Views get a connection with ``get_conn()``; it goes back to the pool when the
-request ends. Connections are in autocommit mode: a group of writes that must
-stand or fall together says so with ``with conn.transaction():``.
+``get_conn()`` gives a request its connection, back in the pool when the request
+ends. Autocommit: writes that stand or fall together use ``conn.transaction()``.
 """
 
 import os
@@ -15,41 +14,52 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from errors import first_line
 
+# psycopg_pool's reconnection backoff doubles (1, 2, 4, 8 s, …): giving up early
+# leaves the next request to ask at once, so recovery follows it within a second.
+RECONNECT_SECONDS = 2.0
+# How long /healthz waits for a pooled connection before asking the server directly.
+HEALTH_WAIT_SECONDS = 0.5
+# A connection given back less than this long ago is taken to be alive, as HikariCP
+# does: pinging on every checkout cost the webhook path a quarter of its time.
+ALIVE_BYPASS_SECONDS = 0.5
+# Beside class 08 (connection exception), the SQLSTATEs of a server gone: admin or
+# crash shutdown, starting up. A timeout or deadlock comes from a server that is up.
+_SERVER_GONE = ("57P01", "57P02", "57P03")
+
 
 class NoDatabase(Exception):
     """Neither ``--database-url`` nor ``DATABASE_URL`` names a database."""
-
-    def __init__(self):
-        super().__init__("no database: set DATABASE_URL or pass --database-url")
-
-
-def url_of(given: str | None) -> str:
-    """Return ``--database-url``, else ``DATABASE_URL``, else the development database.
-
-    The one way every command (migrations, ``python -m ops …``) finds its database.
-    In development the embedded server ``make run`` made is found (and started
-    for the command when ``make run`` is not serving); raise NoDatabase otherwise.
-    """
-    url = given or os.environ.get("DATABASE_URL")
-    if not url and os.environ.get("APP_ENV", "development") == "development":
-        import embedded_db
-
-        url = embedded_db.development_url()
-    if not url:
-        raise NoDatabase
-    return url
 
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached; the message is one line for the operator."""
 
 
-def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> ConnectionPool:
-    """Open a pool and wait for its first connections, so a bad URL fails at start-up."""
+def url_of(given: str | None) -> str:
+    """Return ``--database-url``, else ``DATABASE_URL``, else the development one, else raise."""
+    url = given or os.environ.get("DATABASE_URL")
+    if not url and os.environ.get("APP_ENV", "development") == "development":
+        import embedded_db
+
+        url = embedded_db.development_url()
+    if not url:
+        raise NoDatabase("no database: set DATABASE_URL or pass --database-url")
+    return url
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL libpq cannot even parse, at once and in one line."""
     try:
         conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:  # libpq cannot even parse it: no point waiting
-        raise DatabaseUnavailable(f"DATABASE_URL is malformed: {first_line(exc)}") from None
+    except psycopg.ProgrammingError as exc:
+        # libpq may quote the whole URL, password included: not on the screen.
+        reason = first_line(exc).replace(url, "<DATABASE_URL>")
+        raise DatabaseUnavailable(f"DATABASE_URL is malformed: {reason}") from None
+
+
+def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> ConnectionPool:
+    """Open a pool and wait for its first connections, so a bad URL fails at start-up."""
+    check_url(url)
     pool = ConnectionPool(
         url,
         min_size=min_size,
@@ -58,10 +68,6 @@ def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Conn
         kwargs={"autocommit": True, "application_name": "call-sid-service"},
         # A connection broken by a database restart is replaced, not handed out.
         check=_check_if_idle,
-        # psycopg_pool retries a failed connection with a backoff that doubles (1, 2, 4,
-        # 8 s, …): after a long outage the next try could come many seconds after the
-        # database is back. Giving up early instead leaves the next request to ask for
-        # a connection at once, so recovery follows the first request within a second.
         reconnect_timeout=RECONNECT_SECONDS,
         open=False,
         name="calls",
@@ -69,20 +75,20 @@ def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Conn
     try:
         pool.open(wait=True, timeout=timeout)
     except PoolTimeout:
-        reason = _why_unreachable(url)
         pool.close()
+        reason = _refusal(url) or "no connection within the pool's timeout"
         raise DatabaseUnavailable(f"cannot connect to the database: {reason}") from None
     return pool
 
 
-RECONNECT_SECONDS = 2.0
-# How long /healthz waits for a pooled connection before asking the server directly.
-HEALTH_WAIT_SECONDS = 0.5
-
-# A connection given back less than this long ago is taken to be alive, as
-# HikariCP does (aliveBypassWindowMs): pinging on every checkout cost the webhook
-# path a quarter of its time, and a connection that just worked rarely died since.
-ALIVE_BYPASS_SECONDS = 0.5
+def _refusal(conninfo: str, **kwargs) -> str | None:
+    """Return libpq's one-line reason a fresh connection cannot query, or None when it can."""
+    try:
+        with psycopg.connect(conninfo, connect_timeout=2, **kwargs) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return first_line(exc)
+    return None
 
 
 def _check_if_idle(conn: psycopg.Connection) -> None:
@@ -91,76 +97,47 @@ def _check_if_idle(conn: psycopg.Connection) -> None:
         ConnectionPool.check_connection(conn)
 
 
-def _stamp_return(conn: psycopg.Connection) -> None:
-    """Note when the connection came back to the pool, for ``_check_if_idle``.
-
-    Called by ``_put_conn`` just before ``putconn``, not as the pool's ``reset``
-    callback: with a ``reset`` set, psycopg_pool hands every returned connection
-    to its worker thread, a thread hop per request that cost the webhook path a
-    tenth of its throughput. Without one, ``putconn`` returns it inline (rolling
-    back a transaction left open, discarding a broken connection, as before).
-    """
-    conn._returned_at = time.monotonic()
-
-
-def _why_unreachable(url: str) -> str:
-    """Return libpq's own one-line reason a connection to ``url`` fails."""
-    try:
-        psycopg.connect(url, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        return first_line(exc)
-    return "no connection within the pool's timeout"
-
-
-# SQLSTATEs that mean the server is gone, not that it refused one statement:
-# class 08 (connection exception), then administrator or crash shutdown, and
-# "the database system is starting up". A statement or lock timeout, a deadlock
-# or a serialization failure is an OperationalError too, from a server that is up.
-_SERVER_GONE = ("57P01", "57P02", "57P03")
-
-
 def unreachable(exc: BaseException, conn: psycopg.Connection | None) -> bool:
     """Return whether an error means the database cannot be reached at all."""
     if isinstance(exc, PoolTimeout):
         return True
     if not isinstance(exc, psycopg.Error):
         return False
-    if conn is not None and (conn.closed or conn.broken):
-        return True
-    sqlstate = exc.sqlstate or ""
-    return sqlstate.startswith("08") or sqlstate in _SERVER_GONE
+    broken = conn is not None and (conn.closed or conn.broken)
+    return broken or (exc.sqlstate or "").startswith("08") or exc.sqlstate in _SERVER_GONE
 
 
 def ping() -> str | None:
     """Return None when the database answers a query, else libpq's one-line reason.
 
-    A pool that is busy, or holds connections a restart killed, is no sign of a
-    database down: after a short wait the server itself is asked on a fresh
-    connection, which a database that is down refuses at once.
+    A pool busy, or holding connections a restart killed, is no sign of a database
+    down: after a short wait the server itself is asked on a fresh connection.
     """
     pool = current_app.extensions["db_pool"]
     try:
-        conn = pool.getconn(timeout=HEALTH_WAIT_SECONDS)
-        try:
-            conn.execute("SELECT 1")
-            return None
-        finally:
-            _stamp_return(conn)  # given back like any request's connection
-            pool.putconn(conn)
+        # Kept as this request's connection: given back at teardown like any other.
+        g.db_conn = pool.getconn(timeout=HEALTH_WAIT_SECONDS)
+        g.db_conn.execute("SELECT 1")
+        return None
     except (psycopg.Error, PoolTimeout):
-        pass
-    try:
-        with psycopg.connect(pool.conninfo, connect_timeout=2, **pool.kwargs) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        return first_line(exc)
-    return None
+        return _refusal(pool.conninfo, **pool.kwargs)
 
 
-def init_app(app, pool: ConnectionPool) -> None:
-    """Attach the pool to the app and return connections at the end of each request."""
-    app.extensions["db_pool"] = pool
-    app.teardown_appcontext(_put_conn)
+def init_app(app) -> None:
+    """Open the app's pool (on the embedded server without DATABASE_URL), released per request."""
+    config = app.config
+    if not config["DATABASE_URL"]:
+        import embedded_db
+
+        server = app.extensions["embedded_postgres"] = embedded_db.start()  # lives with the app
+        config["DATABASE_URL"] = embedded_db.url(server)
+    app.extensions["db_pool"] = open_pool(
+        config["DATABASE_URL"],
+        min_size=config["DB_POOL_MIN_SIZE"],
+        max_size=config["DB_POOL_MAX_SIZE"],
+        timeout=config["DB_POOL_TIMEOUT"],
+    )
+    app.teardown_appcontext(release_conn)
 
 
 def get_conn() -> psycopg.Connection:
@@ -170,29 +147,24 @@ def get_conn() -> psycopg.Connection:
     return g.db_conn
 
 
-def release_conn() -> None:
-    """Give this request's connection back now, before a long wait on something else.
+def release_conn(_exc=None) -> None:
+    """Give this request's connection back now (before a long wait on ElevenLabs), or at teardown.
 
-    The next ``get_conn()`` takes a fresh one, so a request waiting on ElevenLabs
-    for seconds does not hold a connection other requests need.
+    Its return is timed here, not in a pool ``reset`` callback: with one, psycopg_pool
+    hands every returned connection to a worker thread (a tenth of the webhook throughput).
     """
-    _put_conn()
+    conn = g.pop("db_conn", None)
+    if conn is not None:
+        conn._returned_at = time.monotonic()
+        current_app.extensions["db_pool"].putconn(conn)
 
 
 def fresh_conn() -> psycopg.Connection:
     """Give back this request's broken connection and return one that works.
 
-    After a restart or a failover every pooled connection is dead at once, and
-    one given back less than ALIVE_BYPASS_SECONDS ago would be handed out without
-    a ping: ``check()`` tests the idle ones first and discards the dead.
+    After a failover every pooled connection is dead, and one used a moment ago is
+    handed out unpinged: ``check()`` tests the idle ones first and discards the dead.
     """
-    _put_conn()
+    release_conn()
     current_app.extensions["db_pool"].check()
     return get_conn()
-
-
-def _put_conn(_exc=None) -> None:
-    conn = g.pop("db_conn", None)
-    if conn is not None:
-        _stamp_return(conn)
-        current_app.extensions["db_pool"].putconn(conn)

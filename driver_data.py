@@ -1,8 +1,7 @@
-"""Blueprint ``/driver_data``: create a call to a driver, and look a call up.
+"""Blueprint ``/driver_data``: calls to drivers, batches of them, suppressed numbers.
 
-A call is written (``initiating``, our own ``call_sid``, no conversation yet) and
-committed *before* ElevenLabs is asked to dial, so every attempt leaves a row:
-``initiated`` with ElevenLabs' ids, or ``failed`` with the reason.
+A call is committed (``initiating``, our own ``call_sid``) *before* ElevenLabs is
+asked to dial, so every attempt leaves a row, ``initiated`` or ``failed``.
 """
 
 import contextlib
@@ -21,21 +20,12 @@ from api.phone_numbers import mask_phone, mask_phones_in
 from api.schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema, load
 from config import ConfigError
 from db import get_conn, release_conn
-from dispatch import batches, placing, progress, settings, suppressions
-from dispatch.schemas import (
-    BatchRequestSchema,
-    BatchSchema,
-    SuppressionRequestSchema,
-    SuppressionSchema,
-    phone_number_in_path,
-)
+from dispatch import batches, placing, progress, schemas, settings, suppressions
 from dispatch.windows import Window
-from elevenlabs.client import ElevenLabsClient, ElevenLabsError
+from elevenlabs.client import ElevenLabsClient
 from errors import ApiError, error_response, first_line
 from models import calls, outcomes
 from observability import logs
-
-__all__ = ["CallRequestSchema", "CallSchema", "CallWithTranscriptSchema", "bp"]
 
 log = logging.getLogger(__name__)
 bp = Blueprint("driver_data", __name__, url_prefix="/driver_data")
@@ -43,9 +33,17 @@ bp = Blueprint("driver_data", __name__, url_prefix="/driver_data")
 CALL_REQUEST = CallRequestSchema()
 CALL = CallSchema()
 CALL_WITH_TRANSCRIPT = CallWithTranscriptSchema()
-MAX_CALL_SID_CHARS = 100
+BATCH_REQUEST = schemas.BatchRequestSchema()
+BATCH = schemas.BatchSchema()
+SUPPRESSION_REQUEST = schemas.SuppressionRequestSchema()
+SUPPRESSION = schemas.SuppressionSchema()
+MAX_ID_CHARS = 100
 CALL_FIELDS = ("driver_id", "phone_number", "driver_name")
 ORDER_FIELDS = (*CALL_FIELDS, "variables")
+DIALLING_SETTINGS = {
+    "agent_id": "ELEVENLABS_AGENT_ID",
+    "agent_phone_number_id": "ELEVENLABS_PHONE_NUMBER_ID",
+}
 
 
 @bp.record_once
@@ -88,26 +86,11 @@ def _database_unavailable(exc):
     )
 
 
-def _outcome_not_recorded(exc: placing.OutcomeNotRecorded) -> ApiError:
-    """Answer 503 naming the call when its outcome cannot be written after ElevenLabs answered.
-
-    The row stays 'initiating' (``python -m ops stuck`` lists it); ``placed`` tells the
-    client whether ElevenLabs took the call, so it does not place it a second time.
-    """
-    return ApiError(
-        "ElevenLabs answered, but the call's outcome could not be recorded; the call "
-        "stays 'initiating'. Do not place it again if `placed` or `may_have_dialled` is true.",
-        status=503,
-        code="outcome_not_recorded",
-        details={"call_sid": exc.call_sid, **exc.details, "database_reason": exc.reason},
-    )
-
-
 @bp.post("/call-elevenlabs")
 def create_call():
     """Write the call, then ask ElevenLabs to dial: 201 with the call, or 502 with why not."""
     order = load(CALL_REQUEST, request.get_json(), "call request")
-    dialling_ids = _dialling_ids(order)
+    call_order = placing.CallOrder(**{k: order[k] for k in ORDER_FIELDS}, **_dialling_ids(order))
     key = idempotency.key_of()
     conn = get_conn()
     # The row (and its Idempotency-Key) is committed before any network I/O: that
@@ -129,11 +112,7 @@ def create_call():
         call.driver_id,
         mask_phone(call.phone_number),
     )
-    call = _dial(
-        call,
-        placing.CallOrder(**{k: order[k] for k in ORDER_FIELDS}, **dialling_ids),
-        api_called_at,
-    )
+    call = _dial(call, call_order, api_called_at)
     return CALL.dump(call), 201, {"Location": url_for(".get_call", call_sid=call_sid)}
 
 
@@ -142,10 +121,29 @@ def _dial(call, order: placing.CallOrder, api_called_at: datetime):
     client = current_app.extensions["elevenlabs"]
     try:
         placed = placing.dial(get_conn, client, call, order, api_called_at)
-    except placing.OutcomeNotRecorded as exc:
-        raise _outcome_not_recorded(exc) from None
-    if placed.error is not None:
-        raise _refusal(call.call_sid, placed.error)
+    except placing.OutcomeNotRecorded as exc:  # the row stays 'initiating': ops stuck lists it
+        raise ApiError(
+            "ElevenLabs answered, but the call's outcome could not be recorded; the call "
+            "stays 'initiating'. Do not place it again if `placed` or `may_have_dialled` is true.",
+            status=503,
+            code="outcome_not_recorded",
+            details={"call_sid": exc.call_sid, **exc.details, "database_reason": exc.reason},
+        ) from None
+    if (exc := placed.error) is not None:
+        log.warning("call %s failed (%s): %s", call.call_sid, exc.kind, mask_phones_in(exc.reason))
+        message = (
+            "ElevenLabs' answer was lost or broken: the call may have been placed. It is "
+            "recorded as failed; check it before placing it again."
+            if exc.may_have_dialled
+            else "ElevenLabs did not place the call; it is recorded as failed."
+        )
+        details = {
+            "call_sid": call.call_sid,
+            "reason": exc.reason,
+            "kind": exc.kind,
+            "may_have_dialled": exc.may_have_dialled,
+        }
+        raise ApiError(message, status=502, code="elevenlabs_failed", details=details)
     logs.bind(conversation_id=placed.call.conversation_id)
     return placed.call
 
@@ -154,14 +152,13 @@ def _dial(call, order: placing.CallOrder, api_called_at: datetime):
 def get_call(call_sid: str):
     """Return a call with its transcript lines in the order they were said, and its outcome."""
     conn = get_conn()
-    plausible = len(call_sid) <= MAX_CALL_SID_CHARS and call_sid.isprintable()
-    call = calls.by_call_sid(conn, call_sid) if plausible else None
+    call = calls.by_call_sid(conn, call_sid) if _plausible(call_sid) else None
     if call is None:
         raise ApiError(
             "No call has this call_sid.",
             status=404,
             code="call_not_found",
-            details={"call_sid": call_sid} if plausible else {},
+            details={"call_sid": call_sid} if _plausible(call_sid) else {},
         )
     lines = transcription_helpers.transcript(conn, call.conversation_id)
     outcome = outcomes.as_json(outcomes.of_call(conn, call.id))
@@ -169,25 +166,14 @@ def get_call(call_sid: str):
 
 
 def _dialling_ids(order: dict) -> dict:
-    """Return the agent and its phone number, from the request or the configuration.
-
-    Missing configuration is a 503: the caller asked for nothing wrong, and the
-    same request will work once an operator sets the variable.
-    """
+    """Return the agent and its number, from the request or settings; 503 until they are set."""
     config = current_app.config
-    agent_id = order["agent_id"] or config["ELEVENLABS_AGENT_ID"]
-    agent_phone_number_id = order["agent_phone_number_id"] or config["ELEVENLABS_PHONE_NUMBER_ID"]
-    missing = [
-        name
-        for name, value in (
-            ("ELEVENLABS_API_KEY", config["ELEVENLABS_API_KEY"]),
-            ("ELEVENLABS_AGENT_ID (or agent_id in the request)", agent_id),
-            (
-                "ELEVENLABS_PHONE_NUMBER_ID (or agent_phone_number_id in the request)",
-                agent_phone_number_id,
-            ),
-        )
-        if not value
+    ids = {field: order[field] or config[setting] for field, setting in DIALLING_SETTINGS.items()}
+    missing = [] if config["ELEVENLABS_API_KEY"] else ["ELEVENLABS_API_KEY"]
+    missing += [
+        f"{setting} (or {field} in the request)"
+        for field, setting in DIALLING_SETTINGS.items()
+        if not ids[field]
     ]
     if missing:
         raise ApiError(
@@ -196,37 +182,10 @@ def _dialling_ids(order: dict) -> dict:
             code="not_configured",
             details={"missing": missing},
         )
-    return {"agent_id": agent_id, "agent_phone_number_id": agent_phone_number_id}
-
-
-def _refusal(call_sid: str, exc: ElevenLabsError) -> ApiError:
-    """Return the 502 saying ElevenLabs refused (the call is recorded as failed)."""
-    log.warning("call %s failed (%s): %s", call_sid, exc.kind, mask_phones_in(exc.reason))
-    message = (
-        "ElevenLabs' answer was lost or broken: the call may have been placed. It is recorded "
-        "as failed; check it before placing it again."
-        if exc.may_have_dialled
-        else "ElevenLabs did not place the call; it is recorded as failed."
-    )
-    return ApiError(
-        message,
-        status=502,
-        code="elevenlabs_failed",
-        details={
-            "call_sid": call_sid,
-            "reason": exc.reason,
-            "kind": exc.kind,
-            "may_have_dialled": exc.may_have_dialled,
-        },
-    )
+    return ids
 
 
 # --- Batches and suppressions: thin routes over dispatch/ (the worker dials) ---------
-
-BATCH_REQUEST = BatchRequestSchema()
-BATCH = BatchSchema()
-SUPPRESSION_REQUEST = SuppressionRequestSchema()
-SUPPRESSION = SuppressionSchema()
 
 
 @bp.post("/call-batches")
@@ -241,8 +200,7 @@ def create_batch():
     batch_id = batches.create(
         conn, order, window=window, default_zone=defaults.calling_timezone, now=datetime.now(UTC)
     )
-    location = url_for(".get_batch", batch_id=batch_id)
-    return _summary(conn, batch_id), 202, {"Location": location}
+    return _summary(conn, batch_id), 202, {"Location": url_for(".get_batch", batch_id=batch_id)}
 
 
 @bp.get("/call-batches/<batch_id>")
@@ -254,9 +212,9 @@ def get_batch(batch_id: str):
     return BATCH.dump(shown)
 
 
-def _plausible(batch_id: str) -> bool:
-    """Tell whether an id could be a batch's: short printable text (no NUL reaches SQL)."""
-    return len(batch_id) <= MAX_CALL_SID_CHARS and batch_id.isprintable()
+def _plausible(key: str) -> bool:
+    """Tell whether a path's id could be one of ours: short printable text (no NUL reaches SQL)."""
+    return len(key) <= MAX_ID_CHARS and key.isprintable()
 
 
 @bp.post("/call-batches/<batch_id>/cancel")
@@ -284,7 +242,7 @@ def _summary(conn, batch_id: str) -> dict:
 @bp.put("/suppressions/<phone_number>")
 def suppress_number(phone_number: str):
     """Put a number on the suppression list (201 new, 200 already there): never dialled."""
-    number = phone_number_in_path(phone_number)
+    number = schemas.phone_number_in_path(phone_number)
     body = load(SUPPRESSION_REQUEST, request.get_json() if request.data else {}, "suppression")
     row, created = suppressions.suppress(get_conn(), number, body["reason"])
     return SUPPRESSION.dump(row), 201 if created else 200
@@ -293,7 +251,7 @@ def suppress_number(phone_number: str):
 @bp.delete("/suppressions/<phone_number>")
 def lift_suppression(phone_number: str):
     """Take a number off the suppression list: 204, or 404 when it was not on it."""
-    if not suppressions.lift(get_conn(), phone_number_in_path(phone_number)):
+    if not suppressions.lift(get_conn(), schemas.phone_number_in_path(phone_number)):
         raise ApiError("This number is not suppressed.", status=404, code="not_suppressed")
     return "", 204
 

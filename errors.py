@@ -1,7 +1,4 @@
-"""One error shape for everything that leaves the app.
-
-``{"error": "<short code>", "message": "<human sentence>", "details": {...}}``
-"""
+"""One error shape for everything that leaves the app: ``{"error", "message", "details"}``."""
 
 import json
 import logging
@@ -50,9 +47,7 @@ class JsonRequest(Request):
                 object_pairs_hook=_one_value_per_key,
                 parse_int=_integer,
             )
-        except RecursionError:  # json raises this, not ValueError, for "[[[[…" very deep
-            return None if silent else self.on_json_loading_failed(ValueError("nested too deeply"))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[…" nested very deep
             return None if silent else self.on_json_loading_failed(exc)
 
     def on_json_loading_failed(self, e):
@@ -71,29 +66,22 @@ class JsonRequest(Request):
         )
 
 
-class DuplicateKey(ValueError):
-    """A JSON object names one key twice: which value was meant is not ours to guess."""
-
-
-class NumberTooLong(ValueError):
-    """A JSON integer with more digits than any field here takes."""
-
-
 MAX_INTEGER_DIGITS = 40  # any field's range is far below this; Python's own limit is 4,300
 
 
 def _one_value_per_key(pairs: list) -> dict:
+    """Refuse a key named twice in one object: which value was meant is not ours to guess."""
     seen = {}
     for key, value in pairs:
         if key in seen:
-            raise DuplicateKey(f"the key {key[:64]!r} appears twice in one object")
+            raise ValueError(f"the key {key[:64]!r} appears twice in one object")
         seen[key] = value
     return seen
 
 
 def _integer(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
-        raise NumberTooLong(f"a number of {len(text)} digits is out of every field's range")
+        raise ValueError(f"a number of {len(text)} digits is out of every field's range")
     return int(text)
 
 
@@ -109,16 +97,10 @@ def error_response(status: int, code: str, message: str, details: dict | None = 
 
 
 def _http_error(exc: HTTPException):
-    code = (exc.name or "error").lower().replace(" ", "_")
-    if exc.code == 413:
-        code = "payload_too_large"
+    code = "payload_too_large" if exc.code == 413 else exc.name.lower().replace(" ", "_")
     headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else {}
     body, status = error_response(exc.code or 500, code, exc.description or exc.name)
     return body, status, headers
-
-
-def _api_error(exc: ApiError):
-    return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
 def _internal_error(exc: InternalServerError):
@@ -135,6 +117,8 @@ def _internal_error(exc: InternalServerError):
 def init_app(app) -> None:
     """Register the handlers that give every error the same JSON shape."""
     app.request_class = JsonRequest
-    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(
+        ApiError, lambda exc: error_response(exc.status, exc.code, exc.message, exc.details)
+    )
     app.register_error_handler(InternalServerError, _internal_error)
     app.register_error_handler(HTTPException, _http_error)

@@ -1,19 +1,9 @@
 """Finding the conversation a webhook belongs to, and saving what was said on it.
 
-A line is identified by (conversation_id, speaker, timestamp, message): the
-unique index ``transcriptions_line_key`` (migration 013) holds that key, with
-``md5(message)`` standing in for a message too long for a btree entry, and every
-insert here is ``ON CONFLICT DO NOTHING``. So a line delivered twice, or once by
-call_sid and again by conversation_id, is stored once.
-
-A per-line webhook's line and its delivery record are saved by one statement
-(``SAVE_WEBHOOK_LINE``): one statement is one transaction, so they stand or fall
-together in one round trip, where BEGIN, two statements and COMMIT took four.
-
-The conflict has no target on purpose: 013 contracts what the old code may
-write, so it runs after this code is deployed. Between the deploy and 013 the
-key is not there yet and a line delivered twice is stored twice, as the old code
-stores it; naming the key would fail every line until 013 ran.
+A line is (conversation_id, speaker, timestamp, message), unique by migration 013's
+``transcriptions_line_key``; every insert is ``ON CONFLICT DO NOTHING`` with no target
+on purpose: 013 runs after this code is deployed, and naming a key not there yet
+would fail every line until it ran.
 """
 
 from collections.abc import Iterable
@@ -38,10 +28,7 @@ class TranscriptLine:
 
 @dataclass(frozen=True)
 class LineSave:
-    """What saving a per-line webhook found: the call it names, if any, and if the line was new.
-
-    ``delivery_id`` is the delivery's record, written with a new line when asked to.
-    """
+    """What saving a per-line webhook found: the call it names, if any, and if the line was new."""
 
     call_sid: str | None
     conversation_id: str | None
@@ -50,17 +37,11 @@ class LineSave:
     delivery_id: int | None
 
 
-# The two-step look-up and the save of a per-line webhook, in one statement:
-# ``found`` is the call named by call_sid (call_sid -> call -> its
-# conversation_id), else by conversation_id (the legacy key, during a rollback;
-# that branch runs only when no call has the call_sid, so a line naming both keys
-# of one call finds it once); ``line`` is the line inserted under the call's
-# conversation, a row only when it was new; ``recorded`` is the delivery's record
-# (``webhook_deliveries``, as ``deliveries.record`` writes it), accepted, written
-# only with a new line and only when a delivery is given (a replay notes its
-# outcome on the delivery it replays instead). Exactly one row comes back, with
-# NULLs when no call is named. A line not saved changed nothing: its caller
-# records it on its own, with the reason.
+# The two-step look-up and the save of a per-line webhook, in one statement (one
+# round trip, one transaction): ``found`` is the call by call_sid, else (a rollback's
+# legacy key) by conversation_id; ``line`` a row only when new; ``recorded`` the
+# delivery's record, only with a new line and a delivery given (not on a replay).
+# Exactly one row comes back, with NULLs when no call is named.
 SAVE_WEBHOOK_LINE = """
     WITH found AS (
         SELECT call_sid, conversation_id, status FROM calls WHERE call_sid = %(call_sid)s
@@ -125,10 +106,12 @@ def call_by_twilio_call_sid(conn, twilio_call_sid: str) -> Call | None:
         ).fetchone()
 
 
-def save_lines(conn, conversation_id: str, lines: Iterable[TranscriptLine]) -> int:
-    """Save many lines under a conversation in one statement; return how many were new."""
-    lines = list(lines)
-    if not lines:
+def save_post_call_transcript(
+    conn, conversation_id: str, start: datetime, turns: Iterable[dict]
+) -> int:
+    """Save the turns with a message (not tool calls) of a transcript; return how many were new."""
+    turns = [turn for turn in turns if turn.get("message") is not None]
+    if not turns:
         return 0
     cur = conn.execute(
         """
@@ -139,36 +122,12 @@ def save_lines(conn, conversation_id: str, lines: Iterable[TranscriptLine]) -> i
         """,
         (
             conversation_id,
-            [line.speaker for line in lines],
-            [line.message for line in lines],
-            [line.timestamp for line in lines],
+            [turn["role"] for turn in turns],
+            [turn["message"] for turn in turns],
+            [start + timedelta(seconds=turn["time_in_call_secs"]) for turn in turns],
         ),
     )
     return cur.rowcount
-
-
-def post_call_lines(start: datetime, turns: Iterable[dict]) -> list[TranscriptLine]:
-    """Return a post-call transcript's lines: role as speaker, start plus time in call as time.
-
-    ``start`` is the call's ``start_time_unix_secs``; turns without a message
-    (a tool call, say) are not lines and are skipped.
-    """
-    return [
-        TranscriptLine(
-            speaker=turn["role"],
-            message=turn["message"],
-            timestamp=start + timedelta(seconds=turn["time_in_call_secs"]),
-        )
-        for turn in turns
-        if turn.get("message") is not None
-    ]
-
-
-def save_post_call_transcript(
-    conn, conversation_id: str, start: datetime, turns: Iterable[dict]
-) -> int:
-    """Save a post-call webhook's whole transcript; return how many lines were new."""
-    return save_lines(conn, conversation_id, post_call_lines(start, turns))
 
 
 def transcript(conn, conversation_id: str | None) -> list[TranscriptLine]:

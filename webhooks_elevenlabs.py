@@ -1,15 +1,14 @@
 """Blueprint ``/webhooks/elevenlabs``: what ElevenLabs sends back about our calls.
 
-Every request is recorded in ``webhook_deliveries`` before it is answered,
-whatever the answer (but for unsigned ones over their budget): ElevenLabs never
-retries a 4xx, so the log is the only trace of what was refused, and
-``python -m ops replay`` replays it from there.
+Every request is recorded in ``webhook_deliveries`` before it is answered: ElevenLabs
+never retries a 4xx, so the log is the only trace of what was refused, to replay.
 """
 
 import logging
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import psycopg
 from flask import Blueprint, current_app, request
@@ -28,20 +27,15 @@ from webhooks.budget import Budget
 bp = Blueprint("webhooks_elevenlabs", __name__, url_prefix="/webhooks/elevenlabs")
 logger = logging.getLogger(__name__)
 
-# Bytes read per endpoint. A line is well under 1 kB; a post-call envelope is
-# hundreds of kB for a long call, and post_call_audio carries base64 audio (MBs),
-# which must not fail: ElevenLabs disables a webhook after 10 failures in a row.
+# Bytes read per endpoint: post_call_audio carries MBs of base64 audio, and must
+# not fail: ElevenLabs disables a webhook after 10 failures in a row.
 READ_LIMITS = {deliveries.TRANSCRIPTION: 64 * 1024, deliveries.POST_CALL: 32 * 1024 * 1024}
-# What the log keeps of a body: all of it up to 1 MiB when authentic (enough to
-# replay any line or transcript); otherwise a prefix to inspect, never to replay:
-# a body not known to be ElevenLabs' (anyone can send those, at any rate), an
-# oversized one, or an event we acknowledge without storing (audio: MBs a call).
+# What the log keeps of a body (README, "Every delivery is recorded"): enough to
+# replay when authentic, else a prefix to inspect.
 STORED_LIMIT = 1024 * 1024
 INSPECTION_PREFIX = 4 * 1024
-# Deliveries not known to be ElevenLabs' (a bad or missing signature, or too big
-# to check) recorded per minute and worker, beyond which they are answered but
-# not recorded (counted in webhook_deliveries_unrecorded_total): at most
-# 4 KiB each, so at most ~0.5 MiB a minute per worker whatever a sender does.
+# Deliveries not known to be ElevenLabs' recorded per minute and worker: what
+# anyone can make us store is bounded.
 UNSIGNED_PER_MINUTE = 120
 
 MESSAGES = {
@@ -59,10 +53,7 @@ MESSAGES = {
 
 @dataclass
 class Incoming:
-    """A request as it arrived: the body read (up to the limit), its size, its signature.
-
-    ``rejection`` is set when screening refused it: oversized, or not signed.
-    """
+    """A request as it arrived, and the ``rejection`` when screening refused it."""
 
     endpoint: str
     body: bytes
@@ -77,33 +68,15 @@ class Incoming:
         trusted = self.signature_valid is not False and not self.oversized
         whole = trusted and outcome.outcome != deliveries.ACKNOWLEDGED
         keep = STORED_LIMIT if whole else INSPECTION_PREFIX
+        header = self.signature_header  # for a text column: no NUL, at most 500 characters
         return deliveries.Received(
             endpoint=self.endpoint,
             signature_valid=self.signature_valid,
-            signature_header=_printable(self.signature_header),
+            signature_header=header.replace("\x00", "")[:500] if header else None,
             body=self.body[:keep],
             body_size=self.size,
             body_truncated=self.oversized or len(self.body) > keep,
         )
-
-    def named(self) -> dict:
-        """Return what the body names (call_sid, conversation_id, …); nothing if unreadable."""
-        try:
-            return payloads.identifiers(self.endpoint, payloads.parse_json(self.body))
-        except payloads.Rejected:
-            return {}
-
-
-@bp.post("/transcription")
-def transcription():
-    """Save one line of a call's transcript (ElevenLabs' per-line webhook)."""
-    return receive(deliveries.TRANSCRIPTION)
-
-
-@bp.post("/post-call")
-def post_call():
-    """Apply a post-call webhook: the transcript and end of a call, or its failure."""
-    return receive(deliveries.POST_CALL)
 
 
 def receive(endpoint: str):
@@ -117,12 +90,26 @@ def receive(endpoint: str):
         # 503, not 500: the database failed, not the delivery; ElevenLabs retries
         # 5xx when retries are enabled, and a recorded one can be replayed.
         raise _database_failed(conn, incoming, exc) from None
-    except Exception:
-        _record_error(incoming)
+    except Exception:  # a bug of ours: recorded, so it can be replayed after the fix
+        _record_failure(conn, incoming, "an unexpected error; see the logs")
         raise
     metrics.record_webhook_delivery(endpoint, outcome.outcome)
     logs.bind(**{k: outcome.identifiers.get(k) for k in ("call_sid", "conversation_id")})
-    return _respond(outcome, delivery_id)
+    if outcome.status == 200:
+        return {"status": outcome.outcome, "delivery_id": delivery_id}
+    if outcome.status >= 400:
+        logger.warning("webhook delivery %s %s: %s", delivery_id, outcome.outcome, outcome.reason)
+    raise ApiError(
+        MESSAGES[outcome.outcome],
+        status=outcome.status,
+        code=outcome.outcome,
+        details={"reason": outcome.reason, "delivery_id": delivery_id},
+    )
+
+
+# POST /transcription (a line of a call's transcript) and /post-call (its end, or failure).
+for _endpoint in (deliveries.TRANSCRIPTION, deliveries.POST_CALL):
+    bp.add_url_rule(f"/{_endpoint}", _endpoint, partial(receive, _endpoint), methods=["POST"])
 
 
 def read_request(endpoint: str) -> Incoming:
@@ -131,18 +118,19 @@ def read_request(endpoint: str) -> Incoming:
     # could record the delivery (None here would mean "use the app's setting").
     # Framed by Content-Length or chunked, the stream ends where the body does.
     request.max_content_length = sys.maxsize
-    header = request.headers.get(HEADER)
-    secret = current_app.config["ELEVENLABS_WEBHOOK_SECRET"]
-    limit = current_app.config.get("WEBHOOK_READ_LIMITS", READ_LIMITS)[endpoint]
+    config = current_app.config
+    header, secret = request.headers.get(HEADER), config["ELEVENLABS_WEBHOOK_SECRET"]
+    limit = config.get("WEBHOOK_READ_LIMITS", READ_LIMITS)[endpoint]
+    past, future = config["WEBHOOK_TOLERANCE_PAST"], config["WEBHOOK_TOLERANCE_FUTURE"]
     try:
-        timed = _timed(header) if secret else None
+        timed = fresh(header, now=time.time(), past=past, future=future) if secret else None
     except SignatureError as exc:
         # No body can make this header valid: keep a prefix to inspect, read no more.
-        body = _read(INSPECTION_PREFIX + 1)
         rejection = Outcome(deliveries.REJECTED_SIGNATURE, str(exc))
-        return Incoming(endpoint, body, _size(body), False, header, False, rejection)
-    body = _read(limit + 1)
-    incoming = Incoming(endpoint, body, _size(body), len(body) > limit, header)
+        body, size = _read(INSPECTION_PREFIX + 1)
+        return Incoming(endpoint, body, size, False, header, False, rejection)
+    body, size = _read(limit + 1)
+    incoming = Incoming(endpoint, body, size, len(body) > limit, header)
     if incoming.oversized:
         reason = f"the body is over {limit} bytes"
         incoming.rejection = Outcome(deliveries.REJECTED_MALFORMED, reason)
@@ -156,15 +144,8 @@ def read_request(endpoint: str) -> Incoming:
     return incoming
 
 
-def _timed(header: str | None) -> tuple[str, list[str]]:
-    """Return the header's timestamp and digests if it is within our window; else raise."""
-    config = current_app.config
-    past, future = config["WEBHOOK_TOLERANCE_PAST"], config["WEBHOOK_TOLERANCE_FUTURE"]
-    return fresh(header, now=time.time(), past=past, future=future)
-
-
-def _read(most: int) -> bytes:
-    """Return at most ``most`` bytes of the request body."""
+def _read(most: int) -> tuple[bytes, int]:
+    """Return at most ``most`` bytes of the request body, and its size as sent."""
     # Ask for what the body says it holds (the stream ends there), not for the
     # endpoint's limit, which would allocate that much for every short line.
     sent = request.content_length
@@ -176,43 +157,32 @@ def _read(most: int) -> bytes:
             break
         chunks.append(chunk)
         total += len(chunk)
-    return b"".join(chunks)
-
-
-def _size(body: bytes) -> int:
-    """Return the body's size as sent: its Content-Length, or what was read of it."""
-    return max(request.content_length or 0, len(body))
+    return b"".join(chunks), max(sent or 0, total)
 
 
 def _handle(conn, incoming: Incoming) -> tuple[Outcome, int | None]:
     """Apply a delivery that passed screening and record it, together; record a refused one."""
-    if incoming.rejection is not None:
-        return incoming.rejection, _record_refused(conn, incoming)
-    if incoming.endpoint == deliveries.TRANSCRIPTION:
+    if (outcome := incoming.rejection) is not None:
+        unsigned = current_app.config["ELEVENLABS_WEBHOOK_SECRET"] and not incoming.signature_valid
+        if unsigned and not current_app.extensions["webhook_unsigned_budget"].take():
+            metrics.record_unrecorded_delivery(incoming.endpoint)
+            return outcome, None
+    elif incoming.endpoint == deliveries.TRANSCRIPTION:
         # A new line and its record are one statement (one round trip, atomic by
         # itself); a line not saved changed nothing, and is recorded on its own.
         accepted = incoming.logged(Outcome(deliveries.ACCEPTED))
         outcome = apply.apply(conn, incoming.endpoint, incoming.body, received=accepted)
-        recorded = outcome.delivery_id
-        return outcome, recorded or deliveries.record(conn, incoming.logged(outcome), outcome)
-    # One transaction: the delivery's changes and its record commit together or
-    # not at all. Not pipeline mode alone: its Sync commits what ran even when
-    # our code raised between the two statements.
-    with conn.transaction():
-        price = current_app.config.get("ELEVENLABS_USD_PER_CREDIT")
-        outcome = apply.apply(conn, incoming.endpoint, incoming.body, usd_per_credit=price)
-        return outcome, deliveries.record(conn, incoming.logged(outcome), outcome)
-
-
-def _record_refused(conn, incoming: Incoming) -> int | None:
-    """Record a refused delivery, unless unsigned ones are over their budget; None if not."""
-    outcome = incoming.rejection
-    # Anyone can send these, as fast as they like: what they can make us store is bounded.
-    unsigned = current_app.config["ELEVENLABS_WEBHOOK_SECRET"] and not incoming.signature_valid
-    if unsigned and not current_app.extensions["webhook_unsigned_budget"].take():
-        metrics.record_unrecorded_delivery(incoming.endpoint)
-        return None
-    return deliveries.record(conn, incoming.logged(outcome), outcome)
+        if outcome.delivery_id is not None:
+            return outcome, outcome.delivery_id
+    else:
+        # One transaction: the delivery's changes and its record commit together or
+        # not at all. Not pipeline mode alone: its Sync commits what ran even when
+        # our code raised between the two statements.
+        with conn.transaction():
+            price = current_app.config.get("ELEVENLABS_USD_PER_CREDIT")
+            outcome = apply.apply(conn, incoming.endpoint, incoming.body, usd_per_credit=price)
+            return outcome, deliveries.record(conn, incoming.logged(outcome), outcome)
+    return outcome, deliveries.record(conn, incoming.logged(outcome), outcome)
 
 
 @bp.record_once
@@ -221,40 +191,39 @@ def _make_unsigned_budget(state) -> None:
     state.app.extensions["webhook_unsigned_budget"] = Budget(per_minute)
 
 
-def _record_error(incoming: Incoming) -> None:
-    """Record a delivery our own code failed on, so it can be replayed after the fix."""
+def _record_failure(conn, incoming: Incoming, reason: str, **kwargs) -> int | None:
+    """Record a delivery that failed on our side, for replay; None when it could not be."""
     metrics.record_webhook_delivery(incoming.endpoint, deliveries.ERROR)
+    if conn is None:
+        return None
     try:
-        outcome = Outcome(deliveries.ERROR, "an unexpected error; see the logs", incoming.named())
-        deliveries.record(get_conn(), incoming.logged(outcome), outcome)
+        named = payloads.identifiers(incoming.endpoint, payloads.parse_json(incoming.body))
+    except payloads.Rejected:  # unreadable: it names nothing
+        named = {}
+    try:
+        outcome = Outcome(deliveries.ERROR, reason, named)
+        return deliveries.record(conn, incoming.logged(outcome), outcome, **kwargs)
     except (psycopg.Error, PoolTimeout):
         logger.exception("webhook %s could not be recorded", incoming.endpoint)
+        return None
 
 
 def _database_failed(conn, incoming: Incoming, exc: Exception) -> ApiError:
     """Record a delivery the database failed on, for replay; return the 503 to answer.
 
-    A database that is up but refused (a lock or statement timeout, a deadlock)
-    records it on the same connection. A connection that broke may be one killed
-    backend or a failover, not a database down: the delivery is recorded on a
-    fresh connection if the pool can give one. Only a delivery that could not be
-    recorded at all is answered ``database_unavailable``.
+    A broken connection may be one killed backend or a failover, not a database
+    down: the delivery is then recorded on a fresh connection if the pool has one.
     """
     reason = f"the database could not apply it just now ({type(exc).__name__}: {first_line(exc)})"
     logger.error("webhook %s: %s", incoming.endpoint, reason)
-    metrics.record_webhook_delivery(incoming.endpoint, deliveries.ERROR)
     if isinstance(exc, PoolTimeout):
         conn = None
     elif unreachable(exc, conn):
-        conn = _fresh_connection()
-    delivery_id = None
-    if conn is not None:
         try:
-            outcome = Outcome(deliveries.ERROR, reason, incoming.named())
-            logged = incoming.logged(outcome)
-            delivery_id = deliveries.record(conn, logged, outcome, http_status=503)
+            conn = fresh_conn()
         except (psycopg.Error, PoolTimeout):
-            logger.exception("webhook %s could not be recorded", incoming.endpoint)
+            conn = None
+    delivery_id = _record_failure(conn, incoming, reason, http_status=503)
     if delivery_id is None:
         logger.error("webhook %s not recorded: database unavailable", incoming.endpoint)
         return ApiError(
@@ -268,29 +237,3 @@ def _database_failed(conn, incoming: Incoming, exc: Exception) -> ApiError:
         code="database_error",
         details={"reason": reason, "delivery_id": delivery_id},
     )
-
-
-def _fresh_connection():
-    """Return a working connection instead of the broken one, or None when none can be had."""
-    try:
-        return fresh_conn()
-    except (psycopg.Error, PoolTimeout):
-        return None
-
-
-def _respond(outcome: Outcome, delivery_id: int | None):
-    if outcome.status == 200:
-        return {"status": outcome.outcome, "delivery_id": delivery_id}
-    if outcome.status >= 400:
-        logger.warning("webhook delivery %s %s: %s", delivery_id, outcome.outcome, outcome.reason)
-    raise ApiError(
-        MESSAGES[outcome.outcome],
-        status=outcome.status,
-        code=outcome.outcome,
-        details={"reason": outcome.reason, "delivery_id": delivery_id},
-    )
-
-
-def _printable(header: str | None) -> str | None:
-    """Return a header value fit for a text column (no NUL), at most 500 characters."""
-    return header.replace("\x00", "")[:500] if header else None

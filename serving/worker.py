@@ -1,19 +1,11 @@
 """gunicorn's gthread worker, but a connection gets a thread only once its request head is whole.
 
-Read against gunicorn 27.0.1 (workers/gthread.py). There, a new connection
-takes a pool thread at once and waits in it up to 5 s for a first byte, and a
-request line sent in part holds its thread for as long as the client stays
-silent: about 20 idle clients against 2 workers x 8 threads stopped /healthz
-answering. Here every new or kept-alive connection waits on the worker's
-poller instead, among gunicorn's ``pending_conns`` with their keepalive
-timeout, while what it sends is gathered; gunicorn's own code takes over once
-the head ends. A stopping worker keeps polling its pending connections through
-the graceful period (ThreadWorker.run), so a request arriving on one then is
-still answered; gunicorn's path that closes a deferred connection when the
-worker stops (finish_request on _DEFER) is never taken, since no connection
-reaches a thread before its data. A body is still read by the thread: a client
-dripping one holds it, which is what the buffering proxy in front is for
-(deploy/nginx.conf).
+Read against gunicorn 27.0.1 (workers/gthread.py); README, "Idle and slow clients",
+says why. Every new or kept-alive connection waits among gunicorn's ``pending_conns``
+(with their keepalive timeout, and polled through a graceful stop) while its head
+is gathered; gunicorn's own code takes over once the head ends. Its close of a
+deferred connection at stop (finish_request on _DEFER) is never taken: no
+connection reaches a thread before its data.
 """
 
 import errno

@@ -26,7 +26,7 @@ class DevServer:
         self.env = {
             **base,
             "EMBEDDED_PGDATA": str(data),
-            # serve.py's run folder (metrics) outlives a kill -9: keep it here.
+            # gunicorn's metrics folder goes here, not into the machine's /tmp.
             "TMPDIR": str(data.parent),
             "PORT": str(self.port),
             "SIMULATOR_CALL_SECONDS": "1",
