@@ -12,7 +12,7 @@ from psycopg.rows import class_row
 TRANSCRIPTION = "transcription"
 POST_CALL = "post-call"
 
-# Outcomes, and the HTTP status each is answered with.
+# Outcomes of a delivery.
 ACCEPTED = "accepted"  # something was saved or a call moved on
 DUPLICATE = "duplicate"  # already saved: nothing changed
 ACKNOWLEDGED = "acknowledged"  # an event type we do not store (audio, unknown types)
@@ -24,21 +24,16 @@ NO_CONVERSATION_ID = "no_conversation_id"
 CONFLICT = "conflict"  # the delivery contradicts what we already know
 ERROR = "error"  # our fault: a bug or the database; retried by ElevenLabs if enabled
 
-STATUS = {
-    ACCEPTED: 200,
-    DUPLICATE: 200,
-    ACKNOWLEDGED: 200,
-    STALE: 200,
-    REJECTED_SIGNATURE: 401,
-    REJECTED_MALFORMED: 400,
-    UNKNOWN_CALL: 400,
-    NO_CONVERSATION_ID: 400,
-    CONFLICT: 400,
-    ERROR: 500,
-}
 SETTLED = (ACCEPTED, DUPLICATE, ACKNOWLEDGED, STALE)
 # A bad signature is never replayed: its body is not known to come from ElevenLabs.
 REPLAYABLE = (REJECTED_MALFORMED, UNKNOWN_CALL, NO_CONVERSATION_ID, CONFLICT, ERROR)
+# The HTTP status each outcome is answered with.
+STATUS = {
+    **dict.fromkeys(SETTLED, 200),
+    REJECTED_SIGNATURE: 401,
+    **dict.fromkeys(REPLAYABLE, 400),
+    ERROR: 500,
+}
 
 
 @dataclass(frozen=True)

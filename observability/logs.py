@@ -42,20 +42,23 @@ class Redact(logging.Filter):
         super().__init__()
         self.secrets: set[str] = set()
 
-    def clean(self, text: str) -> str:
+    def clean(self, value):
+        """Return ``value`` with secrets replaced and phone numbers masked in every string in it."""
+        if isinstance(value, dict):
+            return {key: self.clean(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.clean(item) for item in value]
+        if not isinstance(value, str):
+            return value
         for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        return mask_phones_in(text)
+            value = value.replace(secret, REDACTED)
+        return mask_phones_in(value)
 
     def field(self, key: str, value):
-        """Return an extra field's value cleaned: text cut and cleaned, containers cleaned."""
+        """Return an extra field's value cleaned, a string cut first."""
         if key == "request_id":  # ours or a UUID: no phone number, no secret, needed whole
             return value
-        if isinstance(value, str):
-            return self.clean(value[:MAX_FIELD_CHARS])
-        if isinstance(value, dict | list | tuple):
-            return json.loads(self.clean(json.dumps(value, default=str)))
-        return value
+        return self.clean(value[:MAX_FIELD_CHARS] if isinstance(value, str) else value)
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = self.clean(record.getMessage()), None
@@ -125,14 +128,8 @@ def redactor() -> Redact:
 
 
 def scrub(value):
-    """Return a copy of ``value`` (a Sentry event: dicts, lists, strings) cleaned like a log."""
-    if isinstance(value, str):
-        return redactor().clean(value)
-    if isinstance(value, dict):
-        return {key: scrub(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub(item) for item in value]
-    return value
+    """Return a copy of ``value`` (a Sentry event) cleaned like a log."""
+    return redactor().clean(value)
 
 
 def bind(**fields) -> None:
