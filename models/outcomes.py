@@ -1,8 +1,7 @@
-"""A call's outcome: what ElevenLabs made of the conversation — verdict, summary, answers, cost.
+"""A call's outcome: what ElevenLabs made of the conversation, kept in ``call_outcomes`` (009).
 
-Read from a post-call webhook's ``data`` or from ``GET /v1/convai/conversations/{id}``
-(the same shape), kept in ``call_outcomes`` (009). Unknown stays None (NULL), never
-0. ``termination_reason`` and the duration are the call row's; ``of_call`` joins them.
+Unknown stays None (NULL), never 0. ``termination_reason`` and the duration are
+the call row's; ``of_call`` joins them.
 """
 
 from dataclasses import dataclass
@@ -10,8 +9,6 @@ from decimal import Decimal
 
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
-
-from models.calls import BIGINT_MAX
 
 VERDICTS = ("success", "failure", "unknown")
 
@@ -26,52 +23,6 @@ class Outcome:
     cost_usd: Decimal | None = None
     termination_reason: str | None = None
     duration_secs: int | None = None
-
-
-def _dict(value) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def _count(value) -> int | None:
-    # bool is an int to Python, never a count to ElevenLabs; 16.0 is 16; nan and inf are not.
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value if 0 <= value <= BIGINT_MAX else None
-
-
-def outcome_from_conversation(data: dict, *, usd_per_credit: Decimal | None = None) -> Outcome:
-    """Read the outcome from a conversation's ``data``; any field may be missing or null.
-
-    ElevenLabs prices a call in credits (``metadata.cost``); dollars are known only
-    from the plan's price of a credit, when the caller knows it.
-    """
-    data = _dict(data)
-    analysis, metadata = _dict(data.get("analysis")), _dict(data.get("metadata"))
-    verdict = analysis.get("call_successful")
-    results = analysis.get("data_collection_results")  # {name: {value, rationale, …}}
-    answers = {
-        str(name): item.get("value")
-        for name, item in _dict(results).items()
-        if isinstance(item, dict)
-    }
-    evaluation = analysis.get("evaluation_criteria_results")
-    credits = _count(metadata.get("cost"))
-    return Outcome(
-        call_successful=verdict if verdict in VERDICTS else None,
-        summary=_text(analysis.get("transcript_summary")),
-        data_collection=answers if isinstance(results, dict) else None,
-        evaluation=evaluation if isinstance(evaluation, dict) else None,
-        cost_credits=credits,
-        cost_usd=None if credits is None or usd_per_credit is None else credits * usd_per_credit,
-        termination_reason=_text(metadata.get("termination_reason")),
-        duration_secs=_count(metadata.get("call_duration_secs")),
-    )
 
 
 # Known values are never replaced by unknown ones; a row that would not change

@@ -101,7 +101,7 @@ def parse(event_type: str, data: dict, usd_per_credit: Decimal | None = None) ->
             notes,
             max_length=MAX_TERMINATION_REASON_LENGTH,
         ),
-        outcome=call_outcome.checked(data, usd_per_credit, notes),
+        outcome=call_outcome.of_conversation(data, usd_per_credit=usd_per_credit, notes=notes),
         notes=tuple(notes),
     )
 
