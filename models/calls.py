@@ -51,8 +51,7 @@ def new_call_sid() -> str:
 
 
 def _one(conn, query, params) -> Call | None:
-    with conn.cursor(row_factory=class_row(Call)) as cur:
-        return cur.execute(query, params).fetchone()
+    return conn.cursor(row_factory=class_row(Call)).execute(query, params).fetchone()
 
 
 def create(conn, *, driver_id: int, phone_number: str, driver_name: str | None = None) -> Call:
@@ -187,18 +186,16 @@ def mark_completed(
 
 def stuck_initiating(conn, *, older_than_minutes: float, limit: int = 100) -> list[Call]:
     """Return calls still ``initiating`` after this long: the process died mid-call."""
-    with conn.cursor(row_factory=class_row(Call)) as cur:
-        return cur.execute(
-            f"""
-            SELECT {COLUMNS} FROM calls
-             WHERE status = 'initiating' AND created_at < now() - make_interval(secs => %s)
-             ORDER BY created_at
-             LIMIT %s
-            """,
-            # The status written out, not bound: a prepared generic plan can then
-            # still use the partial index calls_initiating_created_at_idx (007).
-            (older_than_minutes * 60, limit),
-        ).fetchall()
+    # The status written out, not bound: a prepared generic plan can then still
+    # use the partial index calls_initiating_created_at_idx (007).
+    query = f"""
+        SELECT {COLUMNS} FROM calls
+         WHERE status = 'initiating' AND created_at < now() - make_interval(secs => %s)
+         ORDER BY created_at
+         LIMIT %s
+    """
+    rows = conn.cursor(row_factory=class_row(Call)).execute(query, (older_than_minutes * 60, limit))
+    return rows.fetchall()
 
 
 def latest(
@@ -221,5 +218,5 @@ def latest(
     query = sql.SQL("SELECT {} FROM calls {} ORDER BY id DESC LIMIT %s").format(
         sql.SQL(COLUMNS), sql.SQL("WHERE ") + where if given else sql.SQL("")
     )
-    with conn.cursor(row_factory=class_row(Call)) as cur:
-        return cur.execute(query, [value for *_, value in given] + [limit]).fetchall()
+    params = [value for *_, value in given] + [limit]
+    return conn.cursor(row_factory=class_row(Call)).execute(query, params).fetchall()
