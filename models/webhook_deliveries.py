@@ -110,11 +110,8 @@ def record(conn, received: Received, outcome: Outcome, *, http_status: int | Non
 
 def lock(conn, delivery_id: int) -> Delivery | None:
     """Return a delivery locked for replay (inside the caller's transaction), or None."""
-    with conn.cursor(row_factory=class_row(Delivery)) as cur:
-        return cur.execute(
-            f"SELECT {COLUMNS} FROM webhook_deliveries WHERE id = %s FOR UPDATE",
-            (delivery_id,),
-        ).fetchone()
+    query = f"SELECT {COLUMNS} FROM webhook_deliveries WHERE id = %s FOR UPDATE"
+    return conn.cursor(row_factory=class_row(Delivery)).execute(query, (delivery_id,)).fetchone()
 
 
 def replay_candidates(conn, *, since: datetime) -> list[int]:

@@ -70,6 +70,9 @@ class Redact(logging.Filter):
         return True
 
 
+REDACT = Redact()
+
+
 class Formatter(JsonFormatter):
     """python-json-logger's JSON line, the traceback cleaned too.
 
@@ -77,12 +80,8 @@ class Formatter(JsonFormatter):
     for the handlers after ours (Sentry's).
     """
 
-    def __init__(self, redact: Redact):
-        super().__init__(list(FIELDS), rename_fields={**FIELDS, "exc_info": "exc"}, timestamp="ts")
-        self.redact = redact
-
     def formatException(self, ei) -> str:
-        return self.redact.clean(super().formatException(ei))
+        return REDACT.clean(super().formatException(ei))
 
 
 class StderrHandler(logging.StreamHandler):
@@ -90,9 +89,10 @@ class StderrHandler(logging.StreamHandler):
 
     def __init__(self):
         logging.Handler.__init__(self)  # not StreamHandler's, which would fix the stream now
-        self.redact = Redact()
-        self.addFilter(self.redact)
-        self.setFormatter(Formatter(self.redact))
+        self.addFilter(REDACT)
+        self.setFormatter(
+            Formatter(list(FIELDS), rename_fields={**FIELDS, "exc_info": "exc"}, timestamp="ts")
+        )
 
     @property
     def stream(self):
@@ -101,7 +101,7 @@ class StderrHandler(logging.StreamHandler):
     def info_line(self, logger: logging.Logger, msg: str, fields: dict) -> None:
         """Write the line ``logger.info(msg, extra=fields)`` writes, without making a record."""
         line = {"level": "INFO", "logger": logger.name, "pid": os.getpid(), "msg": msg}
-        line.update((key, self.redact.field(key, value)) for key, value in fields.items())
+        line.update((key, REDACT.field(key, value)) for key, value in fields.items())
         line["ts"] = datetime.now(UTC).isoformat()
         try:
             with self.lock:
@@ -116,12 +116,12 @@ HANDLER = StderrHandler()  # on the root logger once an app is made
 
 def redactor() -> Redact:
     """Return the filter on the JSON handler (Sentry's scrubber uses it too)."""
-    return HANDLER.redact
+    return REDACT
 
 
 def scrub(value):
     """Return a copy of ``value`` (a Sentry event) cleaned like a log."""
-    return HANDLER.redact.clean(value)
+    return REDACT.clean(value)
 
 
 def bind(**fields) -> None:
