@@ -60,7 +60,7 @@ def apply(conn, document, *, usd_per_credit: Decimal | None = None) -> Outcome:
     """
     envelope = obj(document, "the body")
     event_type = text(envelope.get("type"), "type")
-    if event_type not in TWILIO_CALL_SID:
+    if event_type not in (POST_CALL_TRANSCRIPTION, CALL_INITIATION_FAILURE):
         return Outcome(deliveries.ACKNOWLEDGED, f"{event_type} events are acknowledged, not stored")
     event = parse(event_type, obj(envelope.get("data"), "data"), usd_per_credit)
     call = attach_conversation(conn, find_call(conn, event), event)
