@@ -1,20 +1,13 @@
 """The Call: one outbound call to a driver, from the row written before dialling to its end.
 
-Life of a call (``status``):
-
-    initiating ──► initiated ──► completed
-         │             │             ▲
-         └──► failed ◄─┘             │ (a post-call transcript proves the call happened,
-                 └───────────────────┘  e.g. after our request timed out)
-
-``completed`` is final; ``failed`` only gives way to ``completed``. Every
-transition below is one guarded UPDATE, so a late or repeated webhook can never
-move a call backwards. Functions take a connection first and never commit on
-their own account: the caller decides the transaction.
+Status: ``initiating`` → ``initiated`` → ``completed``, or → ``failed``; ``completed``
+is final and ``failed`` gives way only to ``completed`` (a post-call transcript
+proves the call happened, e.g. after our request timed out). Every transition is
+one guarded UPDATE, so a late or repeated webhook never moves a call backwards.
 """
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from psycopg import sql
@@ -26,13 +19,10 @@ INITIATING = "initiating"
 INITIATED = "initiated"
 FAILED = "failed"
 COMPLETED = "completed"
-TERMINAL = (FAILED, COMPLETED)
 
 
 @dataclass
 class Call:
-    """A row of ``calls`` as the service sees it."""
-
     id: int
     call_sid: str
     driver_id: int | None
@@ -52,11 +42,7 @@ class Call:
     termination_reason: str | None
 
 
-COLUMNS = """
-    id, call_sid, driver_id, driver_name, phone_number, conversation_id, status,
-    failure_reason, twilio_call_sid, created_at, updated_at, api_called_at,
-    initiated_at, failed_at, completed_at, call_duration_secs, termination_reason
-"""
+COLUMNS = ", ".join(field.name for field in fields(Call))
 
 
 def new_call_sid() -> str:
@@ -64,18 +50,11 @@ def new_call_sid() -> str:
     return "cs_" + secrets.token_hex(16)
 
 
-def _one(conn, query: str, params) -> Call | None:
-    with conn.cursor(row_factory=class_row(Call)) as cur:
-        return cur.execute(query, params).fetchone()
+def _one(conn, query, params) -> Call | None:
+    return conn.cursor(row_factory=class_row(Call)).execute(query, params).fetchone()
 
 
-def create(
-    conn,
-    *,
-    driver_id: int,
-    phone_number: str,
-    driver_name: str | None = None,
-) -> Call:
+def create(conn, *, driver_id: int, phone_number: str, driver_name: str | None = None) -> Call:
     """Insert a call in ``initiating`` with a fresh call_sid and no conversation."""
     return _one(
         conn,
@@ -93,37 +72,27 @@ def create_unless_suppressed(
 ) -> tuple[Call, datetime] | None:
     """Insert a call ``initiating`` unless its number is suppressed; return it and the clock.
 
-    None when the number is on the suppression list: nothing is written. The
-    clock is the database's, read once the row is written (``created_at`` is the
-    statement's start): the call's ``api_called_at`` when it is dialled next, so
-    ``created_at <= api_called_at`` compares two readings of one clock. One
-    statement, one round trip, for the single-call endpoint.
+    The clock is the database's, read once the row is written (``created_at`` is
+    the statement's start): the call's ``api_called_at``, so ``created_at <=
+    api_called_at`` compares two readings of one clock, in one round trip.
     """
     row = conn.execute(
         f"""
         INSERT INTO calls (call_sid, driver_id, driver_name, phone_number, status)
-        SELECT %(call_sid)s, %(driver_id)s, %(driver_name)s, %(phone_number)s, %(initiating)s
-         WHERE NOT EXISTS (SELECT 1 FROM suppressions WHERE phone_number = %(phone_number)s)
+        SELECT %s, %s, %s, %s, %s
+         WHERE NOT EXISTS (SELECT 1 FROM suppressions WHERE phone_number = %s)
         RETURNING {COLUMNS}, clock_timestamp()
         """,
-        {
-            "call_sid": call_sid,
-            "driver_id": driver_id,
-            "driver_name": driver_name,
-            "phone_number": phone_number,
-            "initiating": INITIATING,
-        },
+        (call_sid, driver_id, driver_name, phone_number, INITIATING, phone_number),
     ).fetchone()
     return None if row is None else (Call(*row[:-1]), row[-1])
 
 
 def by_call_sid(conn, call_sid: str) -> Call | None:
-    """Return the call with this call_sid, or None."""
     return _one(conn, f"SELECT {COLUMNS} FROM calls WHERE call_sid = %s", (call_sid,))
 
 
 def by_conversation_id(conn, conversation_id: str) -> Call | None:
-    """Return the call of this ElevenLabs conversation, or None."""
     return _one(conn, f"SELECT {COLUMNS} FROM calls WHERE conversation_id = %s", (conversation_id,))
 
 
@@ -146,25 +115,17 @@ def mark_initiated(
         conn,
         f"""
         UPDATE calls
-           SET status = CASE WHEN status = %(initiating)s THEN %(initiated)s ELSE status END,
-               initiated_at = CASE WHEN status = %(initiating)s THEN now() ELSE initiated_at END,
-               conversation_id = COALESCE(conversation_id, %(conversation_id)s),
-               twilio_call_sid = COALESCE(twilio_call_sid, %(twilio_call_sid)s),
-               api_called_at = COALESCE(api_called_at, %(api_called_at)s),
-               failure_reason = COALESCE(%(note)s, failure_reason),
+           SET status = CASE WHEN status = 'initiating' THEN 'initiated' ELSE status END,
+               initiated_at = CASE WHEN status = 'initiating' THEN now() ELSE initiated_at END,
+               conversation_id = COALESCE(conversation_id, %s),
+               twilio_call_sid = COALESCE(twilio_call_sid, %s),
+               api_called_at = COALESCE(api_called_at, %s),
+               failure_reason = COALESCE(%s, failure_reason),
                updated_at = now()
-         WHERE call_sid = %(call_sid)s
+         WHERE call_sid = %s
         RETURNING {COLUMNS}
         """,
-        {
-            "initiating": INITIATING,
-            "initiated": INITIATED,
-            "conversation_id": conversation_id,
-            "twilio_call_sid": twilio_call_sid,
-            "api_called_at": api_called_at,
-            "note": note,
-            "call_sid": call_sid,
-        },
+        (conversation_id, twilio_call_sid, api_called_at, note, call_sid),
     )
 
 
@@ -176,13 +137,13 @@ def mark_failed(
         conn,
         f"""
         UPDATE calls
-           SET status = %s, failure_reason = %s,
+           SET status = 'failed', failure_reason = %s,
                api_called_at = COALESCE(api_called_at, %s),
                failed_at = now(), updated_at = now()
-         WHERE call_sid = %s AND status NOT IN (%s, %s)
+         WHERE call_sid = %s AND status NOT IN ('failed', 'completed')
         RETURNING {COLUMNS}
         """,
-        (FAILED, reason, api_called_at, call_sid, FAILED, COMPLETED),
+        (reason, api_called_at, call_sid),
     )
 
 
@@ -212,31 +173,29 @@ def mark_completed(
         conn,
         f"""
         UPDATE calls
-           SET status = %s, completed_at = now(), updated_at = now(),
+           SET status = 'completed', completed_at = now(), updated_at = now(),
                call_duration_secs = COALESCE(%s, call_duration_secs),
                termination_reason = COALESCE(%s, termination_reason),
                twilio_call_sid = COALESCE(twilio_call_sid, %s)
-         WHERE call_sid = %s AND status <> %s
+         WHERE call_sid = %s AND status <> 'completed'
         RETURNING {COLUMNS}
         """,
-        (COMPLETED, call_duration_secs, termination_reason, twilio_call_sid, call_sid, COMPLETED),
+        (call_duration_secs, termination_reason, twilio_call_sid, call_sid),
     )
 
 
 def stuck_initiating(conn, *, older_than_minutes: float, limit: int = 100) -> list[Call]:
     """Return calls still ``initiating`` after this long: the process died mid-call."""
-    with conn.cursor(row_factory=class_row(Call)) as cur:
-        return cur.execute(
-            f"""
-            SELECT {COLUMNS} FROM calls
-             WHERE status = 'initiating' AND created_at < now() - make_interval(secs => %s)
-             ORDER BY created_at
-             LIMIT %s
-            """,
-            # 'initiating' written out, not bound: a prepared generic plan can then
-            # still use the partial index calls_initiating_created_at_idx (007).
-            (older_than_minutes * 60, limit),
-        ).fetchall()
+    # The status written out, not bound: a prepared generic plan can then still
+    # use the partial index calls_initiating_created_at_idx (007).
+    query = f"""
+        SELECT {COLUMNS} FROM calls
+         WHERE status = 'initiating' AND created_at < now() - make_interval(secs => %s)
+         ORDER BY created_at
+         LIMIT %s
+    """
+    rows = conn.cursor(row_factory=class_row(Call)).execute(query, (older_than_minutes * 60, limit))
+    return rows.fetchall()
 
 
 def latest(
@@ -250,15 +209,14 @@ def latest(
     """Return the newest calls first, optionally filtered, paginated by id."""
     # Only the filters given appear in the SQL: "(%s IS NULL OR …)" would leave a
     # prepared generic plan unable to choose calls_driver_id_idx (007).
-    given = {"id <": before_id, "status =": status, "driver_id =": driver_id}
-    conditions = [
+    given = [("id", "<", before_id), ("status", "=", status), ("driver_id", "=", driver_id)]
+    given = [(column, operator, value) for column, operator, value in given if value is not None]
+    where = sql.SQL(" AND ").join(
         sql.SQL("{} {} %s").format(sql.Identifier(column), sql.SQL(operator))
-        for column, operator in (key.split() for key, value in given.items() if value is not None)
-    ]
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
-    query = sql.SQL("SELECT {} FROM calls{} ORDER BY id DESC LIMIT %s").format(
-        sql.SQL(COLUMNS), where
+        for column, operator, _ in given
     )
-    params = [value for value in given.values() if value is not None] + [limit]
-    with conn.cursor(row_factory=class_row(Call)) as cur:
-        return cur.execute(query, params).fetchall()
+    query = sql.SQL("SELECT {} FROM calls {} ORDER BY id DESC LIMIT %s").format(
+        sql.SQL(COLUMNS), sql.SQL("WHERE ") + where if given else sql.SQL("")
+    )
+    params = [value for *_, value in given] + [limit]
+    return conn.cursor(row_factory=class_row(Call)).execute(query, params).fetchall()

@@ -1,9 +1,6 @@
-"""Idempotency keys: which call a keyed call request created, and the answer it got.
+"""Idempotency keys: which call a keyed call request created, and the answer it got."""
 
-Functions take a connection first and never commit on their own account.
-"""
-
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from psycopg.rows import class_row
@@ -12,8 +9,6 @@ from psycopg.types.json import Jsonb
 
 @dataclass
 class IdempotencyKey:
-    """A row of ``idempotency_keys``."""
-
     key: str
     request_hash: str
     call_sid: str
@@ -22,7 +17,7 @@ class IdempotencyKey:
     created_at: datetime
 
 
-COLUMNS = "key, request_hash, call_sid, response_status, response_body, created_at"
+COLUMNS = ", ".join(column.name for column in fields(IdempotencyKey))
 
 
 def claim(conn, key: str, request_hash: str, call_sid: str) -> IdempotencyKey | None:

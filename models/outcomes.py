@@ -1,10 +1,7 @@
-"""A call's outcome: what ElevenLabs made of the conversation — verdict, summary, answers, cost.
+"""A call's outcome: what ElevenLabs made of the conversation, kept in ``call_outcomes`` (009).
 
-Read from a post-call webhook's ``data`` or from ``GET /v1/convai/conversations/{id}``
-(the same shape), kept in ``call_outcomes`` (009), one row per call. Unknown stays
-None (NULL), never 0. ``termination_reason`` and the duration belong to the call
-row (005), written when the call completes; ``of_call`` reads them with the rest.
-Functions take a connection first and never commit on their own account.
+Unknown stays None (NULL), never 0. ``termination_reason`` and the duration are
+the call row's; ``of_call`` joins them.
 """
 
 from dataclasses import dataclass
@@ -13,15 +10,11 @@ from decimal import Decimal
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from models.calls import BIGINT_MAX
-
 VERDICTS = ("success", "failure", "unknown")
 
 
 @dataclass
 class Outcome:
-    """What is known of how a call went; None where it is not (yet) known."""
-
     call_successful: str | None = None
     summary: str | None = None
     data_collection: dict | None = None  # {name: value}, the driver's answers
@@ -30,55 +23,6 @@ class Outcome:
     cost_usd: Decimal | None = None
     termination_reason: str | None = None
     duration_secs: int | None = None
-
-
-def _dict(value) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def _count(value) -> int | None:
-    # bool is an int to Python, never a count to ElevenLabs; 16.0 is 16; nan and inf are not.
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value if 0 <= value <= BIGINT_MAX else None
-
-
-def answers(results) -> dict | None:
-    """Flatten ElevenLabs' ``{name: {value, rationale, …}}`` to ``{name: value}``."""
-    if not isinstance(results, dict):
-        return None
-    return {
-        str(name): item.get("value") for name, item in results.items() if isinstance(item, dict)
-    }
-
-
-def outcome_from_conversation(data: dict, *, usd_per_credit: Decimal | None = None) -> Outcome:
-    """Read the outcome from a conversation's ``data``; any field may be missing or null.
-
-    ElevenLabs prices a call in credits (``metadata.cost``); dollars are known only
-    from the plan's price of a credit, when the caller knows it.
-    """
-    data = _dict(data)
-    analysis, metadata = _dict(data.get("analysis")), _dict(data.get("metadata"))
-    verdict = analysis.get("call_successful")
-    evaluation = analysis.get("evaluation_criteria_results")
-    credits = _count(metadata.get("cost"))
-    return Outcome(
-        call_successful=verdict if verdict in VERDICTS else None,
-        summary=_text(analysis.get("transcript_summary")),
-        data_collection=answers(analysis.get("data_collection_results")),
-        evaluation=evaluation if isinstance(evaluation, dict) else None,
-        cost_credits=credits,
-        cost_usd=None if credits is None or usd_per_credit is None else credits * usd_per_credit,
-        termination_reason=_text(metadata.get("termination_reason")),
-        duration_secs=_count(metadata.get("call_duration_secs")),
-    )
 
 
 # Known values are never replaced by unknown ones; a row that would not change
@@ -117,17 +61,10 @@ SELECT o.call_successful, o.summary, o.data_collection, o.evaluation, o.cost_cre
 
 def save(conn, call_id: int, outcome: Outcome) -> bool:
     """Store a call's outcome, keeping what is known; return whether anything changed."""
-    params = {
-        "call_id": call_id,
-        "call_successful": outcome.call_successful,
-        "summary": outcome.summary,
-        "data_collection": None
-        if outcome.data_collection is None
-        else Jsonb(outcome.data_collection),
-        "evaluation": None if outcome.evaluation is None else Jsonb(outcome.evaluation),
-        "cost_credits": outcome.cost_credits,
-        "cost_usd": outcome.cost_usd,
-    }
+    params = {**vars(outcome), "call_id": call_id}
+    for name in ("data_collection", "evaluation"):
+        if params[name] is not None:
+            params[name] = Jsonb(params[name])
     return conn.execute(SAVE, params).fetchone() is not None
 
 

@@ -2,10 +2,9 @@
 
 ElevenLabs never retries a 4xx, so this log is the only record of what was
 rejected; a rejected delivery is replayed from here once its cause is fixed.
-Functions take a connection first and never commit on their own account.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field, fields
 from datetime import datetime
 
 from psycopg.rows import class_row
@@ -13,7 +12,7 @@ from psycopg.rows import class_row
 TRANSCRIPTION = "transcription"
 POST_CALL = "post-call"
 
-# Outcomes, and the HTTP status each is answered with.
+# Outcomes of a delivery.
 ACCEPTED = "accepted"  # something was saved or a call moved on
 DUPLICATE = "duplicate"  # already saved: nothing changed
 ACKNOWLEDGED = "acknowledged"  # an event type we do not store (audio, unknown types)
@@ -25,38 +24,29 @@ NO_CONVERSATION_ID = "no_conversation_id"
 CONFLICT = "conflict"  # the delivery contradicts what we already know
 ERROR = "error"  # our fault: a bug or the database; retried by ElevenLabs if enabled
 
-STATUS = {
-    ACCEPTED: 200,
-    DUPLICATE: 200,
-    ACKNOWLEDGED: 200,
-    STALE: 200,
-    REJECTED_SIGNATURE: 401,
-    REJECTED_MALFORMED: 400,
-    UNKNOWN_CALL: 400,
-    NO_CONVERSATION_ID: 400,
-    CONFLICT: 400,
-    ERROR: 500,
-}
 SETTLED = (ACCEPTED, DUPLICATE, ACKNOWLEDGED, STALE)
 # A bad signature is never replayed: its body is not known to come from ElevenLabs.
 REPLAYABLE = (REJECTED_MALFORMED, UNKNOWN_CALL, NO_CONVERSATION_ID, CONFLICT, ERROR)
+# The HTTP status each outcome is answered with.
+STATUS = {
+    **dict.fromkeys(SETTLED, 200),
+    REJECTED_SIGNATURE: 401,
+    **dict.fromkeys(REPLAYABLE, 400),
+    ERROR: 500,
+}
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of a delivery: the outcome code, why, and what the body named.
-
-    ``delivery_id`` is set when the statement that applied the delivery also recorded it.
-    """
+    """What became of a delivery: the outcome code, why, and what the body named."""
 
     outcome: str
     reason: str | None = None
     identifiers: dict = field(default_factory=dict)
-    delivery_id: int | None = None
+    delivery_id: int | None = None  # set when the line's statement also recorded the delivery
 
     @property
     def status(self) -> int:
-        """Return the HTTP status this outcome is answered with."""
         return STATUS[self.outcome]
 
 
@@ -72,18 +62,12 @@ class Received:
     body_truncated: bool
 
 
-@dataclass
-class Delivery:
-    """A row of ``webhook_deliveries``."""
+@dataclass(frozen=True)
+class Delivery(Received):
+    """A row of ``webhook_deliveries``: what was received, and what became of it."""
 
     id: int
     received_at: datetime
-    endpoint: str
-    signature_valid: bool | None
-    signature_header: str | None
-    body: bytes
-    body_size: int
-    body_truncated: bool
     event_type: str | None
     call_sid: str | None
     conversation_id: str | None
@@ -96,18 +80,13 @@ class Delivery:
     replay_reason: str | None
 
 
-COLUMNS = """
-    id, received_at, endpoint, signature_valid, signature_header, body, body_size,
-    body_truncated, event_type, call_sid, conversation_id, outcome, reason, http_status,
-    replay_count, replayed_at, replay_outcome, replay_reason
-"""
+COLUMNS = ", ".join(column.name for column in fields(Delivery))
 
 
 def record(conn, received: Received, outcome: Outcome, *, http_status: int | None = None) -> int:
     """Insert one delivery with its outcome; return its id.
 
-    ``http_status`` is what the delivery was answered with, when not its outcome's
-    usual one (a 503 for a database error).
+    ``http_status`` overrides the outcome's usual one (a 503 for a database error).
     """
     return conn.execute(
         """
@@ -118,12 +97,7 @@ def record(conn, received: Received, outcome: Outcome, *, http_status: int | Non
         RETURNING id
         """,
         (
-            received.endpoint,
-            received.signature_valid,
-            received.signature_header,
-            received.body,
-            received.body_size,
-            received.body_truncated,
+            *astuple(received),
             outcome.identifiers.get("event_type"),
             outcome.identifiers.get("call_sid"),
             outcome.identifiers.get("conversation_id"),
@@ -136,11 +110,8 @@ def record(conn, received: Received, outcome: Outcome, *, http_status: int | Non
 
 def lock(conn, delivery_id: int) -> Delivery | None:
     """Return a delivery locked for replay (inside the caller's transaction), or None."""
-    with conn.cursor(row_factory=class_row(Delivery)) as cur:
-        return cur.execute(
-            f"SELECT {COLUMNS} FROM webhook_deliveries WHERE id = %s FOR UPDATE",
-            (delivery_id,),
-        ).fetchone()
+    query = f"SELECT {COLUMNS} FROM webhook_deliveries WHERE id = %s FOR UPDATE"
+    return conn.cursor(row_factory=class_row(Delivery)).execute(query, (delivery_id,)).fetchone()
 
 
 def replay_candidates(conn, *, since: datetime) -> list[int]:
@@ -171,16 +142,3 @@ def record_replay(conn, delivery_id: int, outcome: Outcome) -> None:
         """,
         (outcome.outcome, outcome.reason, delivery_id),
     )
-
-
-def outcome_counts(conn, *, since: datetime) -> list[tuple[str, str, int]]:
-    """Return (endpoint, outcome, count) of deliveries received since then."""
-    return conn.execute(
-        """
-        SELECT endpoint, outcome, count(*) FROM webhook_deliveries
-         WHERE received_at >= %s
-         GROUP BY endpoint, outcome
-         ORDER BY endpoint, outcome
-        """,
-        (since,),
-    ).fetchall()

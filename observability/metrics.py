@@ -1,169 +1,112 @@
-"""Prometheus metrics: what the service counts, and ``GET /metrics`` to read it.
+"""Prometheus metrics: what the service counts, and ``GET /metrics`` (bearer token) to read it.
 
-Under gunicorn each worker is a process of its own, so prometheus-client's
-multiprocess mode keeps every worker's values in files under
-``PROMETHEUS_MULTIPROC_DIR`` (gunicorn.conf.py makes sure it is set before any
-worker imports this module) and ``/metrics`` adds them up. Without it (the
-Flask test client, one process) the values stay in memory.
-
-``/metrics`` is not public: it wants ``Authorization: Bearer <token>`` with one
-of ``METRICS_TOKEN`` (comma-separated), or of ``API_TOKENS`` when that is unset.
-
-Other modules record with the ``record_…`` functions, one line at the place
-where the thing happens.
+Under gunicorn each worker is a process: prometheus-client's multiprocess mode
+keeps each worker's values in ``PROMETHEUS_MULTIPROC_DIR`` (set by gunicorn.conf.py
+before any worker imports this) and ``/metrics`` sums them. Other modules count
+through the ``record_…`` functions, where the thing happens.
 """
 
 import os
 import time
 
+import prometheus_client
 from flask import Blueprint, Response, current_app, g, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
 import auth
 from errors import error_response
 
 HTTP_REQUESTS = Counter(
-    "http_requests_total",
-    "HTTP requests answered, by route and status.",
-    ["method", "endpoint", "status"],
+    "http_requests_total", "HTTP requests answered.", ["method", "endpoint", "status"]
 )
 HTTP_LATENCY = Histogram(
     "http_request_duration_seconds",
-    "Time to answer an HTTP request, by route.",
+    "Time to answer an HTTP request.",
     ["method", "endpoint"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 WEBHOOK_DELIVERIES = Counter(
-    "webhook_deliveries_total",
-    "Webhook deliveries received, by endpoint and outcome (accepted, unknown_call, ...).",
-    ["endpoint", "outcome"],
+    "webhook_deliveries_total", "Webhook deliveries received.", ["endpoint", "outcome"]
 )
 WEBHOOK_UNRECORDED = Counter(
-    "webhook_deliveries_unrecorded_total",
-    "Webhook deliveries not signed by ElevenLabs and over the budget for recording them.",
-    ["endpoint"],
+    "webhook_deliveries_unrecorded_total", "Unsigned deliveries over the budget.", ["endpoint"]
 )
 ELEVENLABS_REQUESTS = Counter(
-    "elevenlabs_requests_total",
-    "Outbound-call requests to ElevenLabs, by outcome (ok, timeout, http_429, ...).",
-    ["outcome"],
+    "elevenlabs_requests_total", "Outbound-call requests to ElevenLabs.", ["outcome"]
 )
 ELEVENLABS_LATENCY = Histogram(
     "elevenlabs_request_duration_seconds",
-    "Time ElevenLabs took to answer an outbound-call request, by outcome.",
+    "Time ElevenLabs took to answer an outbound-call request.",
     ["outcome"],
     buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30),
 )
 CONVERSATION_ID_CLASHES = Counter(
     "elevenlabs_conversation_id_clashes_total",
-    "Outbound calls ElevenLabs answered with a conversation_id another call already has.",
+    "ElevenLabs answers with a conversation_id another call has.",
 )
-CALLS_CREATED = Counter(
-    "calls_created_total",
-    "Calls created through the API, by the status the request left them in.",
-    ["status"],
-)
-CALLS_ENDED = Counter(
-    "calls_ended_total",
-    "Calls ended by what ElevenLabs told us (webhook or reconciliation), by final status "
-    "and ElevenLabs' verdict (success, failure, unknown, none).",
-    ["status", "verdict"],
-)
-RECONCILE_RUNS = Counter("reconcile_runs_total", "Reconciliation runs (dry runs are not counted).")
-RECONCILED_CALLS = Counter(
-    "reconcile_calls_total",
-    "Open calls reconciliation looked at, by what became of them (completed, failed, "
-    "still_under_way, left_for_the_next_run, ...).",
-    ["result"],
-)
+CALLS_CREATED = Counter("calls_created_total", "Calls created through the API.", ["status"])
+CALLS_ENDED = Counter("calls_ended_total", "Calls ended.", ["status", "verdict"])
+RECONCILE_RUNS = Counter("reconcile_runs_total", "Reconciliation runs (not dry runs).")
+RECONCILED_CALLS = Counter("reconcile_calls_total", "Calls reconciliation looked at.", ["result"])
 
 # Summed over the live workers: each reports its own pool after every request.
 DB_POOL = Gauge(
     "db_pool_connections",
-    "Database pool connections per state: size (open), available (idle), max.",
+    "Database pool connections: size, available, max.",
     ["state"],
     multiprocess_mode="livesum",
 )
 DB_POOL_WAITING = Gauge(
     "db_pool_requests_waiting",
-    "Requests waiting for a database connection right now.",
+    "Requests waiting for a database connection.",
     multiprocess_mode="livesum",
 )
 
 # Read from the database when /metrics is scraped (by a hook the dispatch part
 # registers): every worker reads the same figures, so the most recent one stands.
-CALLS_IN_FLIGHT = Gauge(
-    "calls_in_flight",
-    "Calls in flight now: initiating or initiated, younger than CALL_MAX_MINUTES.",
-    multiprocess_mode="mostrecent",
-)
+CALLS_IN_FLIGHT = Gauge("calls_in_flight", "Calls in flight.", multiprocess_mode="mostrecent")
 CALLS_IN_FLIGHT_CAP = Gauge(
-    "calls_in_flight_cap",
-    "MAX_CONCURRENT_CALLS: the calls in flight the dispatch workers allow at once.",
-    multiprocess_mode="mostrecent",
+    "calls_in_flight_cap", "MAX_CONCURRENT_CALLS.", multiprocess_mode="mostrecent"
 )
 BATCH_ENTRIES = Gauge(
-    "batch_entries",
-    "Entries of batches still pending or running, per entry state.",
-    ["state"],
-    multiprocess_mode="mostrecent",
+    "batch_entries", "Entries of open batches.", ["state"], multiprocess_mode="mostrecent"
 )
-BATCH_BACKOFFS = Counter(
-    "batch_backoffs_total",
-    "Batch entries put back after ElevenLabs answered 429 (not an attempt; counted by the worker).",
-)
+BATCH_BACKOFFS = Counter("batch_backoffs_total", "Batch entries put back after a 429.")
 
 bp = Blueprint("metrics", __name__)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def record_webhook_delivery(endpoint: str, outcome: str) -> None:
-    """Count one webhook delivery with its outcome."""
     WEBHOOK_DELIVERIES.labels(endpoint, outcome).inc()
 
 
 def record_unrecorded_delivery(endpoint: str) -> None:
-    """Count one unsigned webhook delivery answered but, over the budget, not recorded."""
     WEBHOOK_UNRECORDED.labels(endpoint).inc()
 
 
 def record_elevenlabs_call(outcome: str, seconds: float) -> None:
-    """Count one ElevenLabs request with its outcome, and how long it took."""
     ELEVENLABS_REQUESTS.labels(outcome).inc()
     ELEVENLABS_LATENCY.labels(outcome).observe(seconds)
 
 
 def record_conversation_id_clash() -> None:
-    """Count one ElevenLabs answer whose conversation_id belonged to another call."""
     CONVERSATION_ID_CLASHES.inc()
 
 
 def record_call_outcome(status: str) -> None:
-    """Count one call created through the API, by the status it ended the request in."""
     CALLS_CREATED.labels(status).inc()
 
 
 def record_call_ended(status: str, verdict: str | None) -> None:
-    """Count one call that reached its end (completed or failed), with ElevenLabs' verdict."""
     CALLS_ENDED.labels(status, verdict or "none").inc()
 
 
 def record_batch_backoff() -> None:
-    """Count an entry put back with backoff after ElevenLabs' 429."""
     BATCH_BACKOFFS.inc()
 
 
 def record_dispatch_state(in_flight: int, cap: int, entries: dict[str, int]) -> None:
-    """Set what the dispatch workers are doing now: calls in flight, the cap, entries by state."""
     CALLS_IN_FLIGHT.set(in_flight)
     CALLS_IN_FLIGHT_CAP.set(cap)
     for state, count in entries.items():
@@ -171,7 +114,6 @@ def record_dispatch_state(in_flight: int, cap: int, entries: dict[str, int]) -> 
 
 
 def record_reconcile_run(counts: dict) -> None:
-    """Count one reconciliation run and the calls it looked at, by what became of them."""
     RECONCILE_RUNS.inc()
     for result, count in counts.items():
         if count:
@@ -191,26 +133,13 @@ def _finished(response):
         method = request.method if request.method in KNOWN_METHODS else "other"
         HTTP_REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
         HTTP_LATENCY.labels(method, endpoint).observe(time.perf_counter() - started)
-    _pool_gauges()
-    return response
-
-
-def _pool_gauges() -> None:
     pool = current_app.extensions.get("db_pool")
-    if pool is None:
-        return
-    stats = pool.get_stats()
-    for state in ("size", "available", "max"):
-        DB_POOL.labels(state).set(stats.get(f"pool_{state}", 0))
-    DB_POOL_WAITING.set(stats.get("requests_waiting", 0))
-
-
-def _registry():
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # sums every worker's files
-        return registry
-    return REGISTRY
+    if pool is not None:
+        stats = pool.get_stats()
+        for state in ("size", "available", "max"):
+            DB_POOL.labels(state).set(stats.get(f"pool_{state}", 0))
+        DB_POOL_WAITING.set(stats.get("requests_waiting", 0))
+    return response
 
 
 @bp.get("/metrics")
@@ -224,7 +153,12 @@ def scrape():
         return body, status, {"WWW-Authenticate": 'Bearer realm="metrics"'}
     for hook in current_app.extensions.get("scrape_hooks", []):
         hook()  # figures read from the database at scrape time
-    return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+    registry = prometheus_client.REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # sums every worker's files
+    latest = prometheus_client.generate_latest(registry)
+    return Response(latest, content_type=prometheus_client.CONTENT_TYPE_LATEST)
 
 
 def init_app(app) -> None:

@@ -7,6 +7,7 @@ import pytest
 import webhook_signing
 
 from models import outcomes
+from webhooks import call_outcome
 
 ANSWERS = {
     "eta": {
@@ -31,7 +32,7 @@ def data() -> dict:
 
 
 def test_outcome_is_read_from_the_post_call_data(data):
-    outcome = outcomes.outcome_from_conversation(data)
+    outcome = call_outcome.of_conversation(data)
     assert outcome.call_successful == "success"
     assert outcome.summary == "Driver is about twenty minutes from the dock on I-80."
     assert outcome.data_collection == {"eta": "10:40", "load_status": "loaded", "location": None}
@@ -42,7 +43,7 @@ def test_outcome_is_read_from_the_post_call_data(data):
 
 
 def test_dollars_are_credits_at_the_plans_price_when_it_is_known(data):
-    outcome = outcomes.outcome_from_conversation(data, usd_per_credit=Decimal("0.0003"))
+    outcome = call_outcome.of_conversation(data, usd_per_credit=Decimal("0.0003"))
     assert outcome.cost_usd == Decimal("0.0636")
 
 
@@ -64,19 +65,19 @@ def test_dollars_are_credits_at_the_plans_price_when_it_is_known(data):
     ],
 )
 def test_missing_null_or_odd_fields_are_unknown_not_errors(data):
-    assert outcomes.outcome_from_conversation(data) == outcomes.Outcome()
+    assert call_outcome.of_conversation(data) == outcomes.Outcome()
 
 
 def test_answers_that_are_not_objects_are_left_out():
     results = {"eta": {"value": 5}, "odd": "10:40", "none": None}
-    outcome = outcomes.outcome_from_conversation({"analysis": {"data_collection_results": results}})
+    outcome = call_outcome.of_conversation({"analysis": {"data_collection_results": results}})
     assert outcome.data_collection == {"eta": 5}
 
 
 def test_unknown_cost_shows_as_null_not_zero(conn, data):
     del data["metadata"]["cost"]
     call = webhook_signing.make_call(conn)
-    outcomes.save(conn, call.id, outcomes.outcome_from_conversation(data))
+    outcomes.save(conn, call.id, call_outcome.of_conversation(data))
     shown = outcomes.as_json(outcomes.of_call(conn, call.id))
     assert shown["cost"] == {"credits": None, "usd": None}
     assert conn.execute("SELECT cost_credits, cost_usd FROM call_outcomes").fetchone() == (
@@ -109,7 +110,7 @@ def test_saved_outcome_reads_back_with_the_calls_end(conn, data):
         termination_reason="end_call tool was called.",
         twilio_call_sid=None,
     )
-    outcome = outcomes.outcome_from_conversation(data, usd_per_credit=Decimal("0.0003"))
+    outcome = call_outcome.of_conversation(data, usd_per_credit=Decimal("0.0003"))
     assert outcomes.save(conn, call.id, outcome) is True
     assert outcomes.of_call(conn, call.id) == outcome
     assert outcomes.as_json(outcome)["cost"] == {"credits": 212, "usd": 0.0636}
@@ -117,7 +118,7 @@ def test_saved_outcome_reads_back_with_the_calls_end(conn, data):
 
 def test_saving_the_same_outcome_again_changes_nothing(conn, data):
     call = webhook_signing.make_call(conn)
-    outcome = outcomes.outcome_from_conversation(data)
+    outcome = call_outcome.of_conversation(data)
     assert outcomes.save(conn, call.id, outcome) is True
     stamp = conn.execute("SELECT updated_at FROM call_outcomes").fetchone()
     assert outcomes.save(conn, call.id, outcome) is False
@@ -127,7 +128,7 @@ def test_saving_the_same_outcome_again_changes_nothing(conn, data):
 
 def test_a_later_partial_outcome_keeps_what_was_known(conn, data):
     call = webhook_signing.make_call(conn)
-    outcomes.save(conn, call.id, outcomes.outcome_from_conversation(data))
+    outcomes.save(conn, call.id, call_outcome.of_conversation(data))
     later = outcomes.Outcome(call_successful="failure")
     assert outcomes.save(conn, call.id, later) is True
     kept = outcomes.of_call(conn, call.id)

@@ -177,3 +177,10 @@ def test_a_driver_id_of_seven_digits_is_logged_whole(app_config, elevenlabs, cap
     finally:
         app.extensions["db_pool"].close()
     assert any("for driver 1234567 to +1415•••0123" in line["msg"] for line in json_lines(captured))
+
+
+def test_a_field_holding_a_list_is_cleaned_inside_and_its_numbers_kept(app, capsys):
+    capsys.readouterr()
+    logging.getLogger("some.library").warning("dialled", extra={"tried": [PHONE, 123456789012]})
+    [line] = json_lines(capsys.readouterr().err)
+    assert line["tried"] == ["+1415•••0123", 123456789012]

@@ -1,1 +1,1 @@
-"""What a webhook delivery does: shared by the endpoints and by the replay command."""
+"""What a webhook delivery does: shared by the endpoints, replay and reconciliation."""

@@ -1,11 +1,10 @@
-"""What a webhook delivery does, shared by the endpoints and by the replay command.
+"""``apply``: the one code path a delivery takes, from the endpoints and from replay.
 
-``apply`` is the one code path: it parses the raw body and applies it to calls
-and transcriptions, returning one ``Outcome``. It never commits: the caller
-records the outcome (a new delivery row, or a replay's note) in the same
-transaction, so a delivery is either applied and recorded, or rejected with
-nothing saved but its record. A per-line webhook given its ``received`` columns
-is the exception: its line and record are one statement (``Outcome.delivery_id``).
+It never commits: the caller records the outcome (a new delivery row, or a
+replay's note) in the same transaction, so a delivery is either applied and
+recorded, or rejected with nothing saved but its record. A per-line webhook
+given its ``received`` columns is the exception: its line and record are one
+statement (``Outcome.delivery_id``).
 """
 
 import dataclasses
@@ -13,12 +12,10 @@ from decimal import Decimal
 
 import transcription_helpers as helpers
 from elevenlabs import payloads
-from elevenlabs.payloads import LineDelivery, Rejected
+from elevenlabs.payloads import Rejected
 from models import webhook_deliveries as deliveries
 from models.webhook_deliveries import Outcome
 from webhooks import post_call
-
-DUPLICATE_REASON = "this line was already saved"
 
 
 def apply(
@@ -49,23 +46,13 @@ def apply(
     return dataclasses.replace(outcome, identifiers=identifiers)
 
 
-def _transcription_line(
-    conn, delivery: LineDelivery, received: deliveries.Received | None
-) -> Outcome:
-    """Save the line of a per-line webhook under its call's conversation; say what became of it."""
+def _transcription_line(conn, delivery: payloads.LineDelivery, received) -> Outcome:
     saved = helpers.save_webhook_line(
         conn, delivery.call_sid, delivery.conversation_id, delivery.line, received
     )
     if saved.call_sid is None:
-        named = [
-            f"{key} {value!r}"
-            for key, value in (
-                ("call_sid", delivery.call_sid),
-                ("conversation_id", delivery.conversation_id),
-            )
-            if value is not None
-        ]
-        return Outcome(deliveries.UNKNOWN_CALL, f"no call has {' or '.join(named)}")
+        named = {"call_sid": delivery.call_sid, "conversation_id": delivery.conversation_id}
+        return Outcome(deliveries.UNKNOWN_CALL, post_call.no_call_has(named))
     if saved.conversation_id is None:
         return Outcome(
             deliveries.NO_CONVERSATION_ID,
@@ -73,5 +60,5 @@ def _transcription_line(
             "replay this delivery once it has one",
         )
     if not saved.new:
-        return Outcome(deliveries.DUPLICATE, DUPLICATE_REASON)
+        return Outcome(deliveries.DUPLICATE, "this line was already saved")
     return Outcome(deliveries.ACCEPTED, delivery_id=saved.delivery_id)

@@ -1,45 +1,88 @@
-"""The call's outcome a post-call event carries, kept only as far as PostgreSQL can store it.
+"""A call's outcome read from its conversation: verdict, summary, answers, cost, duration.
 
-``models.outcomes`` reads the verdict, summary, answers and cost from the
-conversation; here what a column could not hold (a NUL, a lone surrogate, a
-summary or answers too large, dollars past ``numeric(14, 6)``) is cut or dropped
-with a note, as every field kept for the record is: refusing it would refuse the
-transcript and the call's end with it, and no replay could ever apply them.
+Any field may be missing, null or odd: unknown stays None, never 0. What a column
+could not hold (a NUL, a lone surrogate, a summary or answers too large, dollars
+past ``numeric(14, 6)``) is cut or dropped with a note, as every field kept for
+the record is: refusing it would refuse the transcript and the call's end with
+it, and no replay could ever apply them.
 """
 
-import dataclasses
 import json
 from decimal import Decimal
 
 from elevenlabs import payloads
-from models import outcomes
+from models.calls import BIGINT_MAX
+from models.outcomes import VERDICTS, Outcome
 
 MAX_SUMMARY_LENGTH = 20_000
 MAX_JSON_CHARS = 256 * 1024
 MAX_USD = Decimal(10) ** 8  # call_outcomes.cost_usd is numeric(14, 6)
 
 
-def checked(data: dict, usd_per_credit: Decimal | None, notes: list) -> outcomes.Outcome:
-    """Return the outcome of a conversation's ``data``, its unstorable parts noted and dropped."""
-    outcome = outcomes.outcome_from_conversation(data, usd_per_credit=usd_per_credit)
-    usd = outcome.cost_usd
+def of_conversation(
+    data, *, usd_per_credit: Decimal | None = None, notes: list | None = None
+) -> Outcome:
+    """Read the outcome from a conversation's ``data``, noting in ``notes`` what was dropped.
+
+    ElevenLabs prices a call in credits (``metadata.cost``); dollars are known only
+    from the plan's price of a credit, when the caller knows it.
+    """
+    notes = [] if notes is None else notes
+    data = _dict(data)
+    analysis, metadata = _dict(data.get("analysis")), _dict(data.get("metadata"))
+    verdict = analysis.get("call_successful")
+    results = analysis.get("data_collection_results")  # {name: {value, rationale, …}}
+    answers = {
+        str(name): item.get("value")
+        for name, item in _dict(results).items()
+        if isinstance(item, dict)
+    }
+    evaluation = analysis.get("evaluation_criteria_results")
+    credits = _count(metadata.get("cost"))
+    usd = None if credits is None or usd_per_credit is None else credits * usd_per_credit
     if usd is not None and usd >= MAX_USD:
-        notes.append(f"cost in USD ignored: {outcome.cost_credits} credits price at {usd:.0f}")
+        notes.append(f"cost in USD ignored: {credits} credits price at {usd:.0f}")
         usd = None
-    return dataclasses.replace(
-        outcome,
+    return Outcome(
+        call_successful=verdict if verdict in VERDICTS else None,
         summary=payloads.informational(
-            outcome.summary,
+            _text(analysis.get("transcript_summary")),
             "data.analysis.transcript_summary",
             notes,
             max_length=MAX_SUMMARY_LENGTH,
         ),
         data_collection=_json(
-            outcome.data_collection, "data.analysis.data_collection_results", notes
+            answers if isinstance(results, dict) else None,
+            "data.analysis.data_collection_results",
+            notes,
         ),
-        evaluation=_json(outcome.evaluation, "data.analysis.evaluation_criteria_results", notes),
+        evaluation=_json(
+            evaluation if isinstance(evaluation, dict) else None,
+            "data.analysis.evaluation_criteria_results",
+            notes,
+        ),
+        cost_credits=credits,
         cost_usd=usd,
+        termination_reason=_text(metadata.get("termination_reason")),
+        duration_secs=_count(metadata.get("call_duration_secs")),
     )
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _count(value) -> int | None:
+    # bool is an int to Python, never a count to ElevenLabs; 16.0 is 16; nan and inf are not.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= BIGINT_MAX else None
 
 
 def _json(value: dict | None, field: str, notes: list) -> dict | None:

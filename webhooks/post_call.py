@@ -2,13 +2,12 @@
 
 The call is found by the ``call_sid`` we passed as a dynamic variable, else by
 ``data.conversation_id``, else by Twilio's call SID; a call still without a
-conversation_id takes the envelope's. The guarded transitions of ``models.calls``
-keep a final status final, so a late or repeated event never moves a call back.
-A transcription event also carries the call's outcome (verdict, summary, answers,
-cost), stored in the same transaction that completes the call. Reconciliation
-applies a conversation it fetched through this same ``apply``.
+conversation_id takes the envelope's. A transcription event also carries the
+call's outcome, stored in the same transaction that completes the call.
+Reconciliation applies a conversation it fetched through this same ``apply``.
 """
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +16,7 @@ from decimal import Decimal
 import psycopg
 
 import transcription_helpers as helpers
-from elevenlabs import payloads as payloads
+from elevenlabs import payloads
 from elevenlabs.payloads import Rejected, informational, malformed, number, obj, text
 from models import calls, outcomes
 from models import webhook_deliveries as deliveries
@@ -28,6 +27,11 @@ from webhooks import call_outcome
 
 POST_CALL_TRANSCRIPTION = "post_call_transcription"
 CALL_INITIATION_FAILURE = "call_initiation_failure"
+# Where each event type carries Twilio's call SID: (metadata's member, its key).
+TWILIO_CALL_SID = {
+    POST_CALL_TRANSCRIPTION: ("phone_call", "call_sid"),
+    CALL_INITIATION_FAILURE: ("body", "CallSid"),
+}
 MAX_DURATION_SECS = 10 * 24 * 3600
 MAX_TERMINATION_REASON_LENGTH = 2000
 
@@ -53,7 +57,6 @@ def apply(conn, document, *, usd_per_credit: Decimal | None = None) -> Outcome:
     """Apply a post-call envelope; return its outcome, or raise Rejected having changed nothing.
 
     The caller runs it in a transaction (or a savepoint) that a Rejected rolls back.
-    ``usd_per_credit`` prices the call's credits in dollars; unknown, they stay unknown.
     """
     envelope = obj(document, "the body")
     event_type = text(envelope.get("type"), "type")
@@ -61,10 +64,8 @@ def apply(conn, document, *, usd_per_credit: Decimal | None = None) -> Outcome:
         return Outcome(deliveries.ACKNOWLEDGED, f"{event_type} events are acknowledged, not stored")
     event = parse(event_type, obj(envelope.get("data"), "data"), usd_per_credit)
     call = attach_conversation(conn, find_call(conn, event), event)
-    if event.type == CALL_INITIATION_FAILURE:
-        outcome = _fail(conn, call, event)
-    else:
-        outcome = _complete(conn, call, event)
+    end = _fail if event.type == CALL_INITIATION_FAILURE else _complete
+    outcome = end(conn, call, event)
     return dataclasses.replace(outcome, reason="; ".join((outcome.reason, *event.notes)))
 
 
@@ -86,48 +87,36 @@ def parse(event_type: str, data: dict, usd_per_credit: Decimal | None = None) ->
         )
     if event_type == CALL_INITIATION_FAILURE:
         reason = informational(data.get("failure_reason"), "data.failure_reason", notes)
-        return PostCallEvent(
-            CALL_INITIATION_FAILURE, **ids, failure_reason=reason, notes=tuple(notes)
-        )
-    return _transcription(data, metadata, ids, notes, usd_per_credit)
-
-
-def _twilio_call_sid(event_type: str, metadata: dict, notes: list) -> str | None:
-    """Return Twilio's SID of the call, the last resort to find it, where each event carries it."""
-    # Twilio's own fields, passed through as they come, serve only to find the
-    # call: a shape we do not know is ignored (and noted) rather than refused.
-    where, key = (
-        ("body", "CallSid") if event_type == CALL_INITIATION_FAILURE else ("phone_call", "call_sid")
-    )
-    holder = metadata.get(where)
-    if holder is not None and not isinstance(holder, dict):
-        notes.append(f"data.metadata.{where} ignored: not an object")
-    if not isinstance(holder, dict):
-        return None
-    return informational(holder.get(key), f"data.metadata.{where}.{key}", notes, cut=False)
-
-
-def _transcription(
-    data: dict, metadata: dict, ids: dict, notes: list, usd_per_credit: Decimal | None
-) -> PostCallEvent:
+        return PostCallEvent(event_type, **ids, failure_reason=reason, notes=tuple(notes))
     start, turns = _transcript(data.get("transcript"), metadata.get("start_time_unix_secs"))
-    duration = _duration(metadata.get("call_duration_secs"), notes)
-    termination_reason = informational(
-        metadata.get("termination_reason"),
-        "data.metadata.termination_reason",
-        notes,
-        max_length=MAX_TERMINATION_REASON_LENGTH,
-    )
     return PostCallEvent(
-        POST_CALL_TRANSCRIPTION,
+        event_type,
         **ids,
         start=start,
         turns=turns,
-        call_duration_secs=duration,
-        termination_reason=termination_reason,
-        outcome=call_outcome.checked(data, usd_per_credit, notes),
+        call_duration_secs=_duration(metadata.get("call_duration_secs"), notes),
+        termination_reason=informational(
+            metadata.get("termination_reason"),
+            "data.metadata.termination_reason",
+            notes,
+            max_length=MAX_TERMINATION_REASON_LENGTH,
+        ),
+        outcome=call_outcome.of_conversation(data, usd_per_credit=usd_per_credit, notes=notes),
         notes=tuple(notes),
     )
+
+
+def _twilio_call_sid(event_type: str, metadata: dict, notes: list) -> str | None:
+    # Twilio's own fields, passed through as they come, serve only to find the
+    # call: a shape we do not know is ignored (and noted) rather than refused.
+    where, key = TWILIO_CALL_SID[event_type]
+    holder = metadata.get(where)
+    if holder is None:
+        return None
+    if not isinstance(holder, dict):
+        notes.append(f"data.metadata.{where} ignored: not an object")
+        return None
+    return informational(holder.get(key), f"data.metadata.{where}.{key}", notes, cut=False)
 
 
 def _transcript(value, start_value) -> tuple[datetime | None, tuple]:
@@ -173,24 +162,25 @@ def _duration(value, notes: list) -> int | None:
     return None if seconds is None else round(seconds)
 
 
+def no_call_has(named: dict) -> str:
+    """Say which identifiers no call matched, for an ``unknown_call`` outcome."""
+    return "no call has " + " or ".join(
+        f"{key} {value!r}" for key, value in named.items() if value is not None
+    )
+
+
 def find_call(conn, event: PostCallEvent) -> Call:
     """Return the call an event is about, or raise Rejected (unknown_call)."""
-    call = None
-    if event.call_sid is not None:
-        call = calls.by_call_sid(conn, event.call_sid)
-    if call is None and event.conversation_id is not None:
-        call = calls.by_conversation_id(conn, event.conversation_id)
-    if call is None and event.twilio_call_sid is not None:
-        call = helpers.call_by_twilio_call_sid(conn, event.twilio_call_sid)
-    if call is None:
-        named = {
-            "call_sid": event.call_sid,
-            "conversation_id": event.conversation_id,
-            "twilio_call_sid": event.twilio_call_sid,
-        }
-        said = " or ".join(f"{key} {value!r}" for key, value in named.items() if value is not None)
-        raise Rejected(deliveries.UNKNOWN_CALL, f"no call has {said}")
-    return call
+    lookups = {
+        "call_sid": (event.call_sid, calls.by_call_sid),
+        "conversation_id": (event.conversation_id, calls.by_conversation_id),
+        "twilio_call_sid": (event.twilio_call_sid, helpers.call_by_twilio_call_sid),
+    }
+    for value, lookup in lookups.values():
+        if value is not None and (call := lookup(conn, value)) is not None:
+            return call
+    named = {key: value for key, (value, _) in lookups.items()}
+    raise Rejected(deliveries.UNKNOWN_CALL, no_call_has(named))
 
 
 def attach_conversation(conn, call: Call, event: PostCallEvent) -> Call:
@@ -199,36 +189,25 @@ def attach_conversation(conn, call: Call, event: PostCallEvent) -> Call:
     if wanted is None or call.conversation_id == wanted:
         return call
     if call.conversation_id is None:
-        # Update, then judge by what the row holds now, not by what we read
-        # before: meanwhile a twin delivery or ElevenLabs' answer to our call
-        # request may have given this very call this very id, which agrees.
-        attached = _attach_unless_taken(conn, call.call_sid, wanted)
+        attached = None
+        # A savepoint: another call holding the id must not abort the delivery's transaction.
+        with contextlib.suppress(psycopg.errors.UniqueViolation), conn.transaction():
+            attached = calls.attach_conversation(conn, call.call_sid, wanted)
+        # Judge by what the row holds now, not by what we read before: meanwhile
+        # a twin delivery or ElevenLabs' answer to our call request may have
+        # given this very call this very id, which agrees.
         call = attached or calls.by_call_sid(conn, call.call_sid)
         if call.conversation_id == wanted:
             return call
-    raise Rejected(deliveries.CONFLICT, _contradiction(conn, call, wanted))
-
-
-def _attach_unless_taken(conn, call_sid: str, conversation_id: str) -> Call | None:
-    """Return the call given the conversation; None if it had one, or another call has it."""
-    try:
-        # A savepoint: the unique violation must not abort the delivery's transaction.
-        with conn.transaction():
-            return calls.attach_conversation(conn, call_sid, conversation_id)
-    except psycopg.errors.UniqueViolation:
-        return None
-
-
-def _contradiction(conn, call: Call, wanted: str) -> str:
-    """Say how the event contradicts what is recorded, for the delivery deliveries."""
     if call.conversation_id is not None:
-        return (
-            f"call {call.call_sid} has conversation_id {call.conversation_id!r} "
-            f"but the event names {wanted!r}"
-        )
+        said = f"call {call.call_sid} has conversation_id {call.conversation_id!r}"
+        raise Rejected(deliveries.CONFLICT, f"{said} but the event names {wanted!r}")
     owner = calls.by_conversation_id(conn, wanted)
     holder = f"call {owner.call_sid}" if owner is not None else "another call"
-    return f"the event gives call {call.call_sid} conversation_id {wanted!r}, but {holder} has it"
+    raise Rejected(
+        deliveries.CONFLICT,
+        f"the event gives call {call.call_sid} conversation_id {wanted!r}, but {holder} has it",
+    )
 
 
 def _complete(conn, call: Call, event: PostCallEvent) -> Outcome:
@@ -238,11 +217,11 @@ def _complete(conn, call: Call, event: PostCallEvent) -> Outcome:
             deliveries.NO_CONVERSATION_ID,
             f"call {call.call_sid} has no conversation_id and the event names none",
         )
-    new_lines = 0
-    if event.turns:
-        new_lines = helpers.save_post_call_transcript(
-            conn, call.conversation_id, event.start, event.turns
-        )
+    new_lines = (
+        helpers.save_post_call_transcript(conn, call.conversation_id, event.start, event.turns)
+        if event.turns
+        else 0
+    )
     completed = calls.mark_completed(
         conn,
         call.call_sid,
