@@ -7,7 +7,8 @@ in the console.
 """
 
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 
@@ -18,7 +19,6 @@ from models import webhook_deliveries as deliveries
 REJECTED = [o for o, status in deliveries.STATUS.items() if status >= 300]
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 # The bars' stack, bottom up; the names are CSS classes too.
-KINDS = ("completed", "no-answer", "busy", "failed", "in-progress")
 LABELS = {
     "completed": "completed",
     "no-answer": "no answer",
@@ -59,21 +59,16 @@ SELECT date_trunc('hour', received_at, 'UTC'), count(*)
 
 @dataclass
 class Overview:
-    """What the front page shows for one window."""
+    """What the front page shows for one window; counts per hour are aligned with ``hours``."""
 
     window: str
     hours: list[datetime]
-    calls: dict[str, list[int]]  # kind -> calls per hour, aligned with hours
-    rejections: list[int]  # per hour, aligned with hours
-    completed: int = 0
-    median_duration_secs: float | None = None
-    answered_share: float | None = None  # of completed calls, those with an answer collected
-    failure_reasons: list[tuple[str | None, int]] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        """Return how many calls were created in the window."""
-        return sum(sum(counts) for counts in self.calls.values())
+    calls: dict[str, list[int]]  # per kind of LABELS
+    rejections: list[int]
+    completed: int
+    median_duration_secs: float | None
+    answered_share: float | None  # of completed calls, those with an answer collected
+    failure_reasons: list[tuple[str | None, int]]  # the 8 commonest
 
 
 def kind_of(status: str, failure_reason: str | None) -> str:
@@ -99,26 +94,26 @@ def median(durations: dict[int, int]) -> float | None:
 def read(conn, window: str, *, now: datetime | None = None) -> Overview:
     """Return the overview of the window ending now."""
     end = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
-    span = [end - timedelta(hours=n) for n in range(int(WINDOWS[window] / timedelta(hours=1)))]
-    span.reverse()
-    since, slot = span[0], {hour: n for n, hour in enumerate(span)}
+    since = end - WINDOWS[window] + timedelta(hours=1)
+    span = [since + timedelta(hours=n) for n in range(WINDOWS[window] // timedelta(hours=1))]
+    slot = {hour: n for n, hour in enumerate(span)}
     live_from = min(max(since, hours.rolled_until(conn) or since), end)
     params = {"since": since, "from": live_from, "until": end + timedelta(hours=1)}
-    seen = Overview(window, span, {kind: [0] * len(span) for kind in KINDS}, [0] * len(span))
-    reasons: dict[str | None, int] = {}
-    answered = 0
+    calls = {kind: [0] * len(span) for kind in LABELS}
+    completed = answered = 0
+    reasons = Counter()
     for hour, status, reason, count, with_answer in conn.execute(CALLS_SEEN, params):
-        seen.calls[kind_of(status, reason)][slot[hour]] += count
+        calls[kind_of(status, reason)][slot[hour]] += count
         if status == "completed":
-            seen.completed, answered = seen.completed + count, answered + with_answer
+            completed, answered = completed + count, answered + with_answer
         elif status == "failed":
-            reasons[reason] = reasons.get(reason, 0) + count
+            reasons[reason] += count
+    rejections = [0] * len(span)
     # A delivery stamped past this hour (a clock ahead of ours) has no bar: it is left out.
     for hour, count in conn.execute(REJECTIONS_BY_HOUR, {"since": since, "rejected": REJECTED}):
         if hour in slot:
-            seen.rejections[slot[hour]] = count
-    seen.median_duration_secs = median(dict(conn.execute(DURATIONS_SEEN, params).fetchall()))
-    seen.answered_share = answered / seen.completed if seen.completed else None
+            rejections[slot[hour]] = count
+    median_secs = median(dict(conn.execute(DURATIONS_SEEN, params).fetchall()))
+    share = answered / completed if completed else None
     by_count = sorted(reasons.items(), key=lambda r: (-r[1], r[0] is None, r[0] or ""))
-    seen.failure_reasons = by_count[:8]
-    return seen
+    return Overview(window, span, calls, rejections, completed, median_secs, share, by_count[:8])
