@@ -13,10 +13,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 
 from console import hours
-from models import webhook_deliveries as deliveries
+from console.queries import REJECTED
 
-# Every outcome not answered with a 2xx.
-REJECTED = [o for o, status in deliveries.STATUS.items() if status >= 300]
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 # The bars' stack, bottom up; the names are CSS classes too.
 LABELS = {

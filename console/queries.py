@@ -10,10 +10,13 @@ A webhook delivery belongs to a call when it names the call's ``call_sid`` or it
 
 from psycopg.rows import class_row, namedtuple_row
 
+from console import search
 from models import webhook_deliveries
 from models.calls import BIGINT_MAX
 from ops import replay
 
+# Every outcome not answered with a 2xx: what the list's "rejected" shows.
+REJECTED = [o for o, status in webhook_deliveries.STATUS.items() if status >= 300]
 # Enough to read what was sent; a body can be up to the request size limit.
 BODY_PREVIEW_BYTES = 2000
 MAX_DELIVERIES = 200
@@ -106,8 +109,11 @@ def of_call(conn, call) -> list[DeliveryRow]:
     return deliveries(conn, CALL_DELIVERIES, **ids, limit=MAX_DELIVERIES)
 
 
-def latest(conn, *, limit: int, before_id: int | None, outcomes: list[str] | None) -> list:
-    """Return the newest webhook deliveries first, optionally of these outcomes only."""
-    query = LATEST_DELIVERIES_OF if outcomes else LATEST_DELIVERIES
+def latest(conn, *, outcome: str | None, before_id: int | None, limit: int) -> tuple:
+    """Return a page of the newest webhook deliveries (of an outcome, or any refused one)."""
+    query = LATEST_DELIVERIES_OF if outcome else LATEST_DELIVERIES
+    outcomes = REJECTED if outcome == "rejected" else [outcome]
     # The first page: every id is below the largest bigint.
-    return deliveries(conn, query, before=before_id or BIGINT_MAX, outcomes=outcomes, limit=limit)
+    before = before_id or BIGINT_MAX
+    found = deliveries(conn, query, before=before, outcomes=outcomes, limit=limit + 1)
+    return search.paged(found, limit)

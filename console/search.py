@@ -68,10 +68,20 @@ def list_query(filters: dict, *, limit: int | None) -> tuple[sql.Composed, dict]
     return query, {**given, "limit": limit}
 
 
-def latest(conn, filters: dict, *, limit: int) -> list:
-    """Return up to ``limit`` calls matching the filters, newest first."""
+def latest(conn, filters: dict) -> tuple[list, int | None]:
+    """Return a page of the calls matching the filters, newest first, and ``older_than``."""
     with conn.cursor(row_factory=namedtuple_row) as cur:
-        return cur.execute(*list_query(filters, limit=limit), prepare=False).fetchall()
+        query, params = list_query(filters, limit=filters["limit"] + 1)
+        return paged(cur.execute(query, params, prepare=False).fetchall(), filters["limit"])
+
+
+def paged(rows: list, limit: int) -> tuple[list, int | None]:
+    """Return the first ``limit`` rows and, when there were more, the id older pages start below.
+
+    A page is read with one row more than it shows: that row says whether an older page
+    exists, without a count(*).
+    """
+    return rows[:limit], rows[limit - 1].id if len(rows) > limit else None
 
 
 def every(conn, filters: dict, *, batch: int = 1000):

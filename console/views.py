@@ -104,11 +104,6 @@ def render_live(name: str, **context) -> str:
     return render_template(f"ops/{live}{name}.html", **context)
 
 
-def page_of(rows: list, limit: int) -> tuple[list, int | None]:
-    """Return the rows to show and, when one more was read, the id older pages start below."""
-    return rows[:limit], rows[limit - 1].id if len(rows) > limit else None
-
-
 @bp.get("/")
 def overview_page():
     """Chart how the last 24 hours (or 7 days) of calls and webhooks went."""
@@ -132,10 +127,7 @@ def calls_page():
     """Show the calls that match the search, newest first, with their outcome and answers."""
     filters = search.parse_filters(request.args)
     conn = get_conn()
-    # One row more than shown says whether an older page exists, without a count(*).
-    page, older_than = page_of(
-        search.latest(conn, filters, limit=filters["limit"] + 1), filters["limit"]
-    )
+    page, older_than = search.latest(conn, filters)
     return render_live(
         "calls",
         calls=page,
@@ -235,14 +227,7 @@ def deliveries_page():
     """Show the latest webhook deliveries, including those that named no known call."""
     query = search.Query(request.args)
     filters = query.valid({"outcome": query.choice("outcome", OUTCOME_FILTERS), **query.page()})
-    outcome, limit = filters["outcome"], filters["limit"]
-    found = queries.latest(
-        get_conn(),
-        limit=limit + 1,
-        before_id=filters["before_id"],
-        outcomes=overview.REJECTED if outcome == "rejected" else outcome and [outcome],
-    )
-    page, older_than = page_of(found, limit)
+    page, older_than = queries.latest(get_conn(), **filters)
     return render_live(
         "deliveries",
         deliveries=page,
