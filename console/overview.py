@@ -3,11 +3,13 @@
 Closed hours come from the worker's rollup (``console.hours``), the hours after
 it from ``calls`` through ``calls_created_at_idx`` (009); rejections from
 ``webhook_deliveries_outcome_received_at_idx`` (006). Hours are UTC, as everywhere
-in the console.
+in the console. Charts are SVG drawn by the server (``_chart.html``), nothing to fetch
+or run; colours come from the stylesheet by the series' names, not inline styles.
 """
 
+import math
 from bisect import bisect_right
-from collections import Counter
+from collections import Counter, namedtuple
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
@@ -71,11 +73,9 @@ class Overview:
 
 def kind_of(status: str, failure_reason: str | None) -> str:
     """Return the bar a call is stacked in: "no-answer" and "busy" are ElevenLabs' own reasons."""
-    if status == "completed":
-        return "completed"
-    if status == "failed":
-        return failure_reason if failure_reason in ("no-answer", "busy") else "failed"
-    return "in-progress"
+    if status == "failed" and failure_reason in ("no-answer", "busy"):
+        return failure_reason
+    return status if status in ("completed", "failed") else "in-progress"
 
 
 def median(durations: dict[int, int]) -> float | None:
@@ -115,3 +115,46 @@ def read(conn, window: str, *, now: datetime | None = None) -> Overview:
     share = answered / completed if completed else None
     by_count = sorted(reasons.items(), key=lambda r: (-r[1], r[0] is None, r[0] or ""))
     return Overview(window, span, calls, rejections, completed, median_secs, share, by_count[:8])
+
+
+LEFT, BOTTOM, TOP = 44, 22, 8  # room for the count axis, the hour labels, the top label
+HEIGHT = 200
+
+Bar = namedtuple("Bar", "x y width height series title")  # one segment of one hour's stack
+# Bars, then the count axis's lines as (y, value) and the hour labels as (x, text).
+Chart = namedtuple("Chart", "width height bars counts hours")
+
+
+def nice_ceiling(value: int) -> int:
+    """Return the smallest of 1, 2 or 5 times a power of ten at or above value (at least 1)."""
+    step = 1
+    while step * 5 < value:
+        step *= 10
+    return next(step * factor for factor in (1, 2, 5) if step * factor >= value)
+
+
+def stacked_bars(
+    hours: list[datetime], series: dict[str, list[int]], labels: dict[str, str], *, width=1320
+) -> Chart:
+    """Return a chart with one stacked bar per hour, series stacked in the order given."""
+    plot_width, floor = width - LEFT, HEIGHT - BOTTOM
+    plot_height = floor - TOP
+    top = nice_ceiling(max(map(sum, zip(*series.values(), strict=True)), default=0))
+    slot = plot_width / max(len(hours), 1)
+    bars = []
+    for n, hour in enumerate(hours):
+        base = float(floor)
+        for name, counts in series.items():
+            if counts[n]:
+                tall = counts[n] / top * plot_height
+                base -= tall
+                title = f"{hour:%a %H:00} UTC: {counts[n]:,} {labels[name]}"
+                bars.append(Bar(LEFT + n * slot + 0.5, base, max(slot - 1, 1), tall, name, title))
+    marks = (0, top // 2, top) if top % 2 == 0 else (0, top)
+    every = math.ceil(len(hours) / (plot_width / 110))  # a label per 110 units at most
+    hour_format = "%Hh" if len(hours) <= 24 else "%a %Hh"
+    axis = [(floor - plot_height * mark / top, mark) for mark in marks]
+    hour_labels = [
+        (LEFT + n * slot + slot / 2, f"{hour:{hour_format}}") for n, hour in enumerate(hours)
+    ]
+    return Chart(width, HEIGHT, bars, axis, hour_labels[::every])

@@ -23,7 +23,7 @@ from psycopg_pool import PoolTimeout
 import auth
 import transcription_helpers
 from api.phone_numbers import mask_phone
-from console import charts, export, overview, queries, search
+from console import export, overview, queries, search
 from db import get_conn
 from dispatch import batches
 from errors import ApiError
@@ -56,10 +56,7 @@ SECURITY_HEADERS = {
 @bp.errorhandler(ApiError)
 def error_page(exc: ApiError, headers=None):
     """Render a refused request as a page a person can read."""
-    page = render_template(
-        "ops/error.html", status=exc.status, code=exc.code, message=exc.message, details=exc.details
-    )
-    return page, exc.status, headers or {}
+    return render_template("ops/error.html", error=exc), exc.status, headers or {}
 
 
 @bp.before_request
@@ -96,6 +93,7 @@ def ops_time(value) -> str:
 
 # Operators see a driver's number the way the logs show it, never whole.
 bp.add_app_template_filter(mask_phone, "masked_phone")
+bp.add_app_template_global(overview.stacked_bars)
 
 
 def render_live(name: str, **context) -> str:
@@ -110,16 +108,7 @@ def overview_page():
     query = search.Query(request.args)
     window = query.valid({"window": query.choice("window", overview.WINDOWS, "24h")})["window"]
     seen = overview.read(get_conn(), window)
-    rejected = {"rejected": seen.rejections}
-    return render_template(
-        "ops/overview.html",
-        seen=seen,
-        labels=overview.LABELS,
-        calls_chart=charts.stacked_bars(seen.hours, seen.calls, overview.LABELS),
-        rejections_chart=charts.stacked_bars(
-            seen.hours, rejected, {"rejected": "webhooks rejected"}, width=640
-        ),
-    )
+    return render_template("ops/overview.html", seen=seen, labels=overview.LABELS)
 
 
 @bp.get("/calls")
