@@ -1,8 +1,7 @@
 """The calls list as CSV: the columns the list shows, one call a line, streamed as it is read.
 
-Cells a spreadsheet would run as a formula (a driver's answer or name starting
-with ``=``, ``+``, ``-``, ``@``) get a leading ``'``: what a driver says on a
-call must never become a formula on an operator's machine.
+A cell starting as a formula would (``=``, ``+``, ``-``, ``@``) gets a leading ``'``:
+what a driver says on a call must never run on an operator's machine.
 """
 
 import csv

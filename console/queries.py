@@ -1,8 +1,5 @@
-"""Read-only queries behind the ops console.
-
-Cheap on tables of millions of rows: the page of calls comes from
-``console.search`` (keyed by id), and every count here is computed only for
-the calls on that page, through indexes, never for a whole table.
+"""Read-only queries behind the ops console, cheap on tables of millions of rows:
+every count is computed through indexes for the calls on one page only.
 
 A webhook delivery belongs to a call when it names the call's ``call_sid`` or its
 ``conversation_id`` (the rollback path and post-call events name only the latter).
@@ -84,8 +81,7 @@ class DeliveryRow(webhook_deliveries.Delivery):
 
     @property
     def replayable(self) -> bool:
-        """Say whether a replay could apply it: refused for a cause that may be fixed, and
-        not one ``ops replay`` turns down (settled since, unsigned, truncated)."""
+        """Say whether a replay could apply it: refused for a cause ``ops replay`` may fix."""
         return self.outcome in webhook_deliveries.REPLAYABLE and replay.refusal(self) is None
 
 
@@ -109,7 +105,7 @@ def of_call(conn, call) -> list[DeliveryRow]:
     return deliveries(conn, CALL_DELIVERIES, **ids, limit=MAX_DELIVERIES)
 
 
-def latest(conn, *, outcome: str | None, before_id: int | None, limit: int) -> tuple:
+def latest(conn, *, outcome: str | None, before_id: int | None, limit: int) -> search.Page:
     """Return a page of the newest webhook deliveries (of an outcome, or any refused one)."""
     query = LATEST_DELIVERIES_OF if outcome else LATEST_DELIVERIES
     outcomes = REJECTED if outcome == "rejected" else [outcome]

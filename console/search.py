@@ -7,6 +7,7 @@ made for one search would walk the whole table for the next.
 """
 
 import re
+from collections import namedtuple
 from datetime import UTC, date, datetime, time, timedelta
 
 from psycopg import sql
@@ -27,6 +28,9 @@ CALL_SID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 PHONE_PUNCTUATION = re.compile(r"[\s+().-]")
 DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 NUMBER = re.compile(r"[0-9]{1,19}")  # ASCII digits only: int() would take full-width ones
+
+# A list's rows, and the id the older page starts below (None on the oldest).
+Page = namedtuple("Page", "rows older_than")
 
 # The conditions a filter adds, each bound by its own name; only those given appear,
 # so every search is a plain conjunction the planner matches to one index.
@@ -68,20 +72,17 @@ def list_query(filters: dict, *, limit: int | None) -> tuple[sql.Composed, dict]
     return query, {**given, "limit": limit}
 
 
-def latest(conn, filters: dict) -> tuple[list, int | None]:
-    """Return a page of the calls matching the filters, newest first, and ``older_than``."""
+def latest(conn, filters: dict) -> Page:
+    """Return a page of the calls matching the filters, newest first."""
     with conn.cursor(row_factory=namedtuple_row) as cur:
         query, params = list_query(filters, limit=filters["limit"] + 1)
         return paged(cur.execute(query, params, prepare=False).fetchall(), filters["limit"])
 
 
-def paged(rows: list, limit: int) -> tuple[list, int | None]:
-    """Return the first ``limit`` rows and, when there were more, the id older pages start below.
-
-    A page is read with one row more than it shows: that row says whether an older page
-    exists, without a count(*).
-    """
-    return rows[:limit], rows[limit - 1].id if len(rows) > limit else None
+def paged(rows: list, limit: int) -> Page:
+    """Return the page of ``limit`` rows read with one more: that row, without a count(*),
+    says whether an older page exists."""
+    return Page(rows[:limit], rows[limit - 1].id if len(rows) > limit else None)
 
 
 def every(conn, filters: dict, *, batch: int = 1000):

@@ -116,16 +116,15 @@ def calls_page():
     """Show the calls that match the search, newest first, with their outcome and answers."""
     filters = search.parse_filters(request.args)
     conn = get_conn()
-    page, older_than = search.latest(conn, filters)
+    page = search.latest(conn, filters)
     return render_live(
         "calls",
-        calls=page,
+        page=page,
         filters=filters,
         form=search.form_values(request.args),
         statuses=search.STATUSES,
         verdicts=outcomes.VERDICTS,
-        older_than=older_than,
-        counts=queries.page_counts(conn, page),
+        counts=queries.page_counts(conn, page.rows),
     )
 
 
@@ -145,12 +144,8 @@ def call_page(call_sid: str):
     known = search.CALL_SID_PATTERN.fullmatch(call_sid)
     call = calls.by_call_sid(conn, call_sid) if known else None
     if call is None:
-        raise ApiError(
-            "No call has this call_sid.",
-            status=404,
-            code="not_found",
-            details={"call_sid": call_sid[:128]},
-        )
+        details = {"call_sid": call_sid[:128]}
+        raise ApiError("No call has this call_sid.", status=404, code="not_found", details=details)
     return render_live(
         "call",
         call=call,
@@ -216,11 +211,5 @@ def deliveries_page():
     """Show the latest webhook deliveries, including those that named no known call."""
     query = search.Query(request.args)
     filters = query.valid({"outcome": query.choice("outcome", OUTCOME_FILTERS), **query.page()})
-    page, older_than = queries.latest(get_conn(), **filters)
-    return render_live(
-        "deliveries",
-        deliveries=page,
-        filters=filters,
-        outcomes=OUTCOME_FILTERS,
-        older_than=older_than,
-    )
+    page = queries.latest(get_conn(), **filters)
+    return render_live("deliveries", page=page, filters=filters, outcomes=OUTCOME_FILTERS)
