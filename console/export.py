@@ -23,13 +23,10 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def cell(value) -> str:
     """Return a value as a cell a spreadsheet shows rather than evaluates (answers as JSON)."""
     if value is None:
-        text = ""
-    elif isinstance(value, dict):
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    elif isinstance(value, datetime):
-        text = value.isoformat()
-    else:
-        text = str(value)
+        return ""
+    if isinstance(value, dict):  # JSON starts with "{": never a formula
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
     return "'" + text if text.startswith(FORMULA_START) else text
 
 

@@ -1,14 +1,10 @@
 """The overview's hourly counts of calls (012), recounted by the dispatch worker.
 
-Counting a week of calls (~78k rows at a million a quarter) on every request
-would cost the front page a few hundred milliseconds. ``call_hours`` counts each
-closed UTC hour's calls by status and failure reason, and those with an answer
-collected; ``call_hour_durations`` the completed ones by duration, for an exact median.
-
-Recounted whole every minute, never patched: a call that ends after its hour was
-counted (a late webhook, a reconcile) shows its outcome at the next recount. A
-rollup older than ``FRESH_FOR`` is not read: no worker, no stale figure, only a
-slower page.
+Counting a week of calls (~78k rows at a million a quarter) on every request would
+cost the front page a few hundred milliseconds. Recounted whole every minute, never
+patched: a call that ends after its hour was counted (a late webhook, a reconcile)
+shows its outcome at the next recount. A rollup older than ``FRESH_FOR`` is not
+read: no worker, no stale figure, only a slower page.
 """
 
 from datetime import UTC, datetime, timedelta

@@ -10,7 +10,6 @@ or run; colours come from the stylesheet by the series' names, not inline styles
 import math
 from bisect import bisect_right
 from collections import Counter, namedtuple
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 
@@ -57,18 +56,13 @@ SELECT date_trunc('hour', received_at, 'UTC'), count(*)
 """
 
 
-@dataclass
-class Overview:
-    """What the front page shows for one window; counts per hour are aligned with ``hours``."""
-
-    window: str
-    hours: list[datetime]
-    calls: dict[str, list[int]]  # per kind of LABELS
-    rejections: list[int]
-    completed: int
-    median_duration_secs: float | None
-    answered_share: float | None  # of completed calls, those with an answer collected
-    failure_reasons: list[tuple[str | None, int]]  # the 8 commonest
+# What the front page shows for one window: calls per hour of each kind of LABELS and
+# rejections per hour (aligned with hours), the share of completed calls with an answer
+# collected, the 8 commonest failure reasons with their counts.
+Overview = namedtuple(
+    "Overview",
+    "window hours calls rejections completed median_duration_secs answered_share failure_reasons",
+)
 
 
 def kind_of(status: str, failure_reason: str | None) -> str:
