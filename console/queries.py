@@ -10,7 +10,6 @@ from psycopg.rows import class_row, namedtuple_row
 from console import search
 from models import webhook_deliveries
 from models.calls import BIGINT_MAX
-from ops import replay
 
 # Every outcome not answered with a 2xx: what the list's "rejected" shows.
 REJECTED = [o for o, status in webhook_deliveries.STATUS.items() if status >= 300]
@@ -40,7 +39,7 @@ SELECT page.call_sid,
  GROUP BY page.call_sid, page.conversation_id
 """
 
-# Only the start of the body is read, into ``body``.
+# Only the start of the body is read, into ``body``: a body may be megabytes.
 DELIVERY_COLUMNS = """
     id, received_at, endpoint, signature_valid, signature_header,
     substring(body FROM 1 FOR %(preview)s) AS body, body_size, body_truncated, event_type,
@@ -76,15 +75,6 @@ SELECT {DELIVERY_COLUMNS}
 """
 
 
-class DeliveryRow(webhook_deliveries.Delivery):
-    """A webhook delivery as the console shows it: ``body`` is its first bytes only."""
-
-    @property
-    def replayable(self) -> bool:
-        """Say whether a replay could apply it: refused for a cause ``ops replay`` may fix."""
-        return self.outcome in webhook_deliveries.REPLAYABLE and replay.refusal(self) is None
-
-
 def page_counts(conn, page: list) -> dict:
     """Return {call_sid: (lines, accepted, rejected)} for the calls on a page."""
     sids, conversations = [c.call_sid for c in page], [c.conversation_id for c in page]
@@ -93,13 +83,13 @@ def page_counts(conn, page: list) -> dict:
     return {row.call_sid: row for row in rows}
 
 
-def deliveries(conn, query: str, **params) -> list[DeliveryRow]:
+def deliveries(conn, query: str, **params) -> list[webhook_deliveries.Delivery]:
     """Return the webhook deliveries a query finds, with the start of each body."""
-    with conn.cursor(row_factory=class_row(DeliveryRow)) as cur:
+    with conn.cursor(row_factory=class_row(webhook_deliveries.Delivery)) as cur:
         return cur.execute(query, {"preview": BODY_PREVIEW_BYTES, **params}).fetchall()
 
 
-def of_call(conn, call) -> list[DeliveryRow]:
+def of_call(conn, call) -> list[webhook_deliveries.Delivery]:
     """Return the newest webhook deliveries that named this call, accepted or not."""
     ids = {"call_sid": call.call_sid, "conversation_id": call.conversation_id}
     return deliveries(conn, CALL_DELIVERIES, **ids, limit=MAX_DELIVERIES)

@@ -1,18 +1,25 @@
-"""Which calls the console lists: the filters an operator types, and the one query they become.
+"""Which calls the console lists: the filters an operator types, the one query they become,
+and the list as CSV.
 
-Every filter is optional; an empty field means "any". Each bad one is named in
-one 400. The query is planned afresh for each search (``prepare=False``): a
-LIKE on an index needs the pattern's value at planning time, and a generic plan
-made for one search would walk the whole table for the next.
+Every filter is optional; an empty field means "any". The query is planned afresh
+for each search (``prepare=False``): a LIKE on an index needs the pattern's value at
+planning time, and a generic plan made for one search would walk the whole table for
+the next. A CSV cell starting as a formula would (``=``, ``+``, ``-``, ``@``) gets a
+leading ``'``: what a driver says on a call must never run on an operator's machine.
 """
 
+import csv
+import io
+import json
 import re
 from collections import namedtuple
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
 from psycopg import sql
 from psycopg.rows import namedtuple_row
 
+from api.phone_numbers import mask_phone
 from errors import ApiError
 from models import calls
 from models.calls import BIGINT_MAX
@@ -28,6 +35,12 @@ CALL_SID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 PHONE_PUNCTUATION = re.compile(r"[\s+().-]")
 DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 NUMBER = re.compile(r"[0-9]{1,19}")  # ASCII digits only: int() would take full-width ones
+# The first line, as csv.writer ends its lines.
+HEADER = (
+    "call_sid,created_at,driver_id,driver_name,phone_number,status,failure_reason,"
+    "duration_secs,call_successful,answers,cost_credits\r\n"
+)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 # A list's rows, and the id the older page starts below (None on the oldest).
 Page = namedtuple("Page", "rows older_than")
@@ -185,3 +198,30 @@ def form_values(args) -> dict:
     """Return the filters as typed, to show them back in the form and carry them to links."""
     names = ("phone", "driver", "call_sid", "from", "to", "status", "outcome")
     return {name: args.get(name, "").strip() for name in names if args.get(name, "").strip()}
+
+
+def cell(value) -> str:
+    """Return a value as a cell a spreadsheet shows rather than evaluates (answers as JSON)."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):  # JSON starts with "{": never a formula
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def csv_lines(calls: Iterable) -> Iterator[str]:
+    """Yield the CSV text, the header first, a few hundred lines per chunk sent."""
+    buffer = io.StringIO()
+    buffer.write(HEADER)
+    writer = csv.writer(buffer)
+    for call in calls:
+        phone = call.phone_number and mask_phone(call.phone_number)
+        row = (call.call_sid, call.created_at, call.driver_id, call.driver_name, phone, call.status)
+        row += (call.failure_reason, call.call_duration_secs, call.call_successful)
+        writer.writerow(map(cell, (*row, call.data_collection, call.cost_credits)))
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

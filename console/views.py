@@ -23,7 +23,7 @@ from psycopg_pool import PoolTimeout
 import auth
 import transcription_helpers
 from api.phone_numbers import mask_phone
-from console import export, overview, queries, search
+from console import overview, queries, search
 from db import get_conn
 from dispatch import batches
 from errors import ApiError
@@ -91,15 +91,15 @@ def ops_time(value) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+@bp.app_template_test("replayable")
+def replayable(delivery) -> bool:
+    """Tell whether a replay could apply a delivery: refused for a cause ``ops replay`` may fix."""
+    return delivery.outcome in deliveries.REPLAYABLE and replay.refusal(delivery) is None
+
+
 # Operators see a driver's number the way the logs show it, never whole.
 bp.add_app_template_filter(mask_phone, "masked_phone")
 bp.add_app_template_global(overview.stacked_bars)
-
-
-def render_live(name: str, **context) -> str:
-    """Render the page ``name``, or only its live part (``_name``) for the refresh."""
-    live = "_" if request.args.get("fragment") else ""
-    return render_template(f"ops/{live}{name}.html", **context)
 
 
 @bp.get("/")
@@ -117,8 +117,8 @@ def calls_page():
     filters = search.parse_filters(request.args)
     conn = get_conn()
     page = search.latest(conn, filters)
-    return render_live(
-        "calls",
+    return render_template(
+        "ops/calls.html",
         page=page,
         filters=filters,
         form=search.form_values(request.args),
@@ -134,7 +134,7 @@ def calls_csv():
     rows = search.every(get_conn(), search.parse_filters(request.args))
     disposition = 'attachment; filename="calls.csv"'
     headers = {"Content-Type": "text/csv; charset=utf-8", "Content-Disposition": disposition}
-    return stream_with_context(export.csv_lines(rows)), headers
+    return stream_with_context(search.csv_lines(rows)), headers
 
 
 @bp.get("/calls/<call_sid>")
@@ -146,8 +146,8 @@ def call_page(call_sid: str):
     if call is None:
         details = {"call_sid": call_sid[:128]}
         raise ApiError("No call has this call_sid.", status=404, code="not_found", details=details)
-    return render_live(
-        "call",
+    return render_template(
+        "ops/call.html",
         call=call,
         outcome=outcomes.of_call(conn, call.id),
         lines=transcription_helpers.transcript(conn, call.conversation_id),
@@ -158,7 +158,7 @@ def call_page(call_sid: str):
 @bp.get("/batches")
 def batches_page():
     """Show the newest batches and how far each has got."""
-    return render_live("batches", batches=batches.counted(get_conn()))
+    return render_template("ops/batches.html", batches=batches.counted(get_conn()))
 
 
 @bp.get("/batches/<batch_id>")
@@ -167,7 +167,7 @@ def batch_page(batch_id: str):
     batch = batches.show(get_conn(), batch_id[:64])
     if batch is None:
         raise ApiError("No batch has this id.", status=404, code="not_found")
-    return render_live("batch", batch=batch)
+    return render_template("ops/batch.html", batch=batch)
 
 
 def cross_site(req) -> bool:
@@ -212,4 +212,6 @@ def deliveries_page():
     query = search.Query(request.args)
     filters = query.valid({"outcome": query.choice("outcome", OUTCOME_FILTERS), **query.page()})
     page = queries.latest(get_conn(), **filters)
-    return render_live("deliveries", page=page, filters=filters, outcomes=OUTCOME_FILTERS)
+    return render_template(
+        "ops/deliveries.html", page=page, filters=filters, outcomes=OUTCOME_FILTERS
+    )
