@@ -56,9 +56,8 @@ SELECT date_trunc('hour', received_at, 'UTC'), count(*)
 """
 
 
-# What the front page shows for one window: calls per hour of each kind of LABELS and
-# rejections per hour (aligned with hours), the share of completed calls with an answer
-# collected, the 8 commonest failure reasons with their counts.
+# What the front page shows for one window: calls of each kind of LABELS and rejections,
+# per hour of hours; the share of completed calls with an answer; the 8 commonest failures.
 Overview = namedtuple(
     "Overview",
     "window hours calls rejections completed median_duration_secs answered_share failure_reasons",

@@ -18,24 +18,20 @@ BODY_PREVIEW_BYTES = 2000
 MAX_DELIVERIES = 200
 
 # Per call on the page: its transcript lines, and the deliveries naming it, accepted or not.
-# UNION, not an OR in the join: each half is a plain lookup on its own index,
-# and a delivery naming both identifiers is still counted once.
+# UNION, not an OR: each half is a plain lookup on its own index, and a delivery naming
+# both identifiers is still counted once.
 PAGE_COUNTS = """
-WITH page (call_sid, conversation_id) AS (
-    SELECT * FROM unnest(%s::text[], %s::text[])
-), named AS (
-    SELECT page.call_sid, d.id, d.http_status
-      FROM page JOIN webhook_deliveries d ON d.call_sid = page.call_sid
-    UNION
-    SELECT page.call_sid, d.id, d.http_status
-      FROM page JOIN webhook_deliveries d ON d.conversation_id = page.conversation_id
-)
 SELECT page.call_sid,
        (SELECT count(*) FROM transcriptions t
          WHERE t.conversation_id = page.conversation_id) AS lines,
-       count(named.id) FILTER (WHERE named.http_status < 300) AS accepted,
-       count(named.id) FILTER (WHERE named.http_status >= 300) AS rejected
-  FROM page LEFT JOIN named ON named.call_sid = page.call_sid
+       count(d.id) FILTER (WHERE d.http_status < 300) AS accepted,
+       count(d.id) FILTER (WHERE d.http_status >= 300) AS rejected
+  FROM unnest(%s::text[], %s::text[]) AS page (call_sid, conversation_id)
+  LEFT JOIN LATERAL (
+        SELECT id, http_status FROM webhook_deliveries WHERE call_sid = page.call_sid
+        UNION
+        SELECT id, http_status FROM webhook_deliveries WHERE conversation_id = page.conversation_id
+       ) d ON true
  GROUP BY page.call_sid, page.conversation_id
 """
 
@@ -48,30 +44,24 @@ DELIVERY_COLUMNS = """
 """
 
 CALL_DELIVERIES = f"""
-SELECT {DELIVERY_COLUMNS}
-  FROM webhook_deliveries
+SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
  WHERE call_sid = %(call_sid)s OR conversation_id = %(conversation_id)s
- ORDER BY id DESC
- LIMIT %(limit)s
+ ORDER BY id DESC LIMIT %(limit)s
 """
 
 # Two statements, not one with "IS NULL OR": a prepared statement's generic plan
 # could not choose between them. Unfiltered: a backward walk of the primary key.
 # By outcome: the (outcome, received_at) index, so the cost follows those rows only.
 LATEST_DELIVERIES = f"""
-SELECT {DELIVERY_COLUMNS}
-  FROM webhook_deliveries
+SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
  WHERE id < %(before)s
- ORDER BY id DESC
- LIMIT %(limit)s
+ ORDER BY id DESC LIMIT %(limit)s
 """
 
 LATEST_DELIVERIES_OF = f"""
-SELECT {DELIVERY_COLUMNS}
-  FROM webhook_deliveries
+SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
  WHERE id < %(before)s AND outcome = ANY(%(outcomes)s)
- ORDER BY id DESC
- LIMIT %(limit)s
+ ORDER BY id DESC LIMIT %(limit)s
 """
 
 

@@ -1,11 +1,8 @@
-"""Which calls the console lists: the filters an operator types, the one query they become,
-and the list as CSV.
+"""The calls list: the filters an operator types, the one query they become, and its CSV.
 
-Every filter is optional; an empty field means "any". The query is planned afresh
-for each search (``prepare=False``): a LIKE on an index needs the pattern's value at
-planning time, and a generic plan made for one search would walk the whole table for
-the next. A CSV cell starting as a formula would (``=``, ``+``, ``-``, ``@``) gets a
-leading ``'``: what a driver says on a call must never run on an operator's machine.
+The query is planned afresh for each search (``prepare=False``): a LIKE on an index
+needs the pattern's value at planning time, and a generic plan made for one search
+would walk the whole table for the next.
 """
 
 import csv
@@ -40,6 +37,8 @@ HEADER = (
     "call_sid,created_at,driver_id,driver_name,phone_number,status,failure_reason,"
     "duration_secs,call_successful,answers,cost_credits\r\n"
 )
+# A CSV cell starting as a formula would gets a leading "'": what a driver says on a call
+# must never run on an operator's machine.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 # A list's rows, and the id the older page starts below (None on the oldest).
@@ -210,12 +209,12 @@ def cell(value) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def csv_lines(calls: Iterable) -> Iterator[str]:
+def csv_lines(rows: Iterable) -> Iterator[str]:
     """Yield the CSV text, the header first, a few hundred lines per chunk sent."""
     buffer = io.StringIO()
     buffer.write(HEADER)
     writer = csv.writer(buffer)
-    for call in calls:
+    for call in rows:
         phone = call.phone_number and mask_phone(call.phone_number)
         row = (call.call_sid, call.created_at, call.driver_id, call.driver_name, phone, call.status)
         row += (call.failure_reason, call.call_duration_secs, call.call_successful)

@@ -198,11 +198,9 @@ def replay_delivery(delivery_id: int):
         price = current_app.config.get("ELEVENLABS_USD_PER_CREDIT")
         line, _ = replay.replay_one(conn, delivery_id, usd_per_credit=price)
     log.info("ops console: %s", line)
-    call_sid = request.form.get("call_sid", "")
-    if search.CALL_SID_PATTERN.fullmatch(call_sid):
-        back = url_for("ops_console.call_page", call_sid=call_sid)
-    else:
-        back = url_for("ops_console.deliveries_page")
+    call_sid = request.form.get("call_sid", "")  # the call page it was pressed on, if any
+    known = search.CALL_SID_PATTERN.fullmatch(call_sid)
+    back = url_for(".call_page", call_sid=call_sid) if known else url_for(".deliveries_page")
     return redirect(f"{back}#delivery-{delivery_id}", 303)
 
 
