@@ -3,7 +3,7 @@
 Counting a week of calls (~78k rows at a million a quarter) on every request would
 cost the front page a few hundred milliseconds. Recounted whole every minute, never
 patched: a call that ends after its hour was counted (a late webhook, a reconcile)
-shows its outcome at the next recount. A rollup older than ``FRESH_FOR`` is not
+shows its outcome at the next recount. A rollup older than 5 minutes is not
 read: no worker, no stale figure, only a slower page.
 """
 
@@ -46,11 +46,10 @@ ROLL_UP = (
 # The hours the longest window shows, the current one excepted (it is read live).
 KEPT = timedelta(days=7) - timedelta(hours=1)
 
-# A rollup recounted longer ago than this is not read: its worker has stopped.
-FRESH_FOR = "5 minutes"
-ROLLED_UNTIL = f"""
+# A rollup recounted longer ago than 5 minutes is not read: its worker has stopped.
+ROLLED_UNTIL = """
 SELECT max(hour) + interval '1 hour' FROM call_hours
- WHERE counted_at > now() - interval '{FRESH_FOR}'
+ WHERE counted_at > now() - interval '5 minutes'
 """
 
 

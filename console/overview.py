@@ -1,10 +1,8 @@
 """The console's front page: how the last 24 hours or 7 days of calls went, from the database.
 
-Closed hours come from the worker's rollup (``console.hours``), the hours after
-it from ``calls`` through ``calls_created_at_idx`` (009); rejections from
-``webhook_deliveries_outcome_received_at_idx`` (006). Hours are UTC, as everywhere
-in the console. Charts are SVG drawn by the server (``_chart.html``), nothing to fetch
-or run; colours come from the stylesheet by the series' names, not inline styles.
+Closed UTC hours come from the worker's rollup (``console.hours``), the hours after it
+from ``calls`` through ``calls_created_at_idx`` (009). Charts are SVG drawn by the server
+(``_chart.html``); colours come from the stylesheet by the series' names, not inline styles.
 """
 
 import math
@@ -46,7 +44,7 @@ SELECT duration_secs, sum(calls)::bigint
  GROUP BY duration_secs
 """
 
-# By outcome, through webhook_deliveries_outcome_received_at_idx: only the refused
+# By outcome, through webhook_deliveries_outcome_received_at_idx (006): only the refused
 # deliveries are read, not every delivery of the week.
 REJECTIONS_BY_HOUR = """
 SELECT date_trunc('hour', received_at, 'UTC'), count(*)
@@ -56,8 +54,7 @@ SELECT date_trunc('hour', received_at, 'UTC'), count(*)
 """
 
 
-# What the front page shows for one window: calls of each kind of LABELS and rejections,
-# per hour of hours; the share of completed calls with an answer; the 8 commonest failures.
+# A window's figures; calls (per kind of LABELS) and rejections are counts per hour of hours.
 Overview = namedtuple(
     "Overview",
     "window hours calls rejections completed median_duration_secs answered_share failure_reasons",
@@ -89,7 +86,8 @@ def read(conn, window: str, *, now: datetime | None = None) -> Overview:
     span = [since + timedelta(hours=n) for n in range(WINDOWS[window] // timedelta(hours=1))]
     slot = {hour: n for n, hour in enumerate(span)}
     live_from = min(max(since, hours.rolled_until(conn) or since), end)
-    params = {"since": since, "from": live_from, "until": end + timedelta(hours=1)}
+    until = end + timedelta(hours=1)
+    params = {"since": since, "from": live_from, "until": until, "rejected": REJECTED}
     calls = {kind: [0] * len(span) for kind in LABELS}
     completed = answered = 0
     reasons = Counter()
@@ -99,11 +97,9 @@ def read(conn, window: str, *, now: datetime | None = None) -> Overview:
             completed, answered = completed + count, answered + with_answer
         elif status == "failed":
             reasons[reason] += count
-    rejections = [0] * len(span)
     # A delivery stamped past this hour (a clock ahead of ours) has no bar: it is left out.
-    for hour, count in conn.execute(REJECTIONS_BY_HOUR, {"since": since, "rejected": REJECTED}):
-        if hour in slot:
-            rejections[slot[hour]] = count
+    rejected = dict(conn.execute(REJECTIONS_BY_HOUR, params).fetchall())
+    rejections = [rejected.get(hour, 0) for hour in span]
     median_secs = median(dict(conn.execute(DURATIONS_SEEN, params).fetchall()))
     share = answered / completed if completed else None
     by_count = sorted(reasons.items(), key=lambda r: (-r[1], r[0] is None, r[0] or ""))

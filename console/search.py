@@ -92,8 +92,7 @@ def latest(conn, filters: dict) -> Page:
 
 
 def paged(rows: list, limit: int) -> Page:
-    """Return the page of ``limit`` rows read with one more: that row, without a count(*),
-    says whether an older page exists."""
+    """Return ``limit`` rows of one more read: that one tells, without a count(*), if more exist."""
     return Page(rows[:limit], rows[limit - 1].id if len(rows) > limit else None)
 
 
@@ -147,11 +146,9 @@ class Query:
 
     def valid(self, filters: dict) -> dict:
         """Return the filters read, or raise the 400 that names every bad one."""
-        if self.problems:
-            raise ApiError(
-                "Some filters are not valid.", code="invalid_filter", details=self.problems
-            )
-        return filters
+        if not self.problems:
+            return filters
+        raise ApiError("Some filters are not valid.", code="invalid_filter", details=self.problems)
 
 
 def parse_filters(args) -> dict:
