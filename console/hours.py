@@ -1,18 +1,10 @@
 """The overview's hourly counts of calls (012), recounted by the dispatch worker.
 
-A week of calls is ~78k rows at a million a quarter: counting them on every
-request costs the front page a few hundred milliseconds. ``call_hours`` counts
-the calls created in each closed UTC hour by status and failure reason, and how
-many had an answer collected; ``call_hour_durations`` counts the completed ones
-by duration in seconds, for an exact median.
-
-The rollup stays true by being recounted whole, not patched: every minute
-``roll_up`` replaces it with the counts of the last 7 days' closed hours as the
-calls are now. A call created in an old hour that ends later (a late post-call
-webhook, a reconcile) moves from "not ended yet" to its outcome at the next
-recount. The overview reads the hours after the newest rolled one live (the
-current hour at least), and all of them live when the rollup was last
-recounted more than ``FRESH_FOR`` ago: no worker, no stale figure, only a slower page.
+Counting a week of calls (~78k rows at a million a quarter) on every request would
+cost the front page a few hundred milliseconds. Recounted whole every minute, never
+patched: a call that ends after its hour was counted (a late webhook, a reconcile)
+shows its outcome at the next recount. A rollup older than 5 minutes is not
+read: no worker, no stale figure, only a slower page.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -54,11 +46,10 @@ ROLL_UP = (
 # The hours the longest window shows, the current one excepted (it is read live).
 KEPT = timedelta(days=7) - timedelta(hours=1)
 
-# A rollup recounted longer ago than this is not read: its worker has stopped.
-FRESH_FOR = "5 minutes"
-ROLLED_UNTIL = f"""
+# A rollup recounted longer ago than 5 minutes is not read: its worker has stopped.
+ROLLED_UNTIL = """
 SELECT max(hour) + interval '1 hour' FROM call_hours
- WHERE counted_at > now() - interval '{FRESH_FOR}'
+ WHERE counted_at > now() - interval '5 minutes'
 """
 
 

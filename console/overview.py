@@ -1,24 +1,21 @@
 """The console's front page: how the last 24 hours or 7 days of calls went, from the database.
 
-Closed hours come from the worker's rollup (``console.hours``), the hours after
-it from ``calls`` through ``calls_created_at_idx`` (009); rejections from
-``webhook_deliveries_outcome_received_at_idx`` (006). Hours are UTC, as everywhere
-in the console.
+Closed UTC hours come from the worker's rollup (``console.hours``), the hours after it
+from ``calls`` through ``calls_created_at_idx`` (009). Charts are SVG drawn by the server
+(``_chart.html``); colours come from the stylesheet by the series' names, not inline styles.
 """
 
+import math
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from collections import Counter, namedtuple
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 
 from console import hours
-from models import webhook_deliveries as deliveries
+from console.queries import REJECTED
 
-# Every outcome not answered with a 2xx.
-REJECTED = [o for o, status in deliveries.STATUS.items() if status >= 300]
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 # The bars' stack, bottom up; the names are CSS classes too.
-KINDS = ("completed", "no-answer", "busy", "failed", "in-progress")
 LABELS = {
     "completed": "completed",
     "no-answer": "no answer",
@@ -47,7 +44,7 @@ SELECT duration_secs, sum(calls)::bigint
  GROUP BY duration_secs
 """
 
-# By outcome, through webhook_deliveries_outcome_received_at_idx: only the refused
+# By outcome, through webhook_deliveries_outcome_received_at_idx (006): only the refused
 # deliveries are read, not every delivery of the week.
 REJECTIONS_BY_HOUR = """
 SELECT date_trunc('hour', received_at, 'UTC'), count(*)
@@ -57,32 +54,18 @@ SELECT date_trunc('hour', received_at, 'UTC'), count(*)
 """
 
 
-@dataclass
-class Overview:
-    """What the front page shows for one window."""
-
-    window: str
-    hours: list[datetime]
-    calls: dict[str, list[int]]  # kind -> calls per hour, aligned with hours
-    rejections: list[int]  # per hour, aligned with hours
-    completed: int = 0
-    median_duration_secs: float | None = None
-    answered_share: float | None = None  # of completed calls, those with an answer collected
-    failure_reasons: list[tuple[str | None, int]] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        """Return how many calls were created in the window."""
-        return sum(sum(counts) for counts in self.calls.values())
+# A window's figures; calls (per kind of LABELS) and rejections are counts per hour of hours.
+Overview = namedtuple(
+    "Overview",
+    "window hours calls rejections completed median_duration_secs answered_share failure_reasons",
+)
 
 
 def kind_of(status: str, failure_reason: str | None) -> str:
     """Return the bar a call is stacked in: "no-answer" and "busy" are ElevenLabs' own reasons."""
-    if status == "completed":
-        return "completed"
-    if status == "failed":
-        return failure_reason if failure_reason in ("no-answer", "busy") else "failed"
-    return "in-progress"
+    if status == "failed" and failure_reason in ("no-answer", "busy"):
+        return failure_reason
+    return status if status in ("completed", "failed") else "in-progress"
 
 
 def median(durations: dict[int, int]) -> float | None:
@@ -99,26 +82,68 @@ def median(durations: dict[int, int]) -> float | None:
 def read(conn, window: str, *, now: datetime | None = None) -> Overview:
     """Return the overview of the window ending now."""
     end = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
-    span = [end - timedelta(hours=n) for n in range(int(WINDOWS[window] / timedelta(hours=1)))]
-    span.reverse()
-    since, slot = span[0], {hour: n for n, hour in enumerate(span)}
+    since = end - WINDOWS[window] + timedelta(hours=1)
+    span = [since + timedelta(hours=n) for n in range(WINDOWS[window] // timedelta(hours=1))]
+    slot = {hour: n for n, hour in enumerate(span)}
     live_from = min(max(since, hours.rolled_until(conn) or since), end)
-    params = {"since": since, "from": live_from, "until": end + timedelta(hours=1)}
-    seen = Overview(window, span, {kind: [0] * len(span) for kind in KINDS}, [0] * len(span))
-    reasons: dict[str | None, int] = {}
-    answered = 0
+    until = end + timedelta(hours=1)
+    params = {"since": since, "from": live_from, "until": until, "rejected": REJECTED}
+    calls = {kind: [0] * len(span) for kind in LABELS}
+    completed = answered = 0
+    reasons = Counter()
     for hour, status, reason, count, with_answer in conn.execute(CALLS_SEEN, params):
-        seen.calls[kind_of(status, reason)][slot[hour]] += count
+        calls[kind_of(status, reason)][slot[hour]] += count
         if status == "completed":
-            seen.completed, answered = seen.completed + count, answered + with_answer
+            completed, answered = completed + count, answered + with_answer
         elif status == "failed":
-            reasons[reason] = reasons.get(reason, 0) + count
+            reasons[reason] += count
     # A delivery stamped past this hour (a clock ahead of ours) has no bar: it is left out.
-    for hour, count in conn.execute(REJECTIONS_BY_HOUR, {"since": since, "rejected": REJECTED}):
-        if hour in slot:
-            seen.rejections[slot[hour]] = count
-    seen.median_duration_secs = median(dict(conn.execute(DURATIONS_SEEN, params).fetchall()))
-    seen.answered_share = answered / seen.completed if seen.completed else None
+    rejected = dict(conn.execute(REJECTIONS_BY_HOUR, params).fetchall())
+    rejections = [rejected.get(hour, 0) for hour in span]
+    median_secs = median(dict(conn.execute(DURATIONS_SEEN, params).fetchall()))
+    share = answered / completed if completed else None
     by_count = sorted(reasons.items(), key=lambda r: (-r[1], r[0] is None, r[0] or ""))
-    seen.failure_reasons = by_count[:8]
-    return seen
+    return Overview(window, span, calls, rejections, completed, median_secs, share, by_count[:8])
+
+
+LEFT, BOTTOM, TOP = 44, 22, 8  # room for the count axis, the hour labels, the top label
+HEIGHT = 200
+
+Bar = namedtuple("Bar", "x y width height series title")  # one segment of one hour's stack
+# Bars, then the count axis's lines as (y, value) and the hour labels as (x, text).
+Chart = namedtuple("Chart", "width height bars counts hours")
+
+
+def nice_ceiling(value: int) -> int:
+    """Return the smallest of 1, 2 or 5 times a power of ten at or above value (at least 1)."""
+    step = 1
+    while step * 5 < value:
+        step *= 10
+    return next(step * factor for factor in (1, 2, 5) if step * factor >= value)
+
+
+def stacked_bars(
+    hours: list[datetime], series: dict[str, list[int]], labels: dict[str, str], *, width=1320
+) -> Chart:
+    """Return a chart with one stacked bar per hour, series stacked in the order given."""
+    plot_width, floor = width - LEFT, HEIGHT - BOTTOM
+    plot_height = floor - TOP
+    top = nice_ceiling(max(map(sum, zip(*series.values(), strict=True)), default=0))
+    slot = plot_width / max(len(hours), 1)
+    bars = []
+    for n, hour in enumerate(hours):
+        base = float(floor)
+        for name, counts in series.items():
+            if counts[n]:
+                tall = counts[n] / top * plot_height
+                base -= tall
+                title = f"{hour:%a %H:00} UTC: {counts[n]:,} {labels[name]}"
+                bars.append(Bar(LEFT + n * slot + 0.5, base, max(slot - 1, 1), tall, name, title))
+    marks = (0, top // 2, top) if top % 2 == 0 else (0, top)
+    every = math.ceil(len(hours) / (plot_width / 110))  # a label per 110 units at most
+    hour_format = "%Hh" if len(hours) <= 24 else "%a %Hh"
+    axis = [(floor - plot_height * mark / top, mark) for mark in marks]
+    hour_labels = [
+        (LEFT + n * slot + slot / 2, f"{hour:{hour_format}}") for n, hour in enumerate(hours)
+    ]
+    return Chart(width, HEIGHT, bars, axis, hour_labels[::every])

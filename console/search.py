@@ -1,18 +1,22 @@
-"""Which calls the console lists: the filters an operator types, and the one query they become.
+"""The calls list: the filters an operator types, the one query they become, and its CSV.
 
-Every filter is optional; an empty field means "any". Each bad one is named in
-one 400. The query is planned afresh for each search (``prepare=False``): a
-LIKE on an index needs the pattern's value at planning time, and a generic plan
-made for one search would walk the whole table for the next.
+The query is planned afresh for each search (``prepare=False``): a LIKE on an index
+needs the pattern's value at planning time, and a generic plan made for one search
+would walk the whole table for the next.
 """
 
+import csv
+import io
+import json
 import re
-from dataclasses import dataclass
+from collections import namedtuple
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
 from psycopg import sql
-from psycopg.rows import class_row
+from psycopg.rows import namedtuple_row
 
+from api.phone_numbers import mask_phone
 from errors import ApiError
 from models import calls
 from models.calls import BIGINT_MAX
@@ -27,27 +31,18 @@ CALL_SID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 # What people type around the digits of a number: +1 (415) 555-0123.
 PHONE_PUNCTUATION = re.compile(r"[\s+().-]")
 DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+NUMBER = re.compile(r"[0-9]{1,19}")  # ASCII digits only: int() would take full-width ones
+# The first line, as csv.writer ends its lines.
+HEADER = (
+    "call_sid,created_at,driver_id,driver_name,phone_number,status,failure_reason,"
+    "duration_secs,call_successful,answers,cost_credits\r\n"
+)
+# A CSV cell starting as a formula would gets a leading "'": what a driver says on a call
+# must never run on an operator's machine.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
-
-@dataclass
-class CallRow:
-    """A call as the list and its CSV show it: the call, and what ElevenLabs made of it."""
-
-    id: int
-    call_sid: str
-    driver_id: int | None
-    driver_name: str | None
-    phone_number: str | None
-    conversation_id: str | None
-    status: str
-    failure_reason: str | None
-    created_at: datetime
-    call_duration_secs: int | None
-    termination_reason: str | None
-    call_successful: str | None
-    data_collection: dict | None
-    cost_credits: int | None
-
+# A list's rows, and the id the older page starts below (None on the oldest).
+Page = namedtuple("Page", "rows older_than")
 
 # The conditions a filter adds, each bound by its own name; only those given appear,
 # so every search is a plain conjunction the planner matches to one index.
@@ -66,6 +61,7 @@ CONDITIONS = {
     "outcome": "o.call_successful = %(outcome)s",
 }
 
+# A row is a named tuple: the call, and what ElevenLabs made of it.
 LIST_CALLS = """
 SELECT c.id, c.call_sid, c.driver_id, c.driver_name, c.phone_number, c.conversation_id,
        c.status, c.failure_reason, c.created_at, c.call_duration_secs, c.termination_reason,
@@ -79,8 +75,7 @@ SELECT c.id, c.call_sid, c.driver_id, c.driver_name, c.phone_number, c.conversat
 
 def list_query(filters: dict, *, limit: int | None) -> tuple[sql.Composed, dict]:
     """Return the list's SQL and parameters for these filters, newest first."""
-    given = {name: value for name, value in filters.items() if name in CONDITIONS}
-    given = {name: value for name, value in given.items() if value is not None}
+    given = {name: filters[name] for name in CONDITIONS if filters.get(name) is not None}
     where = sql.SQL(" AND ").join(sql.SQL(CONDITIONS[name]) for name in given)
     query = sql.SQL(LIST_CALLS).format(
         where=sql.SQL(" WHERE ") + where if given else sql.SQL(""),
@@ -89,109 +84,140 @@ def list_query(filters: dict, *, limit: int | None) -> tuple[sql.Composed, dict]
     return query, {**given, "limit": limit}
 
 
-def latest(conn, filters: dict, *, limit: int) -> list[CallRow]:
-    """Return up to ``limit`` calls matching the filters, newest first."""
-    query, params = list_query(filters, limit=limit)
-    with conn.cursor(row_factory=class_row(CallRow)) as cur:
-        return cur.execute(query, params, prepare=False).fetchall()
+def latest(conn, filters: dict) -> Page:
+    """Return a page of the calls matching the filters, newest first."""
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        query, params = list_query(filters, limit=filters["limit"] + 1)
+        return paged(cur.execute(query, params, prepare=False).fetchall(), filters["limit"])
+
+
+def paged(rows: list, limit: int) -> Page:
+    """Return ``limit`` rows of one more read: that one tells, without a count(*), if more exist."""
+    return Page(rows[:limit], rows[limit - 1].id if len(rows) > limit else None)
 
 
 def every(conn, filters: dict, *, batch: int = 1000):
     """Yield every call matching the filters, newest first, a batch in memory at a time."""
     query, params = list_query({**filters, "before_id": None}, limit=None)
-    with conn.cursor(row_factory=class_row(CallRow)) as cur:
+    with conn.cursor(row_factory=namedtuple_row) as cur:
         yield from cur.stream(query, params, size=batch)
 
 
-def whole_number(args, name: str, *, low: int, high: int, problems: dict) -> int | None:
-    """Return the field as an int in [low, high], None when empty; note a bad one in problems."""
-    raw = args.get(name, "").strip()
-    if not raw:
-        return None
-    if not re.fullmatch(r"[0-9]{1,19}", raw) or not low <= int(raw) <= high:
-        problems[name] = f"must be a whole number from {low} to {high}"
-        return None
-    return int(raw)
+class Query:
+    """A query string's fields, read one by one; every bad one is named in one 400."""
 
+    def __init__(self, args):
+        self.args, self.problems = args, {}
 
-def _choice(args, name: str, choices, problems: dict) -> str | None:
-    value = args.get(name, "").strip() or None
-    if value is not None and value not in choices:
-        problems[name] = f"must be one of {', '.join(choices)}"
-        return None
-    return value
+    def text(self, name: str) -> str | None:
+        return self.args.get(name, "").strip() or None
 
+    def choice(self, name: str, choices, default: str | None = None) -> str | None:
+        value = self.text(name) or default
+        if value is not None and value not in choices:
+            self.problems[name] = f"must be one of {', '.join(choices)}"
+        return value
 
-def _day(args, name: str, problems: dict, *, days_after: int = 0) -> datetime | None:
-    """Return the start of the day named (UTC), moved ``days_after`` days on."""
-    raw = args.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        if not DAY.fullmatch(raw):
-            raise ValueError
-        day = date.fromisoformat(raw) + timedelta(days=days_after)
-        return datetime.combine(day, time(), tzinfo=UTC)
-    except (ValueError, OverflowError):  # OverflowError: the day after 9999-12-31
-        problems[name] = "must be a day as YYYY-MM-DD (UTC)"
-        return None
+    def number(self, name: str, *, low: int, high: int = BIGINT_MAX) -> int | None:
+        raw = self.text(name)
+        if raw is not None and not (NUMBER.fullmatch(raw) and low <= int(raw) <= high):
+            self.problems[name] = f"must be a whole number from {low} to {high}"
+            return None
+        return int(raw) if raw else None
 
+    def day(self, name: str, *, days_after: int = 0) -> datetime | None:
+        """Return the start of the UTC day named, moved ``days_after`` days on."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        try:
+            if not DAY.fullmatch(raw):
+                raise ValueError
+            day = date.fromisoformat(raw) + timedelta(days=days_after)
+            return datetime.combine(day, time(), tzinfo=UTC)
+        except (ValueError, OverflowError):  # OverflowError: the day after 9999-12-31
+            self.problems[name] = "must be a day as YYYY-MM-DD (UTC)"
+            return None
 
-def _driver(args, problems: dict) -> tuple[int | None, str | None]:
-    """Return (driver_id, name LIKE pattern): digits are an id, anything else a name's start."""
-    raw = args.get("driver", "").strip()
-    if raw.isascii() and raw.isdigit():
-        return whole_number(args, "driver", low=0, high=BIGINT_MAX, problems=problems), None
-    if not raw:
-        return None, None
-    if len(raw) > 100 or not raw.isprintable():
-        problems["driver"] = "must be a driver id or the start of a name (up to 100 characters)"
-        return None, None
-    escaped = raw.lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
-    return None, escaped + "%"
+    def page(self) -> dict:
+        """Return the page asked for: rows older than the id ``before``, ``limit`` of them."""
+        limit = self.number("limit", low=1, high=MAX_PAGE_SIZE)
+        return {"before_id": self.number("before", low=1), "limit": limit or PAGE_SIZE}
 
-
-def _phone(args, problems: dict) -> str | None:
-    """Return the reversed-suffix LIKE pattern of the number's last digits."""
-    digits = PHONE_PUNCTUATION.sub("", args.get("phone", ""))
-    if not digits:
-        return None
-    if not (digits.isascii() and digits.isdigit() and 3 <= len(digits) <= 15):
-        problems["phone"] = "must be the last 3 to 15 digits of the number"
-        return None
-    return digits[::-1] + "%"
+    def valid(self, filters: dict) -> dict:
+        """Return the filters read, or raise the 400 that names every bad one."""
+        if not self.problems:
+            return filters
+        raise ApiError("Some filters are not valid.", code="invalid_filter", details=self.problems)
 
 
 def parse_filters(args) -> dict:
     """Return the list's filters from the query string; raise a 400 naming each bad one."""
-    problems: dict[str, str] = {}
-    call_sid = args.get("call_sid", "").strip() or None
+    query = Query(args)
+    call_sid = query.text("call_sid")
     if call_sid is not None and not CALL_SID_PATTERN.fullmatch(call_sid):
-        problems["call_sid"] = "must be a call_sid such as cs_ and 32 hex digits"
-    driver_id, driver_name = _driver(args, problems)
+        query.problems["call_sid"] = "must be a call_sid such as cs_ and 32 hex digits"
+    # Digits are a driver id, anything else the start of a name, its LIKE wildcards escaped.
+    driver, driver_id, driver_name = query.text("driver") or "", None, None
+    if driver.isascii() and driver.isdigit():
+        driver_id = query.number("driver", low=0)
+    elif len(driver) > 100 or not driver.isprintable():
+        query.problems["driver"] = (
+            "must be a driver id or the start of a name (up to 100 characters)"
+        )
+    elif driver:
+        driver_name = re.sub(r"([\\%_])", r"\\\1", driver.lower()) + "%"
+    phone = PHONE_PUNCTUATION.sub("", args.get("phone", ""))
+    if phone and not (phone.isascii() and phone.isdigit() and 3 <= len(phone) <= 15):
+        query.problems["phone"] = "must be the last 3 to 15 digits of the number"
     # "to" is a whole day: the list ends where the next one starts.
-    since, until = _day(args, "from", problems), _day(args, "to", problems, days_after=1)
+    since, until = query.day("from"), query.day("to", days_after=1)
     if since and until and until <= since:
-        problems["to"] = "must not be before from"
-    filters = {
-        "status": _choice(args, "status", STATUSES, problems),
-        "outcome": _choice(args, "outcome", VERDICTS, problems),
-        "driver_id": driver_id,
-        "driver_name": driver_name,
-        "phone": _phone(args, problems),
-        "call_sid": call_sid,
-        "since": since,
-        "until": until,
-        "before_id": whole_number(args, "before", low=1, high=BIGINT_MAX, problems=problems),
-        "limit": whole_number(args, "limit", low=1, high=MAX_PAGE_SIZE, problems=problems)
-        or PAGE_SIZE,
-    }
-    if problems:
-        raise ApiError("Some filters are not valid.", code="invalid_filter", details=problems)
-    return filters
+        query.problems["to"] = "must not be before from"
+    return query.valid(
+        {
+            "status": query.choice("status", STATUSES),
+            "outcome": query.choice("outcome", VERDICTS),
+            "driver_id": driver_id,
+            "driver_name": driver_name,
+            # The number's last digits, reversed: a prefix calls_phone_suffix_idx can use.
+            "phone": phone[::-1] + "%" if phone else None,
+            "call_sid": call_sid,
+            "since": since,
+            "until": until,
+            **query.page(),
+        }
+    )
 
 
 def form_values(args) -> dict:
     """Return the filters as typed, to show them back in the form and carry them to links."""
     names = ("phone", "driver", "call_sid", "from", "to", "status", "outcome")
     return {name: args.get(name, "").strip() for name in names if args.get(name, "").strip()}
+
+
+def cell(value) -> str:
+    """Return a value as a cell a spreadsheet shows rather than evaluates (answers as JSON)."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):  # JSON starts with "{": never a formula
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def csv_lines(rows: Iterable) -> Iterator[str]:
+    """Yield the CSV text, the header first, a few hundred lines per chunk sent."""
+    buffer = io.StringIO()
+    buffer.write(HEADER)
+    writer = csv.writer(buffer)
+    for call in rows:
+        phone = call.phone_number and mask_phone(call.phone_number)
+        row = (call.call_sid, call.created_at, call.driver_id, call.driver_name, phone, call.status)
+        row += (call.failure_reason, call.call_duration_secs, call.call_successful)
+        writer.writerow(map(cell, (*row, call.data_collection, call.cost_credits)))
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

@@ -11,7 +11,6 @@ from datetime import UTC
 import psycopg
 from flask import (
     Blueprint,
-    Response,
     current_app,
     redirect,
     render_template,
@@ -24,7 +23,7 @@ from psycopg_pool import PoolTimeout
 import auth
 import transcription_helpers
 from api.phone_numbers import mask_phone
-from console import charts, export, overview, queries, search
+from console import overview, queries, search
 from db import get_conn
 from dispatch import batches
 from errors import ApiError
@@ -35,17 +34,10 @@ from ops import replay
 
 log = logging.getLogger(__name__)
 bp = Blueprint(
-    "ops_console",
-    __name__,
-    url_prefix="/ops",
-    template_folder="templates",
-    static_folder="static",
-    static_url_path="/static",
+    "ops_console", __name__, url_prefix="/ops", template_folder="templates", static_folder="static"
 )
 
 OUTCOME_FILTERS = ("rejected", *deliveries.STATUS)
-# Entry states a batch is done with: what its progress bar counts.
-FINISHED_ENTRIES = ("completed", "failed", "suppressed", "cancelled")
 
 # No inline script or style anywhere, so a line of transcript that slips
 # past escaping still could not run.
@@ -61,20 +53,20 @@ SECURITY_HEADERS = {
 }
 
 
+@bp.errorhandler(ApiError)
+def error_page(exc: ApiError, headers=None):
+    """Render a refused request as a page a person can read."""
+    return render_template("ops/error.html", error=exc), exc.status, headers or {}
+
+
 @bp.before_request
 def require_token():
     """Answer 401 with a Basic challenge unless the request carries an API token."""
-    given = auth.presented_token("basic")
-    if auth.accepted(given, current_app.config["API_TOKENS"]):
+    if auth.accepted(auth.presented_token("basic"), current_app.config["API_TOKENS"]):
         return None
-    body = render_template(
-        "ops/error.html",
-        status=401,
-        code="unauthorized",
-        details={},
-        message="Sign in with any user name and an API token as the password.",
-    )
-    return body, 401, {"WWW-Authenticate": 'Basic realm="ops console", charset="UTF-8"'}
+    message = "Sign in with any user name and an API token as the password."
+    challenge = {"WWW-Authenticate": 'Basic realm="ops console", charset="UTF-8"'}
+    return error_page(ApiError(message, status=401, code="unauthorized"), challenge)
 
 
 @bp.after_request
@@ -84,28 +76,13 @@ def security_headers(response):
     return response
 
 
-@bp.errorhandler(ApiError)
-def error_page(exc: ApiError):
-    """Render a refused request as a page a person can read."""
-    page = render_template(
-        "ops/error.html", status=exc.status, code=exc.code, message=exc.message, details=exc.details
-    )
-    return page, exc.status
-
-
 @bp.errorhandler(psycopg.OperationalError)
 @bp.errorhandler(PoolTimeout)
 def database_unavailable(exc):
     """Say the database is unreachable; the live refresh shows it and keeps trying."""
     log.error("ops console: database unavailable: %s", str(exc).strip().splitlines()[:1])
-    page = render_template(
-        "ops/error.html",
-        status=503,
-        code="database_unavailable",
-        message="The database cannot be reached.",
-        details={},
-    )
-    return page, 503
+    message = "The database cannot be reached."
+    return error_page(ApiError(message, status=503, code="database_unavailable"))
 
 
 @bp.app_template_filter("ops_time")
@@ -114,33 +91,24 @@ def ops_time(value) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+@bp.app_template_test("replayable")
+def replayable(delivery) -> bool:
+    """Tell whether a replay could apply a delivery: refused for a cause ``ops replay`` may fix."""
+    return delivery.outcome in deliveries.REPLAYABLE and replay.refusal(delivery) is None
+
+
 # Operators see a driver's number the way the logs show it, never whole.
 bp.add_app_template_filter(mask_phone, "masked_phone")
+bp.add_app_template_global(overview.stacked_bars)
 
 
 @bp.get("/")
 def overview_page():
     """Chart how the last 24 hours (or 7 days) of calls and webhooks went."""
-    window = request.args.get("window", "").strip() or "24h"
-    if window not in overview.WINDOWS:
-        raise ApiError(
-            "Some filters are not valid.",
-            code="invalid_filter",
-            details={"window": f"must be one of {', '.join(overview.WINDOWS)}"},
-        )
+    query = search.Query(request.args)
+    window = query.valid({"window": query.choice("window", overview.WINDOWS, "24h")})["window"]
     seen = overview.read(get_conn(), window)
-    return render_template(
-        "ops/overview.html",
-        seen=seen,
-        labels=overview.LABELS,
-        calls_chart=charts.stacked_bars(seen.hours, seen.calls, overview.LABELS),
-        rejections_chart=charts.stacked_bars(
-            seen.hours,
-            {"rejected": seen.rejections},
-            {"rejected": "webhooks rejected"},
-            width=640,
-        ),
-    )
+    return render_template("ops/overview.html", seen=seen, labels=overview.LABELS)
 
 
 @bp.get("/calls")
@@ -148,33 +116,25 @@ def calls_page():
     """Show the calls that match the search, newest first, with their outcome and answers."""
     filters = search.parse_filters(request.args)
     conn = get_conn()
-    # One row more than shown says whether an older page exists, without a count(*).
-    page = search.latest(conn, filters, limit=filters["limit"] + 1)
-    has_older = len(page) > filters["limit"]
-    page = page[: filters["limit"]]
-    counts = queries.transcript_counts(conn, [c.conversation_id for c in page if c.conversation_id])
-    template = "ops/_calls_table.html" if request.args.get("fragment") else "ops/calls.html"
+    page = search.latest(conn, filters)
     return render_template(
-        template,
-        calls=page,
+        "ops/calls.html",
+        page=page,
         filters=filters,
         form=search.form_values(request.args),
         statuses=search.STATUSES,
         verdicts=outcomes.VERDICTS,
-        older_than=page[-1].id if has_older else None,
-        transcript_counts=counts,
-        delivery_counts=queries.delivery_counts(conn, page),
+        counts=queries.page_counts(conn, page.rows),
     )
 
 
 @bp.get("/calls.csv")
 def calls_csv():
     """Stream every call the search matches as CSV, newest first, in flat memory."""
-    filters = search.parse_filters(request.args)
-    rows = search.every(get_conn(), filters)
-    headers = {"Content-Disposition": 'attachment; filename="calls.csv"'}
-    body = stream_with_context(export.csv_lines(rows))
-    return Response(body, mimetype="text/csv", headers=headers)
+    rows = search.every(get_conn(), search.parse_filters(request.args))
+    disposition = 'attachment; filename="calls.csv"'
+    headers = {"Content-Type": "text/csv; charset=utf-8", "Content-Disposition": disposition}
+    return stream_with_context(search.csv_lines(rows)), headers
 
 
 @bp.get("/calls/<call_sid>")
@@ -184,27 +144,21 @@ def call_page(call_sid: str):
     known = search.CALL_SID_PATTERN.fullmatch(call_sid)
     call = calls.by_call_sid(conn, call_sid) if known else None
     if call is None:
-        raise ApiError(
-            "No call has this call_sid.",
-            status=404,
-            code="not_found",
-            details={"call_sid": call_sid[:128]},
-        )
-    template = "ops/_call_detail.html" if request.args.get("fragment") else "ops/call.html"
+        details = {"call_sid": call_sid[:128]}
+        raise ApiError("No call has this call_sid.", status=404, code="not_found", details=details)
     return render_template(
-        template,
+        "ops/call.html",
         call=call,
         outcome=outcomes.of_call(conn, call.id),
         lines=transcription_helpers.transcript(conn, call.conversation_id),
-        deliveries=queries.deliveries(conn, call.call_sid, call.conversation_id),
+        deliveries=queries.of_call(conn, call),
     )
 
 
 @bp.get("/batches")
 def batches_page():
     """Show the newest batches and how far each has got."""
-    template = "ops/_batches_table.html" if request.args.get("fragment") else "ops/batches.html"
-    return render_template(template, batches=batches.counted(get_conn()), finished=FINISHED_ENTRIES)
+    return render_template("ops/batches.html", batches=batches.counted(get_conn()))
 
 
 @bp.get("/batches/<batch_id>")
@@ -213,8 +167,7 @@ def batch_page(batch_id: str):
     batch = batches.show(get_conn(), batch_id[:64])
     if batch is None:
         raise ApiError("No batch has this id.", status=404, code="not_found")
-    template = "ops/_batch_detail.html" if request.args.get("fragment") else "ops/batch.html"
-    return render_template(template, batch=batch, finished=FINISHED_ENTRIES)
+    return render_template("ops/batch.html", batch=batch)
 
 
 def cross_site(req) -> bool:
@@ -245,45 +198,18 @@ def replay_delivery(delivery_id: int):
         price = current_app.config.get("ELEVENLABS_USD_PER_CREDIT")
         line, _ = replay.replay_one(conn, delivery_id, usd_per_credit=price)
     log.info("ops console: %s", line)
-    call_sid = request.form.get("call_sid", "")
-    if search.CALL_SID_PATTERN.fullmatch(call_sid):
-        back = url_for("ops_console.call_page", call_sid=call_sid)
-    else:
-        back = url_for("ops_console.deliveries_page")
+    call_sid = request.form.get("call_sid", "")  # the call page it was pressed on, if any
+    known = search.CALL_SID_PATTERN.fullmatch(call_sid)
+    back = url_for(".call_page", call_sid=call_sid) if known else url_for(".deliveries_page")
     return redirect(f"{back}#delivery-{delivery_id}", 303)
-
-
-def parse_delivery_filters(args) -> dict:
-    """Return the delivery list's filters; raise a 400 naming each bad one."""
-    problems: dict[str, str] = {}
-    outcome = args.get("outcome", "").strip() or None
-    if outcome is not None and outcome not in OUTCOME_FILTERS:
-        problems["outcome"] = f"must be one of {', '.join(OUTCOME_FILTERS)}"
-    before = search.whole_number(args, "before", low=1, high=BIGINT_MAX, problems=problems)
-    limit = search.whole_number(args, "limit", low=1, high=search.MAX_PAGE_SIZE, problems=problems)
-    if problems:
-        raise ApiError("Some filters are not valid.", code="invalid_filter", details=problems)
-    return {"outcome": outcome, "before_id": before, "limit": limit or search.PAGE_SIZE}
 
 
 @bp.get("/deliveries")
 def deliveries_page():
     """Show the latest webhook deliveries, including those that named no known call."""
-    filters = parse_delivery_filters(request.args)
-    outcome = filters["outcome"]
-    page = queries.latest_deliveries(
-        get_conn(),
-        limit=filters["limit"] + 1,
-        before_id=filters["before_id"],
-        outcomes=overview.REJECTED if outcome == "rejected" else outcome and [outcome],
-    )
-    has_older = len(page) > filters["limit"]
-    page = page[: filters["limit"]]
-    fragment = request.args.get("fragment")
+    query = search.Query(request.args)
+    filters = query.valid({"outcome": query.choice("outcome", OUTCOME_FILTERS), **query.page()})
+    page = queries.latest(get_conn(), **filters)
     return render_template(
-        "ops/_deliveries_table.html" if fragment else "ops/deliveries.html",
-        deliveries=page,
-        filters=filters,
-        outcomes=OUTCOME_FILTERS,
-        older_than=page[-1].id if has_older else None,
+        "ops/deliveries.html", page=page, filters=filters, outcomes=OUTCOME_FILTERS
     )

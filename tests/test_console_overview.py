@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from console_support import ANSWERS, AUTH, add_delivery, complete, make_searchable_call
 
-from console import charts, hours, overview
+from console import hours, overview
 from models import calls
 
 NOW = datetime.now(UTC)
@@ -90,7 +90,9 @@ def test_overview_with_an_unknown_window_is_400_naming_it(client, window):
 
 def test_bars_stack_in_order_and_scale_to_a_round_top():
     hours = [datetime(2026, 11, 25, h, tzinfo=UTC) for h in range(2)]
-    chart = charts.stacked_bars(hours, {"a": [3, 0], "b": [1, 4]}, {"a": "A", "b": "B"}, width=244)
+    chart = overview.stacked_bars(
+        hours, {"a": [3, 0], "b": [1, 4]}, {"a": "A", "b": "B"}, width=244
+    )
     assert [c for _, c in chart.counts] == [0, 5]  # top: 4 rounded up to 5; no 2.5 line
     a, b, b2 = chart.bars
     assert (a.series, b.series, b2.series) == ("a", "b", "b")
@@ -101,13 +103,13 @@ def test_bars_stack_in_order_and_scale_to_a_round_top():
 
 def test_the_count_axis_has_a_middle_line_only_on_a_whole_number():
     hours = [datetime(2026, 11, 25, tzinfo=UTC)]
-    assert [c for _, c in charts.stacked_bars(hours, {"a": [7]}, {"a": "A"}).counts] == [0, 5, 10]
-    assert [c for _, c in charts.stacked_bars(hours, {"a": [0]}, {"a": "A"}).counts] == [0, 1]
+    assert [c for _, c in overview.stacked_bars(hours, {"a": [7]}, {"a": "A"}).counts] == [0, 5, 10]
+    assert [c for _, c in overview.stacked_bars(hours, {"a": [0]}, {"a": "A"}).counts] == [0, 1]
 
 
 @pytest.mark.parametrize(("value", "top"), [(0, 1), (1, 1), (3, 5), (7, 10), (11, 20), (450, 500)])
 def test_the_count_axis_ends_on_a_round_number(value, top):
-    assert charts.nice_ceiling(value) == top
+    assert overview.nice_ceiling(value) == top
 
 
 def test_a_call_ending_after_its_hour_was_rolled_up_counts_at_the_next_recount(client, conn):
