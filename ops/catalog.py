@@ -1,6 +1,9 @@
-"""Small read-only catalog queries the checks share."""
+"""Read-only catalog queries the checks share, and the guard of checks that need a migration."""
 
+import functools
 from dataclasses import dataclass
+
+from ops.report import failed
 
 
 @dataclass
@@ -33,15 +36,19 @@ def table_exists(conn, name: str) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
 
 
-def estimated_rows(conn, table: str) -> int:
-    """Return the planner's row estimate for a table (0 when never analysed)."""
-    row = conn.execute(
-        "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass(%s)",
-        (table,),
-    ).fetchone()
-    return row[0] if row else 0
+def needs(migration: str, *columns: str):
+    """Make a check FAIL, naming the migration, when calls lacks a column it reads."""
 
+    def guard(check):
+        @functools.wraps(check)  # verify names the result after the check
+        def guarded(conn, opts):
+            missing = [name for name in columns if column(conn, "calls", name) is None]
+            if missing:
+                return failed(
+                    f"calls lacks {', '.join(missing)} (migration {migration} not applied)"
+                )
+            return check(conn, opts)
 
-def missing_columns(conn, table: str, names: tuple[str, ...]) -> list[str]:
-    """Return which of these columns the table lacks."""
-    return [name for name in names if column(conn, table, name) is None]
+        return guarded
+
+    return guard

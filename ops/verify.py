@@ -1,23 +1,19 @@
 """``python -m ops verify``: the rollout checklist's database checks, one line each.
 
-Every check but one runs inside a single READ ONLY, REPEATABLE READ transaction
-(one consistent snapshot), each in its own savepoint so that one failing query
-cannot hide the others. The exception is the proof that the unique constraint
-rejects a duplicate: it needs an INSERT, made in a transaction that is always
-rolled back, with explicit ids so no sequence moves. The database is left as
-it was found.
+Every check but one runs inside a READ ONLY, REPEATABLE READ transaction (one
+consistent snapshot), each in its own savepoint so that one failing query
+cannot hide the others. The exception, the proof that the unique constraint
+rejects a duplicate, writes in a transaction that is always rolled back.
 """
 
-import argparse
-import sys
 from dataclasses import dataclass
 
 import psycopg
 
 import db
 from errors import first_line
-from ops import call_checks, database, lookup_checks, probe, schema_checks, webhook_checks
-from ops.report import FAIL, Result, as_json, as_text, failed
+from ops import call_checks, database, lookup_checks, schema_checks
+from ops.report import FAIL, Result, render
 
 # Before the code deploy: the schema the four migrations leave.
 PRE = [
@@ -37,7 +33,7 @@ POST = [
     call_checks.recent_calls_have_call_sid,
     call_checks.recent_conversation_ids,
     call_checks.stuck_initiating,
-    webhook_checks.deliveries,
+    call_checks.webhook_deliveries,
 ]
 
 
@@ -52,14 +48,13 @@ class Options:
     max_rejection_rate: float = 0.05
 
 
-def _guarded(check, conn, opts) -> Result:
-    """Run one read-only check in a savepoint; a database error is that check's FAIL."""
-    name = check.__name__
+def _checked(check, conn, opts) -> Result:
+    """Run one check in a savepoint (or a transaction); a database error is that check's FAIL."""
     try:
         with conn.transaction():
-            return check(conn, opts)
+            return Result(check.__name__, *check(conn, opts))
     except psycopg.Error as exc:
-        return failed(name, f"could not check: {first_line(exc)}")
+        return Result(check.__name__, FAIL, f"could not check: {first_line(exc)}")
 
 
 def _read_only(conn, checks, opts) -> list[Result]:
@@ -69,7 +64,7 @@ def _read_only(conn, checks, opts) -> list[Result]:
             # A migration holding ACCESS EXCLUSIVE must not make verify hang.
             conn.execute("SET LOCAL lock_timeout = '2s'")
             conn.execute("SET LOCAL statement_timeout = '60s'")
-            return [_guarded(check, conn, opts) for check in checks]
+            return [_checked(check, conn, opts) for check in checks]
     finally:
         conn.read_only = False
 
@@ -78,20 +73,16 @@ def run(conn: psycopg.Connection, opts: Options) -> list[Result]:
     """Run the stage's checks on an autocommit connection and return their results."""
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     results = _read_only(conn, PRE, opts)
-    try:
-        results.append(probe.unique_rejects_duplicate(conn, opts))
-    except psycopg.Error as exc:
-        results.append(failed("unique_rejects_duplicate", f"could not check: {first_line(exc)}"))
+    results.append(_checked(schema_checks.unique_rejects_duplicate, conn, opts))
     if opts.stage == "post":
         results += _read_only(conn, POST, opts)
     return results
 
 
-def parse(argv) -> argparse.Namespace:
-    """Parse ``verify``'s options."""
-    parser = argparse.ArgumentParser(
-        prog="python -m ops verify",
-        description="Check a database against the rollout checklist; exit 1 on any FAIL.",
+def main(argv: list[str]) -> int:
+    """Exit 0 when all pass (or warn), 1 on any FAIL."""
+    parser = database.parser(
+        "verify", "Check a database against the rollout checklist; exit 1 on any FAIL."
     )
     parser.add_argument(
         "--stage",
@@ -100,7 +91,6 @@ def parse(argv) -> argparse.Namespace:
         help="pre: before the code deploy (schema only); post: everything",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of lines")
-    database.add_argument(parser)
     parser.add_argument(
         "--recent",
         type=int,
@@ -122,25 +112,10 @@ def parse(argv) -> argparse.Namespace:
         default=Options.max_rejection_rate,
         help="webhook rejections above this share warn (default %(default)s)",
     )
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    """Run verify from the command line: 0 all pass (or warn), 1 any FAIL, 2 cannot run."""
-    args = parse(argv)
-    opts = Options(
-        args.stage, args.recent, args.stuck_minutes, max_rejection_rate=args.max_rejection_rate
-    )
-    try:
-        url = db.url_of(args.database_url)
-        with database.connect(url, "verify") as conn:
-            results = run(conn, opts)
-    except db.NoDatabase as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except psycopg.OperationalError as exc:
-        print(f"error: cannot connect to the database: {first_line(exc)}", file=sys.stderr)
-        return 2
-    render = as_json if args.json else as_text
-    print(render(results, stage=args.stage, target=database.describe(url)))
+    args = parser.parse_args(argv)
+    opts = Options(args.stage, args.recent, args.stuck_minutes, 60, args.max_rejection_rate)
+    url = db.url_of(args.database_url)
+    with database.connect(url, "verify") as conn:
+        results = run(conn, opts)
+    print(render(results, stage=args.stage, target=database.describe(url), as_json=args.json))
     return 1 if any(r.status == FAIL for r in results) else 0
