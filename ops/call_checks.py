@@ -3,6 +3,8 @@ calls") and how its webhooks fared ("Monitor webhook failure rates")."""
 
 from collections import Counter
 
+from psycopg.rows import dict_row
+
 from models.webhook_deliveries import SETTLED  # outcomes answered 200: nothing was refused
 from ops.catalog import needs, table_exists
 from ops.report import failed, passed, warned
@@ -12,21 +14,19 @@ LIFECYCLE = ("api_called_at", "failure_reason", "initiated_at", "failed_at")
 
 
 def _recent(conn, limit: int) -> list[dict]:
-    cur = conn.execute(
-        """
-        SELECT id, call_sid, conversation_id, status, failure_reason,
-               created_at, api_called_at
+    cur = conn.cursor(row_factory=dict_row)
+    sql = """
+        SELECT id, call_sid, conversation_id, status, failure_reason, created_at, api_called_at
           FROM calls ORDER BY id DESC LIMIT %s
-        """,
-        (limit,),
-    )
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    """
+    return cur.execute(sql, (limit,)).fetchall()
 
 
-def _named(calls: list[dict]) -> list[str]:
-    """Return how lines name these calls: each its call_sid, or its id where it has none."""
-    return [call["call_sid"] or f"id {call['id']}" for call in calls]
+def _lacking(calls: list[dict], status: str, column: str) -> list[str]:
+    """Name the calls of this status without this column: each by call_sid, else by id."""
+    return [
+        c["call_sid"] or f"id {c['id']}" for c in calls if c["status"] == status and not c[column]
+    ]
 
 
 @needs("005", *LIFECYCLE)
@@ -34,7 +34,9 @@ def created_before_api_call(conn, opts):
     """Check each recent call's row was written before its ElevenLabs request (the feature)."""
     calls = _recent(conn, opts.recent)
     dialled = [c for c in calls if c["api_called_at"] is not None]
-    late = _named(c for c in dialled if c["created_at"] > c["api_called_at"])
+    late = [
+        c["call_sid"] or f"id {c['id']}" for c in dialled if c["created_at"] > c["api_called_at"]
+    ]
     figures = {"recent": len(calls), "dialled": len(dialled), "written_after_request": len(late)}
     if late:
         return failed(
@@ -69,35 +71,29 @@ def recent_conversation_ids(conn, opts):
     """Check answered calls got their conversation_id, and failed ones say why (audit trail)."""
     calls = _recent(conn, opts.recent)
     counts = dict(sorted(Counter(call["status"] for call in calls).items()))
-    bare = {
-        status: _named(c for c in calls if c["status"] == status and not c["conversation_id"])
-        for status in ("completed", "initiated")
-    }
-    unexplained = _named(c for c in calls if c["status"] == "failed" and not c["failure_reason"])
+    completed = _lacking(calls, "completed", "conversation_id")
+    initiated = _lacking(calls, "initiated", "conversation_id")
+    unexplained = _lacking(calls, "failed", "failure_reason")
     figures = {
         "by_status": counts,
-        "completed_without_conversation_id": len(bare["completed"]),
-        "initiated_without_conversation_id": len(bare["initiated"]),
+        "completed_without_conversation_id": len(completed),
+        "initiated_without_conversation_id": len(initiated),
         "failed_without_reason": len(unexplained),
     }
-    shape = f"last {len(calls)}: " + (
-        ", ".join(f"{n} {s}" for s, n in counts.items()) or "no calls"
-    )
-    problems = [
-        f"{what}: {', '.join(which[:5])}"
-        for what, which in (
-            ("completed without conversation_id", bare["completed"]),
-            ("failed without a reason", unexplained),
-        )
-        if which
-    ]
+    shape = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no calls"
+    shape = f"last {len(calls)}: {shape}"
+    problems = []
+    if completed:
+        problems.append(f"completed without conversation_id: {', '.join(completed[:5])}")
+    if unexplained:
+        problems.append(f"failed without a reason: {', '.join(unexplained[:5])}")
     if problems:
         return failed(f"{shape}; " + "; ".join(problems), **figures)
-    if bare["initiated"]:
+    if initiated:
         # ElevenLabs may answer success with a null id; the post-call webhook brings it.
         return warned(
-            f"{shape}; {len(bare['initiated'])} initiated still without conversation_id "
-            "(webhooks by call_sid get 400 until it arrives): " + ", ".join(bare["initiated"][:5]),
+            f"{shape}; {len(initiated)} initiated still without conversation_id "
+            "(webhooks by call_sid get 400 until it arrives): " + ", ".join(initiated[:5]),
             **figures,
         )
     return passed(

@@ -1,13 +1,10 @@
-"""Checks of the two-step lookup: call_sid → call → conversation_id → transcription lines.
-
-The checklist asks that backfilled records work, that the index is used
-(EXPLAIN) and that the lookup performs well.
-"""
+"""Checks of the two-step lookup (call_sid → call → conversation_id → transcription lines):
+backfilled records resolve, an index serves each step (EXPLAIN), and quickly."""
 
 import psycopg
 from psycopg import sql
 
-from ops.catalog import column, needs
+from ops.catalog import needs
 from ops.report import failed, passed, warned
 
 # Above this many rows a seq scan on a lookup is a real cost, not a planner's shortcut.
@@ -73,17 +70,11 @@ def backfill(conn, opts):
     )
 
 
-def _sample_call(conn) -> tuple[str, str]:
-    """Return a real (call_sid, conversation_id) to EXPLAIN with, or made-up ones."""
-    sid = "call_sid" if column(conn, "calls", "call_sid") else "NULL::text"
-    row = conn.execute(
-        f"SELECT {sid}, conversation_id FROM calls WHERE conversation_id IS NOT NULL "
-        "ORDER BY id DESC LIMIT 1"
-    ).fetchone()
-    return (
-        (row and row[0]) or "cs_verify_no_such_call",
-        (row and row[1]) or "verify_no_such_conversation",
-    )
+def _newest(conn, name: str, otherwise: str) -> str:
+    """Return the newest call's value of this column to EXPLAIN with, else a made-up one."""
+    query = sql.SQL("SELECT {0} FROM calls WHERE {0} IS NOT NULL ORDER BY id DESC LIMIT 1")
+    row = conn.execute(query.format(sql.Identifier(name))).fetchone()
+    return row[0] if row else otherwise
 
 
 def _scans(conn, query: sql.Composable, seqscan: bool = True) -> list[str]:
@@ -148,7 +139,7 @@ def _index_verdict(
 @needs("001", "call_sid")
 def call_sid_index_used(conn, opts):
     """EXPLAIN the call_sid lookup: calls_call_sid_key must be able to serve it, and quickly."""
-    query = _lookup(_sample_call(conn)[0])
+    query = _lookup(_newest(conn, "call_sid", "cs_verify_no_such_call"))
     (plan,) = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(query)).fetchone()
     ms = float(plan[0]["Execution Time"])  # EXPLAIN ANALYZE runs it: a read
     return _index_verdict(
@@ -166,7 +157,7 @@ def transcript_lookup_plan(conn, opts):
     """EXPLAIN the second step: an index must serve transcriptions by conversation_id."""
     return _index_verdict(
         conn,
-        _transcript(_sample_call(conn)[1]),
+        _transcript(_newest(conn, "conversation_id", "verify_no_such_conversation")),
         "transcriptions",
         "",
         no_index=(

@@ -1,11 +1,8 @@
 """Calls without a conversation_id, looked for at ElevenLabs by the call_sid we passed it.
 
-A call stays ``initiating`` when the process died between writing the row and
-recording ElevenLabs' answer (or ``initiated`` without one, when the answer's id
-was null): the driver may or may not have been rung. Its conversation, if any,
-started within minutes of the row, so only that window of the list is read, a
-bounded number of pages, and each conversation no call of ours has is fetched
-for its dynamic variables (the list's items carry none).
+Its conversation, if any, started within minutes of the row: only that window of
+the list is read, a bounded number of pages, and each conversation no call of
+ours has is fetched for its dynamic variables (the list's items carry none).
 """
 
 from dataclasses import dataclass

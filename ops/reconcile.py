@@ -39,14 +39,8 @@ SELECT {calls.COLUMNS} FROM calls
 """
 
 # What became of a call this run; CHANGES are the ones a dry run would make.
-COMPLETED, FAILED, ATTACHED, IN_PROGRESS, LEFT, UNCHANGED = (
-    "completed",
-    "failed",
-    "given its conversation",
-    "still under way",
-    "left for the next run",
-    "unchanged",
-)
+COMPLETED, FAILED, ATTACHED = "completed", "failed", "given its conversation"
+IN_PROGRESS, LEFT, UNCHANGED = "still under way", "left for the next run", "unchanged"
 CHANGES = (COMPLETED, FAILED, ATTACHED)
 
 

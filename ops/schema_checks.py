@@ -82,32 +82,24 @@ def call_sid_column(conn, opts):
 @needs("001", "call_sid")
 def call_sid_unique(conn, opts):
     """Check the unique constraint on calls.call_sid exists and its index is valid."""
-    row = conn.execute(
+    indexes = conn.execute(
         """
         SELECT c.conname, i.indexrelid::regclass::text, i.indisvalid, i.indisready
-          FROM pg_constraint c
-          JOIN pg_index i ON i.indexrelid = c.conindid
-         WHERE c.conrelid = 'calls'::regclass AND c.contype = 'u'
-           AND c.conkey = ARRAY[(SELECT attnum FROM pg_attribute
-                                  WHERE attrelid = 'calls'::regclass AND attname = 'call_sid')]
+          FROM pg_index i
+          LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.contype = 'u'
+         WHERE i.indrelid = 'calls'::regclass AND i.indisunique
+           AND i.indkey::text = (SELECT attnum::text FROM pg_attribute
+                                  WHERE attrelid = 'calls'::regclass AND attname = 'call_sid')
+         ORDER BY c.conname IS NULL, 2
         """
-    ).fetchone()
-    if row is None:
-        loose = conn.execute(
-            """
-            SELECT i.indexrelid::regclass::text, i.indisvalid
-              FROM pg_index i
-             WHERE i.indrelid = 'calls'::regclass AND i.indisunique
-               AND i.indkey::text = (SELECT attnum::text FROM pg_attribute
-                                      WHERE attrelid = 'calls'::regclass AND attname = 'call_sid')
-            """
-        ).fetchall()
-        found = ", ".join(f"{n} (valid={v})" for n, v in loose)
+    ).fetchall()
+    if not indexes or indexes[0][0] is None:
+        found = ", ".join(f"{index} (valid={valid})" for _, index, valid, _ in indexes)
         return failed(
             "no unique constraint on calls.call_sid (003 not applied)"
             + (f"; unique index only: {found}" if found else "")
         )
-    conname, index, valid, ready = row
+    conname, index, valid, ready = indexes[0]
     figures = {"constraint": conname, "index": index, "indisvalid": valid, "indisready": ready}
     if not (valid and ready):
         return failed(

@@ -7,26 +7,6 @@ from models import calls
 from ops import database
 
 
-def stuck(conn, older_than_minutes: float, limit: int, out=print) -> int:
-    """Print the calls stuck in ``initiating``, oldest first; return how many."""
-    rows = calls.stuck_initiating(conn, older_than_minutes=older_than_minutes, limit=limit)
-    if not rows:
-        out(f"no calls stuck in initiating for more than {older_than_minutes:g} minutes")
-        return 0
-    now = conn.execute("SELECT now()").fetchone()[0]  # the database's clock, as created_at
-    out(f"{'call_sid':<36}  {'driver_id':>10}  {'created_at':<25}  age")
-    for call in rows:
-        created = call.created_at.isoformat(timespec="seconds")
-        driver = "-" if call.driver_id is None else str(call.driver_id)
-        hours, minutes = divmod(int((now - call.created_at).total_seconds() // 60), 60)
-        days, hours = divmod(hours, 24)
-        age = f"{days}d{hours:02d}h{minutes:02d}m" if days else f"{hours}h{minutes:02d}m"
-        out(f"{call.call_sid:<36}  {driver:>10}  {created:<25}  {age}")
-    more = " (limit reached; raise --limit to see more)" if len(rows) == limit else ""
-    out(f"{len(rows)} call(s) stuck in initiating{more}")
-    return len(rows)
-
-
 def minutes_argument(text: str) -> float:
     """Return a number of minutes from the command line (0 or more), or say why not."""
     try:
@@ -45,7 +25,7 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """List the stuck calls."""
+    """Print the calls stuck in ``initiating``, oldest first."""
     parser = database.parser("stuck", __doc__.split("\n")[0])
     parser.add_argument(
         "--older-than", type=minutes_argument, default=10.0, metavar="MINUTES", help="default: 10"
@@ -53,5 +33,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--limit", type=_positive_int, default=100, help="default: 100")
     args = parser.parse_args(argv)
     with database.connect(args.database_url, "stuck") as conn:
-        stuck(conn, args.older_than, args.limit)
+        rows = calls.stuck_initiating(conn, older_than_minutes=args.older_than, limit=args.limit)
+        now = conn.execute("SELECT now()").fetchone()[0]  # the database's clock, as created_at
+    if not rows:
+        print(f"no calls stuck in initiating for more than {args.older_than:g} minutes")
+        return 0
+    print(f"{'call_sid':<36}  {'driver_id':>10}  {'created_at':<25}  age")
+    for call in rows:
+        created = call.created_at.isoformat(timespec="seconds")
+        driver = "-" if call.driver_id is None else str(call.driver_id)
+        hours, minutes = divmod(int((now - call.created_at).total_seconds() // 60), 60)
+        days, hours = divmod(hours, 24)
+        age = f"{days}d{hours:02d}h{minutes:02d}m" if days else f"{hours}h{minutes:02d}m"
+        print(f"{call.call_sid:<36}  {driver:>10}  {created:<25}  {age}")
+    more = " (limit reached; raise --limit to see more)" if len(rows) == args.limit else ""
+    print(f"{len(rows)} call(s) stuck in initiating{more}")
     return 0

@@ -39,13 +39,15 @@ POST = [
 
 @dataclass
 class Options:
-    """What to check and the thresholds to judge by."""
+    """The command line: what to check, where, and the thresholds to judge by."""
 
     stage: str = "post"
     recent: int = 20
     stuck_minutes: int = 5
     window_minutes: int = 60
     max_rejection_rate: float = 0.05
+    json: bool = False
+    database_url: str | None = None
 
 
 def _checked(check, conn, opts) -> Result:
@@ -84,38 +86,14 @@ def main(argv: list[str]) -> int:
     parser = database.parser(
         "verify", "Check a database against the rollout checklist; exit 1 on any FAIL."
     )
-    parser.add_argument(
-        "--stage",
-        choices=["pre", "post"],
-        default="post",
-        help="pre: before the code deploy (schema only); post: everything",
-    )
+    parser.add_argument("--stage", choices=["pre", "post"], help="pre: the schema only; post: all")
     parser.add_argument("--json", action="store_true", help="print JSON instead of lines")
-    parser.add_argument(
-        "--recent",
-        type=int,
-        default=Options.recent,
-        metavar="N",
-        help="how many of the latest calls to inspect (default %(default)s)",
-    )
-    parser.add_argument(
-        "--stuck-minutes",
-        type=int,
-        default=Options.stuck_minutes,
-        metavar="M",
-        help="'initiating' longer than this is stuck (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-rejection-rate",
-        type=float,
-        metavar="RATE",
-        default=Options.max_rejection_rate,
-        help="webhook rejections above this share warn (default %(default)s)",
-    )
-    args = parser.parse_args(argv)
-    opts = Options(args.stage, args.recent, args.stuck_minutes, 60, args.max_rejection_rate)
-    url = db.url_of(args.database_url)
+    parser.add_argument("--recent", type=int, metavar="N", help="how many latest calls to read")
+    parser.add_argument("--stuck-minutes", type=int, metavar="M", help="'initiating' this long")
+    parser.add_argument("--max-rejection-rate", type=float, metavar="RATE", help="else WARN")
+    opts = parser.parse_args(argv, namespace=Options())  # Options holds the defaults
+    url = db.url_of(opts.database_url)
     with database.connect(url, "verify") as conn:
         results = run(conn, opts)
-    print(render(results, stage=args.stage, target=database.describe(url), as_json=args.json))
+    print(render(results, stage=opts.stage, target=database.describe(url), as_json=opts.json))
     return 1 if any(r.status == FAIL for r in results) else 0
