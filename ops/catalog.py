@@ -1,34 +1,23 @@
 """Read-only catalog queries the checks share, and the guard of checks that need a migration."""
 
 import functools
-from dataclasses import dataclass
+
+from psycopg.rows import namedtuple_row
 
 from ops.report import failed
 
 
-@dataclass
-class Column:
-    """What the catalog says about one column."""
-
-    type: str
-    not_null: bool
-    default: str | None
-
-
-def column(conn, table: str, name: str) -> Column | None:
-    """Return the column's type, nullability and default, or None when it does not exist."""
-    row = conn.execute(
-        """
-        SELECT format_type(a.atttypid, a.atttypmod), a.attnotnull,
-               pg_get_expr(d.adbin, d.adrelid)
+def column(conn, table: str, name: str):
+    """Return the column's ``type``, ``not_null`` and ``default``; None when it does not exist."""
+    query = """
+        SELECT format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
+               pg_get_expr(d.adbin, d.adrelid) AS default
           FROM pg_attribute a
           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
          WHERE a.attrelid = to_regclass(%s) AND a.attname = %s
            AND a.attnum > 0 AND NOT a.attisdropped
-        """,
-        (table, name),
-    ).fetchone()
-    return None if row is None else Column(*row)
+    """
+    return conn.cursor(row_factory=namedtuple_row).execute(query, (table, name)).fetchone()
 
 
 def table_exists(conn, name: str) -> bool:

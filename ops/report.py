@@ -16,20 +16,17 @@ class Result:
     figures: dict = field(default_factory=dict)
 
 
-# A check returns (status, detail, figures); verify names it after the check.
+# A check returns its verdict, (status, detail, figures); verify names it after the check.
 def passed(detail: str, **figures) -> tuple:
-    """Return a PASS."""
     return PASS, detail, figures
 
 
 def warned(detail: str, **figures) -> tuple:
-    """Return a WARN: worth a look, not a reason to stop the rollout."""
-    return WARN, detail, figures
+    return WARN, detail, figures  # worth a look, not a reason to stop the rollout
 
 
 def failed(detail: str, **figures) -> tuple:
-    """Return a FAIL: stop and fix before going on."""
-    return FAIL, detail, figures
+    return FAIL, detail, figures  # stop and fix before going on
 
 
 def render(results: list[Result], *, stage: str, target: str, as_json: bool) -> str:

@@ -60,20 +60,17 @@ def _checked(check, conn, opts) -> Result:
 
 
 def _read_only(conn, checks, opts) -> list[Result]:
-    conn.read_only = True
-    try:
-        with conn.transaction():
-            # A migration holding ACCESS EXCLUSIVE must not make verify hang.
-            conn.execute("SET LOCAL lock_timeout = '2s'")
-            conn.execute("SET LOCAL statement_timeout = '60s'")
-            return [_checked(check, conn, opts) for check in checks]
-    finally:
-        conn.read_only = False
+    """Run checks in one READ ONLY, REPEATABLE READ transaction: one snapshot, nothing written."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        # A migration holding ACCESS EXCLUSIVE must not make verify hang.
+        conn.execute("SET LOCAL lock_timeout = '2s'")
+        conn.execute("SET LOCAL statement_timeout = '60s'")
+        return [_checked(check, conn, opts) for check in checks]
 
 
 def run(conn: psycopg.Connection, opts: Options) -> list[Result]:
     """Run the stage's checks on an autocommit connection and return their results."""
-    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     results = _read_only(conn, PRE, opts)
     results.append(_checked(schema_checks.unique_rejects_duplicate, conn, opts))
     if opts.stage == "post":
