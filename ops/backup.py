@@ -1,9 +1,5 @@
-"""``python -m ops backup --out DIR`` and ``python -m ops restore FILE``: a checked dump, and
-its way back.
-
-The dump is read back with ``pg_restore --list``, so a backup that cannot be
-restored is never reported as taken.
-"""
+"""``python -m ops backup --out DIR`` and ``python -m ops restore FILE``: a dump that counts as
+taken only once ``pg_restore --list`` reads it back, and its way back."""
 
 import re
 import subprocess

@@ -133,20 +133,19 @@ def webhook_deliveries(conn, opts):
         return failed("no webhook_deliveries table (migration 006 not applied)")
     rows = conn.execute(
         """
-        SELECT outcome <> ALL(%s) AS rejected, outcome, count(*),
+        SELECT outcome, count(*),
                count(*) FILTER (WHERE call_sid IS NOT NULL),
                count(*) FILTER (WHERE call_sid IS NULL AND conversation_id IS NOT NULL)
           FROM webhook_deliveries
          WHERE received_at >= now() - make_interval(mins => %s)
          GROUP BY outcome ORDER BY count(*) DESC, outcome
         """,
-        (list(SETTLED), opts.window_minutes),
+        (opts.window_minutes,),
     ).fetchall()
-    total = sum(row[2] for row in rows)
-    reasons = {outcome: n for rejected, outcome, n, *_ in rows if rejected}
+    total = sum(row[1] for row in rows)
+    reasons = {outcome: n for outcome, n, *_ in rows if outcome not in SETTLED}
     rejected = sum(reasons.values())
-    by_call_sid = sum(row[3] for row in rows)
-    by_conversation = sum(row[4] for row in rows)
+    by_call_sid, by_conversation = sum(row[2] for row in rows), sum(row[3] for row in rows)
     rate = rejected / total if total else 0.0
     figures = {
         "window_minutes": opts.window_minutes,

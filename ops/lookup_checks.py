@@ -103,11 +103,9 @@ def _scans(conn, query: sql.Composable, seqscan: bool = True) -> list[str]:
 def _index_verdict(
     conn, query, table: str, index: str, *, no_index: tuple, ms: str = "", **figures
 ):
-    """Judge whether an index (``index``, or any) serves the query.
+    """Judge whether an index (``index``, or any) serves the query; ``no_index`` when none can.
 
-    Naturally: PASS. Only once seq scans are priced out: PASS on a small table,
-    WARN above LARGE_TABLE_ROWS (stale statistics). Not even then: ``no_index``,
-    a (verdict, message) pair.
+    Only once seq scans are priced out: PASS on a small table, WARN on a large one.
     """
     using = f" using {index} " if index else " using "  # the name whole, not a prefix
 

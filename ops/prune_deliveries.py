@@ -1,8 +1,7 @@
 """``python -m ops prune-deliveries --older-than-days N``: keep the delivery log bounded.
 
-Deleted: deliveries older than N days that are settled (at receipt or by a
-replay) or were refused for their signature (never replayable). Kept, however
-old: deliveries still waiting for a replay, the log being their only copy.
+Old deliveries that are settled or badly signed (never replayable) go; those
+still waiting for a replay stay however old: the log is their only copy.
 """
 
 import psycopg

@@ -69,9 +69,9 @@ def reconcile(
         if call.conversation_id is not None:
             counts[_from_details(run, call)] += 1
     orphans = [call for call in open_calls if call.conversation_id is None]
-    search = orphan_calls.find(conn, client, orphans) if orphans else None
+    found, incomplete = orphan_calls.find(conn, client, orphans) if orphans else ({}, None)
     for call in orphans:
-        counts[_orphan(run, call, search)] += 1
+        counts[_orphan(run, call, found.get(call.call_sid), incomplete)] += 1
     said = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "none open"
     line = (
         f"reconcile: {'would change' if dry_run else 'changed'} "
@@ -96,13 +96,12 @@ def _from_details(run: Run, call: Call) -> str:
     return settle(run, call, document)
 
 
-def _orphan(run: Run, call: Call, search: orphan_calls.Search) -> str:
+def _orphan(run: Run, call: Call, document: dict | None, incomplete: str | None) -> str:
     """Settle a call without conversation_id from its conversation found by call_sid, or fail it."""
-    document = search.found.get(call.call_sid)
     if document is not None:
         return settle(run, call, document)
-    if search.incomplete:
-        run.out(f"{call.call_sid}: no conversation found yet ({search.incomplete}): {LEFT}")
+    if incomplete:  # the list was not read whole: absence proves nothing
+        run.out(f"{call.call_sid}: no conversation found yet ({incomplete}): {LEFT}")
         return LEFT
     said = f"{call.call_sid}: no conversation at ElevenLabs names it"
     if run.dry_run:

@@ -1,11 +1,6 @@
 """``python -m ops replay --since TIME | --delivery ID [--dry-run]``: rejected webhook deliveries,
-replayed through the endpoints' own code once their cause is fixed.
-
-The outcome at receipt stays in the log, the replay's beside it. Idempotent: a
-settled delivery is skipped; a badly signed or truncated one is never replayed.
-Exit status: 0 when everything asked for is settled (with --dry-run: settled or
-would be replayed), 1 otherwise.
-"""
+replayed through the endpoints' own code once their cause is fixed (idempotent; the outcome at
+receipt stays in the log, the replay's beside it)."""
 
 import argparse
 from datetime import datetime
@@ -72,7 +67,7 @@ def replay_one(
 
 
 def main(argv: list[str]) -> int:
-    """Replay what was asked for, printing one line per delivery and a total."""
+    """Replay what was asked; exit 1 unless all of it is settled (dry run: or would be replayed)."""
     parser = database.parser("replay", "Replay rejected webhook deliveries from the log.")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--since", type=parse_since, help="ISO 8601 time with a zone")

@@ -1,9 +1,7 @@
 """``python -m ops verify``: the rollout checklist's database checks, one line each.
 
-Every check but one runs inside a READ ONLY, REPEATABLE READ transaction (one
-consistent snapshot), each in its own savepoint so that one failing query
-cannot hide the others. The exception, the proof that the unique constraint
-rejects a duplicate, writes in a transaction that is always rolled back.
+It leaves the database as it found it: every check but the uniqueness probe
+reads, and the probe's transaction is always rolled back.
 """
 
 from dataclasses import dataclass
@@ -51,7 +49,7 @@ class Options:
 
 
 def _checked(check, conn, opts) -> Result:
-    """Run one check in a savepoint (or a transaction); a database error is that check's FAIL."""
+    """Run one check in a savepoint, so a failing query hides no other; its error is its FAIL."""
     try:
         with conn.transaction():
             return Result(check.__name__, *check(conn, opts))
