@@ -12,19 +12,12 @@ LARGE_TABLE_ROWS = 10_000
 BACKFILLED = "call_sid = 'legacy_' || id"
 
 
-def _lookup(call_sid: str) -> sql.Composable:
-    # The query the webhook runs for its first step.
-    return sql.SQL("SELECT id, conversation_id FROM calls WHERE call_sid = {}").format(
-        sql.Literal(call_sid)
-    )
-
-
-def _transcript(conversation_id: str) -> sql.Composable:
-    # The second step: the lines of that conversation, in time order.
-    return sql.SQL(
-        'SELECT speaker, message, "timestamp" FROM transcriptions '
-        'WHERE conversation_id = {} ORDER BY "timestamp"'
-    ).format(sql.Literal(conversation_id))
+# The webhook's two steps, with literal values so that EXPLAIN can plan them.
+LOOKUP = sql.SQL("SELECT id, conversation_id FROM calls WHERE call_sid = {}")
+TRANSCRIPT = sql.SQL(
+    'SELECT speaker, message, "timestamp" FROM transcriptions '
+    'WHERE conversation_id = {} ORDER BY "timestamp"'
+)
 
 
 @needs("001", "call_sid")
@@ -51,11 +44,11 @@ def backfill(conn, opts):
     ).fetchall()
     broken, lines = [], 0
     for call_id, call_sid, conversation_id in sample:
-        found = conn.execute(_lookup(call_sid)).fetchone()
+        found = conn.execute(LOOKUP.format(sql.Literal(call_sid))).fetchone()
         if found is None or found[0] != call_id or found[1] != conversation_id or not found[1]:
             broken.append(call_sid)
             continue
-        lines += len(conn.execute(_transcript(found[1])).fetchall())
+        lines += len(conn.execute(TRANSCRIPT.format(sql.Literal(found[1]))).fetchall())
     figures.update(sampled=len(sample), resolved=len(sample) - len(broken), sample_lines=lines)
     if broken:
         return failed(
@@ -70,11 +63,11 @@ def backfill(conn, opts):
     )
 
 
-def _newest(conn, name: str, otherwise: str) -> str:
+def _newest(conn, name: str, otherwise: str) -> sql.Literal:
     """Return the newest call's value of this column to EXPLAIN with, else a made-up one."""
     query = sql.SQL("SELECT {0} FROM calls WHERE {0} IS NOT NULL ORDER BY id DESC LIMIT 1")
     row = conn.execute(query.format(sql.Identifier(name))).fetchone()
-    return row[0] if row else otherwise
+    return sql.Literal(row[0] if row else otherwise)
 
 
 def _scans(conn, query: sql.Composable, seqscan: bool = True) -> list[str]:
@@ -137,7 +130,7 @@ def _index_verdict(
 @needs("001", "call_sid")
 def call_sid_index_used(conn, opts):
     """EXPLAIN the call_sid lookup: calls_call_sid_key must be able to serve it, and quickly."""
-    query = _lookup(_newest(conn, "call_sid", "cs_verify_no_such_call"))
+    query = LOOKUP.format(_newest(conn, "call_sid", "cs_verify_no_such_call"))
     (plan,) = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(query)).fetchone()
     ms = float(plan[0]["Execution Time"])  # EXPLAIN ANALYZE runs it: a read
     return _index_verdict(
@@ -155,7 +148,7 @@ def transcript_lookup_plan(conn, opts):
     """EXPLAIN the second step: an index must serve transcriptions by conversation_id."""
     return _index_verdict(
         conn,
-        _transcript(_newest(conn, "conversation_id", "verify_no_such_conversation")),
+        TRANSCRIPT.format(_newest(conn, "conversation_id", "verify_no_such_conversation")),
         "transcriptions",
         "",
         no_index=(

@@ -24,7 +24,6 @@ from ops import database, orphan_calls
 from ops.stuck_calls import minutes_argument
 from webhooks import post_call
 
-DEFAULT_OLDER_THAN = 15.0  # CALL_MAX_MINUTES' default: past it a call holds no slot
 MAX_CALLS_PER_RUN = 500  # the oldest first; the next run takes the rest
 STILL_OPEN = ("initiated", "in-progress", "processing")
 NEVER_PLACED = "never placed"
@@ -193,16 +192,11 @@ def failure_reason(termination_reason) -> str:
 def main(argv: list[str]) -> int:
     """Exit 1 when ElevenLabs could not be asked about some call."""
     parser = database.parser("reconcile", __doc__.split("\n")[0])
+    # 15, CALL_MAX_MINUTES' default: past it a call holds no slot.
     parser.add_argument(
-        "--older-than",
-        type=minutes_argument,
-        default=DEFAULT_OLDER_THAN,
-        metavar="MINUTES",
-        help=f"settle calls open longer than this (default: {DEFAULT_OLDER_THAN:g})",
+        "--older-than", type=minutes_argument, default=15.0, metavar="MINUTES", help="default: 15"
     )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="say what would change; change nothing"
-    )
+    parser.add_argument("--dry-run", action="store_true", help="change nothing")
     args = parser.parse_args(argv)
     settings = config.from_env()
     if not settings["ELEVENLABS_API_KEY"]:

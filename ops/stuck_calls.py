@@ -18,20 +18,16 @@ def minutes_argument(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
-    return int(text)
-
-
 def main(argv: list[str]) -> int:
     """Print the calls stuck in ``initiating``, oldest first."""
     parser = database.parser("stuck", __doc__.split("\n")[0])
     parser.add_argument(
         "--older-than", type=minutes_argument, default=10.0, metavar="MINUTES", help="default: 10"
     )
-    parser.add_argument("--limit", type=_positive_int, default=100, help="default: 100")
+    parser.add_argument("--limit", type=int, default=100, help="default: 100")
     args = parser.parse_args(argv)
+    if args.limit < 1:
+        parser.error("--limit must be at least 1")
     with database.connect(args.database_url, "stuck") as conn:
         rows = calls.stuck_initiating(conn, older_than_minutes=args.older_than, limit=args.limit)
         now = conn.execute("SELECT now()").fetchone()[0]  # the database's clock, as created_at
