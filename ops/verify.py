@@ -83,10 +83,20 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--stage", choices=["pre", "post"], help="pre: the schema only; post: all")
     parser.add_argument("--json", action="store_true", help="print JSON instead of lines")
-    parser.add_argument("--recent", type=int, metavar="N", help="how many latest calls to read")
-    parser.add_argument("--stuck-minutes", type=int, metavar="M", help="'initiating' this long")
-    parser.add_argument("--max-rejection-rate", type=float, metavar="RATE", help="else WARN")
-    opts = parser.parse_args(argv, namespace=Options())  # Options holds the defaults
+    parser.add_argument(
+        "--recent", type=int, metavar="N", help="latest calls to read (%(default)s)"
+    )
+    parser.add_argument(
+        "--stuck-minutes", type=int, metavar="M", help="'initiating' longer is stuck (%(default)s)"
+    )
+    parser.add_argument(
+        "--max-rejection-rate",
+        type=float,
+        metavar="RATE",
+        help="share of rejected webhook deliveries above which to warn (%(default)s)",
+    )
+    parser.set_defaults(**vars(Options()))  # after the arguments: their help shows the defaults
+    opts = Options(**vars(parser.parse_args(argv)))
     url = db.url_of(opts.database_url)
     with database.connect(url, "verify") as conn:
         results = run(conn, opts)
