@@ -1,31 +1,23 @@
-"""Small read-only catalog queries the checks share."""
+"""Read-only catalog queries the checks share, and the guard of checks that need a migration."""
 
-from dataclasses import dataclass
+import functools
 
+from psycopg.rows import namedtuple_row
 
-@dataclass
-class Column:
-    """What the catalog says about one column."""
-
-    type: str
-    not_null: bool
-    default: str | None
+from ops.report import failed
 
 
-def column(conn, table: str, name: str) -> Column | None:
-    """Return the column's type, nullability and default, or None when it does not exist."""
-    row = conn.execute(
-        """
-        SELECT format_type(a.atttypid, a.atttypmod), a.attnotnull,
-               pg_get_expr(d.adbin, d.adrelid)
+def column(conn, table: str, name: str):
+    """Return the column's ``type``, ``not_null`` and ``default``; None when it does not exist."""
+    query = """
+        SELECT format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
+               pg_get_expr(d.adbin, d.adrelid) AS default
           FROM pg_attribute a
           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
          WHERE a.attrelid = to_regclass(%s) AND a.attname = %s
            AND a.attnum > 0 AND NOT a.attisdropped
-        """,
-        (table, name),
-    ).fetchone()
-    return None if row is None else Column(*row)
+    """
+    return conn.cursor(row_factory=namedtuple_row).execute(query, (table, name)).fetchone()
 
 
 def table_exists(conn, name: str) -> bool:
@@ -33,15 +25,19 @@ def table_exists(conn, name: str) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
 
 
-def estimated_rows(conn, table: str) -> int:
-    """Return the planner's row estimate for a table (0 when never analysed)."""
-    row = conn.execute(
-        "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass(%s)",
-        (table,),
-    ).fetchone()
-    return row[0] if row else 0
+def needs(migration: str, *columns: str):
+    """Make a check FAIL, naming the migration, when calls lacks a column it reads."""
 
+    def guard(check):
+        @functools.wraps(check)  # verify names the result after the check
+        def guarded(conn, opts):
+            missing = [name for name in columns if column(conn, "calls", name) is None]
+            if missing:
+                return failed(
+                    f"calls lacks {', '.join(missing)} (migration {migration} not applied)"
+                )
+            return check(conn, opts)
 
-def missing_columns(conn, table: str, names: tuple[str, ...]) -> list[str]:
-    """Return which of these columns the table lacks."""
-    return [name for name in names if column(conn, table, name) is None]
+        return guarded
+
+    return guard

@@ -1,19 +1,33 @@
-"""How an ops command connects to its database (``db.url_of`` says which one)."""
+"""What every ops command shares: its parser, its connection, the line that stops it."""
+
+import argparse
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+import db
+from errors import first_line
 
-def add_argument(parser) -> None:
-    """Add the ``--database-url`` option every ops command takes."""
+
+class CommandError(Exception):
+    """The command cannot go on; the message is the operator's one line."""
+
+
+def parser(command: str, description: str) -> argparse.ArgumentParser:
+    """Return the command's parser, with the ``--database-url`` every ops command takes."""
+    parser = argparse.ArgumentParser(prog=f"python -m ops {command}", description=description)
     parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
+    return parser
 
 
-def connect(url: str, command: str) -> psycopg.Connection:
-    """Connect in autocommit, named after the command in pg_stat_activity."""
-    return psycopg.connect(
-        url, autocommit=True, connect_timeout=10, application_name=f"ops-{command}"
-    )
+def connect(url: str | None, command: str) -> psycopg.Connection:
+    """Connect in autocommit to ``url`` or what ``db.url_of`` finds, named ``ops-<command>``."""
+    try:
+        return psycopg.connect(
+            db.url_of(url), autocommit=True, connect_timeout=10, application_name=f"ops-{command}"
+        )
+    except psycopg.OperationalError as exc:
+        raise CommandError(f"cannot connect to the database: {first_line(exc)}") from None
 
 
 def describe(url: str) -> str:

@@ -1,14 +1,11 @@
 """Calls without a conversation_id, looked for at ElevenLabs by the call_sid we passed it.
 
-A call stays ``initiating`` when the process died between writing the row and
-recording ElevenLabs' answer (or ``initiated`` without one, when the answer's id
-was null): the driver may or may not have been rung. Its conversation, if any,
-started within minutes of the row, so only that window of the list is read, a
-bounded number of pages, and each conversation no call of ours has is fetched
-for its dynamic variables (the list's items carry none).
+Its conversation, if any, started within minutes of the row: only that window of
+the list is read, a bounded number of pages, and each conversation no call of
+ours has is fetched for its dynamic variables (the list's items carry none).
 """
 
-from dataclasses import dataclass
+import contextlib
 
 from elevenlabs import payloads
 from elevenlabs.conversations import PAGE_SIZE, Unavailable
@@ -20,16 +17,8 @@ MAX_PAGES = 10
 KNOWN = "SELECT conversation_id FROM calls WHERE conversation_id = ANY(%s)"
 
 
-@dataclass(frozen=True)
-class Search:
-    """The conversations found by call_sid; ``incomplete`` says why absence proves nothing."""
-
-    found: dict  # call_sid → the conversation's details
-    incomplete: str | None
-
-
-def find(conn, client, orphans: list[Call]) -> Search:
-    """Look for the orphans' conversations in the list of those started around their creation."""
+def find(conn, client, orphans: list[Call]) -> tuple[dict, str | None]:
+    """Return the orphans' conversations by call_sid, and why absence proves nothing (or None)."""
     wanted, found, cursor = {call.call_sid for call in orphans}, {}, None
     started = (
         int(min(call.created_at for call in orphans).timestamp()) - MARGIN_SECONDS,
@@ -40,14 +29,16 @@ def find(conn, client, orphans: list[Call]) -> Search:
             page = client.page(started=started, cursor=cursor)
             for conversation_id in _unknown(conn, page["conversations"]):
                 document = client.conversation(conversation_id)
-                if _call_sid(document) in wanted:
-                    found[_call_sid(document)] = document
+                with contextlib.suppress(payloads.Rejected):  # no call_sid we can read
+                    call_sid = payloads.call_sid_variable(document)
+                    if call_sid in wanted:
+                        found[call_sid] = document
             cursor = page.get("next_cursor")
             if not page.get("has_more") or not cursor or len(found) == len(wanted):
-                return Search(found, None)
+                return found, None
     except Unavailable as exc:
-        return Search(found, f"the conversation list could not be read: {exc.reason}")
-    return Search(found, f"over {MAX_PAGES * PAGE_SIZE} conversations started around it")
+        return found, f"the conversation list could not be read: {exc.reason}"
+    return found, f"over {MAX_PAGES * PAGE_SIZE} conversations started around it"
 
 
 def _unknown(conn, items: list) -> list[str]:
@@ -61,11 +52,3 @@ def _unknown(conn, items: list) -> list[str]:
     ]
     known = {row[0] for row in conn.execute(KNOWN, (ids,))}
     return [each for each in ids if each not in known]
-
-
-def _call_sid(document: dict) -> str | None:
-    """Return the call_sid dynamic variable of a conversation's details, if readable."""
-    try:
-        return payloads.call_sid_variable(document)
-    except payloads.Rejected:
-        return None

@@ -1,38 +1,21 @@
 """``python -m ops reconcile [--older-than MINUTES] [--dry-run]``: no call stays open.
 
-ElevenLabs sends no in-call events, retries webhooks only when asked to, and a
-call that reaches voicemail sends no failure: a call can stay ``initiated`` for
-ever unless we ask. So, for each call ``initiating`` or ``initiated`` for longer
-than --older-than minutes (default 15):
-
-- with a conversation_id, ElevenLabs' details of the conversation settle it:
-  ``done`` completes it and ``failed`` fails it through ``webhooks.post_call.apply``,
-  the post-call webhook's own code, fed the envelope ElevenLabs would have sent
-  (so a webhook arriving afterwards is a ``duplicate``, and the reverse); one
-  still under way is left alone and reported;
-- without one (the process died before recording ElevenLabs' answer), it is
-  looked for among the conversations started around its creation, by the
-  ``call_sid`` dynamic variable we passed (``ops.orphan_calls``): found, it is
-  settled the same way; absent from the whole list, it fails, "never placed".
-
-ElevenLabs' 404, 429, 5xx and timeouts leave the call for the next run, said.
-One line per call changed or left, then a total; a second run changes nothing.
-Exit status: 1 when ElevenLabs could not be asked about some call, or on error.
+ElevenLabs sends no in-call events and a call that reaches voicemail sends no
+failure, so a call ``initiating`` or ``initiated`` for too long is settled from
+ElevenLabs' conversation (found by our call_sid when the call has no
+conversation_id) through the post-call webhook's own code: a webhook arriving
+afterwards is a ``duplicate``, and the reverse. The RUNBOOK says what it prints.
 """
 
-import argparse
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 import psycopg
 from psycopg.rows import class_row
 
 import config
-import db
 from elevenlabs.conversations import Conversations, Unavailable
 from elevenlabs.payloads import Rejected
-from errors import first_line
 from models import calls
 from models import webhook_deliveries as deliveries
 from models.calls import Call
@@ -41,7 +24,6 @@ from ops import database, orphan_calls
 from ops.stuck_calls import minutes_argument
 from webhooks import post_call
 
-DEFAULT_OLDER_THAN = 15.0  # CALL_MAX_MINUTES' default: past it a call holds no slot
 MAX_CALLS_PER_RUN = 500  # the oldest first; the next run takes the rest
 STILL_OPEN = ("initiated", "in-progress", "processing")
 NEVER_PLACED = "never placed"
@@ -56,30 +38,9 @@ SELECT {calls.COLUMNS} FROM calls
 """
 
 # What became of a call this run; CHANGES are the ones a dry run would make.
-COMPLETED, FAILED, ATTACHED, IN_PROGRESS, LEFT, UNCHANGED = (
-    "completed",
-    "failed",
-    "given its conversation",
-    "still under way",
-    "left for the next run",
-    "unchanged",
-)
+COMPLETED, FAILED, ATTACHED = "completed", "failed", "given its conversation"
+IN_PROGRESS, LEFT, UNCHANGED = "still under way", "left for the next run", "unchanged"
 CHANGES = (COMPLETED, FAILED, ATTACHED)
-
-
-@dataclass
-class Summary:
-    """How many calls a run settled, left alone or could not ask ElevenLabs about."""
-
-    counts: dict = field(
-        default_factory=lambda: dict.fromkeys((*CHANGES, IN_PROGRESS, LEFT, UNCHANGED), 0)
-    )
-    more: bool = False  # MAX_CALLS_PER_RUN reached: older calls wait for the next run
-
-    @property
-    def changed(self) -> int:
-        """Return how many calls the run changed (a dry run: would change)."""
-        return sum(self.counts[kind] for kind in CHANGES)
 
 
 @dataclass(frozen=True)
@@ -95,25 +56,33 @@ class Run:
 
 def reconcile(
     conn, client, older_than_minutes: float, dry_run=False, out=print, usd_per_credit=None
-) -> Summary:
-    """Settle the calls open longer than this from ElevenLabs' conversations; return the counts."""
+) -> dict[str, int]:
+    """Settle the calls open longer than this from ElevenLabs' conversations; count the results."""
     run = Run(conn, client, dry_run, usd_per_credit, out)
     with conn.cursor(row_factory=class_row(Call)) as cur:
         open_calls = cur.execute(
             OPEN_CALLS, (older_than_minutes * 60, MAX_CALLS_PER_RUN)
         ).fetchall()
-    summary = Summary(more=len(open_calls) == MAX_CALLS_PER_RUN)
-    known = [call for call in open_calls if call.conversation_id is not None]
-    for call in known:
-        summary.counts[_from_details(run, call)] += 1
+    counts = dict.fromkeys((*CHANGES, IN_PROGRESS, LEFT, UNCHANGED), 0)
+    for call in open_calls:
+        if call.conversation_id is not None:
+            counts[_from_details(run, call)] += 1
     orphans = [call for call in open_calls if call.conversation_id is None]
-    search = orphan_calls.find(conn, client, orphans) if orphans else None
+    found, incomplete = orphan_calls.find(conn, client, orphans) if orphans else ({}, None)
     for call in orphans:
-        summary.counts[_orphan(run, call, search)] += 1
-    out(_total(summary, older_than_minutes, dry_run))
+        counts[_orphan(run, call, found.get(call.call_sid), incomplete)] += 1
+    said = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "none open"
+    line = (
+        f"reconcile: {'would change' if dry_run else 'changed'} "
+        f"{sum(counts[kind] for kind in CHANGES)} of the calls open for more than "
+        f"{older_than_minutes:g} minutes ({said})"
+    )
+    if len(open_calls) == MAX_CALLS_PER_RUN:
+        line += f"; more than {MAX_CALLS_PER_RUN} open: run again for the rest"
+    out(line + ("; dry run: nothing changed" if dry_run else ""))
     if not dry_run:
-        metrics.record_reconcile_run(summary.counts)
-    return summary
+        metrics.record_reconcile_run(counts)
+    return counts
 
 
 def _from_details(run: Run, call: Call) -> str:
@@ -126,13 +95,12 @@ def _from_details(run: Run, call: Call) -> str:
     return settle(run, call, document)
 
 
-def _orphan(run: Run, call: Call, search: orphan_calls.Search) -> str:
+def _orphan(run: Run, call: Call, document: dict | None, incomplete: str | None) -> str:
     """Settle a call without conversation_id from its conversation found by call_sid, or fail it."""
-    document = search.found.get(call.call_sid)
     if document is not None:
         return settle(run, call, document)
-    if search.incomplete:
-        run.out(f"{call.call_sid}: no conversation found yet ({search.incomplete}): {LEFT}")
+    if incomplete:  # the list was not read whole: absence proves nothing
+        run.out(f"{call.call_sid}: no conversation found yet ({incomplete}): {LEFT}")
         return LEFT
     said = f"{call.call_sid}: no conversation at ElevenLabs names it"
     if run.dry_run:
@@ -150,21 +118,30 @@ def settle(run: Run, call: Call, document: dict) -> str:
     """Apply what ElevenLabs knows of the call's conversation; say and return what became of it."""
     status, conversation_id = document.get("status"), document.get("conversation_id")
     said = f"{call.call_sid}: conversation {conversation_id} is {status}"
-    if status in STILL_OPEN and call.conversation_id is None:
-        if not run.dry_run and not _attach(run, call, conversation_id):
-            run.out(f"{said}, but another call has it: {LEFT}")
-            return LEFT
-        run.out(f"{said}: {_would(run, ATTACHED)}")
-        return ATTACHED
-    if status in STILL_OPEN:
+    if status in STILL_OPEN and call.conversation_id is not None:
         run.out(f"{said}: {IN_PROGRESS} at ElevenLabs; left alone")
         return IN_PROGRESS
-    if status not in ("done", "failed"):
+    if status not in (*STILL_OPEN, "done", "failed"):
         run.out(f"{said}, a status we do not know: {LEFT}")
         return LEFT
-    kind = COMPLETED if status == "done" else FAILED
+    kind = ATTACHED if status in STILL_OPEN else COMPLETED if status == "done" else FAILED
     if run.dry_run:
-        run.out(f"{said}: {_would(run, kind)}")
+        run.out(f"{said}: would be {kind} (dry run)")
+        return kind
+    if kind == ATTACHED:  # under way: record the conversation found for it
+        try:
+            with run.conn.transaction():  # a savepoint: a clash must not end the run
+                calls.mark_initiated(
+                    run.conn,
+                    call.call_sid,
+                    conversation_id=conversation_id,
+                    twilio_call_sid=None,
+                    api_called_at=None,
+                )
+        except psycopg.errors.UniqueViolation:
+            run.out(f"{said}, but another call has it: {LEFT}")
+            return LEFT
+        run.out(f"{said}: {kind}")
         return kind
     try:
         with run.conn.transaction():
@@ -179,22 +156,6 @@ def settle(run: Run, call: Call, document: dict) -> str:
         return UNCHANGED
     run.out(f"{said}: {kind} ({outcome.reason})")
     return kind
-
-
-def _attach(run: Run, call: Call, conversation_id: str) -> bool:
-    """Record the conversation found for a call under way (``initiated``); False if taken."""
-    try:
-        with run.conn.transaction():  # a savepoint: a clash must not end the run
-            calls.mark_initiated(
-                run.conn,
-                call.call_sid,
-                conversation_id=conversation_id,
-                twilio_call_sid=None,
-                api_called_at=None,
-            )
-    except psycopg.errors.UniqueViolation:
-        return False
-    return True
 
 
 def envelope(document: dict) -> dict:
@@ -221,67 +182,31 @@ def failure_reason(termination_reason) -> str:
     outcome ("Call busy"), which redials read as the webhook's ``busy``/``no-answer``.
     """
     said = termination_reason.lower() if isinstance(termination_reason, str) else ""
-    for reason, words in (("busy", ("busy",)), ("no-answer", ("no-answer", "no answer"))):
-        if any(word in said for word in words):
-            return reason
+    if "busy" in said:
+        return "busy"
+    if "no-answer" in said or "no answer" in said:
+        return "no-answer"
     return termination_reason if said else "unknown"
 
 
-def _would(run: Run, kind: str) -> str:
-    return f"would be {kind} (dry run)" if run.dry_run else kind
-
-
-def _total(summary: Summary, older_than_minutes: float, dry_run: bool) -> str:
-    """Return the run's last line: calls changed, and the rest by what became of them."""
-    counts = ", ".join(f"{n} {kind}" for kind, n in summary.counts.items() if n)
-    verb = "would change" if dry_run else "changed"
-    line = (
-        f"reconcile: {verb} {summary.changed} of the calls open for more than "
-        f"{older_than_minutes:g} minutes ({counts or 'none open'})"
-    )
-    if summary.more:
-        line += f"; more than {MAX_CALLS_PER_RUN} open: run again for the rest"
-    return line + ("; dry run: nothing changed" if dry_run else "")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; errors are one line on stderr and exit 1."""
-    parser = argparse.ArgumentParser(
-        prog="python -m ops reconcile", description=__doc__.split("\n")[0]
-    )
+def main(argv: list[str]) -> int:
+    """Exit 1 when ElevenLabs could not be asked about some call."""
+    parser = database.parser("reconcile", __doc__.split("\n")[0])
+    # 15, CALL_MAX_MINUTES' default: past it a call holds no slot.
     parser.add_argument(
-        "--older-than",
-        type=minutes_argument,
-        default=DEFAULT_OLDER_THAN,
-        metavar="MINUTES",
-        help=f"settle calls open longer than this (default: {DEFAULT_OLDER_THAN:g})",
+        "--older-than", type=minutes_argument, default=15.0, metavar="MINUTES", help="default: 15"
     )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="say what would change; change nothing"
-    )
-    database.add_argument(parser)
+    parser.add_argument("--dry-run", action="store_true", help="change nothing")
     args = parser.parse_args(argv)
-    try:
-        settings = config.from_env()
-        if not settings["ELEVENLABS_API_KEY"]:
-            raise config.ConfigError("ELEVENLABS_API_KEY is not set: reconciling asks ElevenLabs")
-        client = Conversations.from_config(settings)
-        with database.connect(db.url_of(args.database_url), "reconcile") as conn:
-            summary = reconcile(
-                conn,
-                client,
-                args.older_than,
-                dry_run=args.dry_run,
-                usd_per_credit=settings.get("ELEVENLABS_USD_PER_CREDIT"),
-            )
-    except (config.ConfigError, db.NoDatabase) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except psycopg.Error as exc:
-        print(f"error: database: {first_line(exc)}", file=sys.stderr)
-        return 1
-    return 1 if summary.counts[LEFT] else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    settings = config.from_env()
+    if not settings["ELEVENLABS_API_KEY"]:
+        raise config.ConfigError("ELEVENLABS_API_KEY is not set: reconciling asks ElevenLabs")
+    with database.connect(args.database_url, "reconcile") as conn:
+        counts = reconcile(
+            conn,
+            Conversations.from_config(settings),
+            args.older_than,
+            dry_run=args.dry_run,
+            usd_per_credit=settings.get("ELEVENLABS_USD_PER_CREDIT"),
+        )
+    return 1 if counts[LEFT] else 0

@@ -1,36 +1,16 @@
-"""Replay rejected webhook deliveries from the log, through the endpoints' own code path.
-
-    python -m ops replay --since 2026-11-25T10:00Z    every replayable delivery since then
-    python -m ops replay --delivery 42                one delivery, by id
-    options: --dry-run (list, change nothing), --database-url URL (default: $DATABASE_URL)
-
-A delivery refused for a cause since fixed (its call had no conversation_id
-yet, the call was unknown, a bug) is applied now; its outcome at receipt stays
-in the log and the replay's outcome is noted beside it. Replaying is idempotent:
-a settled delivery is skipped, and a line already saved is not saved twice.
-Deliveries with a bad signature or a truncated body are never replayed.
-Exit status: 0 when everything asked for is settled (with --dry-run: when every
-delivery is settled or would be replayed), 1 otherwise.
-"""
+"""``python -m ops replay --since TIME | --delivery ID [--dry-run]``: rejected webhook deliveries,
+replayed through the endpoints' own code once their cause is fixed (idempotent; the outcome at
+receipt stays in the log, the replay's beside it)."""
 
 import argparse
-import sys
 from datetime import datetime
 from decimal import Decimal
 
-import psycopg
-
 import config
-import db
-from errors import first_line
 from models import webhook_deliveries as deliveries
 from models.webhook_deliveries import Delivery
 from ops import database
 from webhooks import apply
-
-
-class ReplayError(Exception):
-    """The replay cannot run at all; the message is one line for the operator."""
 
 
 def parse_since(value: str) -> datetime:
@@ -86,29 +66,31 @@ def replay_one(
     return f"{label}: replayed, {outcome.outcome}{detail}", standing
 
 
-def run(url: str, *, since: datetime | None, delivery_id: int | None, dry_run: bool) -> int:
-    """Replay what was asked for, printing one line per delivery; return the exit status."""
-    try:
-        conn = database.connect(url, "replay")
-    except psycopg.OperationalError as exc:
-        raise ReplayError(f"cannot connect to the database: {first_line(exc)}") from None
-    with conn:
+def main(argv: list[str]) -> int:
+    """Replay what was asked; exit 1 unless all of it is settled (dry run: or would be replayed)."""
+    parser = database.parser("replay", "Replay rejected webhook deliveries from the log.")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--since", type=parse_since, help="ISO 8601 time with a zone")
+    which.add_argument("--delivery", type=int, help="a delivery id (webhook_deliveries.id)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be replayed")
+    args = parser.parse_args(argv)
+    price = config.from_env().get("ELEVENLABS_USD_PER_CREDIT")
+    with database.connect(args.database_url, "replay") as conn:
         ids = (
-            [delivery_id]
-            if delivery_id is not None
-            else deliveries.replay_candidates(conn, since=since)
+            [args.delivery]
+            if args.delivery is not None
+            else deliveries.replay_candidates(conn, since=args.since)
         )
         if not ids:
-            print(f"nothing to replay since {since.isoformat()}")
+            print(f"nothing to replay since {args.since.isoformat()}")
             return 0
         standings = []
-        price = config.from_env().get("ELEVENLABS_USD_PER_CREDIT")
         for each in ids:
-            line, standing = replay_one(conn, each, dry_run=dry_run, usd_per_credit=price)
+            line, standing = replay_one(conn, each, dry_run=args.dry_run, usd_per_credit=price)
             standings.append(standing)
             print(line)
     settled, unsettled = standings.count(SETTLED), standings.count(NOT_SETTLED)
-    if dry_run:
+    if args.dry_run:
         print(
             f"{len(ids)} deliveries: {standings.count(WOULD_REPLAY)} would be replayed, "
             f"{settled} already settled, {unsettled} refused (dry run: nothing changed)"
@@ -116,28 +98,3 @@ def run(url: str, *, since: datetime | None, delivery_id: int | None, dry_run: b
     else:
         print(f"{len(ids)} deliveries, {settled} settled, {unsettled} not")
     return 1 if unsettled else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``--since TIME`` or ``--delivery ID``; one-line errors, non-zero on failure."""
-    parser = argparse.ArgumentParser(
-        prog="python -m ops replay", description=__doc__.split("\n")[0]
-    )
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--since", type=parse_since, help="ISO 8601 time with a zone")
-    which.add_argument("--delivery", type=int, help="a delivery id (webhook_deliveries.id)")
-    parser.add_argument("--dry-run", action="store_true", help="list what would be replayed")
-    database.add_argument(parser)
-    args = parser.parse_args(argv)
-    try:
-        url = db.url_of(args.database_url)
-        return run(url, since=args.since, delivery_id=args.delivery, dry_run=args.dry_run)
-    except (ReplayError, db.NoDatabase, config.ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-    except psycopg.Error as exc:
-        print(f"error: database: {first_line(exc)}", file=sys.stderr)
-    return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""What a check found, and how ``verify`` prints it: one line per checklist item, or JSON."""
+"""What a ``verify`` check found, and how it is printed: one line per checklist item, or JSON."""
 
 import json
 from dataclasses import asdict, dataclass, field
@@ -8,7 +8,7 @@ PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
 @dataclass
 class Result:
-    """One checklist item's outcome: a status, the sentence with its figures, the raw figures."""
+    """One checklist item: its status, the sentence with its figures, the raw figures."""
 
     name: str
     status: str
@@ -16,50 +16,32 @@ class Result:
     figures: dict = field(default_factory=dict)
 
 
-def passed(name: str, detail: str, **figures) -> Result:
-    """Return a PASS."""
-    return Result(name, PASS, detail, figures)
+# A check returns its verdict, (status, detail, figures); verify names it after the check.
+def passed(detail: str, **figures) -> tuple:
+    return PASS, detail, figures
 
 
-def warned(name: str, detail: str, **figures) -> Result:
-    """Return a WARN: worth a look, not a reason to stop the rollout."""
-    return Result(name, WARN, detail, figures)
+def warned(detail: str, **figures) -> tuple:
+    return WARN, detail, figures  # worth a look, not a reason to stop the rollout
 
 
-def failed(name: str, detail: str, **figures) -> Result:
-    """Return a FAIL: stop and fix before going on."""
-    return Result(name, FAIL, detail, figures)
+def failed(detail: str, **figures) -> tuple:
+    return FAIL, detail, figures  # stop and fix before going on
 
 
-def summary(results: list[Result]) -> dict[str, int]:
-    """Return how many results have each status."""
-    return {status: sum(r.status == status for r in results) for status in (PASS, WARN, FAIL)}
-
-
-def as_text(results: list[Result], *, stage: str, target: str) -> str:
-    """Return the report for a terminal: a header, one line per check, a summary."""
+def render(results: list[Result], *, stage: str, target: str, as_json: bool) -> str:
+    """Return the report: a header, one line per check and a summary; or one JSON document."""
+    counts = {status: sum(r.status == status for r in results) for status in (PASS, WARN, FAIL)}
+    if as_json:
+        checks = [asdict(r) for r in results]
+        report = {"stage": stage, "target": target, "ok": not counts[FAIL], "summary": counts}
+        return json.dumps({**report, "checks": checks}, indent=2, default=str)
     width = max((len(r.name) for r in results), default=0)
-    lines = [f"verify --stage {stage} on {target}"]
-    lines += [f"{r.status}  {r.name:<{width}}  {r.detail}" for r in results]
-    counts = summary(results)
-    lines.append(
-        f"summary: {counts[PASS]} PASS, {counts[WARN]} WARN, {counts[FAIL]} FAIL"
-        + (" -> not ready" if counts[FAIL] else " -> ok")
-    )
-    return "\n".join(lines)
-
-
-def as_json(results: list[Result], *, stage: str, target: str) -> str:
-    """Return the report for machines."""
-    counts = summary(results)
-    return json.dumps(
-        {
-            "stage": stage,
-            "target": target,
-            "ok": counts[FAIL] == 0,
-            "summary": counts,
-            "checks": [asdict(r) for r in results],
-        },
-        indent=2,
-        default=str,
+    return "\n".join(
+        [
+            f"verify --stage {stage} on {target}",
+            *(f"{r.status}  {r.name:<{width}}  {r.detail}" for r in results),
+            f"summary: {counts[PASS]} PASS, {counts[WARN]} WARN, {counts[FAIL]} FAIL"
+            + (" -> not ready" if counts[FAIL] else " -> ok"),
+        ]
     )

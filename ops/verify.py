@@ -1,23 +1,17 @@
 """``python -m ops verify``: the rollout checklist's database checks, one line each.
 
-Every check but one runs inside a single READ ONLY, REPEATABLE READ transaction
-(one consistent snapshot), each in its own savepoint so that one failing query
-cannot hide the others. The exception is the proof that the unique constraint
-rejects a duplicate: it needs an INSERT, made in a transaction that is always
-rolled back, with explicit ids so no sequence moves. The database is left as
-it was found.
+It leaves the database as it found it: every check but the uniqueness probe
+reads, and the probe's transaction is always rolled back.
 """
 
-import argparse
-import sys
 from dataclasses import dataclass
 
 import psycopg
 
 import db
 from errors import first_line
-from ops import call_checks, database, lookup_checks, probe, schema_checks, webhook_checks
-from ops.report import FAIL, Result, as_json, as_text, failed
+from ops import call_checks, database, lookup_checks, schema_checks
+from ops.report import FAIL, Result, render
 
 # Before the code deploy: the schema the four migrations leave.
 PRE = [
@@ -37,110 +31,74 @@ POST = [
     call_checks.recent_calls_have_call_sid,
     call_checks.recent_conversation_ids,
     call_checks.stuck_initiating,
-    webhook_checks.deliveries,
+    call_checks.webhook_deliveries,
 ]
 
 
 @dataclass
 class Options:
-    """What to check and the thresholds to judge by."""
+    """The command line: what to check, where, and the thresholds to judge by."""
 
     stage: str = "post"
     recent: int = 20
     stuck_minutes: int = 5
     window_minutes: int = 60
     max_rejection_rate: float = 0.05
+    json: bool = False
+    database_url: str | None = None
 
 
-def _guarded(check, conn, opts) -> Result:
-    """Run one read-only check in a savepoint; a database error is that check's FAIL."""
-    name = check.__name__
+def _checked(check, conn, opts) -> Result:
+    """Run one check in a savepoint, so a failing query hides no other; its error is its FAIL."""
     try:
         with conn.transaction():
-            return check(conn, opts)
+            return Result(check.__name__, *check(conn, opts))
     except psycopg.Error as exc:
-        return failed(name, f"could not check: {first_line(exc)}")
+        return Result(check.__name__, FAIL, f"could not check: {first_line(exc)}")
 
 
 def _read_only(conn, checks, opts) -> list[Result]:
-    conn.read_only = True
-    try:
-        with conn.transaction():
-            # A migration holding ACCESS EXCLUSIVE must not make verify hang.
-            conn.execute("SET LOCAL lock_timeout = '2s'")
-            conn.execute("SET LOCAL statement_timeout = '60s'")
-            return [_guarded(check, conn, opts) for check in checks]
-    finally:
-        conn.read_only = False
+    """Run checks in one READ ONLY, REPEATABLE READ transaction: one snapshot, nothing written."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        # A migration holding ACCESS EXCLUSIVE must not make verify hang.
+        conn.execute("SET LOCAL lock_timeout = '2s'")
+        conn.execute("SET LOCAL statement_timeout = '60s'")
+        return [_checked(check, conn, opts) for check in checks]
 
 
 def run(conn: psycopg.Connection, opts: Options) -> list[Result]:
     """Run the stage's checks on an autocommit connection and return their results."""
-    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     results = _read_only(conn, PRE, opts)
-    try:
-        results.append(probe.unique_rejects_duplicate(conn, opts))
-    except psycopg.Error as exc:
-        results.append(failed("unique_rejects_duplicate", f"could not check: {first_line(exc)}"))
+    results.append(_checked(schema_checks.unique_rejects_duplicate, conn, opts))
     if opts.stage == "post":
         results += _read_only(conn, POST, opts)
     return results
 
 
-def parse(argv) -> argparse.Namespace:
-    """Parse ``verify``'s options."""
-    parser = argparse.ArgumentParser(
-        prog="python -m ops verify",
-        description="Check a database against the rollout checklist; exit 1 on any FAIL.",
+def main(argv: list[str]) -> int:
+    """Exit 0 when all pass (or warn), 1 on any FAIL."""
+    parser = database.parser(
+        "verify", "Check a database against the rollout checklist; exit 1 on any FAIL."
     )
-    parser.add_argument(
-        "--stage",
-        choices=["pre", "post"],
-        default="post",
-        help="pre: before the code deploy (schema only); post: everything",
-    )
+    parser.add_argument("--stage", choices=["pre", "post"], help="pre: the schema only; post: all")
     parser.add_argument("--json", action="store_true", help="print JSON instead of lines")
-    database.add_argument(parser)
     parser.add_argument(
-        "--recent",
-        type=int,
-        default=Options.recent,
-        metavar="N",
-        help="how many of the latest calls to inspect (default %(default)s)",
+        "--recent", type=int, metavar="N", help="latest calls to read (%(default)s)"
     )
     parser.add_argument(
-        "--stuck-minutes",
-        type=int,
-        default=Options.stuck_minutes,
-        metavar="M",
-        help="'initiating' longer than this is stuck (default %(default)s)",
+        "--stuck-minutes", type=int, metavar="M", help="'initiating' longer is stuck (%(default)s)"
     )
     parser.add_argument(
         "--max-rejection-rate",
         type=float,
         metavar="RATE",
-        default=Options.max_rejection_rate,
-        help="webhook rejections above this share warn (default %(default)s)",
+        help="share of rejected webhook deliveries above which to warn (%(default)s)",
     )
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    """Run verify from the command line: 0 all pass (or warn), 1 any FAIL, 2 cannot run."""
-    args = parse(argv)
-    opts = Options(
-        args.stage, args.recent, args.stuck_minutes, max_rejection_rate=args.max_rejection_rate
-    )
-    try:
-        url = db.url_of(args.database_url)
-        with database.connect(url, "verify") as conn:
-            results = run(conn, opts)
-    except db.NoDatabase as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except psycopg.OperationalError as exc:
-        print(f"error: cannot connect to the database: {first_line(exc)}", file=sys.stderr)
-        return 2
-    render = as_json if args.json else as_text
-    print(render(results, stage=args.stage, target=database.describe(url)))
+    parser.set_defaults(**vars(Options()))  # after the arguments: their help shows the defaults
+    opts = Options(**vars(parser.parse_args(argv)))
+    url = db.url_of(opts.database_url)
+    with database.connect(url, "verify") as conn:
+        results = run(conn, opts)
+    print(render(results, stage=opts.stage, target=database.describe(url), as_json=opts.json))
     return 1 if any(r.status == FAIL for r in results) else 0
