@@ -14,11 +14,8 @@ from ops.database import CommandError
 
 
 def client(name: str, url: str) -> str:
-    """Return the wheel's ``pg_dump``/``pg_restore``; refuse one not of the server's major.
-
-    An older pg_dump refuses a newer server, and a newer one writes dumps an
-    older pg_restore cannot read.
-    """
+    """Return the wheel's ``pg_dump``/``pg_restore``; refuse one not of the server's major
+    (an older pg_dump refuses a newer server; a newer one writes dumps older ones cannot read)."""
     program = embedded_db.program(name)
     found = re.search(r"(\d+)\.", subprocess.run(
         [program, "--version"], capture_output=True, text=True, check=True, timeout=30

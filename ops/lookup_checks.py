@@ -73,9 +73,8 @@ def _newest(conn, name: str, otherwise: str) -> sql.Literal:
 def _scans(conn, query: sql.Composable, seqscan: bool = True) -> list[str]:
     """Return the plan's scans, e.g. ``Index Scan using calls_call_sid_key on calls``.
 
-    On a small table the planner rightly prefers a seq scan, which says nothing
-    about the index; ``seqscan=False`` prices seq scans out (in a savepoint rolled
-    back, so nothing else sees the setting) to show whether an index can serve.
+    On a small table the planner rightly prefers a seq scan, which says nothing about the
+    index: ``seqscan=False`` prices seq scans out, in a savepoint rolled back with the setting.
     """
     with conn.transaction():
         if not seqscan:

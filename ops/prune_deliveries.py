@@ -43,7 +43,7 @@ def prune(conn, days: int, *, batch: int, dry_run: bool, out=print) -> int:
         out(f"would delete {prunable:,} {said}")
         return prunable
     total = 0
-    while True:
+    while True:  # one short transaction per batch: webhooks keep being recorded meanwhile
         with conn.transaction():
             # A replay holding a row is skipped, not waited for; a DDL lock is waited 2 s at most.
             conn.execute("SET LOCAL lock_timeout = '2s'")

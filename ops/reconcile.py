@@ -191,7 +191,9 @@ def failure_reason(termination_reason) -> str:
 
 def main(argv: list[str]) -> int:
     """Exit 1 when ElevenLabs could not be asked about some call."""
-    parser = database.parser("reconcile", __doc__.split("\n")[0])
+    parser = database.parser(
+        "reconcile", "Settle the calls left open from ElevenLabs' conversations."
+    )
     # 15, CALL_MAX_MINUTES' default: past it a call holds no slot.
     parser.add_argument(
         "--older-than", type=minutes_argument, default=15.0, metavar="MINUTES", help="default: 15"

@@ -20,7 +20,7 @@ def minutes_argument(text: str) -> float:
 
 def main(argv: list[str]) -> int:
     """Print the calls stuck in ``initiating``, oldest first."""
-    parser = database.parser("stuck", __doc__.split("\n")[0])
+    parser = database.parser("stuck", "List the calls stuck in initiating, oldest first.")
     parser.add_argument(
         "--older-than", type=minutes_argument, default=10.0, metavar="MINUTES", help="default: 10"
     )
