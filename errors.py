@@ -47,7 +47,9 @@ class JsonRequest(Request):
                 object_pairs_hook=_one_value_per_key,
                 parse_int=_integer,
             )
-        except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[…" nested very deep
+        except RecursionError:  # json raises this, not ValueError, for "[[[[…" very deep
+            return None if silent else self.on_json_loading_failed(ValueError("nested too deeply"))
+        except ValueError as exc:
             return None if silent else self.on_json_loading_failed(exc)
 
     def on_json_loading_failed(self, e):
@@ -103,6 +105,10 @@ def _http_error(exc: HTTPException):
     return body, status, headers
 
 
+def _api_error(exc: ApiError):
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
 def _internal_error(exc: InternalServerError):
     # Flask calls this after sending got_request_exception, which is what the
     # Sentry integration listens to, so the original error is already reported.
@@ -117,8 +123,6 @@ def _internal_error(exc: InternalServerError):
 def init_app(app) -> None:
     """Register the handlers that give every error the same JSON shape."""
     app.request_class = JsonRequest
-    app.register_error_handler(
-        ApiError, lambda exc: error_response(exc.status, exc.code, exc.message, exc.details)
-    )
+    app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(InternalServerError, _internal_error)
     app.register_error_handler(HTTPException, _http_error)

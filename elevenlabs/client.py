@@ -3,7 +3,13 @@
 ``outbound_call`` sends exactly one request and turns every way it can go wrong
 into one ``ElevenLabsError``. Nothing is retried, not even a connection that
 failed half-way: a repeated request can ring a driver's phone twice. Only a
-failure known to come before the request left says the call was not placed.
+failure known to come before the request left (no connection, a refused one, a
+certificate refused, a bad URL) says the call was not placed; every other one
+says it may have been.
+
+The whole exchange has a deadline (connect + read timeout): requests' read
+timeout is per socket read, so an answer dripping a byte a second would
+otherwise hold the request for as long as it drips.
 """
 
 import json
@@ -11,7 +17,13 @@ import ssl
 from dataclasses import dataclass
 
 import requests
-from requests.exceptions import InvalidHeader, InvalidSchema, InvalidURL, MissingSchema
+from requests.exceptions import (
+    InvalidHeader,
+    InvalidSchema,
+    InvalidURL,
+    MissingSchema,
+    URLRequired,
+)
 from urllib3.exceptions import NewConnectionError
 
 from elevenlabs.deadline import Deadline, NoRetryAdapter
@@ -128,7 +140,7 @@ def transport_error(exc: requests.RequestException, timeout: tuple) -> ElevenLab
     # NameResolutionError (DNS) is a NewConnectionError too: nothing was sent either way.
     elif isinstance(exc, requests.ConnectionError) and _caused_by(exc, NewConnectionError):
         kind, what = "connection_failed", f"could not connect to ElevenLabs ({excerpt})"
-    elif isinstance(exc, InvalidURL | MissingSchema | InvalidSchema | InvalidHeader):
+    elif isinstance(exc, InvalidURL | MissingSchema | InvalidSchema | InvalidHeader | URLRequired):
         kind, what = "request_error", f"request to ElevenLabs not sent: {excerpt}"
     else:
         # After the request bytes were written: a connection that broke, an answer

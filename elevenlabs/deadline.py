@@ -20,8 +20,9 @@ from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 # The deadline of the request this thread is making: the pool below tells it
 # which connection the request took, so it can cut exactly that one.
 _in_flight = threading.local()
-# Deadlines due within this long of each other are cut on one wake-up: the
-# watchdog wakes tens of times a second at most, not once per request.
+# Deadlines due within this long of each other are cut on one wake-up: a cut
+# may come this much late, and the watchdog wakes tens of times a second at
+# most, not once per request.
 SLACK_SECONDS = 0.05
 
 _due = []  # heap of (due, n, Deadline); one that ended stays until due

@@ -3,7 +3,9 @@
 ``call_outcomes`` is a table of its own (one row per call), not columns on
 ``calls``: new and empty, it is created in one short transaction (its foreign key
 takes a brief SHARE ROW EXCLUSIVE lock on ``calls``) and dropped without touching
-the busiest table; NULL means unknown, never 0.
+the busiest table; it is written once, late, by one code path (an upsert on
+the key makes it idempotent), and keeps the verdict, summary and JSONB answers
+out of the rows every lifecycle step updates. NULL means unknown, never 0.
 
 The console's indexes on ``calls`` are built CONCURRENTLY. ``text_pattern_ops``
 lets ``LIKE 'prefix%'`` use them whatever the collation; the two expression

@@ -2,7 +2,8 @@
 
 The old code stores a retried line twice and would fail on this key, so 013 runs
 once no old code runs. Extra copies are moved, not deleted, to
-``transcriptions_duplicates_013``, then the UNIQUE index is built CONCURRENTLY:
+``transcriptions_duplicates_013`` (the oldest copy stays; copied in one read,
+deleted in batches), then the UNIQUE index is built CONCURRENTLY:
 an expression index, since a generated column would rewrite the table, and on
 md5(message), since a btree entry holds at most ~2.7 kB. A copy arriving during
 the build fails it; running 013 again moves it. The downgrade moves them back.

@@ -1,4 +1,11 @@
-"""The ``Db`` handle: the few ways a migration script changes a live table."""
+"""The ``Db`` handle: the few ways a migration script changes a live table.
+
+- ``db.execute(sql)``: one short transaction under a short ``lock_timeout``,
+  retried with jittered backoff, naming the sessions in the way;
+- ``db.create_index`` / ``db.drop_index``: ``CONCURRENTLY``, an invalid leftover
+  of a failed build dropped first, what the build waits for named;
+- ``db.backfill``: an UPDATE in primary-key ranges, a commit per batch, progress.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ LOCK_TIMEOUT = "100ms"
 MAX_LOCK_ATTEMPTS = 20
 FIRST_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 10.0
+BATCH_TIMEOUT = "60s"  # one batch of a backfill; a slower one means something blocks it
 SET_TIMEOUTS = sql.SQL("SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}")
 
 
@@ -206,6 +214,8 @@ class Db:
         Each step is skipped once done: a stopped run is finished by running it again.
         """
         check = f"{table}_{column}_check_not_null"  # names written in a script, not input
+        # PostgreSQL would cut a longer name silently, and a re-run would not find it.
+        assert len(check.encode()) <= 63, f"constraint name {check!r} is over 63 bytes"
         not_null = (
             f"SELECT 1 FROM pg_attribute WHERE attrelid = '{table}'::regclass "
             f"AND attname = '{column}' AND attnotnull"
@@ -260,7 +270,7 @@ class Db:
         done, after, started, last_report = 0, low - 1, time.monotonic(), time.monotonic()
         while after < high:
             upto = min(after + batch_size, high)
-            changed = self.execute(update, {"after": after, "upto": upto})
+            changed = self.execute(update, {"after": after, "upto": upto}, timeout=BATCH_TIMEOUT)
             done += changed
             after = upto
             if not changed:  # perhaps a gap in ids: jump to just before the next one

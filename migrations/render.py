@@ -26,6 +26,9 @@ class Recorder(Db):
     def report(self, title, query):
         """A report only reads: nothing to lint."""
 
+    def refuse(self, reason):
+        """A refusal only reads: nothing to lint."""
+
     def execute(self, statement, params=None, *, unless=None, timeout="60s"):
         self.text.append(
             f"BEGIN;\nSET LOCAL lock_timeout = '{LOCK_TIMEOUT}';\n"

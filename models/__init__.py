@@ -1,1 +1,2 @@
-"""Plain-SQL models: small dataclasses and functions taking a connection first."""
+"""Plain-SQL models: small dataclasses, and functions that take a connection first
+and never commit on their own account (the caller decides the transaction)."""

@@ -45,7 +45,7 @@ class Redact(logging.Filter):
     def clean(self, value):
         """Return ``value`` with secrets replaced and phone numbers masked in every string in it."""
         if isinstance(value, dict):
-            return {key: self.clean(item) for key, item in value.items()}
+            return {self.clean(key): self.clean(item) for key, item in value.items()}
         if isinstance(value, list | tuple):
             return [self.clean(item) for item in value]
         if not isinstance(value, str):

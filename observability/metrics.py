@@ -17,61 +17,95 @@ import auth
 from errors import error_response
 
 HTTP_REQUESTS = Counter(
-    "http_requests_total", "HTTP requests answered.", ["method", "endpoint", "status"]
+    "http_requests_total",
+    "HTTP requests answered, by route and status.",
+    ["method", "endpoint", "status"],
 )
 HTTP_LATENCY = Histogram(
     "http_request_duration_seconds",
-    "Time to answer an HTTP request.",
+    "Time to answer an HTTP request, by route.",
     ["method", "endpoint"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 WEBHOOK_DELIVERIES = Counter(
-    "webhook_deliveries_total", "Webhook deliveries received.", ["endpoint", "outcome"]
+    "webhook_deliveries_total",
+    "Webhook deliveries received, by endpoint and outcome (accepted, unknown_call, ...).",
+    ["endpoint", "outcome"],
 )
 WEBHOOK_UNRECORDED = Counter(
-    "webhook_deliveries_unrecorded_total", "Unsigned deliveries over the budget.", ["endpoint"]
+    "webhook_deliveries_unrecorded_total",
+    "Webhook deliveries not signed by ElevenLabs and over the budget for recording them.",
+    ["endpoint"],
 )
 ELEVENLABS_REQUESTS = Counter(
-    "elevenlabs_requests_total", "Outbound-call requests to ElevenLabs.", ["outcome"]
+    "elevenlabs_requests_total",
+    "Outbound-call requests to ElevenLabs, by outcome (ok, timeout, http_429, ...).",
+    ["outcome"],
 )
 ELEVENLABS_LATENCY = Histogram(
     "elevenlabs_request_duration_seconds",
-    "Time ElevenLabs took to answer an outbound-call request.",
+    "Time ElevenLabs took to answer an outbound-call request, by outcome.",
     ["outcome"],
     buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30),
 )
 CONVERSATION_ID_CLASHES = Counter(
     "elevenlabs_conversation_id_clashes_total",
-    "ElevenLabs answers with a conversation_id another call has.",
+    "Outbound calls ElevenLabs answered with a conversation_id another call already has.",
 )
-CALLS_CREATED = Counter("calls_created_total", "Calls created through the API.", ["status"])
-CALLS_ENDED = Counter("calls_ended_total", "Calls ended.", ["status", "verdict"])
-RECONCILE_RUNS = Counter("reconcile_runs_total", "Reconciliation runs (not dry runs).")
-RECONCILED_CALLS = Counter("reconcile_calls_total", "Calls reconciliation looked at.", ["result"])
+CALLS_CREATED = Counter(
+    "calls_created_total",
+    "Calls created through the API, by the status the request left them in.",
+    ["status"],
+)
+CALLS_ENDED = Counter(
+    "calls_ended_total",
+    "Calls ended by what ElevenLabs told us (webhook or reconciliation), by final status "
+    "and ElevenLabs' verdict (success, failure, unknown, none).",
+    ["status", "verdict"],
+)
+RECONCILE_RUNS = Counter("reconcile_runs_total", "Reconciliation runs (dry runs are not counted).")
+RECONCILED_CALLS = Counter(
+    "reconcile_calls_total",
+    "Open calls reconciliation looked at, by what became of them (completed, failed, "
+    "still_under_way, left_for_the_next_run, ...).",
+    ["result"],
+)
 
 # Summed over the live workers: each reports its own pool after every request.
 DB_POOL = Gauge(
     "db_pool_connections",
-    "Database pool connections: size, available, max.",
+    "Database pool connections per state: size (open), available (idle), max.",
     ["state"],
     multiprocess_mode="livesum",
 )
 DB_POOL_WAITING = Gauge(
     "db_pool_requests_waiting",
-    "Requests waiting for a database connection.",
+    "Requests waiting for a database connection right now.",
     multiprocess_mode="livesum",
 )
 
 # Read from the database when /metrics is scraped (by a hook the dispatch part
 # registers): every worker reads the same figures, so the most recent one stands.
-CALLS_IN_FLIGHT = Gauge("calls_in_flight", "Calls in flight.", multiprocess_mode="mostrecent")
+CALLS_IN_FLIGHT = Gauge(
+    "calls_in_flight",
+    "Calls in flight now: initiating or initiated, younger than CALL_MAX_MINUTES.",
+    multiprocess_mode="mostrecent",
+)
 CALLS_IN_FLIGHT_CAP = Gauge(
-    "calls_in_flight_cap", "MAX_CONCURRENT_CALLS.", multiprocess_mode="mostrecent"
+    "calls_in_flight_cap",
+    "MAX_CONCURRENT_CALLS: the calls in flight the dispatch workers allow at once.",
+    multiprocess_mode="mostrecent",
 )
 BATCH_ENTRIES = Gauge(
-    "batch_entries", "Entries of open batches.", ["state"], multiprocess_mode="mostrecent"
+    "batch_entries",
+    "Entries of batches still pending or running, per entry state.",
+    ["state"],
+    multiprocess_mode="mostrecent",
 )
-BATCH_BACKOFFS = Counter("batch_backoffs_total", "Batch entries put back after a 429.")
+BATCH_BACKOFFS = Counter(
+    "batch_backoffs_total",
+    "Batch entries put back after ElevenLabs answered 429 (not an attempt; counted by the worker).",
+)
 
 bp = Blueprint("metrics", __name__)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

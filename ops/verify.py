@@ -81,13 +81,23 @@ def main(argv: list[str]) -> int:
     parser = database.parser(
         "verify", "Check a database against the rollout checklist; exit 1 on any FAIL."
     )
-    parser.add_argument("--stage", choices=["pre", "post"], help="pre: the schema only; post: all")
+    parser.add_argument(
+        "--stage",
+        choices=["pre", "post"],
+        help="pre: before the code deploy (schema only); post: everything",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of lines")
     parser.add_argument(
-        "--recent", type=int, metavar="N", help="latest calls to read (%(default)s)"
+        "--recent",
+        type=int,
+        metavar="N",
+        help="how many of the latest calls to inspect (%(default)s)",
     )
     parser.add_argument(
-        "--stuck-minutes", type=int, metavar="M", help="'initiating' longer is stuck (%(default)s)"
+        "--stuck-minutes",
+        type=int,
+        metavar="M",
+        help="'initiating' longer than this is stuck (%(default)s)",
     )
     parser.add_argument(
         "--max-rejection-rate",

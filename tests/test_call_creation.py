@@ -414,6 +414,7 @@ def test_json_nested_too_deeply_to_parse_is_400(client, auth_headers, conn):
     response = post_raw(client, b"[" * 200_000, auth_headers)
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_json"
+    assert response.get_json()["details"]["reason"] == "nested too deeply"
     assert call_rows(conn) == []
 
 

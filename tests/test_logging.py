@@ -113,7 +113,12 @@ def test_any_logger_has_phone_numbers_masked_and_secrets_cut_out(app, capsys):
     capsys.readouterr()
     library = logging.getLogger("some.library")
     library.warning("dialling %s with key %s", PHONE, "xi_test_key")
-    library.warning("secret %s, token %s", WEBHOOK_SECRET, API_TOKEN, extra={"to": PHONE})
+    library.warning(
+        "secret %s, token %s",
+        WEBHOOK_SECRET,
+        API_TOKEN,
+        extra={"to": PHONE, "by_number": {PHONE: "busy"}},
+    )
     try:
         raise ValueError(f"ElevenLabs refused {PHONE}")
     except ValueError:
@@ -122,6 +127,7 @@ def test_any_logger_has_phone_numbers_masked_and_secrets_cut_out(app, capsys):
     first, second, third = json_lines(captured)
     assert first["msg"] == "dialling +1415•••0123 with key [redacted]"
     assert second["msg"] == "secret [redacted], token [redacted]" and second["to"] == "+1415•••0123"
+    assert second["by_number"] == {"+1415•••0123": "busy"}  # a key is masked too
     assert "ValueError: ElevenLabs refused +1415•••0123" in third["exc"]
     for secret in (PHONE, "xi_test_key", WEBHOOK_SECRET, API_TOKEN):
         assert secret not in captured
