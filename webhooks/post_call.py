@@ -174,7 +174,7 @@ def find_call(conn, event: PostCallEvent) -> Call:
     lookups = {
         "call_sid": (event.call_sid, calls.by_call_sid),
         "conversation_id": (event.conversation_id, calls.by_conversation_id),
-        "twilio_call_sid": (event.twilio_call_sid, helpers.call_by_twilio_call_sid),
+        "twilio_call_sid": (event.twilio_call_sid, calls.by_twilio_call_sid),
     }
     for value, lookup in lookups.values():
         if value is not None and (call := lookup(conn, value)) is not None:
