@@ -10,6 +10,7 @@ import config
 from models import webhook_deliveries as deliveries
 from models.calls import BIGINT_MAX
 from models.webhook_deliveries import Delivery
+from observability import metrics
 from ops import database
 from webhooks import apply
 
@@ -66,6 +67,8 @@ def replay_one(
             conn, delivery.endpoint, bytes(delivery.body), usd_per_credit=usd_per_credit
         )
         deliveries.record_replay(conn, delivery.id, outcome)
+    if outcome.ended:
+        metrics.record_call_ended(*outcome.ended)
     detail = f": {outcome.reason}" if outcome.reason else ""
     standing = SETTLED if outcome.outcome in deliveries.SETTLED else NOT_SETTLED
     return f"{label}: replayed, {outcome.outcome}{detail}", standing
