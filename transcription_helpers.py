@@ -12,9 +12,7 @@ from datetime import datetime, timedelta
 
 from psycopg.rows import class_row
 
-from models import calls
 from models import webhook_deliveries as deliveries
-from models.calls import Call
 
 
 @dataclass(frozen=True)
@@ -95,15 +93,6 @@ def save_webhook_line(
     }
     with conn.cursor(row_factory=class_row(LineSave)) as cur:
         return cur.execute(SAVE_WEBHOOK_LINE, params).fetchone()
-
-
-def call_by_twilio_call_sid(conn, twilio_call_sid: str) -> Call | None:
-    """Return the call Twilio knows by this SID, or None (a last resort for post-call events)."""
-    with conn.cursor(row_factory=class_row(Call)) as cur:
-        return cur.execute(
-            f"SELECT {calls.COLUMNS} FROM calls WHERE twilio_call_sid = %s LIMIT 1",
-            (twilio_call_sid,),
-        ).fetchone()
 
 
 def save_post_call_transcript(

@@ -29,7 +29,6 @@ from dispatch import batches
 from errors import ApiError
 from models import calls, outcomes
 from models import webhook_deliveries as deliveries
-from models.calls import BIGINT_MAX
 from ops import replay
 
 log = logging.getLogger(__name__)
@@ -191,12 +190,11 @@ def replay_delivery(delivery_id: int):
         raise ApiError(
             "A replay must come from the console's own page.", status=403, code="forbidden"
         )
-    conn = get_conn()
-    with conn.transaction():
-        if delivery_id > BIGINT_MAX or deliveries.lock(conn, delivery_id) is None:
-            raise ApiError("No delivery has this id.", status=404, code="not_found")
-        price = current_app.config.get("ELEVENLABS_USD_PER_CREDIT")
-        line, _ = replay.replay_one(conn, delivery_id, usd_per_credit=price)
+    price = current_app.config.get("ELEVENLABS_USD_PER_CREDIT")
+    try:
+        line, _ = replay.replay_one(get_conn(), delivery_id, usd_per_credit=price)
+    except replay.NoSuchDelivery:
+        raise ApiError("No delivery has this id.", status=404, code="not_found") from None
     log.info("ops console: %s", line)
     call_sid = request.form.get("call_sid", "")  # the call page it was pressed on, if any
     known = search.CALL_SID_PATTERN.fullmatch(call_sid)

@@ -10,7 +10,6 @@ import secrets
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from psycopg import sql
 from psycopg.rows import class_row
 
 BIGINT_MAX = 2**63 - 1  # driver_id and ids are PostgreSQL bigints
@@ -94,6 +93,12 @@ def by_call_sid(conn, call_sid: str) -> Call | None:
 
 def by_conversation_id(conn, conversation_id: str) -> Call | None:
     return _one(conn, f"SELECT {COLUMNS} FROM calls WHERE conversation_id = %s", (conversation_id,))
+
+
+def by_twilio_call_sid(conn, twilio_call_sid: str) -> Call | None:
+    """Return the call Twilio knows by this SID (a last resort for post-call events)."""
+    query = f"SELECT {COLUMNS} FROM calls WHERE twilio_call_sid = %s LIMIT 1"
+    return _one(conn, query, (twilio_call_sid,))
 
 
 def mark_initiated(
@@ -196,27 +201,3 @@ def stuck_initiating(conn, *, older_than_minutes: float, limit: int = 100) -> li
     """
     rows = conn.cursor(row_factory=class_row(Call)).execute(query, (older_than_minutes * 60, limit))
     return rows.fetchall()
-
-
-def latest(
-    conn,
-    *,
-    limit: int = 50,
-    before_id: int | None = None,
-    status: str | None = None,
-    driver_id: int | None = None,
-) -> list[Call]:
-    """Return the newest calls first, optionally filtered, paginated by id."""
-    # Only the filters given appear in the SQL: "(%s IS NULL OR …)" would leave a
-    # prepared generic plan unable to choose calls_driver_id_idx (007).
-    given = [("id", "<", before_id), ("status", "=", status), ("driver_id", "=", driver_id)]
-    given = [(column, operator, value) for column, operator, value in given if value is not None]
-    where = sql.SQL(" AND ").join(
-        sql.SQL("{} {} %s").format(sql.Identifier(column), sql.SQL(operator))
-        for column, operator, _ in given
-    )
-    query = sql.SQL("SELECT {} FROM calls {} ORDER BY id DESC LIMIT %s").format(
-        sql.SQL(COLUMNS), sql.SQL("WHERE ") + where if given else sql.SQL("")
-    )
-    params = [value for *_, value in given] + [limit]
-    return conn.cursor(row_factory=class_row(Call)).execute(query, params).fetchall()

@@ -44,6 +44,8 @@ class Outcome:
     reason: str | None = None
     identifiers: dict = field(default_factory=dict)
     delivery_id: int | None = None  # set when the line's statement also recorded the delivery
+    # (status, verdict) of the call this delivery ended: counted once its transaction commits.
+    ended: tuple[str, str | None] | None = None
 
     @property
     def status(self) -> int:

@@ -8,7 +8,9 @@ from decimal import Decimal
 
 import config
 from models import webhook_deliveries as deliveries
+from models.calls import BIGINT_MAX
 from models.webhook_deliveries import Delivery
+from observability import metrics
 from ops import database
 from webhooks import apply
 
@@ -39,6 +41,10 @@ def refusal(delivery: Delivery) -> tuple[str, bool] | None:
     return None
 
 
+class NoSuchDelivery(LookupError):
+    """No delivery has this id."""
+
+
 # Where a delivery stands after its turn: the last line's counts.
 SETTLED, WOULD_REPLAY, NOT_SETTLED = "settled", "would replay", "not settled"
 
@@ -48,9 +54,9 @@ def replay_one(
 ) -> tuple[str, str]:
     """Replay one delivery under a row lock; return a line to print and where it stands."""
     with conn.transaction():
-        delivery = deliveries.lock(conn, delivery_id)
+        delivery = deliveries.lock(conn, delivery_id) if delivery_id <= BIGINT_MAX else None
         if delivery is None:
-            return f"delivery {delivery_id}: no such delivery", NOT_SETTLED
+            raise NoSuchDelivery(delivery_id)
         label = f"delivery {delivery.id} ({delivery.endpoint}, {delivery.outcome} at receipt)"
         refused = refusal(delivery)
         if refused is not None:
@@ -61,6 +67,8 @@ def replay_one(
             conn, delivery.endpoint, bytes(delivery.body), usd_per_credit=usd_per_credit
         )
         deliveries.record_replay(conn, delivery.id, outcome)
+    if outcome.ended:
+        metrics.record_call_ended(*outcome.ended)
     detail = f": {outcome.reason}" if outcome.reason else ""
     standing = SETTLED if outcome.outcome in deliveries.SETTLED else NOT_SETTLED
     return f"{label}: replayed, {outcome.outcome}{detail}", standing
@@ -86,7 +94,10 @@ def main(argv: list[str]) -> int:
             return 0
         standings = []
         for each in ids:
-            line, standing = replay_one(conn, each, dry_run=args.dry_run, usd_per_credit=price)
+            try:
+                line, standing = replay_one(conn, each, dry_run=args.dry_run, usd_per_credit=price)
+            except NoSuchDelivery:
+                line, standing = f"delivery {each}: no such delivery", NOT_SETTLED
             standings.append(standing)
             print(line)
     settled, unsettled = standings.count(SETTLED), standings.count(NOT_SETTLED)

@@ -137,17 +137,5 @@ def test_unknown_call_sid_finds_nothing(conn):
     assert initiate(conn, "cs_unknown") is None
 
 
-def test_latest_lists_newest_first_with_filters(conn):
-    made = [calls.create(conn, driver_id=d, phone_number=NUMBER) for d in (1, 2, 1)]
-    calls.mark_failed(conn, made[0].call_sid, reason="x")
-    assert [c.call_sid for c in calls.latest(conn)] == [c.call_sid for c in reversed(made)]
-    assert [c.call_sid for c in calls.latest(conn, driver_id=1)] == [
-        made[2].call_sid,
-        made[0].call_sid,
-    ]
-    assert [c.call_sid for c in calls.latest(conn, status=calls.FAILED)] == [made[0].call_sid]
-    assert [c.call_sid for c in calls.latest(conn, before_id=made[1].id)] == [made[0].call_sid]
-
-
 def test_transcript_of_a_call_without_conversation_is_empty(conn):
     assert transcription_helpers.transcript(conn, None) == []

@@ -1,14 +1,17 @@
 """``GET /metrics``: Prometheus text, behind a token, right under several gunicorn workers."""
 
+import base64
 import os
 import signal
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 from credentials import API_TOKEN
 from gunicorn_server import free_port, production_env, start, stop, wait_for, workers_of
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg.conninfo import make_conninfo
 from webhook_signing import (
     POST_CALL,
     TRANSCRIPTION,
@@ -18,6 +21,7 @@ from webhook_signing import (
     transcription_event,
 )
 
+from app import create_app
 from elevenlabs.client import ElevenLabsClient
 from elevenlabs.conversations import Conversations
 from elevenlabs.simulator import ERROR_429_BUSY
@@ -214,6 +218,72 @@ def test_calls_ended_are_counted_by_status_and_verdict(client, conn):
         value(after, "calls_ended_total", **ended) - value(before, "calls_ended_total", **ended)
         == 1
     )
+
+
+def calls_ended(samples: dict) -> float:
+    return value(samples, "calls_ended_total", status="completed", verdict="success")
+
+
+def test_a_call_ended_by_a_delivery_rolled_back_then_retried_is_counted_once(
+    client, app_config, database_url, conn
+):
+    url = make_conninfo(database_url, options="-c lock_timeout=300ms")
+    app = create_app({**app_config, "DATABASE_URL": url})
+    call = make_call(conn, conversation_id="conv_post_call")
+    before = scrape(client)
+    try:
+        with psycopg.connect(database_url) as holder:
+            # The delivery log takes no insert: the call's completion rolls back with its record.
+            holder.execute("LOCK TABLE webhook_deliveries IN SHARE MODE")
+            refused = post_signed(app.test_client(), POST_CALL, transcription_event(call.call_sid))
+            holder.rollback()
+        retried = post_signed(app.test_client(), POST_CALL, transcription_event(call.call_sid))
+    finally:
+        app.extensions["db_pool"].close()
+
+    assert (refused.status_code, retried.get_json()["status"]) == (503, "accepted")
+    assert calls_ended(scrape(client)) - calls_ended(before) == 1
+
+
+def test_a_call_ended_by_a_replay_is_counted(client, conn):
+    event = transcription_event("cs_not_yet", conversation_id="conv_from_old_code")
+    refused = post_signed(client, POST_CALL, event)
+    assert refused.status_code == 400
+    conn.execute(
+        "INSERT INTO calls (driver_id, conversation_id, status) VALUES (7, %s, 'initiated')",
+        ("conv_from_old_code",),
+    )
+    before = scrape(client)
+
+    delivery_id = refused.get_json()["details"]["delivery_id"]
+    basic = base64.b64encode(f"ops:{API_TOKEN}".encode()).decode()
+    headers = {"Authorization": f"Basic {basic}", "Sec-Fetch-Site": "same-origin"}
+    assert client.post(f"/ops/deliveries/{delivery_id}/replay", headers=headers).status_code == 303
+
+    assert calls_ended(scrape(client)) - calls_ended(before) == 1
+
+
+def test_a_call_reconcile_completes_is_counted(client, conn, simulator):
+    # Dialled, then nothing recorded (a crashed process); the simulator sends no webhook.
+    call = calls.create(conn, driver_id=7, phone_number="+14155550120")
+    order = {
+        "agent_id": "agent_7f3c2d1e9b8a",
+        "agent_phone_number_id": "phnum_5b2a9c0d",
+        "to_number": call.phone_number,
+        "conversation_initiation_client_data": {"dynamic_variables": {"call_sid": call.call_sid}},
+    }
+    url = f"{simulator.base_url}/v1/convai/twilio/outbound-call"
+    conversation_id = requests.post(url, json=order, timeout=10).json()["conversation_id"]
+    wait_for(lambda: simulator.conversations[conversation_id]["status"] == "done", "the call's end")
+    conversations = Conversations(
+        ElevenLabsClient(simulator.base_url, "key", connect_timeout=2, read_timeout=5),
+        simulator.base_url,
+    )
+    before = scrape(client)
+
+    reconcile(conn, conversations, 0, out=lambda line: None)
+
+    assert calls_ended(scrape(client)) - calls_ended(before) == 1
 
 
 def test_reconcile_runs_and_what_they_changed_are_counted(client, conn, elevenlabs):

@@ -142,10 +142,11 @@ def test_a_delivery_with_a_bad_signature_is_never_replayed(client, database_url,
     assert lines(conn, call.conversation_id) == []
 
 
-def test_unknown_delivery_id_exits_non_zero(database_url):
-    result = replay(database_url, "--delivery", "999999")
+@pytest.mark.parametrize("delivery_id", [999999, 2**63])
+def test_unknown_delivery_id_exits_non_zero(database_url, delivery_id):
+    result = replay(database_url, "--delivery", str(delivery_id))
     assert result.returncode == 1
-    assert "delivery 999999: no such delivery" in result.stdout
+    assert f"delivery {delivery_id}: no such delivery" in result.stdout
 
 
 @pytest.mark.parametrize(

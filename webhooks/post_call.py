@@ -22,7 +22,6 @@ from models import calls, outcomes
 from models import webhook_deliveries as deliveries
 from models.calls import Call
 from models.webhook_deliveries import Outcome
-from observability import metrics
 from webhooks import call_outcome
 
 POST_CALL_TRANSCRIPTION = "post_call_transcription"
@@ -56,7 +55,8 @@ class PostCallEvent:
 def apply(conn, document, *, usd_per_credit: Decimal | None = None) -> Outcome:
     """Apply a post-call envelope; return its outcome, or raise Rejected having changed nothing.
 
-    The caller runs it in a transaction (or a savepoint) that a Rejected rolls back.
+    The caller runs it in a transaction (or a savepoint) that a Rejected rolls back,
+    and counts the call its ``Outcome.ended`` names once that transaction commits.
     """
     envelope = obj(document, "the body")
     event_type = text(envelope.get("type"), "type")
@@ -174,7 +174,7 @@ def find_call(conn, event: PostCallEvent) -> Call:
     lookups = {
         "call_sid": (event.call_sid, calls.by_call_sid),
         "conversation_id": (event.conversation_id, calls.by_conversation_id),
-        "twilio_call_sid": (event.twilio_call_sid, helpers.call_by_twilio_call_sid),
+        "twilio_call_sid": (event.twilio_call_sid, calls.by_twilio_call_sid),
     }
     for value, lookup in lookups.values():
         if value is not None and (call := lookup(conn, value)) is not None:
@@ -230,15 +230,15 @@ def _complete(conn, call: Call, event: PostCallEvent) -> Outcome:
         twilio_call_sid=event.twilio_call_sid,
     )
     outcome_saved = outcomes.save(conn, call.id, event.outcome)
-    if completed is not None:
-        metrics.record_call_ended(calls.COMPLETED, event.outcome.call_successful)
     if completed is None and not new_lines and not outcome_saved:
         return Outcome(
             deliveries.DUPLICATE, "transcript, outcome and completion were all recorded already"
         )
     said = "outcome recorded" if outcome_saved else "outcome unchanged"
     return Outcome(
-        deliveries.ACCEPTED, f"{new_lines} new lines; {said}; call {call.call_sid} completed"
+        deliveries.ACCEPTED,
+        f"{new_lines} new lines; {said}; call {call.call_sid} completed",
+        ended=(calls.COMPLETED, event.outcome.call_successful) if completed else None,
     )
 
 
@@ -246,8 +246,8 @@ def _fail(conn, call: Call, event: PostCallEvent) -> Outcome:
     """Mark the call failed, unless it already ended."""
     reason = event.failure_reason or "unknown"
     if calls.mark_failed(conn, call.call_sid, reason=reason) is not None:
-        metrics.record_call_ended(calls.FAILED, None)
-        return Outcome(deliveries.ACCEPTED, f"call {call.call_sid} failed: {reason}")
+        said = f"call {call.call_sid} failed: {reason}"
+        return Outcome(deliveries.ACCEPTED, said, ended=(calls.FAILED, None))
     # What stopped the update is the status now, not the one read before it: a
     # completion may have been committed in between.
     status = calls.by_call_sid(conn, call.call_sid).status
