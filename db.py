@@ -108,7 +108,7 @@ def unreachable(exc: BaseException, conn: psycopg.Connection | None) -> bool:
 
 
 def ping() -> str | None:
-    """Return None when the database answers a query, else libpq's one-line reason.
+    """Return None when the database answers, else libpq's one-line reason.
 
     A pool busy, or holding connections a restart killed, is no sign of a database
     down: after a short wait the server itself is asked on a fresh connection.
@@ -175,11 +175,8 @@ def fresh_conn() -> psycopg.Connection:
 
 
 def delete_in_batches(conn, statement: str, params: dict, *, progress=None) -> int:
-    """Run a DELETE of at most ``params["batch"]`` rows until fewer go; return how many went.
-
-    One short transaction per batch, so writers go on meanwhile; the statement skips
-    locked rows, and a DDL lock is waited for 2 s at most.
-    """
+    """Run a DELETE of at most ``params["batch"]`` rows until fewer go; return how many went."""
+    # One short transaction per batch, so writers go on meanwhile; a DDL lock is waited 2 s at most.
     total = 0
     while True:
         with conn.transaction():

@@ -1,12 +1,7 @@
-"""``Idempotency-Key`` on call creation, with Stripe's semantics.
+"""``Idempotency-Key`` on call creation, with Stripe's semantics (README: "Retrying safely").
 
-The first request with a key creates its call and its answer is kept; a retry
-with the same key and the same body gets that answer (``Idempotent-Replayed:
-true``) and never dials again; the same key with another body is 422. A retry
-while the first request has no answer yet (still running, or its worker died)
-is 409 naming the call it created, so the client can look it up instead of
-dialling again. Requests refused before a call is written (400, 401, 503
-not_configured) keep nothing: the same key may be used again.
+A retry gets the first request's answer and never dials again; 422 with another
+body, 409 naming the call while the first has no answer yet.
 """
 
 import hashlib
