@@ -25,7 +25,8 @@ def _tokens(raw: str | None) -> list[str]:
     return [token.strip() for token in (raw or "").split(",") if token.strip()]
 
 
-def _number(environ, name: str, default: float, cast=float):
+def number(environ, name: str, default: float, cast=float):
+    """Return ``environ[name]`` as ``cast`` makes it, ``default`` when unset or empty."""
     raw = environ.get(name)
     if raw in (None, ""):
         return default
@@ -48,30 +49,30 @@ def from_env(environ=os.environ) -> dict:
     return {
         "APP_ENV": environ.get("APP_ENV", "development"),
         "DATABASE_URL": environ.get("DATABASE_URL") or None,
-        "DB_POOL_MIN_SIZE": _number(environ, "DB_POOL_MIN_SIZE", 2, int),
-        "DB_POOL_MAX_SIZE": _number(environ, "DB_POOL_MAX_SIZE", 10, int),
-        "DB_POOL_TIMEOUT": _number(environ, "DB_POOL_TIMEOUT", 5.0),
+        "DB_POOL_MIN_SIZE": number(environ, "DB_POOL_MIN_SIZE", 2, int),
+        "DB_POOL_MAX_SIZE": number(environ, "DB_POOL_MAX_SIZE", 10, int),
+        "DB_POOL_TIMEOUT": number(environ, "DB_POOL_TIMEOUT", 5.0),
         "API_TOKENS": _tokens(environ.get("API_TOKENS")),
         "ELEVENLABS_API_KEY": environ.get("ELEVENLABS_API_KEY", ""),
         "ELEVENLABS_AGENT_ID": environ.get("ELEVENLABS_AGENT_ID", ""),
         "ELEVENLABS_PHONE_NUMBER_ID": environ.get("ELEVENLABS_PHONE_NUMBER_ID", ""),
         "ELEVENLABS_BASE_URL": environ.get("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io"),
-        "ELEVENLABS_CONNECT_TIMEOUT": _number(environ, "ELEVENLABS_CONNECT_TIMEOUT", 5.0),
-        "ELEVENLABS_READ_TIMEOUT": _number(environ, "ELEVENLABS_READ_TIMEOUT", 20.0),
+        "ELEVENLABS_CONNECT_TIMEOUT": number(environ, "ELEVENLABS_CONNECT_TIMEOUT", 5.0),
+        "ELEVENLABS_READ_TIMEOUT": number(environ, "ELEVENLABS_READ_TIMEOUT", 20.0),
         "ELEVENLABS_WEBHOOK_SECRET": environ.get("ELEVENLABS_WEBHOOK_SECRET", ""),
         # ElevenLabs prices calls in credits; dollars only from the plan's price of one.
-        "ELEVENLABS_USD_PER_CREDIT": _number(environ, "ELEVENLABS_USD_PER_CREDIT", None, _price),
+        "ELEVENLABS_USD_PER_CREDIT": number(environ, "ELEVENLABS_USD_PER_CREDIT", None, _price),
         # How far a signature's timestamp may be from our clock, in seconds.
-        "WEBHOOK_TOLERANCE_PAST": _number(environ, "WEBHOOK_TOLERANCE_PAST", 1800, int),
-        "WEBHOOK_TOLERANCE_FUTURE": _number(environ, "WEBHOOK_TOLERANCE_FUTURE", 300, int),
-        "MAX_CONTENT_LENGTH": _number(environ, "MAX_CONTENT_LENGTH", 1024 * 1024, int),
+        "WEBHOOK_TOLERANCE_PAST": number(environ, "WEBHOOK_TOLERANCE_PAST", 1800, int),
+        "WEBHOOK_TOLERANCE_FUTURE": number(environ, "WEBHOOK_TOLERANCE_FUTURE", 300, int),
+        "MAX_CONTENT_LENGTH": number(environ, "MAX_CONTENT_LENGTH", 1024 * 1024, int),
         # /metrics accepts these bearer tokens; unset: the API tokens.
         "METRICS_TOKENS": _tokens(environ.get("METRICS_TOKEN")),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
         "SENTRY_DSN": environ.get("SENTRY_DSN", ""),
         "RELEASE": environ.get("RELEASE", ""),
         "HOST": environ.get("HOST", "127.0.0.1"),
-        "PORT": _number(environ, "PORT", 8000, int),
+        "PORT": number(environ, "PORT", 8000, int),
     }
 
 

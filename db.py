@@ -25,14 +25,11 @@ ALIVE_BYPASS_SECONDS = 0.5
 # Beside class 08 (connection exception), the SQLSTATEs of a server gone: admin or
 # crash shutdown, starting up. A timeout or deadlock comes from a server that is up.
 _SERVER_GONE = ("57P01", "57P02", "57P03")
-
-
-class NoDatabase(Exception):
-    """Neither ``--database-url`` nor ``DATABASE_URL`` names a database."""
+APPLICATION_NAME = "call-sid-service"
 
 
 class DatabaseUnavailable(Exception):
-    """The database cannot be reached; the message is one line for the operator."""
+    """No database is named, or it cannot be reached; the message is one line for the operator."""
 
 
 def url_of(given: str | None) -> str:
@@ -43,7 +40,7 @@ def url_of(given: str | None) -> str:
 
         url = embedded_db.development_url()
     if not url:
-        raise NoDatabase("no database: set DATABASE_URL or pass --database-url")
+        raise DatabaseUnavailable("no database: set DATABASE_URL or pass --database-url")
     return url
 
 
@@ -57,6 +54,17 @@ def check_url(url: str) -> None:
         raise DatabaseUnavailable(f"DATABASE_URL is malformed: {reason}") from None
 
 
+def connect(url: str, application_name: str, *, timeout: int = 10) -> psycopg.Connection:
+    """Open an autocommit connection, or raise DatabaseUnavailable saying in one line why not."""
+    check_url(url)
+    try:
+        return psycopg.connect(
+            url, autocommit=True, connect_timeout=timeout, application_name=application_name
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot connect to the database: {first_line(exc)}") from None
+
+
 def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> ConnectionPool:
     """Open a pool and wait for its first connections, so a bad URL fails at start-up."""
     check_url(url)
@@ -65,7 +73,7 @@ def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Conn
         min_size=min_size,
         max_size=max_size,
         timeout=timeout,
-        kwargs={"autocommit": True, "application_name": "call-sid-service"},
+        kwargs={"autocommit": True, "application_name": APPLICATION_NAME},
         # A connection broken by a database restart is replaced, not handed out.
         check=_check_if_idle,
         reconnect_timeout=RECONNECT_SECONDS,
@@ -76,19 +84,11 @@ def open_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Conn
         pool.open(wait=True, timeout=timeout)
     except PoolTimeout:
         pool.close()
-        reason = _refusal(url) or "no connection within the pool's timeout"
-        raise DatabaseUnavailable(f"cannot connect to the database: {reason}") from None
+        connect(url, APPLICATION_NAME, timeout=2).close()  # the pool names no cause; libpq does
+        raise DatabaseUnavailable(
+            "cannot connect to the database: no connection within the pool's timeout"
+        ) from None
     return pool
-
-
-def _refusal(conninfo: str, **kwargs) -> str | None:
-    """Return libpq's one-line reason a fresh connection cannot query, or None when it can."""
-    try:
-        with psycopg.connect(conninfo, connect_timeout=2, **kwargs) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        return first_line(exc)
-    return None
 
 
 def _check_if_idle(conn: psycopg.Connection) -> None:
@@ -108,7 +108,7 @@ def unreachable(exc: BaseException, conn: psycopg.Connection | None) -> bool:
 
 
 def ping() -> str | None:
-    """Return None when the database answers a query, else libpq's one-line reason.
+    """Return None when the database answers, else libpq's one-line reason.
 
     A pool busy, or holding connections a restart killed, is no sign of a database
     down: after a short wait the server itself is asked on a fresh connection.
@@ -120,7 +120,11 @@ def ping() -> str | None:
         g.db_conn.execute("SELECT 1")
         return None
     except (psycopg.Error, PoolTimeout):
-        return _refusal(pool.conninfo, **pool.kwargs)
+        try:
+            psycopg.connect(pool.conninfo, connect_timeout=2, **pool.kwargs).close()
+        except psycopg.Error as exc:
+            return first_line(exc)
+        return None
 
 
 def init_app(app) -> None:
@@ -168,3 +172,19 @@ def fresh_conn() -> psycopg.Connection:
     release_conn()
     current_app.extensions["db_pool"].check()
     return get_conn()
+
+
+def delete_in_batches(conn, statement: str, params: dict, *, progress=None) -> int:
+    """Run a DELETE of at most ``params["batch"]`` rows until fewer go; return how many went."""
+    # One short transaction per batch, so writers go on meanwhile; a DDL lock is waited 2 s at most.
+    total = 0
+    while True:
+        with conn.transaction():
+            conn.execute("SET LOCAL lock_timeout = '2s'")
+            conn.execute("SET LOCAL statement_timeout = '60s'")
+            deleted = conn.execute(statement, params).rowcount
+        total += deleted
+        if deleted < params["batch"]:
+            return total
+        if progress:
+            progress(total)

@@ -1,12 +1,7 @@
-"""``Idempotency-Key`` on call creation, with Stripe's semantics.
+"""``Idempotency-Key`` on call creation, with Stripe's semantics (README: "Retrying safely").
 
-The first request with a key creates its call and its answer is kept; a retry
-with the same key and the same body gets that answer (``Idempotent-Replayed:
-true``) and never dials again; the same key with another body is 422. A retry
-while the first request has no answer yet (still running, or its worker died)
-is 409 naming the call it created, so the client can look it up instead of
-dialling again. Requests refused before a call is written (400, 401, 503
-not_configured) keep nothing: the same key may be used again.
+A retry gets the first request's answer and never dials again; 422 with another
+body, 409 naming the call while the first has no answer yet.
 """
 
 import hashlib
@@ -92,26 +87,6 @@ def remember(response):
 
 # Stripe's promise: a key answers its retries for at least 24 h. The worker prunes
 # hourly, so a key lives 24 to 25 h.
-RETENTION_HOURS = 24
-PRUNE_BATCH = 1_000
-# Oldest first on idempotency_keys_created_at_idx (migration 008); a key a request
-# holds right now is skipped, not waited for, and goes at the next prune.
-DELETE_EXPIRED = """
-DELETE FROM idempotency_keys
- WHERE key IN (SELECT key FROM idempotency_keys
-                WHERE created_at < now() - make_interval(hours => %(hours)s)
-                ORDER BY created_at
-                LIMIT %(batch)s
-                  FOR UPDATE SKIP LOCKED)
-"""
-
-
-def prune(conn, *, hours: int = RETENTION_HOURS, batch: int = PRUNE_BATCH) -> int:
-    """Delete keys older than ``hours`` in short transactions of ``batch``; return how many."""
-    total = 0
-    while True:
-        with conn.transaction():
-            deleted = conn.execute(DELETE_EXPIRED, {"hours": hours, "batch": batch}).rowcount
-        total += deleted
-        if deleted < batch:
-            return total
+def prune(conn, *, hours: int = 24, batch: int = 1_000) -> int:
+    """Delete the keys past their retention, ``batch`` at a time; return how many."""
+    return idempotency_keys.delete_expired(conn, hours, batch)

@@ -27,7 +27,7 @@ def main(argv=None) -> int:
         service = config.from_env()
         pool = db.open_pool(url, min_size=1, max_size=12, timeout=10)
         worker = Worker(pool, ElevenLabsClient.from_config(service), settings.load(), service)
-    except (db.NoDatabase, db.DatabaseUnavailable, config.ConfigError, ValueError) as exc:
+    except (db.DatabaseUnavailable, config.ConfigError) as exc:
         print(f"error: {first_line(exc)}", file=sys.stderr)
         return 1
     tasks.use(worker)

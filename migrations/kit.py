@@ -44,6 +44,7 @@ def script(migration: ModuleType) -> str:
 
 
 def table_exists(conn, name: str) -> bool:
+    """Return whether the table is visible on the search path."""
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
 
 
@@ -159,16 +160,6 @@ def load_chain() -> list[ModuleType]:
     if versions != list(range(len(chain))):
         raise MigrationError(f"migration files are not numbered 000..N without gaps: {versions}")
     return chain
-
-
-def connect(url: str) -> psycopg.Connection:
-    """Open the migration's autocommit connection, with one clear error when it cannot."""
-    try:
-        return psycopg.connect(
-            url, autocommit=True, connect_timeout=10, application_name="migrations"
-        )
-    except psycopg.OperationalError as exc:
-        raise MigrationError(f"cannot connect to the database: {first_line(exc)}") from None
 
 
 def lock(conn: psycopg.Connection) -> None:

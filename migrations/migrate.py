@@ -34,7 +34,7 @@ RUNNER = ".venv/bin/python migrations/migrate.py"
 def status(url: str, run: Run) -> None:
     """Print one line per migration: applied or pending."""
     chain = kit.load_chain()
-    with kit.connect(url) as conn:
+    with database.connect(url, "migrations") as conn:
         applied = kit.applied_versions(conn)
     for migration in chain:
         run.say(
@@ -45,7 +45,7 @@ def status(url: str, run: Run) -> None:
 def move(url: str, direction: str, count: int | None, run: Run, *, yes: bool = True) -> int:
     """Apply the next ``count`` pending migrations, or roll back the last ``count``."""
     chain = kit.load_chain()
-    with kit.connect(url) as conn:
+    with database.connect(url, "migrations") as conn:
         kit.lock(conn)
         applied = kit.applied_versions(conn)
         if direction == "up":
@@ -96,7 +96,7 @@ def guarded(action, run: Run, finish) -> int:
     signal.signal(signal.SIGHUP, signal.default_int_handler)
     try:
         action()
-    except (database.NoDatabase, Refused) as exc:
+    except (database.DatabaseUnavailable, Refused) as exc:
         say_error(f"error: {exc}")
         return 1
     except (MigrationError, psycopg.Error) as exc:  # psycopg: the connection failed between steps
@@ -153,7 +153,7 @@ def script_main() -> None:
     upgrading = args.direction == "upgrade"
 
     def action():
-        with kit.connect(database.url_of(args.database_url)) as conn:
+        with database.connect(database.url_of(args.database_url), "migrations") as conn:
             kit.lock(conn)
             if upgrading:
                 return kit.upgrade(conn, migration, run)

@@ -6,6 +6,8 @@ from datetime import datetime
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from db import delete_in_batches
+
 
 @dataclass
 class IdempotencyKey:
@@ -52,3 +54,18 @@ def remember(conn, key: str, status: int, body: dict) -> None:
         """,
         (status, Jsonb(body), key),
     )
+
+
+def delete_expired(conn, hours: int, batch: int) -> int:
+    """Delete keys older than ``hours`` in short transactions of ``batch``; return how many."""
+    # Oldest first on idempotency_keys_created_at_idx (migration 008); a key a request
+    # holds right now is skipped, not waited for, and goes at the next prune.
+    statement = """
+        DELETE FROM idempotency_keys
+         WHERE key IN (SELECT key FROM idempotency_keys
+                        WHERE created_at < now() - make_interval(hours => %(hours)s)
+                        ORDER BY created_at
+                        LIMIT %(batch)s
+                          FOR UPDATE SKIP LOCKED)
+    """
+    return delete_in_batches(conn, statement, {"hours": hours, "batch": batch})

@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     command, cannot_run = COMMANDS[argv[0]]
     try:
         return command(argv[1:])
-    except (CommandError, db.NoDatabase, config.ConfigError, OSError) as exc:
+    except (CommandError, db.DatabaseUnavailable, config.ConfigError, OSError) as exc:
         message = first_line(exc)
     except psycopg.Error as exc:
         message = f"database: {first_line(exc)}"

@@ -4,6 +4,7 @@ import functools
 
 from psycopg.rows import namedtuple_row
 
+from migrations.kit import table_exists as table_exists  # the checks import it from here
 from ops.report import failed
 
 
@@ -18,11 +19,6 @@ def column(conn, table: str, name: str):
            AND a.attnum > 0 AND NOT a.attisdropped
     """
     return conn.cursor(row_factory=namedtuple_row).execute(query, (table, name)).fetchone()
-
-
-def table_exists(conn, name: str) -> bool:
-    """Return whether the table is visible on the search path."""
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
 
 
 def needs(migration: str, *columns: str):

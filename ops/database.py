@@ -6,7 +6,6 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 import db
-from errors import first_line
 
 
 class CommandError(Exception):
@@ -22,12 +21,7 @@ def parser(command: str, description: str) -> argparse.ArgumentParser:
 
 def connect(url: str | None, command: str) -> psycopg.Connection:
     """Connect in autocommit to ``url`` or what ``db.url_of`` finds, named ``ops-<command>``."""
-    try:
-        return psycopg.connect(
-            db.url_of(url), autocommit=True, connect_timeout=10, application_name=f"ops-{command}"
-        )
-    except psycopg.OperationalError as exc:
-        raise CommandError(f"cannot connect to the database: {first_line(exc)}") from None
+    return db.connect(db.url_of(url), f"ops-{command}")
 
 
 def describe(url: str) -> str:

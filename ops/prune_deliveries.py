@@ -42,17 +42,10 @@ def prune(conn, days: int, *, batch: int, dry_run: bool, out=print) -> int:
     if dry_run:
         out(f"would delete {prunable:,} {said}")
         return prunable
-    total = 0
-    while True:  # one short transaction per batch: webhooks keep being recorded meanwhile
-        with conn.transaction():
-            # A replay holding a row is skipped, not waited for; a DDL lock is waited 2 s at most.
-            conn.execute("SET LOCAL lock_timeout = '2s'")
-            conn.execute("SET LOCAL statement_timeout = '60s'")
-            deleted = conn.execute(DELETE_BATCH, params).rowcount
-        total += deleted
-        if deleted < batch:
-            break
-        out(f"  deleted {total:,} so far")
+    # A replay holding a row is skipped, not waited for: it goes at the next prune.
+    total = db.delete_in_batches(
+        conn, DELETE_BATCH, params, progress=lambda so_far: out(f"  deleted {so_far:,} so far")
+    )
     out(f"deleted {total:,} {said}")
     return total
 

@@ -122,7 +122,7 @@ def test_worker_killed_mid_dial_leaves_a_call_that_is_never_dialled_twice(
         ({"DATABASE_URL": ""}, "error: no database"),
         ({"CALLING_TIMEZONE": "Mars/Olympus"}, "error: CALLING_TIMEZONE 'Mars/Olympus' is not"),
         ({"CALLING_WINDOW": "20:00-08:00"}, "error: CALLING_WINDOW: the window must start"),
-        ({"MAX_CONCURRENT_CALLS": "five"}, "error: MAX_CONCURRENT_CALLS and CALL_MAX_MINUTES"),
+        ({"MAX_CONCURRENT_CALLS": "five"}, "error: MAX_CONCURRENT_CALLS must be a number"),
     ],
     ids=["no_database", "bad_time_zone", "overnight_window", "cap_not_a_number"],
 )

@@ -25,8 +25,9 @@ from legacy_schema import (
     start_script,
 )
 
+import db
 from migrations import kit, live_table, waits
-from migrations.kit import MigrationError, Run, connect, load_chain, lock
+from migrations.kit import MigrationError, Run, load_chain, lock
 from migrations.migrate import move
 
 CHAIN = load_chain()
@@ -57,7 +58,7 @@ def statement(url, sql, params=()):
 
 def run_failing(url, version, direction, out):
     """Run a migration in this process, expect it to fail, and return its one error line."""
-    with pytest.raises(MigrationError) as failure, connect(url) as conn:
+    with pytest.raises(MigrationError) as failure, db.connect(url, "migrations") as conn:
         lock(conn)
         getattr(kit, direction)(conn, CHAIN[version], Run(out=out))
     return str(failure.value)
@@ -113,7 +114,7 @@ def test_003_stopped_by_a_lock_names_the_session_and_both_commands(seeded_url, m
         hold = partial(vacuum_like.execute, "LOCK TABLE calls IN SHARE UPDATE EXCLUSIVE MODE")
         pid = vacuum_like.info.backend_pid
         result = None
-        with pytest.raises(MigrationError) as failure, connect(seeded_url) as conn:
+        with pytest.raises(MigrationError) as failure, db.connect(seeded_url, "migrations") as conn:
             lock(conn)
             kit.upgrade(conn, CHAIN[3], Run(out=on_line("NOT VALID", hold, [])))
         result = str(failure.value)

@@ -34,8 +34,8 @@ def main(argv=None) -> int:
             # Secrets from the environment, never on a command line every local user can read.
             webhook_secret=os.environ.get("ELEVENLABS_WEBHOOK_SECRET", ""),
             api_key=os.environ.get("ELEVENLABS_API_KEY", ""),
-            concurrency=config._number(os.environ, "SIMULATOR_CONCURRENCY", 5, int),
-            call_seconds=config._number(os.environ, "SIMULATOR_CALL_SECONDS", 8.0),
+            concurrency=config.number(os.environ, "SIMULATOR_CONCURRENCY", 5, int),
+            call_seconds=config.number(os.environ, "SIMULATOR_CALL_SECONDS", 8.0),
             hang_seconds=args.hang_seconds,
         )
     except (config.ConfigError, OSError) as exc:
