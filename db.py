@@ -116,7 +116,8 @@ def ping() -> str | None:
     pool = current_app.extensions["db_pool"]
     try:
         # Kept as this request's connection: given back at teardown like any other.
-        g.db_conn = pool.getconn(timeout=HEALTH_WAIT_SECONDS)
+        if "db_conn" not in g:  # one this request already took is asked instead
+            g.db_conn = pool.getconn(timeout=HEALTH_WAIT_SECONDS)
         g.db_conn.execute("SELECT 1")
         return None
     except (psycopg.Error, PoolTimeout):

@@ -18,7 +18,6 @@ import transcription_helpers
 from api import idempotency
 from api.phone_numbers import mask_phone, mask_phones_in
 from api.schemas import CallRequestSchema, CallSchema, CallWithTranscriptSchema, load
-from config import ConfigError
 from db import get_conn, release_conn
 from dispatch import batches, placing, progress, schemas, settings, suppressions
 from dispatch.windows import Window
@@ -49,10 +48,8 @@ DIALLING_SETTINGS = {
 @bp.record_once
 def _attach_elevenlabs_client(state) -> None:
     state.app.extensions["elevenlabs"] = ElevenLabsClient.from_config(state.app.config)
-    try:  # read once: a bad value refuses start-up in one line, not every batch with a 500
-        state.app.extensions["dispatch_settings"] = settings.load()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    # Read once: a bad value refuses start-up in one line (ConfigError), not every batch with a 500.
+    state.app.extensions["dispatch_settings"] = settings.load()
     state.app.extensions.setdefault("scrape_hooks", []).append(progress.record_for_scrape)
 
 
