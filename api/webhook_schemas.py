@@ -7,7 +7,14 @@ what ``elevenlabs.payloads`` and ``webhooks.post_call`` accept, reading by hand.
 from marshmallow import Schema, fields, validate
 
 from api.schemas import NO_NUL
-from elevenlabs.payloads import MAX_ID_LENGTH, MAX_MESSAGE_LENGTH, MAX_SPEAKER_LENGTH
+from elevenlabs.payloads import (
+    EARLIEST,
+    LATEST,
+    MAX_ID_LENGTH,
+    MAX_MESSAGE_LENGTH,
+    MAX_SPEAKER_LENGTH,
+    SPACE,
+)
 from webhooks.post_call import CALL_INITIATION_FAILURE, POST_CALL_TRANSCRIPTION
 
 
@@ -37,8 +44,6 @@ class WebhookAnswerSchema(Schema):
 
 # Strings as ``payloads.text`` reads them: PostgreSQL text holds no NUL, and a blank
 # one (nothing but white space) is as good as none.
-# White space as str.strip sees it (str.isspace), which JSON Schema's \s is not.
-SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 FILLED = rf"[^\x00]*[^\x00{SPACE}][^\x00]*"
 BLANK = rf"[{SPACE}]*"
 
@@ -66,7 +71,8 @@ def filled(*path: str) -> dict:
     return schema
 
 
-# What the server reads as an instant: from 2000-01-01 (inclusive) to 2100-01-01 (exclusive).
+# What the server reads as an instant: from EARLIEST (inclusive) to LATEST (exclusive),
+# 2000 to 2100; the patterns spell those years out (test_openapi holds them to the range).
 # An ISO 8601 string as RFC 3339 writes it (T and Z upper case, seconds to 59), on a day
 # whose every zone offset lands inside; on the first day and the last, only the offsets that
 # keep every time of day inside (Z or 00:00, and west of UTC on the first, east on the last).
@@ -89,14 +95,18 @@ ISO_INSTANT = (
 _DIGITS = r"(0{0,3}9[5-9][0-9]{7}|0{0,2}([1-3][0-9]{9}|40[0-9]{8}))(\.[0-9]{1,9})?"
 UNIX_DIGITS = rf"[{SPACE}]*{_DIGITS}[{SPACE}]*"
 TIMESTAMP = {
-    "description": "an instant from 2000 to 2100: ISO 8601 with a zone, or unix seconds "
-    "(a number, or a string of digits)",
+    "description": f"an instant from {EARLIEST.year} to {LATEST.year}: ISO 8601 with a zone, "
+    "or unix seconds (a number, or a string of digits)",
     "anyOf": [
         {"type": "string", "format": "date-time", "pattern": ISO_INSTANT},
         {"type": "string", "pattern": UNIX_DIGITS},
         # Unix seconds are kept to the microsecond, rounded half to even: these are the
         # first and last numbers that round to an instant inside the range.
-        {"type": "number", "minimum": 946684799.9999995, "maximum": 4102444799.999999},
+        {
+            "type": "number",
+            "minimum": EARLIEST.timestamp() - 0.5e-6,
+            "maximum": LATEST.timestamp() - 1e-6,
+        },
     ],
 }
 
@@ -133,7 +143,7 @@ _TURN = {
                 "time_in_call_secs": {
                     "type": "number",
                     "description": "seconds into the call: the start plus this falls "
-                    "from 2000 to 2100",
+                    f"from {EARLIEST.year} to {LATEST.year}",
                 },
             },
         },
