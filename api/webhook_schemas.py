@@ -1,7 +1,7 @@
 """What the OpenAPI document describes that no view validates with marshmallow.
 
-The error shape, the small answers, and the webhook bodies: JSON Schema written after
-what ``elevenlabs.payloads`` and ``webhooks.post_call`` accept, reading by hand.
+The error shape, the small answers, and the webhook bodies: JSON Schema of what
+``elevenlabs.payloads`` and ``webhooks.post_call`` accept, built from their limits.
 """
 
 from marshmallow import Schema, fields, validate
@@ -15,7 +15,7 @@ from elevenlabs.payloads import (
     MAX_SPEAKER_LENGTH,
     SPACE,
 )
-from webhooks.post_call import CALL_INITIATION_FAILURE, POST_CALL_TRANSCRIPTION
+from webhooks.post_call import POST_CALL_TRANSCRIPTION, TWILIO_CALL_SID
 
 
 class ErrorSchema(Schema):
@@ -152,7 +152,7 @@ _TURN = {
 _RECORD_ONLY = "kept for the record: a value that cannot be kept is noted, never refused"
 
 
-def _event_data(twilio_call_sid: tuple[str, ...], *, transcription: bool) -> dict:
+def _event_data(event_type: str) -> dict:
     """Return ``data`` of a post-call event: it must name its call one way or another."""
     data = {
         "type": "object",
@@ -176,10 +176,13 @@ def _event_data(twilio_call_sid: tuple[str, ...], *, transcription: bool) -> dic
             filled("conversation_initiation_client_data", "dynamic_variables", "call_sid"),
             filled("conversation_id"),
             # Twilio's SID, last: a value that cannot name a call is ignored, not refused.
-            {**filled("metadata", *twilio_call_sid), "description": "Twilio's call SID"},
+            {
+                **filled("metadata", *TWILIO_CALL_SID[event_type]),
+                "description": "Twilio's call SID",
+            },
         ],
     }
-    if transcription:
+    if event_type == POST_CALL_TRANSCRIPTION:
         data["properties"]["transcript"] = {"type": ["array", "null"], "items": _TURN}
         data["allOf"] = [
             {
@@ -215,26 +218,17 @@ POST_CALL_WEBHOOK = {
         "event_timestamp": {"description": "unix seconds; not read"},
     },
     "anyOf": [
-        {
-            "required": ["data"],
-            "properties": {
-                "type": {"const": POST_CALL_TRANSCRIPTION},
-                "data": _event_data(("phone_call", "call_sid"), transcription=True),
-            },
-        },
-        {
-            "required": ["data"],
-            "properties": {
-                "type": {"const": CALL_INITIATION_FAILURE},
-                "data": _event_data(("body", "CallSid"), transcription=False),
-            },
-        },
+        *(
+            {
+                "required": ["data"],
+                "properties": {"type": {"const": kind}, "data": _event_data(kind)},
+            }
+            for kind in TWILIO_CALL_SID
+        ),
         {
             "description": "any other type (post_call_audio…): acknowledged and recorded, "
             "whatever it holds",
-            "properties": {
-                "type": {"not": {"enum": [POST_CALL_TRANSCRIPTION, CALL_INITIATION_FAILURE]}}
-            },
+            "properties": {"type": {"not": {"enum": list(TWILIO_CALL_SID)}}},
         },
     ],
 }
