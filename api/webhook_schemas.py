@@ -15,6 +15,7 @@ from elevenlabs.payloads import (
     MAX_SPEAKER_LENGTH,
     SPACE,
 )
+from models import webhook_deliveries as deliveries
 from webhooks.post_call import POST_CALL_TRANSCRIPTION, TWILIO_CALL_SID
 
 
@@ -35,10 +36,7 @@ class HealthSchema(Schema):
 class WebhookAnswerSchema(Schema):
     """What a webhook delivery that was recorded and settled gets back."""
 
-    status = fields.String(
-        required=True,
-        validate=validate.OneOf(["accepted", "duplicate", "acknowledged", "stale"]),
-    )
+    status = fields.String(required=True, validate=validate.OneOf(deliveries.SETTLED))
     delivery_id = fields.Integer(required=True, metadata={"description": "in the delivery log"})
 
 

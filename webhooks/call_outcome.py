@@ -25,11 +25,7 @@ MAX_TERMINATION_REASON_LENGTH = 2000
 def of_conversation(
     data, *, usd_per_credit: Decimal | None = None, notes: list | None = None
 ) -> Outcome:
-    """Read the outcome from a conversation's ``data``, noting in ``notes`` what was dropped.
-
-    ElevenLabs prices a call in credits (``metadata.cost``); dollars are known only
-    from the plan's price of a credit, when the caller knows it.
-    """
+    """Read the outcome from a conversation's ``data``, noting in ``notes`` what was dropped."""
     notes = [] if notes is None else notes
     data = _dict(data)
     analysis, metadata = _dict(data.get("analysis")), _dict(data.get("metadata"))
