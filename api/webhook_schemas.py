@@ -42,20 +42,19 @@ class WebhookAnswerSchema(Schema):
 
 # Strings as ``payloads.text`` reads them: PostgreSQL text holds no NUL, and a blank
 # one (nothing but white space) is as good as none.
-FILLED = rf"[^\x00]*[^\x00{SPACE}][^\x00]*"
 BLANK = rf"[{SPACE}]*"
 
 
 def text(most: int) -> dict:
     """Return a required string: not blank, no NUL, at most ``most`` characters."""
-    return {"type": "string", "maxLength": most, "pattern": FILLED}
+    return {"type": "string", "maxLength": most, "pattern": rf"[^\x00]*[^\x00{SPACE}][^\x00]*"}
 
 
-def optional_text(most: int, description: str) -> dict:
-    """Return a string that may be null or blank (read as absent)."""
+def optional_text(description: str) -> dict:
+    """Return an identifier that may be null or blank (read as absent)."""
     return {
         "type": ["string", "null"],
-        "maxLength": most,
+        "maxLength": MAX_ID_LENGTH,
         "pattern": NO_NUL,
         "description": f"{description}; null or blank: absent",
     }
@@ -113,8 +112,8 @@ TRANSCRIPTION_WEBHOOK = {
     "description": "One line of a call, as ElevenLabs' per-line webhook template sends it",
     "required": ["speaker", "message", "timestamp"],
     "properties": {
-        "call_sid": optional_text(MAX_ID_LENGTH, "ours, from the dynamic variables"),
-        "conversation_id": optional_text(MAX_ID_LENGTH, "names the call instead of call_sid"),
+        "call_sid": optional_text("ours, from the dynamic variables"),
+        "conversation_id": optional_text("names the call instead of call_sid"),
         "speaker": text(MAX_SPEAKER_LENGTH),
         "message": text(MAX_MESSAGE_LENGTH),
         "timestamp": TIMESTAMP,
@@ -155,15 +154,13 @@ def _event_data(event_type: str) -> dict:
     data = {
         "type": "object",
         "properties": {
-            "conversation_id": optional_text(MAX_ID_LENGTH, "ElevenLabs' conversation"),
+            "conversation_id": optional_text("ElevenLabs' conversation"),
             "conversation_initiation_client_data": {
                 "type": ["object", "null"],
                 "properties": {
                     "dynamic_variables": {
                         "type": ["object", "null"],
-                        "properties": {
-                            "call_sid": optional_text(MAX_ID_LENGTH, "ours: names the call")
-                        },
+                        "properties": {"call_sid": optional_text("ours: names the call")},
                     }
                 },
             },
