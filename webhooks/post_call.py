@@ -119,7 +119,7 @@ def _transcript(value, start_value) -> tuple[datetime | None, tuple]:
         return None, ()
     if not isinstance(value, list):
         raise malformed("data.transcript must be an array")
-    turns = []
+    start, turns = None, []
     for number_, turn in enumerate(value):
         where = f"data.transcript[{number_}]"
         turn = obj(turn, where)
@@ -133,12 +133,10 @@ def _transcript(value, start_value) -> tuple[datetime | None, tuple]:
             continue
         role = text(turn.get("role"), f"{where}.role", max_length=payloads.MAX_SPEAKER_LENGTH)
         seconds = number(turn.get("time_in_call_secs"), f"{where}.time_in_call_secs")
+        if start is None:  # only a transcript with lines needs the call's start
+            start = payloads.timestamp(start_value, "data.metadata.start_time_unix_secs")
+        payloads.at(start, seconds, f"line {len(turns)}'s time in call")
         turns.append({"role": role, "message": message, "time_in_call_secs": seconds})
-    if not turns:
-        return None, ()
-    start = payloads.timestamp(start_value, "data.metadata.start_time_unix_secs")
-    for number_, turn in enumerate(turns):
-        payloads.at(start, turn["time_in_call_secs"], f"line {number_}'s time in call")
     return start, tuple(turns)
 
 
