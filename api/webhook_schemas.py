@@ -1,14 +1,22 @@
 """What the OpenAPI document describes that no view validates with marshmallow.
 
-The error shape, the small answers, and the webhook bodies: JSON Schema written after
-what ``elevenlabs.payloads`` and ``webhooks.post_call`` accept, reading by hand.
+The error shape, the small answers, and the webhook bodies: JSON Schema of what
+``elevenlabs.payloads`` and ``webhooks.post_call`` accept, built from their limits.
 """
 
 from marshmallow import Schema, fields, validate
 
 from api.schemas import NO_NUL
-from elevenlabs.payloads import MAX_ID_LENGTH, MAX_MESSAGE_LENGTH, MAX_SPEAKER_LENGTH
-from webhooks.post_call import CALL_INITIATION_FAILURE, POST_CALL_TRANSCRIPTION
+from elevenlabs.payloads import (
+    EARLIEST,
+    LATEST,
+    MAX_ID_LENGTH,
+    MAX_MESSAGE_LENGTH,
+    MAX_SPEAKER_LENGTH,
+    SPACE,
+)
+from models import webhook_deliveries as deliveries
+from webhooks.post_call import POST_CALL_TRANSCRIPTION, TWILIO_CALL_SID
 
 
 class ErrorSchema(Schema):
@@ -28,31 +36,25 @@ class HealthSchema(Schema):
 class WebhookAnswerSchema(Schema):
     """What a webhook delivery that was recorded and settled gets back."""
 
-    status = fields.String(
-        required=True,
-        validate=validate.OneOf(["accepted", "duplicate", "acknowledged", "stale"]),
-    )
+    status = fields.String(required=True, validate=validate.OneOf(deliveries.SETTLED))
     delivery_id = fields.Integer(required=True, metadata={"description": "in the delivery log"})
 
 
 # Strings as ``payloads.text`` reads them: PostgreSQL text holds no NUL, and a blank
 # one (nothing but white space) is as good as none.
-# White space as str.strip sees it (str.isspace), which JSON Schema's \s is not.
-SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-FILLED = rf"[^\x00]*[^\x00{SPACE}][^\x00]*"
 BLANK = rf"[{SPACE}]*"
 
 
 def text(most: int) -> dict:
     """Return a required string: not blank, no NUL, at most ``most`` characters."""
-    return {"type": "string", "maxLength": most, "pattern": FILLED}
+    return {"type": "string", "maxLength": most, "pattern": rf"[^\x00]*[^\x00{SPACE}][^\x00]*"}
 
 
-def optional_text(most: int, description: str) -> dict:
-    """Return a string that may be null or blank (read as absent)."""
+def optional_text(description: str) -> dict:
+    """Return an identifier that may be null or blank (read as absent)."""
     return {
         "type": ["string", "null"],
-        "maxLength": most,
+        "maxLength": MAX_ID_LENGTH,
         "pattern": NO_NUL,
         "description": f"{description}; null or blank: absent",
     }
@@ -66,7 +68,8 @@ def filled(*path: str) -> dict:
     return schema
 
 
-# What the server reads as an instant: from 2000-01-01 (inclusive) to 2100-01-01 (exclusive).
+# What the server reads as an instant: from EARLIEST (inclusive) to LATEST (exclusive),
+# 2000 to 2100; the patterns spell those years out (test_openapi holds them to the range).
 # An ISO 8601 string as RFC 3339 writes it (T and Z upper case, seconds to 59), on a day
 # whose every zone offset lands inside; on the first day and the last, only the offsets that
 # keep every time of day inside (Z or 00:00, and west of UTC on the first, east on the last).
@@ -89,14 +92,18 @@ ISO_INSTANT = (
 _DIGITS = r"(0{0,3}9[5-9][0-9]{7}|0{0,2}([1-3][0-9]{9}|40[0-9]{8}))(\.[0-9]{1,9})?"
 UNIX_DIGITS = rf"[{SPACE}]*{_DIGITS}[{SPACE}]*"
 TIMESTAMP = {
-    "description": "an instant from 2000 to 2100: ISO 8601 with a zone, or unix seconds "
-    "(a number, or a string of digits)",
+    "description": f"an instant from {EARLIEST.year} to {LATEST.year}: ISO 8601 with a zone, "
+    "or unix seconds (a number, or a string of digits)",
     "anyOf": [
         {"type": "string", "format": "date-time", "pattern": ISO_INSTANT},
         {"type": "string", "pattern": UNIX_DIGITS},
         # Unix seconds are kept to the microsecond, rounded half to even: these are the
         # first and last numbers that round to an instant inside the range.
-        {"type": "number", "minimum": 946684799.9999995, "maximum": 4102444799.999999},
+        {
+            "type": "number",
+            "minimum": EARLIEST.timestamp() - 0.5e-6,
+            "maximum": LATEST.timestamp() - 1e-6,
+        },
     ],
 }
 
@@ -105,8 +112,8 @@ TRANSCRIPTION_WEBHOOK = {
     "description": "One line of a call, as ElevenLabs' per-line webhook template sends it",
     "required": ["speaker", "message", "timestamp"],
     "properties": {
-        "call_sid": optional_text(MAX_ID_LENGTH, "ours, from the dynamic variables"),
-        "conversation_id": optional_text(MAX_ID_LENGTH, "names the call instead of call_sid"),
+        "call_sid": optional_text("ours, from the dynamic variables"),
+        "conversation_id": optional_text("names the call instead of call_sid"),
         "speaker": text(MAX_SPEAKER_LENGTH),
         "message": text(MAX_MESSAGE_LENGTH),
         "timestamp": TIMESTAMP,
@@ -133,7 +140,7 @@ _TURN = {
                 "time_in_call_secs": {
                     "type": "number",
                     "description": "seconds into the call: the start plus this falls "
-                    "from 2000 to 2100",
+                    f"from {EARLIEST.year} to {LATEST.year}",
                 },
             },
         },
@@ -142,20 +149,18 @@ _TURN = {
 _RECORD_ONLY = "kept for the record: a value that cannot be kept is noted, never refused"
 
 
-def _event_data(twilio_call_sid: tuple[str, ...], *, transcription: bool) -> dict:
+def _event_data(event_type: str) -> dict:
     """Return ``data`` of a post-call event: it must name its call one way or another."""
     data = {
         "type": "object",
         "properties": {
-            "conversation_id": optional_text(MAX_ID_LENGTH, "ElevenLabs' conversation"),
+            "conversation_id": optional_text("ElevenLabs' conversation"),
             "conversation_initiation_client_data": {
                 "type": ["object", "null"],
                 "properties": {
                     "dynamic_variables": {
                         "type": ["object", "null"],
-                        "properties": {
-                            "call_sid": optional_text(MAX_ID_LENGTH, "ours: names the call")
-                        },
+                        "properties": {"call_sid": optional_text("ours: names the call")},
                     }
                 },
             },
@@ -166,10 +171,13 @@ def _event_data(twilio_call_sid: tuple[str, ...], *, transcription: bool) -> dic
             filled("conversation_initiation_client_data", "dynamic_variables", "call_sid"),
             filled("conversation_id"),
             # Twilio's SID, last: a value that cannot name a call is ignored, not refused.
-            {**filled("metadata", *twilio_call_sid), "description": "Twilio's call SID"},
+            {
+                **filled("metadata", *TWILIO_CALL_SID[event_type]),
+                "description": "Twilio's call SID",
+            },
         ],
     }
-    if transcription:
+    if event_type == POST_CALL_TRANSCRIPTION:
         data["properties"]["transcript"] = {"type": ["array", "null"], "items": _TURN}
         data["allOf"] = [
             {
@@ -205,26 +213,17 @@ POST_CALL_WEBHOOK = {
         "event_timestamp": {"description": "unix seconds; not read"},
     },
     "anyOf": [
-        {
-            "required": ["data"],
-            "properties": {
-                "type": {"const": POST_CALL_TRANSCRIPTION},
-                "data": _event_data(("phone_call", "call_sid"), transcription=True),
-            },
-        },
-        {
-            "required": ["data"],
-            "properties": {
-                "type": {"const": CALL_INITIATION_FAILURE},
-                "data": _event_data(("body", "CallSid"), transcription=False),
-            },
-        },
+        *(
+            {
+                "required": ["data"],
+                "properties": {"type": {"const": kind}, "data": _event_data(kind)},
+            }
+            for kind in TWILIO_CALL_SID
+        ),
         {
             "description": "any other type (post_call_audio…): acknowledged and recorded, "
             "whatever it holds",
-            "properties": {
-                "type": {"not": {"enum": [POST_CALL_TRANSCRIPTION, CALL_INITIATION_FAILURE]}}
-            },
+            "properties": {"type": {"not": {"enum": list(TWILIO_CALL_SID)}}},
         },
     ],
 }

@@ -21,6 +21,9 @@ LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 MAX_ID_LENGTH = 200
 MAX_SPEAKER_LENGTH = 100
 MAX_MESSAGE_LENGTH = 20_000
+# The white space str.strip drops (str.isspace), as a regex class: a string of nothing
+# else is blank. The OpenAPI document states the rule with it (JSON Schema's \s differs).
+SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _UNIX_STRING = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 
 

@@ -59,13 +59,19 @@ def test_dollars_are_credits_at_the_plans_price_when_it_is_known(data):
         {"analysis": {"data_collection_results": None, "evaluation_criteria_results": []}},
         {"metadata": {"cost": None, "call_duration_secs": None, "termination_reason": None}},
         {"metadata": {"cost": -1, "call_duration_secs": True, "termination_reason": 7}},
-        {"metadata": {"cost": "212", "call_duration_secs": 1.5}},
+        {"metadata": {"cost": "212", "call_duration_secs": "16"}},
         {"metadata": {"cost": float("nan"), "call_duration_secs": float("inf")}},
         {"metadata": {"cost": 2**63, "call_duration_secs": -0.5}},
     ],
 )
 def test_missing_null_or_odd_fields_are_unknown_not_errors(data):
     assert call_outcome.of_conversation(data) == outcomes.Outcome()
+
+
+def test_a_duration_in_fractions_of_a_second_is_the_whole_seconds_the_call_row_keeps():
+    notes = []
+    outcome = call_outcome.of_conversation({"metadata": {"call_duration_secs": 1.5}}, notes=notes)
+    assert (outcome.duration_secs, notes) == (2, [])
 
 
 def test_answers_that_are_not_objects_are_left_out():

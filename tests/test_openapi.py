@@ -2,6 +2,7 @@
 
 import functools
 import re
+import sys
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -188,6 +189,12 @@ def post_call(event_type: str, **data) -> dict:
 )
 def test_the_document_states_which_post_call_envelopes_are_refused(envelope, acknowledged):
     assert document_accepts("PostCallWebhook", envelope) is acknowledged
+
+
+def test_the_documents_white_space_is_what_the_server_strips():
+    spaces = {c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace()}
+    documented = re.compile(f"[{payloads.SPACE}]")
+    assert {c for c in map(chr, range(sys.maxunicode + 1)) if documented.fullmatch(c)} == spaces
 
 
 def test_the_document_allows_a_null_conversation_id_beside_a_call_sid():

@@ -1,10 +1,11 @@
 """A call's outcome read from its conversation: verdict, summary, answers, cost, duration.
 
-Any field may be missing, null or odd: unknown stays None, never 0. What a column
-could not hold (a NUL, a lone surrogate, a summary or answers too large, dollars
-past ``numeric(14, 6)``) is cut or dropped with a note, as every field kept for
-the record is: refusing it would refuse the transcript and the call's end with
-it, and no replay could ever apply them.
+The duration and termination reason read here are also what completes the call
+row. Any field may be missing, null or odd: unknown stays None, never 0. What a
+column could not hold (a NUL, a lone surrogate, a summary or answers too large,
+dollars past ``numeric(14, 6)``) is cut or dropped with a note, as every field
+kept for the record is: refusing it would refuse the transcript and the call's
+end with it, and no replay could ever apply them.
 """
 
 import json
@@ -17,16 +18,14 @@ from models.outcomes import VERDICTS, Outcome
 MAX_SUMMARY_LENGTH = 20_000
 MAX_JSON_CHARS = 256 * 1024
 MAX_USD = Decimal(10) ** 8  # call_outcomes.cost_usd is numeric(14, 6)
+MAX_DURATION_SECS = 10 * 24 * 3600
+MAX_TERMINATION_REASON_LENGTH = 2000
 
 
 def of_conversation(
     data, *, usd_per_credit: Decimal | None = None, notes: list | None = None
 ) -> Outcome:
-    """Read the outcome from a conversation's ``data``, noting in ``notes`` what was dropped.
-
-    ElevenLabs prices a call in credits (``metadata.cost``); dollars are known only
-    from the plan's price of a credit, when the caller knows it.
-    """
+    """Read the outcome from a conversation's ``data``, noting in ``notes`` what was dropped."""
     notes = [] if notes is None else notes
     data = _dict(data)
     analysis, metadata = _dict(data.get("analysis")), _dict(data.get("metadata"))
@@ -63,8 +62,13 @@ def of_conversation(
         ),
         cost_credits=credits,
         cost_usd=usd,
-        termination_reason=_text(metadata.get("termination_reason")),
-        duration_secs=_count(metadata.get("call_duration_secs")),
+        termination_reason=payloads.informational(
+            metadata.get("termination_reason"),
+            "data.metadata.termination_reason",
+            notes,
+            max_length=MAX_TERMINATION_REASON_LENGTH,
+        ),
+        duration_secs=_duration(metadata.get("call_duration_secs"), notes),
     )
 
 
@@ -83,6 +87,20 @@ def _count(value) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value if 0 <= value <= BIGINT_MAX else None
+
+
+def _duration(value, notes: list) -> int | None:
+    """Return the call's length in whole seconds (1.5 is 2); a value we cannot use is noted."""
+    field = "data.metadata.call_duration_secs"
+    try:
+        seconds = payloads.number(value, field, required=False)
+    except payloads.Rejected as rejection:
+        notes.append(f"{rejection.outcome.reason}: ignored")
+        return None
+    if seconds is not None and not 0 <= seconds <= MAX_DURATION_SECS:
+        notes.append(f"{field} is out of range ({seconds}): ignored")
+        return None
+    return None if seconds is None else round(seconds)
 
 
 def _json(value: dict | None, field: str, notes: list) -> dict | None:

@@ -31,8 +31,6 @@ TWILIO_CALL_SID = {
     POST_CALL_TRANSCRIPTION: ("phone_call", "call_sid"),
     CALL_INITIATION_FAILURE: ("body", "CallSid"),
 }
-MAX_DURATION_SECS = 10 * 24 * 3600
-MAX_TERMINATION_REASON_LENGTH = 2000
 
 
 @dataclass(frozen=True)
@@ -89,19 +87,15 @@ def parse(event_type: str, data: dict, usd_per_credit: Decimal | None = None) ->
         reason = informational(data.get("failure_reason"), "data.failure_reason", notes)
         return PostCallEvent(event_type, **ids, failure_reason=reason, notes=tuple(notes))
     start, turns = _transcript(data.get("transcript"), metadata.get("start_time_unix_secs"))
+    outcome = call_outcome.of_conversation(data, usd_per_credit=usd_per_credit, notes=notes)
     return PostCallEvent(
         event_type,
         **ids,
         start=start,
         turns=turns,
-        call_duration_secs=_duration(metadata.get("call_duration_secs"), notes),
-        termination_reason=informational(
-            metadata.get("termination_reason"),
-            "data.metadata.termination_reason",
-            notes,
-            max_length=MAX_TERMINATION_REASON_LENGTH,
-        ),
-        outcome=call_outcome.of_conversation(data, usd_per_credit=usd_per_credit, notes=notes),
+        call_duration_secs=outcome.duration_secs,
+        termination_reason=outcome.termination_reason,
+        outcome=outcome,
         notes=tuple(notes),
     )
 
@@ -125,7 +119,7 @@ def _transcript(value, start_value) -> tuple[datetime | None, tuple]:
         return None, ()
     if not isinstance(value, list):
         raise malformed("data.transcript must be an array")
-    turns = []
+    start, turns = None, []
     for number_, turn in enumerate(value):
         where = f"data.transcript[{number_}]"
         turn = obj(turn, where)
@@ -139,27 +133,11 @@ def _transcript(value, start_value) -> tuple[datetime | None, tuple]:
             continue
         role = text(turn.get("role"), f"{where}.role", max_length=payloads.MAX_SPEAKER_LENGTH)
         seconds = number(turn.get("time_in_call_secs"), f"{where}.time_in_call_secs")
+        if start is None:  # only a transcript with lines needs the call's start
+            start = payloads.timestamp(start_value, "data.metadata.start_time_unix_secs")
+        payloads.at(start, seconds, f"line {len(turns)}'s time in call")
         turns.append({"role": role, "message": message, "time_in_call_secs": seconds})
-    if not turns:
-        return None, ()
-    start = payloads.timestamp(start_value, "data.metadata.start_time_unix_secs")
-    for number_, turn in enumerate(turns):
-        payloads.at(start, turn["time_in_call_secs"], f"line {number_}'s time in call")
     return start, tuple(turns)
-
-
-def _duration(value, notes: list) -> int | None:
-    """Return the call's length in whole seconds; a value we cannot use is noted and ignored."""
-    field = "data.metadata.call_duration_secs"
-    try:
-        seconds = number(value, field, required=False)
-    except Rejected as rejection:
-        notes.append(f"{rejection.outcome.reason}: ignored")
-        return None
-    if seconds is not None and not 0 <= seconds <= MAX_DURATION_SECS:
-        notes.append(f"{field} is out of range ({seconds}): ignored")
-        return None
-    return None if seconds is None else round(seconds)
 
 
 def no_call_has(named: dict) -> str:
