@@ -117,6 +117,14 @@ def test_batch_too_large_to_read_returns_413_and_writes_nothing(client, conn, au
     assert batch_rows(conn) == (0, 0)
 
 
+def test_batch_not_before_a_time_with_a_16_hour_offset_is_stored(client, conn, auth_headers):
+    # Python allows offsets up to 24 h, PostgreSQL's timestamptz text only up to 15:59.
+    body = batch_body(numbers(2), not_before="2999-05-10T16:24:38.65+16:34")
+    response = client.post(BATCHES, json=body, headers=auth_headers)
+    assert response.status_code == 202, response.get_json()
+    assert batch_rows(conn) == (1, 2)
+
+
 def test_batch_of_10000_calls_is_stored(client, conn, auth_headers):
     body = batch_body([f"+1415{i:07d}" for i in range(MAX_CALLS)])
     response = client.post(BATCHES, json=body, headers=auth_headers)
