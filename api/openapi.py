@@ -116,10 +116,12 @@ def printable() -> str:
 
 
 def _described(converter, field, **kwargs) -> dict:
-    """Say what apispec cannot read from a field: the dynamic variables, printable names."""
+    """Say what apispec cannot read from a field: the dynamic variables, printable names, NUL."""
     if isinstance(field, schemas.DynamicVariables):
         return schemas.VARIABLES_SCHEMA
-    return {"pattern": printable()} if schemas.printable_name in field.validators else {}
+    if schemas.printable_name in field.validators:
+        return {"pattern": printable()}
+    return {"pattern": schemas.NO_NUL} if schemas.storable in field.validators else {}
 
 
 def _json(schema, description: str, headers: dict | None = None) -> dict:

@@ -1,7 +1,7 @@
 """Call batches in the database: create one with its entries, show it, cancel it."""
 
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from psycopg.rows import dict_row
@@ -47,7 +47,8 @@ UPDATE call_batch_entries SET state = 'suppressed'
 def create(conn, request: dict, *, window: Window, default_zone: ZoneInfo, now: datetime) -> str:
     """Write the batch and all its entries in one transaction; return its batch_id."""
     batch_id = "cb_" + secrets.token_hex(12)
-    due = max(now, request["not_before"] or now)
+    # In UTC: COPY writes the offset as given, and PostgreSQL refuses any past 15:59.
+    due = max(now, request["not_before"] or now).astimezone(UTC)
     params = {**request, **request["redial"], "batch_id": batch_id}
     with conn.transaction():
         batch = conn.execute(

@@ -100,6 +100,31 @@ def test_batch_over_10000_calls_returns_400_and_writes_nothing(client, conn, aut
     assert batch_rows(conn) == (0, 0)
 
 
+def test_batch_too_large_to_read_returns_413_and_writes_nothing(client, conn, auth_headers):
+    # More calls than allowed, each with a name and a variable: past the 1 MiB body limit,
+    # so it is refused before it is read, not validated into a 400.
+    call = {
+        "driver_id": 1,
+        "phone_number": "+1000000",
+        "driver_name": "Dana Smith",
+        "timezone": "America/Chicago",
+        "variables": {"A": "1"},
+    }
+    body = {"name": "Tuesday", "calls": [call] * (MAX_CALLS + 1)}
+    response = client.post(BATCHES, json=body, headers=auth_headers)
+    assert response.status_code == 413
+    assert response.get_json()["error"] == "payload_too_large"
+    assert batch_rows(conn) == (0, 0)
+
+
+def test_batch_not_before_a_time_with_a_16_hour_offset_is_stored(client, conn, auth_headers):
+    # Python allows offsets up to 24 h, PostgreSQL's timestamptz text only up to 15:59.
+    body = batch_body(numbers(2), not_before="2999-05-10T16:24:38.65+16:34")
+    response = client.post(BATCHES, json=body, headers=auth_headers)
+    assert response.status_code == 202, response.get_json()
+    assert batch_rows(conn) == (1, 2)
+
+
 def test_batch_of_10000_calls_is_stored(client, conn, auth_headers):
     body = batch_body([f"+1415{i:07d}" for i in range(MAX_CALLS)])
     response = client.post(BATCHES, json=body, headers=auth_headers)

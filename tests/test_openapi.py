@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 from api import openapi
 from api.phone_numbers import E164
 from api.schemas import CallRequestSchema
-from dispatch.schemas import BatchCallSchema
+from dispatch.schemas import BatchCallSchema, SuppressionRequestSchema
 from elevenlabs import payloads
 
 # What answers with something other than JSON (Prometheus text, the console's HTML)
@@ -215,6 +215,13 @@ def test_the_document_states_that_a_suppressed_number_is_e164_in_the_path(number
     operation = built()["paths"]["/driver_data/suppressions/{phone_number}"]["put"]
     pattern = operation["parameters"][0]["schema"]["pattern"]
     assert bool(re.search(pattern, number)) == server_accepts(e164, number)
+
+
+@pytest.mark.parametrize("reason", ["moved away", "", "\x18[\x00t"])
+def test_the_document_states_that_a_suppression_reason_holds_no_nul(reason):
+    body = {"reason": reason}
+    documented = document_accepts("SuppressionRequest", body)
+    assert documented == server_accepts(SuppressionRequestSchema().load, body)
 
 
 def e164(number: str) -> None:
