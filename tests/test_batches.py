@@ -101,14 +101,14 @@ def test_batch_over_10000_calls_returns_400_and_writes_nothing(client, conn, aut
 
 
 def test_batch_too_large_to_read_returns_413_and_writes_nothing(client, conn, auth_headers):
-    # More calls than allowed, each with a name and a variable: past the 1 MiB body limit,
-    # so it is refused before it is read, not validated into a 400.
+    # More calls than allowed, each with a long variable: past the batch's 16 MiB body
+    # limit, so it is refused before it is read, not validated into a 400.
     call = {
         "driver_id": 1,
         "phone_number": "+1000000",
         "driver_name": "Dana Smith",
         "timezone": "America/Chicago",
-        "variables": {"A": "1"},
+        "variables": {"A": "x" * 1700},
     }
     body = {"name": "Tuesday", "calls": [call] * (MAX_CALLS + 1)}
     response = client.post(BATCHES, json=body, headers=auth_headers)
@@ -127,6 +127,8 @@ def test_batch_not_before_a_time_with_a_16_hour_offset_is_stored(client, conn, a
 
 def test_batch_of_10000_calls_is_stored(client, conn, auth_headers):
     body = batch_body([f"+1415{i:07d}" for i in range(MAX_CALLS)])
+    for call in body["calls"]:  # as dispatch sends them: over 1 MiB in all
+        call.update(driver_name="Dana Smith", timezone="America/Chicago", variables={"A": "1"})
     response = client.post(BATCHES, json=body, headers=auth_headers)
     assert response.status_code == 202, response.get_json()
     assert batch_rows(conn) == (1, MAX_CALLS)
