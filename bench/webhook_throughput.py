@@ -20,19 +20,17 @@ project/floor >= 0.9, project p99 <= 25 ms. Last, what making a line and its
 delivery record atomic costs: the app's one statement against two statements
 in a transaction, in pipeline mode, or both (``atomic_ways``).
 
-Three runs one after the other (load average 3.8, 6.3, 8.6 at their starts,
-from other work on the machine; 10.6 after the third):
+Three runs one after the other on an otherwise idle machine (load average
+0.8, 3.8, 5.5 at their starts, the bench's own):
 
-    floor  926 req/s p99 47 ms, project 801 req/s p99 66 ms: project/floor 0.86
-    floor  972 req/s p99 47 ms, project 860 req/s p99 66 ms: project/floor 0.89
-    floor 1206 req/s p99 31 ms, project 935 req/s p99 48 ms: project/floor 0.78
+    floor 1246 req/s p99 29 ms, project 807 req/s p99 50 ms: project/floor 0.65
+    floor  923 req/s p99 39 ms, project 704 req/s p99 62 ms: project/floor 0.76
+    floor 1106 req/s p99 34 ms, project 768 req/s p99 52 ms: project/floor 0.69
 
-(three runs just before, same app, load 2.7-8.2: 0.75, 0.68, 0.75). CPU per
-request, app + PostgreSQL + load generator: floor 1.33-1.49 ms, project
-1.51-1.77 ms (the floor's is 0.84-0.88 of it). Before a line and its delivery
-record became one statement and the request line stopped going through a
-LogRecord, a run at load 2.2 gave project/floor 0.60, and 2.13 ms against
-1.49 (app 1.35, PostgreSQL 0.49). Neither target is met.
+The same machine gave 0.74-1.03 earlier in the day, and the code before the
+day's restructuring, run right after, 0.67 (main 0.71): the spread is the
+machine's, not the code's. App CPU per request: project 1.29-1.69 ms, floor
+0.90-1.31 ms. Neither target is met on two shared cores.
 """
 
 import argparse
