@@ -48,8 +48,9 @@ class Redact(logging.Filter):
             return {self.clean(key): self.clean(item) for key, item in value.items()}
         if isinstance(value, list | tuple):
             return [self.clean(item) for item in value]
-        if not isinstance(value, str):
+        if value is None or isinstance(value, bool | int | float):
             return value
+        value = str(value)  # an exception, a set, any object: the formatter would str() it
         for secret in self.secrets:
             value = value.replace(secret, REDACTED)
         return mask_phones_in(value)

@@ -117,7 +117,7 @@ def test_any_logger_has_phone_numbers_masked_and_secrets_cut_out(app, capsys):
         "secret %s, token %s",
         WEBHOOK_SECRET,
         API_TOKEN,
-        extra={"to": PHONE, "by_number": {PHONE: "busy"}},
+        extra={"to": PHONE, "by_number": {PHONE: "busy"}, "error": ValueError(f"to {PHONE}")},
     )
     try:
         raise ValueError(f"ElevenLabs refused {PHONE}")
@@ -128,6 +128,7 @@ def test_any_logger_has_phone_numbers_masked_and_secrets_cut_out(app, capsys):
     assert first["msg"] == "dialling +1415•••0123 with key [redacted]"
     assert second["msg"] == "secret [redacted], token [redacted]" and second["to"] == "+1415•••0123"
     assert second["by_number"] == {"+1415•••0123": "busy"}  # a key is masked too
+    assert second["error"] == "to +1415•••0123"  # and any object, as the line writes it
     assert "ValueError: ElevenLabs refused +1415•••0123" in third["exc"]
     for secret in (PHONE, "xi_test_key", WEBHOOK_SECRET, API_TOKEN):
         assert secret not in captured
