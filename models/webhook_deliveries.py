@@ -4,7 +4,7 @@ ElevenLabs never retries a 4xx, so this log is the only record of what was
 rejected; a rejected delivery is replayed from here once its cause is fixed.
 """
 
-from dataclasses import astuple, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from psycopg.rows import class_row
@@ -99,7 +99,12 @@ def record(conn, received: Received, outcome: Outcome, *, http_status: int | Non
         RETURNING id
         """,
         (
-            *astuple(received),
+            received.endpoint,
+            received.signature_valid,
+            received.signature_header,
+            received.body,
+            received.body_size,
+            received.body_truncated,
             outcome.identifiers.get("event_type"),
             outcome.identifiers.get("call_sid"),
             outcome.identifiers.get("conversation_id"),
