@@ -97,8 +97,7 @@ def receive(endpoint: str):
         _record_failure(conn, incoming, "an unexpected error; see the logs")
         raise
     metrics.record_webhook_delivery(endpoint, outcome.outcome)
-    if outcome.ended:  # counted only now, committed: a rolled back delivery may come again
-        metrics.record_call_ended(*outcome.ended)
+    metrics.record_ending(outcome)
     logs.bind(**{k: outcome.identifiers.get(k) for k in ("call_sid", "conversation_id")})
     if outcome.status == 200:
         return {"status": outcome.outcome, "delivery_id": delivery_id}

@@ -136,6 +136,13 @@ def record_call_ended(status: str, verdict: str | None) -> None:
     CALLS_ENDED.labels(status, verdict or "none").inc()
 
 
+def record_ending(outcome) -> None:
+    """Count the call a delivery's ``Outcome`` ended, if any: only once its transaction
+    committed, since a rolled back delivery may come again."""
+    if outcome.ended:
+        record_call_ended(*outcome.ended)
+
+
 def record_batch_backoff() -> None:
     BATCH_BACKOFFS.inc()
 

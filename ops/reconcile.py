@@ -151,8 +151,7 @@ def settle(run: Run, call: Call, document: dict) -> str:
     except Rejected as rejection:
         run.out(f"{said}, but it cannot be applied ({rejection.outcome.reason}): {LEFT}")
         return LEFT
-    if outcome.ended:
-        metrics.record_call_ended(*outcome.ended)
+    metrics.record_ending(outcome)
     if outcome.outcome != deliveries.ACCEPTED:  # a webhook settled it meanwhile
         run.out(f"{said}: {UNCHANGED} ({outcome.outcome}: {outcome.reason})")
         return UNCHANGED

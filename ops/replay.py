@@ -67,8 +67,7 @@ def replay_one(
             conn, delivery.endpoint, bytes(delivery.body), usd_per_credit=usd_per_credit
         )
         deliveries.record_replay(conn, delivery.id, outcome)
-    if outcome.ended:
-        metrics.record_call_ended(*outcome.ended)
+    metrics.record_ending(outcome)
     detail = f": {outcome.reason}" if outcome.reason else ""
     standing = SETTLED if outcome.outcome in deliveries.SETTLED else NOT_SETTLED
     return f"{label}: replayed, {outcome.outcome}{detail}", standing
