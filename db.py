@@ -173,19 +173,3 @@ def fresh_conn() -> psycopg.Connection:
     release_conn()
     current_app.extensions["db_pool"].check()
     return get_conn()
-
-
-def delete_in_batches(conn, statement: str, params: dict, *, progress=None) -> int:
-    """Run a DELETE of at most ``params["batch"]`` rows until fewer go; return how many went."""
-    # One short transaction per batch, so writers go on meanwhile; a DDL lock is waited 2 s at most.
-    total = 0
-    while True:
-        with conn.transaction():
-            conn.execute("SET LOCAL lock_timeout = '2s'")
-            conn.execute("SET LOCAL statement_timeout = '60s'")
-            deleted = conn.execute(statement, params).rowcount
-        total += deleted
-        if deleted < params["batch"]:
-            return total
-        if progress:
-            progress(total)

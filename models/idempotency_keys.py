@@ -6,7 +6,7 @@ from datetime import datetime
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from db import delete_in_batches
+from models import delete_in_batches
 
 
 @dataclass

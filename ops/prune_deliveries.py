@@ -7,6 +7,7 @@ still waiting for a replay stay however old: the log is their only copy.
 import psycopg
 
 import db
+from models import delete_in_batches
 from models import webhook_deliveries as deliveries
 from ops import database
 
@@ -43,7 +44,7 @@ def prune(conn, days: int, *, batch: int, dry_run: bool, out=print) -> int:
         out(f"would delete {prunable:,} {said}")
         return prunable
     # A replay holding a row is skipped, not waited for: it goes at the next prune.
-    total = db.delete_in_batches(
+    total = delete_in_batches(
         conn, DELETE_BATCH, params, progress=lambda so_far: out(f"  deleted {so_far:,} so far")
     )
     out(f"deleted {total:,} {said}")
