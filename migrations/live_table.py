@@ -213,9 +213,7 @@ class Db:
         writes through; SET NOT NULL then trusts the check and skips its own scan.
         Each step is skipped once done: a stopped run is finished by running it again.
         """
-        check = f"{table}_{column}_check_not_null"  # names written in a script, not input
-        # PostgreSQL would cut a longer name silently, and a re-run would not find it.
-        assert len(check.encode()) <= 63, f"constraint name {check!r} is over 63 bytes"
+        check = not_null_check(table, column)
         not_null = (
             f"SELECT 1 FROM pg_attribute WHERE attrelid = '{table}'::regclass "
             f"AND attname = '{column}' AND attnotnull"
@@ -243,7 +241,7 @@ class Db:
         self.execute(
             f"""
             -- squawk-ignore ban-drop-constraint
-            ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {table}_{column}_check_not_null
+            ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {not_null_check(table, column)}
             """
         )
         self.execute(
@@ -288,3 +286,11 @@ class Db:
                     f" {rate:,.0f} rows/s"
                 )
         self.say(f"  total: {done:,} {what} in {time.monotonic() - started:.2f}s")
+
+
+def not_null_check(table: str, column: str) -> str:
+    """Name the CHECK ``set_not_null`` builds on, and ``drop_not_null`` removes if left."""
+    check = f"{table}_{column}_check_not_null"  # names written in a script, not input
+    # PostgreSQL would cut a longer name silently, and a re-run would not find it.
+    assert len(check.encode()) <= 63, f"constraint name {check!r} is over 63 bytes"
+    return check

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from migrations.kit import label, load_chain
-from migrations.live_table import LOCK_TIMEOUT, Db, Run, sql_text
+from migrations.live_table import BATCH_TIMEOUT, LOCK_TIMEOUT, Db, Run, sql_text
 
 
 class Recorder(Db):
@@ -38,7 +38,8 @@ class Recorder(Db):
 
     def backfill(self, table, update, what, batch_size=10_000):
         """Write down the first batch: every batch is that statement."""
-        self.execute(update.replace("%(after)s", "0").replace("%(upto)s", str(batch_size)))
+        batch = update.replace("%(after)s", "0").replace("%(upto)s", str(batch_size))
+        self.execute(batch, timeout=BATCH_TIMEOUT)
 
     def create_index(self, name, create, *, timeout="2h"):
         self.concurrent(

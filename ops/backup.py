@@ -17,9 +17,9 @@ def client(name: str, url: str) -> str:
     """Return the wheel's ``pg_dump``/``pg_restore``; refuse one not of the server's major
     (an older pg_dump refuses a newer server; a newer one writes dumps older ones cannot read)."""
     program = embedded_db.program(name)
-    found = re.search(r"(\d+)\.", subprocess.run(
-        [program, "--version"], capture_output=True, text=True, check=True, timeout=30
-    ).stdout)  # fmt: skip
+    found = re.search(r"(\d+)\.", run([str(program), "--version"], f"{name} --version"))
+    if found is None:
+        raise CommandError(f"{name} --version printed no version: {program}")
     with database.connect(url, name) as conn:
         server = conn.info.server_version // 10000
     if int(found[1]) != server:

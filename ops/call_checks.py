@@ -22,11 +22,14 @@ def _recent(conn, limit: int) -> list[dict]:
     return cur.execute(sql, (limit,)).fetchall()
 
 
+def _named(call: dict) -> str:
+    """Name a call by its call_sid, else by its id (a legacy row has no call_sid)."""
+    return call["call_sid"] or f"id {call['id']}"
+
+
 def _lacking(calls: list[dict], status: str, column: str) -> list[str]:
-    """Name the calls of this status without this column: each by call_sid, else by id."""
-    return [
-        c["call_sid"] or f"id {c['id']}" for c in calls if c["status"] == status and not c[column]
-    ]
+    """Name the calls of this status without this column."""
+    return [_named(c) for c in calls if c["status"] == status and not c[column]]
 
 
 @needs("005", *LIFECYCLE)
@@ -34,9 +37,7 @@ def created_before_api_call(conn, opts):
     """Check each recent call's row was written before its ElevenLabs request (the feature)."""
     calls = _recent(conn, opts.recent)
     dialled = [c for c in calls if c["api_called_at"] is not None]
-    late = [
-        c["call_sid"] or f"id {c['id']}" for c in dialled if c["created_at"] > c["api_called_at"]
-    ]
+    late = [_named(c) for c in dialled if c["created_at"] > c["api_called_at"]]
     figures = {"recent": len(calls), "dialled": len(dialled), "written_after_request": len(late)}
     if late:
         return failed(

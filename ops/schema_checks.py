@@ -3,7 +3,7 @@
 import psycopg
 
 from errors import first_line
-from migrations.kit import applied_versions, load_chain
+from migrations.kit import applied_versions, load_chain, script
 from ops.catalog import column, needs, table_exists
 from ops.report import failed, passed, warned
 
@@ -36,7 +36,7 @@ def migrations(conn, opts):
     done = f"applied {_labels(applied)}{note}"
     if missing:
         first = chain[missing[0]]
-        run = f"{PY}/{first.VERSION:03d}_{first.NAME}.py"
+        run = script(first)
         return failed(f"{done}; missing {_labels(missing)}: run {run}", **figures)
     if unknown:
         return warned(
