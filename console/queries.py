@@ -67,6 +67,8 @@ SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
 
 def page_counts(conn, page: list) -> dict:
     """Return {call_sid: (lines, accepted, rejected)} for the calls on a page."""
+    if not page:  # a filter that matches nothing: no need to ask
+        return {}
     sids, conversations = [c.call_sid for c in page], [c.conversation_id for c in page]
     with conn.cursor(row_factory=namedtuple_row) as cur:
         rows = cur.execute(PAGE_COUNTS, (sids, conversations)).fetchall()

@@ -23,6 +23,13 @@ ENTRY_STATES = (
     "suppressed",
     "cancelled",
 )
+FINISHED_ENTRIES = ("completed", "failed", "suppressed", "cancelled")  # never move again
+
+
+def finished(counts: dict) -> int:
+    """Return how many of a batch's entries are in a final state."""
+    return sum(counts[state] for state in FINISHED_ENTRIES)
+
 
 INSERT_BATCH = """
 INSERT INTO call_batches (batch_id, name, window_start, window_end, not_before, redial_busy,
@@ -102,7 +109,7 @@ def show(conn, batch_id: str) -> dict | None:
     counts = dict.fromkeys(ENTRY_STATES, 0)
     for entry in entries:
         counts[entry["state"]] += 1
-    return {**batch, "counts": counts, "entries": entries}
+    return {**batch, "counts": counts, "done": finished(counts), "entries": entries}
 
 
 def counted(conn, *, batch_id: str | None = None, limit: int = 50) -> list[dict]:
@@ -124,7 +131,10 @@ def counted(conn, *, batch_id: str | None = None, limit: int = 50) -> list[dict]
             """,
             {"batch_id": batch_id, "limit": limit},
         ).fetchall()
-    return [{**row, "counts": {**dict.fromkeys(ENTRY_STATES, 0), **row["counts"]}} for row in rows]
+    for row in rows:
+        row["counts"] = {**dict.fromkeys(ENTRY_STATES, 0), **row["counts"]}
+        row["done"] = finished(row["counts"])
+    return rows
 
 
 def cancel(conn, batch_id: str) -> str | None:

@@ -77,6 +77,7 @@ UPDATE call_batch_entries e
  WHERE e.id = ended.id
 """
 
+# A batch whose entries are all final (batches.FINISHED_ENTRIES, spelled out) is done.
 FINISH_BATCHES = """
 UPDATE call_batches b SET status = 'completed', updated_at = now()
  WHERE b.status IN ('pending', 'running')

@@ -14,16 +14,19 @@ def post_batch(client, auth_headers, numbers) -> str:
 
 
 def test_batches_page_lists_each_batch_with_its_progress(client, conn, auth_headers):
-    batch_id = post_batch(client, auth_headers, ["+14155550100", "+14155550101"])
-    conn.execute("UPDATE call_batch_entries SET state = 'completed' WHERE phone_number = %s",
-                 ("+14155550100",))  # fmt: skip
+    batch_id = post_batch(client, auth_headers, ["+14155550100", "+14155550101", "+14155550102"])
+    for number, state in (("+14155550100", "completed"), ("+14155550101", "suppressed")):
+        conn.execute(
+            "UPDATE call_batch_entries SET state = %s WHERE phone_number = %s", (state, number)
+        )
 
     page = client.get("/ops/batches", headers=AUTH)
 
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert f'href="/ops/batches/{batch_id}"' in html and "night shift" in html
-    assert '<progress max="2" value="1">' in html and "1/2" in html
+    # Completed and suppressed are both done; the queued one is not.
+    assert '<progress max="3" value="2">' in html and "2/3" in html
     assert 'aria-current="page">Batches</a>' in html
 
 

@@ -274,6 +274,10 @@ def test_fragment_is_only_the_live_part(client, conn):
     detail = client.get(f"/ops/calls/{call.call_sid}?fragment=1", headers=AUTH)
     assert "<html" not in detail.get_data(as_text=True)
     assert "conv_frag" in detail.get_data(as_text=True)
+    for page in ("/ops/deliveries", "/ops/batches"):  # every page that refreshes itself
+        fragment = client.get(f"{page}?fragment=1", headers=AUTH)
+        assert fragment.status_code == 200
+        assert "<html" not in fragment.get_data(as_text=True)
 
 
 def test_console_queries_use_indexes_not_table_scans(conn):
