@@ -193,3 +193,20 @@ def test_delivery_during_a_database_restart_is_recorded_on_a_new_connection(
     with psycopg.connect(database_url, autocommit=True) as conn:
         recorded = [(d["id"], d["outcome"]) for d in deliveries(conn)]
     assert recorded[0] == (during.get_json()["details"]["delivery_id"], "error")
+
+
+def test_a_delivery_our_code_fails_on_is_recorded_as_error_and_answered_500(app, conn, monkeypatch):
+    # A bug of ours, not the database's: the delivery is still kept, to replay after the fix.
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("webhooks.apply.apply", broken)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answered as in production, not raised here
+    call = make_call(conn, "conv_bug")
+    response = post_signed(app.test_client(), TRANSCRIPTION, delivery_for(TRANSCRIPTION, call))
+
+    assert response.status_code == 500
+    [delivery] = deliveries(conn)
+    assert (delivery["outcome"], delivery["http_status"]) == ("error", 500)
+    assert delivery["call_sid"] == call.call_sid
+    assert lines(conn, call.conversation_id) == []
