@@ -17,6 +17,11 @@ from models.outcomes import VERDICTS, Outcome
 
 MAX_SUMMARY_LENGTH = 20_000
 MAX_JSON_CHARS = 256 * 1024
+# Levels of nesting kept of answers and evaluation (ElevenLabs sends two or three).
+# Deeper is dropped with a note: encoding it again (psycopg, then every API and
+# console read) runs deeper in the stack than its parse did, and would hit
+# Python's recursion limit, a 500, for bodies just under the parser's own limit.
+MAX_JSON_DEPTH = 64
 MAX_USD = Decimal(10) ** 8  # call_outcomes.cost_usd is numeric(14, 6)
 MAX_DURATION_SECS = 10 * 24 * 3600
 MAX_TERMINATION_REASON_LENGTH = 2000
@@ -107,11 +112,10 @@ def _json(value: dict | None, field: str, notes: list) -> dict | None:
     """Return ``value`` if ``jsonb`` can hold it; otherwise note why it is ignored."""
     if value is None:
         return None
-    try:
-        dumped = json.dumps(value, ensure_ascii=False)
-    except RecursionError:
-        notes.append(f"{field} ignored: nested too deeply")
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        notes.append(f"{field} ignored: nested deeper than {MAX_JSON_DEPTH} levels")
         return None
+    dumped = json.dumps(value, ensure_ascii=False)
     # jsonb refuses \u0000 even escaped; a lone surrogate is not UTF-8.
     if "\\u0000" in dumped or not payloads.storable(dumped):
         notes.append(f"{field} ignored: it contains a NUL character or invalid unicode")
@@ -120,3 +124,13 @@ def _json(value: dict | None, field: str, notes: list) -> dict | None:
         notes.append(f"{field} ignored: {len(dumped)} characters; the limit is {MAX_JSON_CHARS}")
         return None
     return value
+
+
+def _deeper_than(value, levels: int) -> bool:
+    """Return whether ``value`` nests more than ``levels`` objects or arrays deep."""
+    if not isinstance(value, dict | list):
+        return False
+    if levels == 0:
+        return True
+    children = value.values() if isinstance(value, dict) else value
+    return any(_deeper_than(child, levels - 1) for child in children)
