@@ -3,7 +3,7 @@
 import json
 import logging
 
-from flask import Request, jsonify
+from flask import Request, g, jsonify
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,10 @@ def _internal_error(exc: InternalServerError):
     if original is not None:
         log.error("unhandled error", exc_info=original)
     return error_response(
-        500, "internal_error", "Something went wrong on our side; it has been logged."
+        500,
+        "internal_error",
+        "Something went wrong on our side; it has been logged.",
+        g.get("error_details"),  # what the view had done already, e.g. a delivery's record
     )
 
 

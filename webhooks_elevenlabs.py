@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 import psycopg
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, g, request
 from psycopg_pool import PoolTimeout
 
 from db import fresh_conn, get_conn, unreachable
@@ -94,7 +94,9 @@ def receive(endpoint: str):
         # 5xx when retries are enabled, and a recorded one can be replayed.
         raise _database_failed(conn, incoming, exc) from None
     except Exception:  # a bug of ours: recorded, so it can be replayed after the fix
-        _record_failure(conn, incoming, "an unexpected error; see the logs")
+        delivery_id = _record_failure(conn, incoming, "an unexpected error; see the logs")
+        # Raised on, so Flask logs it and reports it to Sentry; its 500 names the delivery.
+        g.error_details = {"delivery_id": delivery_id}
         raise
     metrics.record_webhook_delivery(endpoint, outcome.outcome)
     metrics.record_ending(outcome)

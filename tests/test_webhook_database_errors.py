@@ -207,6 +207,7 @@ def test_a_delivery_our_code_fails_on_is_recorded_as_error_and_answered_500(app,
 
     assert response.status_code == 500
     [delivery] = deliveries(conn)
+    assert response.get_json()["details"] == {"delivery_id": delivery["id"]}
     assert (delivery["outcome"], delivery["http_status"]) == ("error", 500)
     assert delivery["call_sid"] == call.call_sid
     assert lines(conn, call.conversation_id) == []
