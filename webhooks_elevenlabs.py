@@ -30,11 +30,11 @@ logger = logging.getLogger(__name__)
 # hundreds of kB for a long call, and post_call_audio carries base64 audio (MBs),
 # which must not fail: ElevenLabs disables a webhook after 10 failures in a row.
 READ_LIMITS = {deliveries.TRANSCRIPTION: 64 * 1024, deliveries.POST_CALL: 32 * 1024 * 1024}
-# What the log keeps of a body: all of it up to 1 MiB when authentic (enough to
-# replay any line or transcript); otherwise a prefix to inspect, never to replay:
-# a body not known to be ElevenLabs' (anyone can send those, at any rate), an
-# oversized one, or an event we acknowledge without storing (audio: MBs a call).
-STORED_LIMIT = 1024 * 1024
+# What the log keeps of a body: all of it when authentic (read whole within the
+# endpoint's limit, so any refused line or transcript can be replayed); otherwise
+# a prefix to inspect, never to replay: a body not known to be ElevenLabs' (anyone
+# can send those, at any rate), an oversized one, or an event we acknowledge
+# without storing (audio: MBs a call).
 INSPECTION_PREFIX = 4 * 1024
 # Deliveries not known to be ElevenLabs' recorded per minute and worker, beyond
 # which they are answered but not recorded (webhook_deliveries_unrecorded_total):
@@ -70,15 +70,15 @@ class Incoming:
         """Return the log's columns that come from the request itself."""
         trusted = self.signature_valid is not False and not self.oversized
         whole = trusted and outcome.outcome != deliveries.ACKNOWLEDGED
-        keep = STORED_LIMIT if whole else INSPECTION_PREFIX
+        body = self.body if whole else self.body[:INSPECTION_PREFIX]
         header = self.signature_header  # for a text column: no NUL, at most 500 characters
         return deliveries.Received(
             endpoint=self.endpoint,
             signature_valid=self.signature_valid,
             signature_header=header.replace("\x00", "")[:500] if header else None,
-            body=self.body[:keep],
+            body=body,
             body_size=self.size,
-            body_truncated=self.oversized or len(self.body) > keep,
+            body_truncated=self.oversized or len(body) < len(self.body),
         )
 
 

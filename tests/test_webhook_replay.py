@@ -6,6 +6,7 @@ from webhook_signing import (
     POST_CALL,
     SINCE,
     TRANSCRIPTION,
+    body_of,
     deliveries,
     fixture,
     lines,
@@ -126,6 +127,34 @@ def test_post_call_for_a_call_not_yet_known_is_replayed_once_it_is(client, datab
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(lines(conn, "conv_from_old_code")) == 3
     assert calls.by_conversation_id(conn, "conv_from_old_code").status == "completed"
+
+
+def test_a_signed_post_call_over_1_mib_refused_is_kept_whole_and_replayed_once_its_call_exists(
+    client, database_url, conn
+):
+    # A long call: 600 lines of 2,000 characters, about 1.3 MiB signed.
+    event = fixture("post_call_transcription.json", "cs_not_yet")
+    event["data"]["conversation_id"] = "conv_long_call"
+    turn = event["data"]["transcript"][0]
+    event["data"]["transcript"] = [
+        {**turn, "message": f"{n:04d} " + "x" * 1995, "time_in_call_secs": n} for n in range(600)
+    ]
+    body = body_of(event)
+    assert len(body) > 1024 * 1024
+    response = post_signed(client, POST_CALL, body=body)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "unknown_call"
+    [delivery] = deliveries(conn)
+    assert (bytes(delivery["body"]), delivery["body_truncated"]) == (body, False)
+    conn.execute(
+        "INSERT INTO calls (driver_id, conversation_id, status) VALUES (7, %s, 'initiated')",
+        ("conv_long_call",),
+    )
+    result = replay(database_url, "--delivery", str(delivery["id"]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "replayed, accepted: 600 new lines" in result.stdout
+    assert len(lines(conn, "conv_long_call")) == 600
+    assert calls.by_conversation_id(conn, "conv_long_call").status == "completed"
 
 
 def test_a_delivery_with_a_bad_signature_is_never_replayed(client, database_url, conn):
