@@ -95,10 +95,14 @@ def by_conversation_id(conn, conversation_id: str) -> Call | None:
     return _one(conn, f"SELECT {COLUMNS} FROM calls WHERE conversation_id = %s", (conversation_id,))
 
 
-def by_twilio_call_sid(conn, twilio_call_sid: str) -> Call | None:
-    """Return the call Twilio knows by this SID (a last resort for post-call events)."""
-    query = f"SELECT {COLUMNS} FROM calls WHERE twilio_call_sid = %s LIMIT 1"
-    return _one(conn, query, (twilio_call_sid,))
+def by_twilio_call_sid(conn, twilio_call_sid: str) -> list[Call]:
+    """Return the calls Twilio knows by this SID (a last resort for post-call events).
+
+    The column is not unique: two are returned when more than one call has it, so
+    the caller can refuse to guess rather than take whichever comes first.
+    """
+    query = f"SELECT {COLUMNS} FROM calls WHERE twilio_call_sid = %s ORDER BY id LIMIT 2"
+    return conn.cursor(row_factory=class_row(Call)).execute(query, (twilio_call_sid,)).fetchall()
 
 
 def mark_initiated(

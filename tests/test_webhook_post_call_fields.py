@@ -161,3 +161,45 @@ def test_call_initiation_failure_with_an_unusable_reason_still_fails_the_call_an
     [delivery] = deliveries(conn)
     assert delivery["outcome"] == "accepted"
     assert note in delivery["reason"]
+
+
+def _initiated_without_conversation(conn, twilio_call_sid: str):
+    """Return a call ElevenLabs answered with Twilio's SID and a null conversation_id."""
+    call = calls.create(conn, driver_id=7, phone_number="+14155550123")
+    return calls.mark_initiated(
+        conn,
+        call.call_sid,
+        conversation_id=None,
+        twilio_call_sid=twilio_call_sid,
+        api_called_at=call.created_at,
+    )
+
+
+def test_post_call_naming_a_call_sid_no_call_has_is_unknown_call_not_matched_by_twilios_sid(
+    client, conn
+):
+    # Another call happens to carry the envelope's Twilio SID: the call_sid the
+    # event names is the stronger key, and it names no call of ours.
+    other = _initiated_without_conversation(conn, "CA1b2c3d4e5f60718293a4b5c6d7e8f901")
+    response = post_signed(client, POST_CALL, transcription_event("cs_no_such_call"))
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"] == "unknown_call"
+    assert "'cs_no_such_call'" in response.get_json()["details"]["reason"]
+    untouched = calls.by_call_sid(conn, other.call_sid)
+    assert (untouched.status, untouched.conversation_id) == ("initiated", None)
+    assert lines(conn, "conv_post_call") == []
+
+
+def test_failure_naming_only_a_twilio_sid_two_calls_share_is_a_conflict_and_changes_neither(
+    client, conn
+):
+    twins = [_initiated_without_conversation(conn, TWILIO_CALL_SID) for _ in range(2)]
+    event = fixture("call_initiation_failure.json")
+    event["data"]["conversation_id"] = None
+    response = post_signed(client, POST_CALL, event)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"] == "conflict"
+    reason = response.get_json()["details"]["reason"]
+    assert TWILIO_CALL_SID in reason and all(twin.call_sid in reason for twin in twins)
+    assert [calls.by_call_sid(conn, twin.call_sid).status for twin in twins] == ["initiated"] * 2
+    assert deliveries(conn)[0]["outcome"] == "conflict"

@@ -1,8 +1,9 @@
 """ElevenLabs' post-call webhooks: a whole transcript that completes a call, or a failure.
 
 The call is found by the ``call_sid`` we passed as a dynamic variable, else by
-``data.conversation_id``, else by Twilio's call SID; a call still without a
-conversation_id takes the envelope's. A transcription event also carries the
+``data.conversation_id``, else, for an event that names no call_sid, by Twilio's
+call SID when exactly one call has it; a call still without a conversation_id
+takes the envelope's. A transcription event also carries the
 call's outcome, stored in the same transaction that completes the call.
 Reconciliation applies a conversation it fetched through this same ``apply``.
 """
@@ -148,17 +149,30 @@ def no_call_has(named: dict) -> str:
 
 
 def find_call(conn, event: PostCallEvent) -> Call:
-    """Return the call an event is about, or raise Rejected (unknown_call)."""
-    lookups = {
-        "call_sid": (event.call_sid, calls.by_call_sid),
-        "conversation_id": (event.conversation_id, calls.by_conversation_id),
-        "twilio_call_sid": (event.twilio_call_sid, calls.by_twilio_call_sid),
-    }
-    for value, lookup in lookups.values():
+    """Return the call an event is about, or raise Rejected (unknown_call, conflict)."""
+    for value, lookup in (
+        (event.call_sid, calls.by_call_sid),
+        (event.conversation_id, calls.by_conversation_id),
+    ):
         if value is not None and (call := lookup(conn, value)) is not None:
             return call
-    named = {key: value for key, (value, _) in lookups.items()}
-    raise Rejected(deliveries.UNKNOWN_CALL, no_call_has(named))
+    named = {"call_sid": event.call_sid, "conversation_id": event.conversation_id}
+    # Twilio's SID only for an event without our call_sid (a failure carries none,
+    # and its conversation_id is new to a call ElevenLabs answered without one): a
+    # call_sid that names no call must not let a weaker key pick another call.
+    if event.call_sid is not None or event.twilio_call_sid is None:
+        raise Rejected(deliveries.UNKNOWN_CALL, no_call_has(named))
+    found = calls.by_twilio_call_sid(conn, event.twilio_call_sid)
+    if not found:
+        named["twilio_call_sid"] = event.twilio_call_sid
+        raise Rejected(deliveries.UNKNOWN_CALL, no_call_has(named))
+    if len(found) > 1:
+        raise Rejected(
+            deliveries.CONFLICT,
+            f"Twilio's call SID {event.twilio_call_sid!r} is on more than one call "
+            f"({', '.join(call.call_sid for call in found)}): not guessing which",
+        )
+    return found[0]
 
 
 def attach_conversation(conn, call: Call, event: PostCallEvent) -> Call:
