@@ -42,9 +42,6 @@ class WebhookAnswerSchema(Schema):
 
 # Strings as ``payloads.text`` reads them: PostgreSQL text holds no NUL, and a blank
 # one (nothing but white space) is as good as none.
-BLANK = rf"[{SPACE}]*"
-
-
 def text(most: int) -> dict:
     """Return a required string: not blank, no NUL, at most ``most`` characters."""
     return {"type": "string", "maxLength": most, "pattern": rf"[^\x00]*[^\x00{SPACE}][^\x00]*"}
@@ -121,30 +118,15 @@ TRANSCRIPTION_WEBHOOK = {
     "anyOf": [filled("call_sid"), filled("conversation_id")],
 }
 
-# A turn with no message (a tool call, silence) is skipped; one with a message is a line.
-_SILENT_TURN = {
-    "type": "object",
-    "properties": {"message": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": BLANK}]}},
-}
+# A turn with no message (a tool call, silence) is not a line; one with a message is,
+# unless it has no usable role or time in call: then it is skipped with a note.
 _TURN = {
     "type": "object",
+    "description": "a line when it has a message, a role and a time in call (the call's "
+    f"start plus it from {EARLIEST.year} to {LATEST.year}); without either, skipped and noted",
     "properties": {
         "message": {"type": ["string", "null"], "maxLength": MAX_MESSAGE_LENGTH, "pattern": NO_NUL}
     },
-    "anyOf": [
-        _SILENT_TURN,
-        {
-            "required": ["role", "time_in_call_secs"],
-            "properties": {
-                "role": text(MAX_SPEAKER_LENGTH),
-                "time_in_call_secs": {
-                    "type": "number",
-                    "description": "seconds into the call: the start plus this falls "
-                    f"from {EARLIEST.year} to {LATEST.year}",
-                },
-            },
-        },
-    ],
 }
 _RECORD_ONLY = "kept for the record: a value that cannot be kept is noted, never refused"
 
@@ -179,28 +161,6 @@ def _event_data(event_type: str) -> dict:
     }
     if event_type == POST_CALL_TRANSCRIPTION:
         data["properties"]["transcript"] = {"type": ["array", "null"], "items": _TURN}
-        data["allOf"] = [
-            {
-                "description": "a transcript with lines needs the call's start",
-                "anyOf": [
-                    {
-                        "properties": {
-                            "transcript": {"type": ["array", "null"], "items": _SILENT_TURN}
-                        }
-                    },
-                    {
-                        "properties": {
-                            "metadata": {
-                                "type": "object",
-                                "required": ["start_time_unix_secs"],
-                                "properties": {"start_time_unix_secs": TIMESTAMP},
-                            }
-                        },
-                        "required": ["metadata"],
-                    },
-                ],
-            }
-        ]
     return data
 
 

@@ -11,7 +11,7 @@ Reconciliation applies a conversation it fetched through this same ``apply``.
 import contextlib
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -61,15 +61,22 @@ def apply(conn, document, *, usd_per_credit: Decimal | None = None) -> Outcome:
     event_type = text(envelope.get("type"), "type")
     if event_type not in (POST_CALL_TRANSCRIPTION, CALL_INITIATION_FAILURE):
         return Outcome(deliveries.ACKNOWLEDGED, f"{event_type} events are acknowledged, not stored")
-    event = parse(event_type, obj(envelope.get("data"), "data"), usd_per_credit)
+    data = obj(envelope.get("data"), "data")
+    event = parse(event_type, data, usd_per_credit, sent_at=envelope.get("event_timestamp"))
     call = attach_conversation(conn, find_call(conn, event), event)
     end = _fail if event.type == CALL_INITIATION_FAILURE else _complete
     outcome = end(conn, call, event)
     return dataclasses.replace(outcome, reason="; ".join((outcome.reason, *event.notes)))
 
 
-def parse(event_type: str, data: dict, usd_per_credit: Decimal | None = None) -> PostCallEvent:
-    """Return the checked event of an envelope's ``data``, or raise Rejected."""
+def parse(
+    event_type: str, data: dict, usd_per_credit: Decimal | None = None, *, sent_at=None
+) -> PostCallEvent:
+    """Return the checked event of an envelope's ``data``, or raise Rejected.
+
+    ``sent_at`` is the envelope's ``event_timestamp``: with the call's length, it
+    times the lines of a transcript that comes without the call's start.
+    """
     metadata = obj(data.get("metadata"), "data.metadata", required=False)
     notes = []  # what was cut or ignored of fields kept only for the record
     ids = {
@@ -87,8 +94,10 @@ def parse(event_type: str, data: dict, usd_per_credit: Decimal | None = None) ->
     if event_type == CALL_INITIATION_FAILURE:
         reason = informational(data.get("failure_reason"), "data.failure_reason", notes)
         return PostCallEvent(event_type, **ids, failure_reason=reason, notes=tuple(notes))
-    start, turns = _transcript(data.get("transcript"), metadata.get("start_time_unix_secs"))
     outcome = call_outcome.of_conversation(data, usd_per_credit=usd_per_credit, notes=notes)
+    turns = _turns(data.get("transcript"), notes)
+    start = _start(metadata, sent_at, outcome.duration_secs, len(turns), notes) if turns else None
+    turns = _timed(turns, start, notes)
     return PostCallEvent(
         event_type,
         **ids,
@@ -114,13 +123,17 @@ def _twilio_call_sid(event_type: str, metadata: dict, notes: list) -> str | None
     return informational(holder.get(key), f"data.metadata.{where}.{key}", notes, cut=False)
 
 
-def _transcript(value, start_value) -> tuple[datetime | None, tuple]:
-    """Return the call's start and its checked turns that carry a message."""
+def _turns(value, notes: list) -> list[dict]:
+    """Return the turns that carry a message, with a usable role and time in call.
+
+    A turn without either is skipped and noted rather than refused: refusing it
+    would refuse the call's end and outcome with it, and no replay could apply them.
+    """
     if value is None:
-        return None, ()
+        return []
     if not isinstance(value, list):
         raise malformed("data.transcript must be an array")
-    start, turns = None, []
+    turns, skipped = [], []
     for number_, turn in enumerate(value):
         where = f"data.transcript[{number_}]"
         turn = obj(turn, where)
@@ -132,13 +145,57 @@ def _transcript(value, start_value) -> tuple[datetime | None, tuple]:
         )
         if message is None:  # a tool call or silence: not a line
             continue
-        role = text(turn.get("role"), f"{where}.role", max_length=payloads.MAX_SPEAKER_LENGTH)
-        seconds = number(turn.get("time_in_call_secs"), f"{where}.time_in_call_secs")
-        if start is None:  # only a transcript with lines needs the call's start
-            start = payloads.timestamp(start_value, "data.metadata.start_time_unix_secs")
-        payloads.at(start, seconds, f"line {len(turns)}'s time in call")
-        turns.append({"role": role, "message": message, "time_in_call_secs": seconds})
-    return start, tuple(turns)
+        try:
+            role = text(turn.get("role"), f"{where}.role", max_length=payloads.MAX_SPEAKER_LENGTH)
+            seconds = number(turn.get("time_in_call_secs"), f"{where}.time_in_call_secs")
+        except Rejected as rejection:
+            skipped.append(rejection.outcome.reason)
+            continue
+        turns.append({"role": role, "message": message, "time_in_call_secs": seconds, "at": where})
+    _note_skipped(skipped, notes)
+    return turns
+
+
+def _start(metadata: dict, sent_at, duration_secs: int | None, lines: int, notes: list):
+    """Return the call's start, else when the event was sent less the call's length, else None."""
+    field = "data.metadata.start_time_unix_secs"
+    try:
+        return payloads.timestamp(metadata["start_time_unix_secs"], field)
+    except KeyError:
+        problem = f"{field} is missing or null"
+    except Rejected as rejection:  # a null one is "missing or null" here too
+        problem = rejection.outcome.reason
+    if sent_at is not None and duration_secs is not None:
+        with contextlib.suppress(Rejected):
+            start = payloads.timestamp(sent_at, "event_timestamp")
+            notes.append(f"{problem}: lines timed from event_timestamp - call_duration_secs")
+            return start - timedelta(seconds=duration_secs)
+    notes.append(f"{problem} and cannot be worked out: {lines} lines not stored")
+    return None
+
+
+def _timed(turns: list[dict], start: datetime | None, notes: list) -> tuple:
+    """Return the turns whose time falls within the years we accept; note the others."""
+    if start is None:
+        return ()
+    kept, skipped = [], []
+    for turn in turns:
+        where = turn.pop("at")
+        try:
+            payloads.at(start, turn["time_in_call_secs"], f"{where}'s time in call")
+        except Rejected as rejection:
+            skipped.append(rejection.outcome.reason)
+            continue
+        kept.append(turn)
+    _note_skipped(skipped, notes)
+    return tuple(kept)
+
+
+def _note_skipped(reasons: list[str], notes: list) -> None:
+    # One note however many: the first turn's reason, and how many more.
+    if reasons:
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        notes.append(f"{reasons[0]}: turn skipped{more}")
 
 
 def no_call_has(named: dict) -> str:
