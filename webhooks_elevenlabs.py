@@ -47,9 +47,9 @@ MESSAGES = {
     ),
     deliveries.REJECTED_MALFORMED: "The webhook body cannot be used.",
     deliveries.UNKNOWN_CALL: "No call matches this webhook.",
-    deliveries.NO_CONVERSATION_ID: (
-        "The call has no conversation_id yet; the delivery is kept for replay."
-    ),
+    # What helps differs (a line: replay once the call has one; a post-call that
+    # names none: reconciliation), so each reason says it, not this.
+    deliveries.NO_CONVERSATION_ID: "The call has no conversation_id to file the lines under.",
     deliveries.CONFLICT: "The webhook contradicts what is recorded for its call.",
 }
 

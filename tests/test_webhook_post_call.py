@@ -79,6 +79,25 @@ def test_post_call_gives_a_call_without_conversation_id_the_envelopes(client, co
     assert len(lines(conn, "conv_late")) == 3
 
 
+def test_post_call_naming_no_conversation_for_a_call_without_one_says_reconciliation_settles_it(
+    client, conn
+):
+    # Nothing to file the lines under: replaying the same body cannot help until the
+    # call has a conversation, which reconciliation finds at ElevenLabs by call_sid.
+    call = make_call(conn, conversation_id=None)
+    response = post_signed(client, POST_CALL, transcription_event(call.call_sid, None))
+    assert response.status_code == 400
+    answer = response.get_json()
+    assert answer["error"] == "no_conversation_id"
+    assert answer["message"] == "The call has no conversation_id to file the lines under."
+    assert answer["details"]["reason"] == (
+        f"call {call.call_sid} has no conversation_id and the event names none; "
+        "ops reconcile settles the call from ElevenLabs by its call_sid"
+    )
+    assert calls.by_call_sid(conn, call.call_sid).status == call.status  # unchanged
+    assert deliveries(conn)[0]["outcome"] == "no_conversation_id"
+
+
 def test_post_call_without_call_sid_variable_finds_the_call_by_conversation_id(client, conn):
     call = make_call(conn, "conv_legacy_call")
     response = post_signed(client, POST_CALL, transcription_event(None, "conv_legacy_call"))

@@ -264,7 +264,8 @@ def _complete(conn, call: Call, event: PostCallEvent) -> Outcome:
     if event.turns and call.conversation_id is None:
         raise Rejected(
             deliveries.NO_CONVERSATION_ID,
-            f"call {call.call_sid} has no conversation_id and the event names none",
+            f"call {call.call_sid} has no conversation_id and the event names none; "
+            "ops reconcile settles the call from ElevenLabs by its call_sid",
         )
     new_lines = (
         helpers.save_post_call_transcript(conn, call.conversation_id, event.start, event.turns)
