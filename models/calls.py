@@ -2,8 +2,9 @@
 
 Status: ``initiating`` → ``initiated`` → ``completed``, or → ``failed``; ``completed``
 is final and ``failed`` gives way only to ``completed`` (a post-call transcript
-proves the call happened, e.g. after our request timed out). Every transition is
-one guarded UPDATE, so a late or repeated webhook never moves a call backwards.
+proves the call happened, e.g. after our request timed out), which clears the
+failure. Every transition is one guarded UPDATE, so a late or repeated webhook
+never moves a call backwards.
 """
 
 import secrets
@@ -177,12 +178,18 @@ def mark_completed(
     termination_reason: str | None,
     twilio_call_sid: str | None,
 ) -> Call | None:
-    """Record the end of a call from its post-call webhook; a completed call is left alone."""
+    """Record the end of a call from its post-call webhook; a completed call is left alone.
+
+    A failed call that completes (our request timed out, yet it was placed) no
+    longer shows the failure: the delivery log keeps what it went through.
+    """
     return _one(
         conn,
         f"""
         UPDATE calls
            SET status = 'completed', completed_at = now(), updated_at = now(),
+               failed_at = NULL,
+               failure_reason = CASE WHEN status = 'failed' THEN NULL ELSE failure_reason END,
                call_duration_secs = COALESCE(%s, call_duration_secs),
                termination_reason = COALESCE(%s, termination_reason),
                twilio_call_sid = COALESCE(twilio_call_sid, %s)

@@ -285,9 +285,15 @@ def _complete(conn, call: Call, event: PostCallEvent) -> Outcome:
             deliveries.DUPLICATE, "transcript, outcome and completion were all recorded already"
         )
     said = "outcome recorded" if outcome_saved else "outcome unchanged"
+    # Completing clears a failure from the call row: the delivery log keeps it.
+    had_failed = (
+        f" (it had failed: {call.failure_reason})"
+        if completed and call.status == calls.FAILED
+        else ""
+    )
     return Outcome(
         deliveries.ACCEPTED,
-        f"{new_lines} new lines; {said}; call {call.call_sid} completed",
+        f"{new_lines} new lines; {said}; call {call.call_sid} completed{had_failed}",
         ended=(calls.COMPLETED, event.outcome.call_successful) if completed else None,
     )
 
