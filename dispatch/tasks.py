@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 
 # A dispatch job ends within this (a stopping worker waits for it); the next tick goes on.
 DISPATCH_MAX_SECONDS = 10
+# A reconcile run starts no look-up past this, so runs never pile up; the next minute's
+# run goes on. One look-up may still take the client's timeouts on top.
+RECONCILE_MAX_SECONDS = 50
+# Jobs a worker runs at once: reconcile (one at a time, its lock) and the others beside it.
+CONCURRENCY = 2
 
 app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths=[__name__])
 _worker: Worker | None = None  # set by ``python -m dispatch worker`` before it runs
@@ -41,7 +46,8 @@ def dispatch(timestamp: int) -> int:
 
 
 @app.periodic(cron="* * * * *")
-@app.task(queueing_lock="reconcile", name="reconcile")
+# lock: one run at a time across workers, so two never take both of a worker's slots.
+@app.task(queueing_lock="reconcile", lock="reconcile", name="reconcile")
 def reconcile(timestamp: int) -> None:
     """Settle calls open past CALL_MAX_MINUTES from ElevenLabs (``python -m ops reconcile``)."""
     service = _worker.defaults
@@ -52,6 +58,7 @@ def reconcile(timestamp: int) -> None:
             _worker.settings.call_max_minutes,
             out=log.info,
             usd_per_credit=service.get("ELEVENLABS_USD_PER_CREDIT"),
+            budget_seconds=RECONCILE_MAX_SECONDS,
         )
 
 

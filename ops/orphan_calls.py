@@ -6,6 +6,7 @@ ours has is fetched for its dynamic variables (the list's items carry none).
 """
 
 import contextlib
+import time
 
 from elevenlabs import payloads
 from elevenlabs.conversations import PAGE_SIZE, Unavailable
@@ -13,12 +14,18 @@ from models.calls import Call
 
 MARGIN_SECONDS = 15 * 60  # clocks apart, and the ringing before a conversation starts
 MAX_PAGES = 10
+OUT_OF_TIME = "the run's time ran out"
 
 KNOWN = "SELECT conversation_id FROM calls WHERE conversation_id = ANY(%s)"
 
 
-def find(conn, client, orphans: list[Call]) -> tuple[dict, str | None]:
-    """Return the orphans' conversations by call_sid, and why absence proves nothing (or None)."""
+def find(
+    conn, client, orphans: list[Call], stop_at: float | None = None
+) -> tuple[dict, str | None]:
+    """Return the orphans' conversations by call_sid, and why absence proves nothing (or None).
+
+    No read starts past ``stop_at`` (``time.monotonic()``), if given.
+    """
     wanted, found, cursor = {call.call_sid for call in orphans}, {}, None
     started = (
         int(min(call.created_at for call in orphans).timestamp()) - MARGIN_SECONDS,
@@ -28,6 +35,8 @@ def find(conn, client, orphans: list[Call]) -> tuple[dict, str | None]:
         for _ in range(MAX_PAGES):
             page = client.page(started=started, cursor=cursor)
             for conversation_id in _unknown(conn, page["conversations"]):
+                if stop_at is not None and time.monotonic() >= stop_at:
+                    return found, OUT_OF_TIME
                 document = client.conversation(conversation_id)
                 with contextlib.suppress(payloads.Rejected):  # no call_sid we can read
                     call_sid = payloads.call_sid_variable(document)
@@ -36,6 +45,8 @@ def find(conn, client, orphans: list[Call]) -> tuple[dict, str | None]:
             cursor = page.get("next_cursor")
             if not page.get("has_more") or not cursor or len(found) == len(wanted):
                 return found, None
+            if stop_at is not None and time.monotonic() >= stop_at:
+                return found, OUT_OF_TIME
     except Unavailable as exc:
         return found, f"the conversation list could not be read: {exc.reason}"
     return found, f"over {MAX_PAGES * PAGE_SIZE} conversations started around it"

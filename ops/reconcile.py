@@ -7,6 +7,7 @@ conversation_id) through the post-call webhook's own code: a webhook arriving
 afterwards is a ``duplicate``, and the reverse. The RUNBOOK says what it prints.
 """
 
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -55,29 +56,49 @@ class Run:
 
 
 def reconcile(
-    conn, client, older_than_minutes: float, dry_run=False, out=print, usd_per_credit=None
+    conn,
+    client,
+    older_than_minutes: float,
+    dry_run=False,
+    out=print,
+    usd_per_credit=None,
+    budget_seconds: float | None = None,
 ) -> dict[str, int]:
-    """Settle the calls open longer than this from ElevenLabs' conversations; count the results."""
+    """Settle the calls open longer than this from ElevenLabs' conversations; count the results.
+
+    With ``budget_seconds``, no look-up starts past it: the calls not reached are
+    the next run's, so a slow ElevenLabs cannot make runs pile up.
+    """
     run = Run(conn, client, dry_run, usd_per_credit, out)
+    stop_at = None if budget_seconds is None else time.monotonic() + budget_seconds
     with conn.cursor(row_factory=class_row(Call)) as cur:
         open_calls = cur.execute(
             OPEN_CALLS, (older_than_minutes * 60, MAX_CALLS_PER_RUN)
         ).fetchall()
     counts = dict.fromkeys((*CHANGES, IN_PROGRESS, LEFT, UNCHANGED), 0)
+    out_of_time = False
     for call in open_calls:
+        if stop_at is not None and time.monotonic() >= stop_at:
+            out_of_time = True
+            break
         if call.conversation_id is not None:
             counts[_from_details(run, call)] += 1
     orphans = [call for call in open_calls if call.conversation_id is None]
-    found, incomplete = orphan_calls.find(conn, client, orphans) if orphans else ({}, None)
-    for call in orphans:
-        counts[_orphan(run, call, found.get(call.call_sid), incomplete)] += 1
-    said = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "none open"
+    if orphans and not out_of_time:
+        found, incomplete = orphan_calls.find(conn, client, orphans, stop_at)
+        for call in orphans:
+            counts[_orphan(run, call, found.get(call.call_sid), incomplete)] += 1
+    said = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or (
+        "none looked at" if out_of_time else "none open"
+    )
     line = (
         f"reconcile: {'would change' if dry_run else 'changed'} "
         f"{sum(counts[kind] for kind in CHANGES)} of the calls open for more than "
         f"{older_than_minutes:g} minutes ({said})"
     )
-    if len(open_calls) == MAX_CALLS_PER_RUN:
+    if out_of_time:
+        line += f"; {budget_seconds:g} s spent: the next run goes on"
+    elif len(open_calls) == MAX_CALLS_PER_RUN:
         line += f"; more than {MAX_CALLS_PER_RUN} open: run again for the rest"
     out(line + ("; dry run: nothing changed" if dry_run else ""))
     if not dry_run:

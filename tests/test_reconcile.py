@@ -277,3 +277,17 @@ def test_conversation_elevenlabs_does_not_know_404_leaves_the_call_and_says_so(
     assert f"{call.call_sid}: left for the next run" in result.stdout
     assert "ElevenLabs answered HTTP 404" in result.stdout
     assert calls.by_call_sid(conn, call.call_sid).status == "initiated"
+
+
+def test_run_past_its_time_budget_asks_nothing_more_and_says_the_next_run_goes_on(simulator, conn):
+    call = make_call(conn, conversation_id="conv_not_asked_about")
+    said = []
+
+    counts = reconcile.reconcile(
+        conn, conversations_of(simulator), 0, out=said.append, budget_seconds=0
+    )
+
+    assert not any(seen.path.endswith("conv_not_asked_about") for seen in simulator.received)
+    assert said[-1].endswith("(none looked at); 0 s spent: the next run goes on")
+    assert sum(counts.values()) == 0
+    assert calls.by_call_sid(conn, call.call_sid).status == "initiated"
