@@ -13,6 +13,7 @@ from api import idempotency
 from console.hours import roll_up
 from dispatch.rounds import Worker, dispatch_until_idle
 from elevenlabs.conversations import Conversations
+from ops.reconcile import Rotation
 from ops.reconcile import reconcile as reconcile_calls
 
 log = logging.getLogger(__name__)
@@ -27,12 +28,14 @@ CONCURRENCY = 2
 
 app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths=[__name__])
 _worker: Worker | None = None  # set by ``python -m dispatch worker`` before it runs
+# Where this process's last reconcile run stopped: the next one goes on from there.
+_reconciled = Rotation()
 
 
 def use(worker: Worker) -> None:
     """Give the tasks the pool, ElevenLabs client and settings of this process."""
-    global _worker
-    _worker = worker
+    global _worker, _reconciled
+    _worker, _reconciled = worker, Rotation()
 
 
 @app.periodic(cron="* * * * * */2")  # croniter's sixth field: every 2 seconds
@@ -59,6 +62,7 @@ def reconcile(timestamp: int) -> None:
             out=log.info,
             usd_per_credit=service.get("ELEVENLABS_USD_PER_CREDIT"),
             budget_seconds=RECONCILE_MAX_SECONDS,
+            rotation=_reconciled,
         )
 
 

@@ -9,6 +9,7 @@ afterwards is a ``duplicate``, and the reverse. The RUNBOOK says what it prints.
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -25,16 +26,22 @@ from ops import database, orphan_calls
 from ops.stuck_calls import minutes_argument
 from webhooks import post_call
 
-MAX_CALLS_PER_RUN = 500  # the oldest first; the next run takes the rest
+MAX_CALLS_PER_RUN = 500  # oldest first from where the last run stopped (``Rotation``)
 STILL_OPEN = ("initiated", "in-progress", "processing")
 NEVER_PLACED = "never placed"
+# Far past any call: a conversation ElevenLabs still calls under way, or answers 404
+# for (deleted under a retention policy), will never settle the call. It is failed.
+GIVE_UP_HOURS = 24
+GIVE_UP_AFTER = timedelta(hours=GIVE_UP_HOURS)
 
 # 'initiating' and 'initiated' written out, not bound: a generic plan can then use
-# a partial index on open calls.
+# a partial index on open calls. The calls after (created_at, call_sid) come first
+# (false sorts before true), then from the oldest again: calls a run cannot settle
+# do not take every slot of every run. No cursor (NULL): oldest first.
 OPEN_CALLS = f"""
 SELECT {calls.COLUMNS} FROM calls
  WHERE status IN ('initiating', 'initiated') AND created_at < now() - make_interval(secs => %s)
- ORDER BY created_at
+ ORDER BY (created_at, call_sid) <= (%s::timestamptz, %s::text), created_at, call_sid
  LIMIT %s
 """
 
@@ -42,6 +49,13 @@ SELECT {calls.COLUMNS} FROM calls
 COMPLETED, FAILED, ATTACHED = "completed", "failed", "given its conversation"
 IN_PROGRESS, LEFT, UNCHANGED = "still under way", "left for the next run", "unchanged"
 CHANGES = (COMPLETED, FAILED, ATTACHED)
+
+
+@dataclass
+class Rotation:
+    """Where the last run stopped (the last call it looked at), for a process's next run."""
+
+    after: tuple[datetime, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,17 +77,20 @@ def reconcile(
     out=print,
     usd_per_credit=None,
     budget_seconds: float | None = None,
+    rotation: Rotation | None = None,
 ) -> dict[str, int]:
     """Settle the calls open longer than this from ElevenLabs' conversations; count the results.
 
     With ``budget_seconds``, no look-up starts past it: the calls not reached are
-    the next run's, so a slow ElevenLabs cannot make runs pile up.
+    the next run's, so a slow ElevenLabs cannot make runs pile up. With
+    ``rotation``, the run starts after the last call the previous one looked at.
     """
     run = Run(conn, client, dry_run, usd_per_credit, out)
     stop_at = None if budget_seconds is None else time.monotonic() + budget_seconds
+    after = (rotation.after if rotation else None) or (None, None)
     with conn.cursor(row_factory=class_row(Call)) as cur:
         open_calls = cur.execute(
-            OPEN_CALLS, (older_than_minutes * 60, MAX_CALLS_PER_RUN)
+            OPEN_CALLS, (older_than_minutes * 60, *after, MAX_CALLS_PER_RUN)
         ).fetchall()
     counts = dict.fromkeys((*CHANGES, IN_PROGRESS, LEFT, UNCHANGED), 0)
     out_of_time = False
@@ -81,6 +98,8 @@ def reconcile(
         if stop_at is not None and time.monotonic() >= stop_at:
             out_of_time = True
             break
+        if rotation is not None:
+            rotation.after = (call.created_at, call.call_sid)
         if call.conversation_id is not None:
             counts[_from_details(run, call)] += 1
     orphans = [call for call in open_calls if call.conversation_id is None]
@@ -111,9 +130,30 @@ def _from_details(run: Run, call: Call) -> str:
     try:
         document = run.client.conversation(call.conversation_id)
     except Unavailable as exc:
+        if exc.status == 404 and _past_any_call(call):
+            said = f"conversation {call.conversation_id} is not found"
+            return _give_up(run, call, said, f"unknown at ElevenLabs after {GIVE_UP_HOURS} h")
         run.out(f"{call.call_sid}: {LEFT}: conversation {call.conversation_id}: {exc.reason}")
         return LEFT
     return settle(run, call, document)
+
+
+def _past_any_call(call: Call) -> bool:
+    return datetime.now(UTC) - call.created_at > GIVE_UP_AFTER
+
+
+def _give_up(run: Run, call: Call, said: str, reason: str) -> str:
+    """Fail a call open past any call's length that ElevenLabs will never settle."""
+    said = f"{call.call_sid}: {said}"
+    if run.dry_run:
+        run.out(f"{said}: would be failed, {reason} (dry run)")
+        return FAILED
+    if calls.mark_failed(run.conn, call.call_sid, reason=reason) is None:
+        run.out(f"{said}, but it ended meanwhile: {UNCHANGED}")
+        return UNCHANGED
+    metrics.record_call_ended(calls.FAILED, None)
+    run.out(f"{said}: failed, {reason}")
+    return FAILED
 
 
 def _orphan(run: Run, call: Call, document: dict | None, incomplete: str | None) -> str:
@@ -140,6 +180,9 @@ def settle(run: Run, call: Call, document: dict) -> str:
     status, conversation_id = document.get("status"), document.get("conversation_id")
     said = f"{call.call_sid}: conversation {conversation_id} is {status}"
     if status in STILL_OPEN and call.conversation_id is not None:
+        if _past_any_call(call):
+            reason = f"still {status} at ElevenLabs after {GIVE_UP_HOURS} h"
+            return _give_up(run, call, f"conversation {conversation_id} is {status}", reason)
         run.out(f"{said}: {IN_PROGRESS} at ElevenLabs; left alone")
         return IN_PROGRESS
     if status not in (*STILL_OPEN, "done", "failed"):
