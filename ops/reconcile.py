@@ -106,7 +106,7 @@ def reconcile(
     if orphans and not out_of_time:
         found, incomplete = orphan_calls.find(conn, client, orphans, stop_at)
         for call in orphans:
-            counts[_orphan(run, call, found.get(call.call_sid), incomplete)] += 1
+            counts[_orphan(run, call, found.get(call.call_sid), incomplete.get(call.call_sid))] += 1
     said = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or (
         "none looked at" if out_of_time else "none open"
     )

@@ -6,6 +6,7 @@ and talked through, and no webhook comes; only the conversation endpoint knows.
 
 import dataclasses
 import json
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -376,3 +377,23 @@ def test_500_calls_reconcile_cannot_settle_do_not_keep_a_newer_call_open(
     assert calls.by_call_sid(conn, fresh.call_sid).status == "completed"
     still_open = "SELECT count(*) FROM calls WHERE status = 'initiated'"
     assert conn.execute(still_open).fetchone()[0] == 500
+
+
+def test_old_orphan_is_found_never_placed_though_1000_conversations_started_since(
+    simulator, conn, reconcile_cli
+):
+    old = calls.create(conn, driver_id=41, phone_number="+14155550120", driver_name="Dana")
+    opened_ago(conn, old, "3 hours")
+    for i in range(1001):  # a busy afternoon between the two orphans, others' calls
+        other = SimpleNamespace(call_sid=f"cs_other_{i}", phone_number="+14155550199")
+        started = conversation_of(simulator, other, f"conv_other_{i}")["metadata"]
+        started["start_time_unix_secs"] -= 90 * 60
+    new, conversation_id = crashed_call(conn, simulator, "+14155550133")
+    wait_for(lambda: simulator.conversations[conversation_id]["status"] == "done", "the call's end")
+
+    result = reconcile_cli("--older-than", "0")
+
+    assert result.returncode == 0, result.stdout
+    assert f"{old.call_sid}: no conversation at ElevenLabs names it: failed" in result.stdout
+    assert calls.by_call_sid(conn, old.call_sid).failure_reason == "never placed"
+    assert calls.by_call_sid(conn, new.call_sid).status == "completed"
