@@ -131,20 +131,20 @@ def _from_details(run: Run, call: Call) -> str:
         document = run.client.conversation(call.conversation_id)
     except Unavailable as exc:
         if exc.status == 404 and _past_any_call(call):
-            said = f"conversation {call.conversation_id} is not found"
-            return _give_up(run, call, said, f"unknown at ElevenLabs after {GIVE_UP_HOURS} h")
+            said = f"{call.call_sid}: conversation {call.conversation_id} is not found"
+            return _fail(run, call, said, f"unknown at ElevenLabs after {GIVE_UP_HOURS} h")
         run.out(f"{call.call_sid}: {LEFT}: conversation {call.conversation_id}: {exc.reason}")
         return LEFT
     return settle(run, call, document)
 
 
 def _past_any_call(call: Call) -> bool:
+    """Whether the call was created longer ago than any call can last (GIVE_UP_AFTER)."""
     return datetime.now(UTC) - call.created_at > GIVE_UP_AFTER
 
 
-def _give_up(run: Run, call: Call, said: str, reason: str) -> str:
-    """Fail a call open past any call's length that ElevenLabs will never settle."""
-    said = f"{call.call_sid}: {said}"
+def _fail(run: Run, call: Call, said: str, reason: str) -> str:
+    """Fail a call ElevenLabs will never settle, for ``reason``; say and return what it became."""
     if run.dry_run:
         run.out(f"{said}: would be failed, {reason} (dry run)")
         return FAILED
@@ -163,16 +163,9 @@ def _orphan(run: Run, call: Call, document: dict | None, incomplete: str | None)
     if incomplete:  # the list was not read whole: absence proves nothing
         run.out(f"{call.call_sid}: no conversation found yet ({incomplete}): {LEFT}")
         return LEFT
-    said = f"{call.call_sid}: no conversation at ElevenLabs names it"
-    if run.dry_run:
-        run.out(f"{said}: would be failed, {NEVER_PLACED} (dry run)")
-        return FAILED
-    if calls.mark_failed(run.conn, call.call_sid, reason=NEVER_PLACED) is None:
-        run.out(f"{said}, but it ended meanwhile: {UNCHANGED}")
-        return UNCHANGED
-    metrics.record_call_ended(calls.FAILED, None)
-    run.out(f"{said}: failed, {NEVER_PLACED}")
-    return FAILED
+    return _fail(
+        run, call, f"{call.call_sid}: no conversation at ElevenLabs names it", NEVER_PLACED
+    )
 
 
 def settle(run: Run, call: Call, document: dict) -> str:
@@ -181,8 +174,7 @@ def settle(run: Run, call: Call, document: dict) -> str:
     said = f"{call.call_sid}: conversation {conversation_id} is {status}"
     if status in STILL_OPEN and call.conversation_id is not None:
         if _past_any_call(call):
-            reason = f"still {status} at ElevenLabs after {GIVE_UP_HOURS} h"
-            return _give_up(run, call, f"conversation {conversation_id} is {status}", reason)
+            return _fail(run, call, said, f"still {status} at ElevenLabs after {GIVE_UP_HOURS} h")
         run.out(f"{said}: {IN_PROGRESS} at ElevenLabs; left alone")
         return IN_PROGRESS
     if status not in (*STILL_OPEN, "done", "failed"):
