@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     with tasks.app.replace_connector(connector) as app:
         # Finished jobs are deleted: the work's record is call_batch_entries, not the queue.
         # Two jobs at once (each in its own thread): a reconcile run waiting on ElevenLabs
-        # holds one, and its lock keeps a second run out of the other, so dialling goes on.
+        # holds one, and a second run never takes the other, so dialling goes on.
         app.run_worker(
             name=args.name,
             delete_jobs="always",

@@ -16,8 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from batch_support import batch_body
+from batch_support import batch_body, dispatch_settings
 
+import db
+from dispatch import tasks
+from dispatch.rounds import Worker
+from elevenlabs.client import ElevenLabsClient
 from elevenlabs.simulator import answers, script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,3 +124,32 @@ def test_batch_posted_while_reconcile_waits_on_elevenlabs_is_dialled_promptly(
     finally:
         worker.kill()
         worker.wait(timeout=10)
+
+
+def test_reconcile_tick_due_while_the_last_run_waits_on_elevenlabs_ends_at_once(
+    conn, database_url, app_config, hanging_elevenlabs
+):
+    conn.execute(
+        "INSERT INTO calls (call_sid, driver_id, phone_number, status, conversation_id, created_at)"
+        " VALUES ('cs_open', 1, '+14156660001', 'initiated', 'conv_open', now() - interval '1h')"
+    )
+    base_url = f"http://127.0.0.1:{hanging_elevenlabs.server_port}"
+    pool = db.open_pool(database_url, min_size=1, max_size=4, timeout=5)
+    client = ElevenLabsClient(base_url, "xi_test_key", connect_timeout=2, read_timeout=15)
+    service_config = {**app_config, "ELEVENLABS_BASE_URL": base_url}
+    tasks.use(Worker(pool, client, dispatch_settings(), service_config))
+    last_run = threading.Thread(target=tasks.reconcile, args=(0,), daemon=True)
+    try:
+        last_run.start()
+        assert hanging_elevenlabs.reading.wait(PATIENCE_SECONDS), "reconcile never asked"
+        started = time.monotonic()
+
+        tasks.reconcile(timestamp=60)  # the next minute's tick, on the worker's other slot
+
+        assert time.monotonic() - started < PROMPT_SECONDS
+        assert [kind for kind, _ in hanging_elevenlabs.events] == ["read"]  # asked nothing more
+    finally:
+        hanging_elevenlabs.released.set()
+        last_run.join(timeout=30)
+        tasks.use(None)
+        pool.close()
