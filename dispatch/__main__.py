@@ -34,7 +34,14 @@ def main(argv=None) -> int:
     connector = procrastinate.PsycopgConnector(conninfo=url)
     with tasks.app.replace_connector(connector) as app:
         # Finished jobs are deleted: the work's record is call_batch_entries, not the queue.
-        app.run_worker(name=args.name, delete_jobs="always", install_signal_handlers=True)
+        # Two jobs at once (each in its own thread): a reconcile run waiting on ElevenLabs
+        # holds one, and a second run never takes the other, so dialling goes on.
+        app.run_worker(
+            name=args.name,
+            delete_jobs="always",
+            install_signal_handlers=True,
+            concurrency=tasks.CONCURRENCY,
+        )
     pool.close()
     return 0
 

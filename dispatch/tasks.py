@@ -6,6 +6,7 @@ side: the cap is held by the database (``rounds.claim``), not by how many loops 
 """
 
 import logging
+import threading
 
 import procrastinate
 
@@ -13,21 +14,33 @@ from api import idempotency
 from console.hours import roll_up
 from dispatch.rounds import Worker, dispatch_until_idle
 from elevenlabs.conversations import Conversations
+from ops.reconcile import Rotation
 from ops.reconcile import reconcile as reconcile_calls
 
 log = logging.getLogger(__name__)
 
 # A dispatch job ends within this (a stopping worker waits for it); the next tick goes on.
 DISPATCH_MAX_SECONDS = 10
+# A reconcile run starts no look-up past this, so runs never pile up; the next minute's
+# run goes on. One look-up may still take the client's timeouts on top.
+RECONCILE_MAX_SECONDS = 50
+# Jobs a worker runs at once: one reconcile run (``_reconciling``) and the others beside it.
+CONCURRENCY = 2
 
 app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths=[__name__])
 _worker: Worker | None = None  # set by ``python -m dispatch worker`` before it runs
+# Where this process's last reconcile run stopped: the next one goes on from there.
+_reconciled = Rotation()
+# Held by this process's reconcile run: a tick due meanwhile (a run can outlast its minute)
+# ends at once, so two runs never take both job slots. In-process, unlike a procrastinate
+# lock, which a worker killed mid-run would leave held for good (its job stays "doing").
+_reconciling = threading.Lock()
 
 
 def use(worker: Worker) -> None:
     """Give the tasks the pool, ElevenLabs client and settings of this process."""
-    global _worker
-    _worker = worker
+    global _worker, _reconciled
+    _worker, _reconciled = worker, Rotation()
 
 
 @app.periodic(cron="* * * * * */2")  # croniter's sixth field: every 2 seconds
@@ -44,6 +57,17 @@ def dispatch(timestamp: int) -> int:
 @app.task(queueing_lock="reconcile", name="reconcile")
 def reconcile(timestamp: int) -> None:
     """Settle calls open past CALL_MAX_MINUTES from ElevenLabs (``python -m ops reconcile``)."""
+    if not _reconciling.acquire(blocking=False):
+        log.info("reconcile: the last run is still going; it goes on, this one ends")
+        return
+    try:
+        _reconcile()
+    finally:
+        _reconciling.release()
+
+
+def _reconcile() -> None:
+    """One run: from where the last one stopped, no look-up started after RECONCILE_MAX_SECONDS."""
     service = _worker.defaults
     with _worker.pool.connection() as conn:
         reconcile_calls(
@@ -52,6 +76,8 @@ def reconcile(timestamp: int) -> None:
             _worker.settings.call_max_minutes,
             out=log.info,
             usd_per_credit=service.get("ELEVENLABS_USD_PER_CREDIT"),
+            budget_seconds=RECONCILE_MAX_SECONDS,
+            rotation=_reconciled,
         )
 
 

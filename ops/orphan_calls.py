@@ -6,6 +6,7 @@ ours has is fetched for its dynamic variables (the list's items carry none).
 """
 
 import contextlib
+import time
 
 from elevenlabs import payloads
 from elevenlabs.conversations import PAGE_SIZE, Unavailable
@@ -13,21 +14,56 @@ from models.calls import Call
 
 MARGIN_SECONDS = 15 * 60  # clocks apart, and the ringing before a conversation starts
 MAX_PAGES = 10
+# Orphans created this close share one window of the list (at most 45 minutes wide).
+GROUP_SECONDS = MARGIN_SECONDS
+OUT_OF_TIME = "the run's time ran out"
 
 KNOWN = "SELECT conversation_id FROM calls WHERE conversation_id = ANY(%s)"
 
 
-def find(conn, client, orphans: list[Call]) -> tuple[dict, str | None]:
-    """Return the orphans' conversations by call_sid, and why absence proves nothing (or None)."""
+def find(conn, client, orphans: list[Call], stop_at: float | None = None) -> tuple[dict, dict]:
+    """Return the orphans' conversations by call_sid, and for the others why absence proves nothing.
+
+    Orphans created close together share one window of the list; each group is
+    read on its own, so one old orphan never widens the window of every other
+    past what can be read whole. No read starts past ``stop_at``
+    (``time.monotonic()``), if given.
+    """
+    found, incomplete = {}, {}
+    for group in _by_time(orphans):
+        group_found, reason = _find_group(conn, client, group, stop_at)
+        found.update(group_found)
+        if reason:
+            incomplete.update({call.call_sid: reason for call in group})
+    return found, incomplete
+
+
+def _by_time(orphans: list[Call]) -> list[list[Call]]:
+    """Split the orphans, oldest first, into groups created within GROUP_SECONDS of their first."""
+    groups = []
+    for call in sorted(orphans, key=lambda call: call.created_at):
+        if groups and (call.created_at - groups[-1][0].created_at).total_seconds() <= GROUP_SECONDS:
+            groups[-1].append(call)
+        else:
+            groups.append([call])
+    return groups
+
+
+def _find_group(conn, client, orphans: list[Call], stop_at: float | None):
+    """Return one group's conversations by call_sid, and why absence proves nothing (or None)."""
     wanted, found, cursor = {call.call_sid for call in orphans}, {}, None
     started = (
-        int(min(call.created_at for call in orphans).timestamp()) - MARGIN_SECONDS,
-        int(max(call.created_at for call in orphans).timestamp()) + MARGIN_SECONDS,
+        int(orphans[0].created_at.timestamp()) - MARGIN_SECONDS,
+        int(orphans[-1].created_at.timestamp()) + MARGIN_SECONDS,
     )
     try:
         for _ in range(MAX_PAGES):
+            if stop_at is not None and time.monotonic() >= stop_at:
+                return found, OUT_OF_TIME
             page = client.page(started=started, cursor=cursor)
             for conversation_id in _unknown(conn, page["conversations"]):
+                if stop_at is not None and time.monotonic() >= stop_at:
+                    return found, OUT_OF_TIME
                 document = client.conversation(conversation_id)
                 with contextlib.suppress(payloads.Rejected):  # no call_sid we can read
                     call_sid = payloads.call_sid_variable(document)

@@ -7,7 +7,9 @@ conversation_id) through the post-call webhook's own code: a webhook arriving
 afterwards is a ``duplicate``, and the reverse. The RUNBOOK says what it prints.
 """
 
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -24,16 +26,22 @@ from ops import database, orphan_calls
 from ops.stuck_calls import minutes_argument
 from webhooks import post_call
 
-MAX_CALLS_PER_RUN = 500  # the oldest first; the next run takes the rest
+MAX_CALLS_PER_RUN = 500  # oldest first from where the last run stopped (``Rotation``)
 STILL_OPEN = ("initiated", "in-progress", "processing")
 NEVER_PLACED = "never placed"
+# Far past any call: a conversation ElevenLabs still calls under way, or answers 404
+# for (deleted under a retention policy), will never settle the call. It is failed.
+GIVE_UP_HOURS = 24
+GIVE_UP_AFTER = timedelta(hours=GIVE_UP_HOURS)
 
 # 'initiating' and 'initiated' written out, not bound: a generic plan can then use
-# a partial index on open calls.
+# a partial index on open calls. The calls after (created_at, call_sid) come first
+# (false sorts before true), then from the oldest again: calls a run cannot settle
+# do not take every slot of every run. No cursor (NULL): oldest first.
 OPEN_CALLS = f"""
 SELECT {calls.COLUMNS} FROM calls
  WHERE status IN ('initiating', 'initiated') AND created_at < now() - make_interval(secs => %s)
- ORDER BY created_at
+ ORDER BY (created_at, call_sid) <= (%s::timestamptz, %s::text), created_at, call_sid
  LIMIT %s
 """
 
@@ -41,6 +49,13 @@ SELECT {calls.COLUMNS} FROM calls
 COMPLETED, FAILED, ATTACHED = "completed", "failed", "given its conversation"
 IN_PROGRESS, LEFT, UNCHANGED = "still under way", "left for the next run", "unchanged"
 CHANGES = (COMPLETED, FAILED, ATTACHED)
+
+
+@dataclass
+class Rotation:
+    """Where the last run stopped (the last call it looked at), for a process's next run."""
+
+    after: tuple[datetime, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -55,29 +70,54 @@ class Run:
 
 
 def reconcile(
-    conn, client, older_than_minutes: float, dry_run=False, out=print, usd_per_credit=None
+    conn,
+    client,
+    older_than_minutes: float,
+    dry_run=False,
+    out=print,
+    usd_per_credit=None,
+    budget_seconds: float | None = None,
+    rotation: Rotation | None = None,
 ) -> dict[str, int]:
-    """Settle the calls open longer than this from ElevenLabs' conversations; count the results."""
+    """Settle the calls open longer than this from ElevenLabs' conversations; count the results.
+
+    With ``budget_seconds``, no look-up starts past it: the calls not reached are
+    the next run's, so a slow ElevenLabs cannot make runs pile up. With
+    ``rotation``, the run starts after the last call the previous one looked at.
+    """
     run = Run(conn, client, dry_run, usd_per_credit, out)
+    stop_at = None if budget_seconds is None else time.monotonic() + budget_seconds
+    after = (rotation.after if rotation else None) or (None, None)
     with conn.cursor(row_factory=class_row(Call)) as cur:
         open_calls = cur.execute(
-            OPEN_CALLS, (older_than_minutes * 60, MAX_CALLS_PER_RUN)
+            OPEN_CALLS, (older_than_minutes * 60, *after, MAX_CALLS_PER_RUN)
         ).fetchall()
     counts = dict.fromkeys((*CHANGES, IN_PROGRESS, LEFT, UNCHANGED), 0)
+    out_of_time = False
     for call in open_calls:
+        if stop_at is not None and time.monotonic() >= stop_at:
+            out_of_time = True
+            break
+        if rotation is not None:
+            rotation.after = (call.created_at, call.call_sid)
         if call.conversation_id is not None:
             counts[_from_details(run, call)] += 1
     orphans = [call for call in open_calls if call.conversation_id is None]
-    found, incomplete = orphan_calls.find(conn, client, orphans) if orphans else ({}, None)
-    for call in orphans:
-        counts[_orphan(run, call, found.get(call.call_sid), incomplete)] += 1
-    said = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "none open"
+    if orphans and not out_of_time:
+        found, incomplete = orphan_calls.find(conn, client, orphans, stop_at)
+        for call in orphans:
+            counts[_orphan(run, call, found.get(call.call_sid), incomplete.get(call.call_sid))] += 1
+    said = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or (
+        "none looked at" if out_of_time else "none open"
+    )
     line = (
         f"reconcile: {'would change' if dry_run else 'changed'} "
         f"{sum(counts[kind] for kind in CHANGES)} of the calls open for more than "
         f"{older_than_minutes:g} minutes ({said})"
     )
-    if len(open_calls) == MAX_CALLS_PER_RUN:
+    if out_of_time:
+        line += f"; {budget_seconds:g} s spent: the next run goes on"
+    elif len(open_calls) == MAX_CALLS_PER_RUN:
         line += f"; more than {MAX_CALLS_PER_RUN} open: run again for the rest"
     out(line + ("; dry run: nothing changed" if dry_run else ""))
     if not dry_run:
@@ -90,9 +130,30 @@ def _from_details(run: Run, call: Call) -> str:
     try:
         document = run.client.conversation(call.conversation_id)
     except Unavailable as exc:
+        if exc.status == 404 and _past_any_call(call):
+            said = f"{call.call_sid}: conversation {call.conversation_id} is not found"
+            return _fail(run, call, said, f"unknown at ElevenLabs after {GIVE_UP_HOURS} h")
         run.out(f"{call.call_sid}: {LEFT}: conversation {call.conversation_id}: {exc.reason}")
         return LEFT
     return settle(run, call, document)
+
+
+def _past_any_call(call: Call) -> bool:
+    """Whether the call was created longer ago than any call can last (GIVE_UP_AFTER)."""
+    return datetime.now(UTC) - call.created_at > GIVE_UP_AFTER
+
+
+def _fail(run: Run, call: Call, said: str, reason: str) -> str:
+    """Fail a call ElevenLabs will never settle, for ``reason``; say and return what it became."""
+    if run.dry_run:
+        run.out(f"{said}: would be failed, {reason} (dry run)")
+        return FAILED
+    if calls.mark_failed(run.conn, call.call_sid, reason=reason) is None:
+        run.out(f"{said}, but it ended meanwhile: {UNCHANGED}")
+        return UNCHANGED
+    metrics.record_call_ended(calls.FAILED, None)
+    run.out(f"{said}: failed, {reason}")
+    return FAILED
 
 
 def _orphan(run: Run, call: Call, document: dict | None, incomplete: str | None) -> str:
@@ -102,16 +163,9 @@ def _orphan(run: Run, call: Call, document: dict | None, incomplete: str | None)
     if incomplete:  # the list was not read whole: absence proves nothing
         run.out(f"{call.call_sid}: no conversation found yet ({incomplete}): {LEFT}")
         return LEFT
-    said = f"{call.call_sid}: no conversation at ElevenLabs names it"
-    if run.dry_run:
-        run.out(f"{said}: would be failed, {NEVER_PLACED} (dry run)")
-        return FAILED
-    if calls.mark_failed(run.conn, call.call_sid, reason=NEVER_PLACED) is None:
-        run.out(f"{said}, but it ended meanwhile: {UNCHANGED}")
-        return UNCHANGED
-    metrics.record_call_ended(calls.FAILED, None)
-    run.out(f"{said}: failed, {NEVER_PLACED}")
-    return FAILED
+    return _fail(
+        run, call, f"{call.call_sid}: no conversation at ElevenLabs names it", NEVER_PLACED
+    )
 
 
 def settle(run: Run, call: Call, document: dict) -> str:
@@ -119,6 +173,8 @@ def settle(run: Run, call: Call, document: dict) -> str:
     status, conversation_id = document.get("status"), document.get("conversation_id")
     said = f"{call.call_sid}: conversation {conversation_id} is {status}"
     if status in STILL_OPEN and call.conversation_id is not None:
+        if _past_any_call(call):
+            return _fail(run, call, said, f"still {status} at ElevenLabs after {GIVE_UP_HOURS} h")
         run.out(f"{said}: {IN_PROGRESS} at ElevenLabs; left alone")
         return IN_PROGRESS
     if status not in (*STILL_OPEN, "done", "failed"):

@@ -6,6 +6,7 @@ and talked through, and no webhook comes; only the conversation endpoint knows.
 
 import dataclasses
 import json
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -277,3 +278,122 @@ def test_conversation_elevenlabs_does_not_know_404_leaves_the_call_and_says_so(
     assert f"{call.call_sid}: left for the next run" in result.stdout
     assert "ElevenLabs answered HTTP 404" in result.stdout
     assert calls.by_call_sid(conn, call.call_sid).status == "initiated"
+
+
+def test_run_past_its_time_budget_asks_nothing_more_and_says_the_next_run_goes_on(simulator, conn):
+    call = make_call(conn, conversation_id="conv_not_asked_about")
+    said = []
+
+    counts = reconcile.reconcile(
+        conn, conversations_of(simulator), 0, out=said.append, budget_seconds=0
+    )
+
+    assert not any(seen.path.endswith("conv_not_asked_about") for seen in simulator.received)
+    assert said[-1].endswith("(none looked at); 0 s spent: the next run goes on")
+    assert sum(counts.values()) == 0
+    assert calls.by_call_sid(conn, call.call_sid).status == "initiated"
+
+
+def conversation_of(simulator, call, conversation_id: str) -> dict:
+    """Put a conversation naming ``call`` in the simulator; return its document."""
+    body = {
+        "agent_id": "agent_7f3c2d1e9b8a",
+        "agent_phone_number_id": "phnum_5b2a9c0d",
+        "to_number": call.phone_number,
+        "conversation_initiation_client_data": {"dynamic_variables": {"call_sid": call.call_sid}},
+    }
+    document = script.conversation(body, conversation_id, "CA" + conversation_id)
+    simulator.conversations[conversation_id] = document
+    return document
+
+
+def opened_ago(conn, call, interval: str) -> None:
+    """Move the call's creation back by ``interval`` (a PostgreSQL interval)."""
+    conn.execute(
+        "UPDATE calls SET created_at = now() - %s::interval WHERE call_sid = %s",
+        (interval, call.call_sid),
+    )
+
+
+def test_call_elevenlabs_answers_404_for_a_day_after_is_failed_saying_so(
+    simulator, conn, reconcile_cli
+):
+    call = make_call(conn, conversation_id="conv_deleted_by_retention")
+    opened_ago(conn, call, "25 hours")
+
+    result = reconcile_cli("--older-than", "0")
+
+    assert result.returncode == 0, result.stdout
+    said = "conversation conv_deleted_by_retention is not found: failed, unknown at"
+    assert f"{call.call_sid}: {said} ElevenLabs after 24 h" in result.stdout
+    failed = calls.by_call_sid(conn, call.call_sid)
+    assert (failed.status, failed.failure_reason) == ("failed", "unknown at ElevenLabs after 24 h")
+
+
+def test_call_elevenlabs_still_calls_in_progress_a_day_after_is_failed_saying_so(
+    simulator, conn, reconcile_cli
+):
+    call = make_call(conn, conversation_id="conv_never_ends")
+    conversation_of(simulator, call, "conv_never_ends")["status"] = "in-progress"
+    opened_ago(conn, call, "25 hours")
+
+    result = reconcile_cli("--older-than", "0")
+
+    assert result.returncode == 0, result.stdout
+    reason = "still in-progress at ElevenLabs after 24 h"
+    assert f"{call.call_sid}: conversation conv_never_ends is in-progress: failed, {reason}" in (
+        result.stdout
+    )
+    failed = calls.by_call_sid(conn, call.call_sid)
+    assert (failed.status, failed.failure_reason) == ("failed", reason)
+
+
+def test_500_calls_reconcile_cannot_settle_do_not_keep_a_newer_call_open(
+    simulator, conn, database_url, app_config
+):
+    # Unknown at ElevenLabs (404), but younger than a day: left, run after run.
+    conn.execute(
+        """
+        INSERT INTO calls (call_sid, driver_id, phone_number, status, conversation_id, created_at)
+        SELECT 'cs_gone_' || i, i, '+1415555' || lpad(i::text, 4, '0'), 'initiated',
+               'conv_gone_' || i, now() - interval '2 hours' + make_interval(secs => i)
+          FROM generate_series(1, 500) AS i
+        """
+    )
+    fresh = make_call(conn, conversation_id="conv_fresh_done")
+    script.finish(conversation_of(simulator, fresh, "conv_fresh_done"), 30)
+    opened_ago(conn, fresh, "20 minutes")
+    pool = db.open_pool(database_url, min_size=1, max_size=2, timeout=5)
+    client = ElevenLabsClient(simulator.base_url, "xi_test_key", connect_timeout=2, read_timeout=5)
+    service_config = {**app_config, "ELEVENLABS_BASE_URL": simulator.base_url}
+    tasks.use(Worker(pool, client, dispatch_settings(), service_config))
+    try:
+        for _ in range(2):  # 501 open calls, 500 a run: the second run reaches the last
+            tasks.reconcile(timestamp=0)
+    finally:
+        tasks.use(None)
+        pool.close()
+
+    assert calls.by_call_sid(conn, fresh.call_sid).status == "completed"
+    still_open = "SELECT count(*) FROM calls WHERE status = 'initiated'"
+    assert conn.execute(still_open).fetchone()[0] == 500
+
+
+def test_old_orphan_is_found_never_placed_though_1000_conversations_started_since(
+    simulator, conn, reconcile_cli
+):
+    old = calls.create(conn, driver_id=41, phone_number="+14155550120", driver_name="Dana")
+    opened_ago(conn, old, "3 hours")
+    for i in range(1001):  # a busy afternoon between the two orphans, others' calls
+        other = SimpleNamespace(call_sid=f"cs_other_{i}", phone_number="+14155550199")
+        started = conversation_of(simulator, other, f"conv_other_{i}")["metadata"]
+        started["start_time_unix_secs"] -= 90 * 60
+    new, conversation_id = crashed_call(conn, simulator, "+14155550133")
+    wait_for(lambda: simulator.conversations[conversation_id]["status"] == "done", "the call's end")
+
+    result = reconcile_cli("--older-than", "0")
+
+    assert result.returncode == 0, result.stdout
+    assert f"{old.call_sid}: no conversation at ElevenLabs names it: failed" in result.stdout
+    assert calls.by_call_sid(conn, old.call_sid).failure_reason == "never placed"
+    assert calls.by_call_sid(conn, new.call_sid).status == "completed"
