@@ -262,7 +262,8 @@ def backoff_seconds(backoffs: int) -> float:
 
 
 def record_dial(conn, entry_id: int, backoffs: int, placed: PlacedCall, now: datetime) -> None:
-    """Move a dialled entry on: in_call, back in the queue after a 429, or failed.
+    """Move a dialled entry on: in_call, back in the queue after a 429, or failed;
+    left dialling when its call may have been placed, for ``settle`` to move on.
 
     ``backoffs`` counts the 429s in a row: any other answer starts the count again,
     so a redial days later does not wait as long as the last of an earlier run of 429s.
@@ -274,6 +275,8 @@ def record_dial(conn, entry_id: int, backoffs: int, placed: PlacedCall, now: dat
         state, in_a_row = "queued", backoffs + 1
         metrics.record_batch_backoff()
         again_at = now + timedelta(seconds=backoff_seconds(backoffs))
+    elif placed.error.may_have_dialled:  # its call stays initiating until it is settled
+        state = "dialling"
     else:
         state = "failed"
     params = {"state": state, "again_at": again_at, "backoffs": in_a_row, "entry": entry_id}

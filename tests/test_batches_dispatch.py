@@ -4,6 +4,7 @@ Each test moves the clock by passing ``now``; nothing sleeps. ElevenLabs is the
 local fake; calls end by the service's own post-call webhook.
 """
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,6 +21,7 @@ from prometheus_client import REGISTRY
 
 from dispatch.rounds import run_round
 from dispatch.windows import Window, is_open, next_opening
+from elevenlabs.client import ElevenLabsClient
 from elevenlabs.simulator import ERROR_429_CONCURRENCY
 
 pytestmark = pytest.mark.usefixtures("dials_the_simulator")
@@ -194,6 +196,29 @@ def test_entry_whose_call_is_still_initiating_is_never_redialled(
         assert run_round(worker, NOON_CHICAGO + timedelta(hours=hours)) == 0
     assert entry_states(conn) == {"+14155550100": "dialling"}
     assert dials_per_number(elevenlabs) == {"+14155550100": 1}
+
+
+def test_number_in_two_batches_whose_first_dial_may_have_been_placed_is_dialled_once(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    # The number ends in 6: ElevenLabs answers past our read timeout, then places the call.
+    post_batch(client, auth_headers, batch_body(["+14155550106"]))
+    post_batch(client, auth_headers, batch_body(["+14155550106"]))
+    impatient = ElevenLabsClient(
+        elevenlabs.base_url, "xi_test_key", connect_timeout=2, read_timeout=0.5
+    )
+    worker = replace(make_worker(), client=impatient)
+    assert run_round(worker, NOON_CHICAGO) == 1
+    # It may be ringing: the call stays in flight, its entry dialling, the reason on the call.
+    [(status, reason)] = conn.execute("SELECT status, failure_reason FROM calls").fetchall()
+    assert status == "initiating"
+    assert "may still have been placed" in reason
+    assert in_flight(conn) == 1
+    for minutes in (0, 1, 10):
+        assert run_round(worker, NOON_CHICAGO + timedelta(minutes=minutes)) == 0
+    states = conn.execute("SELECT state FROM call_batch_entries ORDER BY id").fetchall()
+    assert states == [("dialling",), ("queued",)]
+    assert dials_per_number(elevenlabs) == {"+14155550106": 1}
 
 
 def test_cancel_stops_what_was_not_dialled(client, conn, auth_headers, elevenlabs, make_worker):
