@@ -9,7 +9,8 @@ those calls: the cap holds across hosts, and no number gets two calls in flight.
 The worker that dialled moves its entry out of ``dialling``; ``settle`` moves entries
 on as their calls end (webhooks, or reconciliation). An entry whose call is still
 ``initiating`` (perhaps placed: a worker died mid-dial) waits for reconciliation to
-settle it: it is never redialled blind. ``now`` is passed in, so tests move the clock.
+settle it: it is never redialled blind; once reconciliation proves it was never placed,
+the entry is queued again. ``now`` is passed in, so tests move the clock.
 """
 
 import random
@@ -30,6 +31,7 @@ from dispatch.windows import Window, is_open, next_opening
 from elevenlabs.client import ElevenLabsClient
 from models import calls
 from observability import metrics
+from ops.reconcile import NEVER_PLACED
 
 DIALS_AT_ONCE = 8  # per worker; the cap across workers is MAX_CONCURRENT_CALLS
 PAUSE_SECONDS = 0.2  # between rounds while every slot is taken
@@ -52,7 +54,11 @@ WITH ended AS (
            c.status = 'failed' AND c.failure_reason = 'busy' AND b.status <> 'cancelled'
                AND e.busy_redials < b.redial_busy AS redial_busy,
            c.status = 'failed' AND c.failure_reason = 'no-answer' AND b.status <> 'cancelled'
-               AND e.no_answer_redials < b.redial_no_answer AS redial_no_answer
+               AND e.no_answer_redials < b.redial_no_answer AS redial_no_answer,
+           -- Reconciliation proved ElevenLabs never placed it: the driver was not
+           -- called, so queue it again at once; like a 429, not an attempt.
+           c.status = 'failed' AND c.failure_reason = %(never_placed)s
+               AND b.status <> 'cancelled' AS never_placed
       FROM call_batch_entries e
       JOIN calls c ON c.call_sid = e.current_call_sid
       JOIN call_batches b ON b.id = e.batch_id
@@ -66,11 +72,13 @@ UPDATE call_batch_entries e
    SET state = CASE WHEN ended.status = 'initiated' THEN 'in_call'
                     WHEN ended.status = 'completed' THEN 'completed'
                     WHEN ended.redial_busy OR ended.redial_no_answer THEN 'redial_scheduled'
+                    WHEN ended.never_placed THEN 'queued'
                     ELSE 'failed' END,
        busy_redials = e.busy_redials + ended.redial_busy::int,
        no_answer_redials = e.no_answer_redials + ended.redial_no_answer::int,
        next_attempt_at = CASE WHEN ended.redial_busy OR ended.redial_no_answer
                               THEN %(now)s + make_interval(mins => ended.spacing_minutes::int)
+                              WHEN ended.never_placed THEN %(now)s
                               ELSE e.next_attempt_at END,
        updated_at = now()
   FROM ended
@@ -286,6 +294,7 @@ def record_dial(conn, entry_id: int, backoffs: int, placed: PlacedCall, now: dat
 def settle(conn, now: datetime) -> int:
     """Move entries on whose calls ended; mark finished batches completed; return the count."""
     with conn.transaction():
-        moved = conn.execute(SETTLE, {"now": now, "orphan_after": ORPHAN_AFTER}).rowcount
+        params = {"now": now, "orphan_after": ORPHAN_AFTER, "never_placed": NEVER_PLACED}
+        moved = conn.execute(SETTLE, params).rowcount
         conn.execute(FINISH_BATCHES)
     return moved

@@ -19,10 +19,12 @@ from batch_support import (
 )
 from prometheus_client import REGISTRY
 
-from dispatch.rounds import run_round
+from dispatch.rounds import claim, run_round
 from dispatch.windows import Window, is_open, next_opening
 from elevenlabs.client import ElevenLabsClient
+from elevenlabs.conversations import Conversations
 from elevenlabs.simulator import ERROR_429_CONCURRENCY
+from ops.reconcile import reconcile
 
 pytestmark = pytest.mark.usefixtures("dials_the_simulator")
 
@@ -219,6 +221,46 @@ def test_number_in_two_batches_whose_first_dial_may_have_been_placed_is_dialled_
     states = conn.execute("SELECT state FROM call_batch_entries ORDER BY id").fetchall()
     assert states == [("dialling",), ("queued",)]
     assert dials_per_number(elevenlabs) == {"+14155550106": 1}
+
+
+def test_driver_whose_call_reconciliation_found_never_placed_is_dialled_again(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    elevenlabs.answer(fresh_ids=True)
+    batch_id = post_batch(client, auth_headers, batch_body(["+14155550100"]))
+    worker = make_worker()
+    # A worker commits its claim and dies before asking ElevenLabs.
+    with worker.pool.connection() as held:
+        assert len(claim(held, worker.settings, worker.defaults, NOON_CHICAGO, limit=8)) == 1
+    conn.execute("UPDATE calls SET created_at = now() - interval '20 minutes'")
+    conn.execute("UPDATE call_batch_entries SET updated_at = now() - interval '20 minutes'")
+    settled = reconcile(conn, Conversations(worker.client, elevenlabs.base_url), 15, out=print)
+    assert settled["failed"] == 1  # never placed
+    # Queued again, due now and not counted against the redials; then dialled.
+    assert run_round(worker, NOON_CHICAGO) == 1
+    assert entry_states(conn) == {"+14155550100": "in_call"}
+    dialled = [seen.body["to_number"] for seen in elevenlabs.received if seen.body]
+    assert dialled == ["+14155550100"]
+    shown = client.get(f"{BATCHES}/{batch_id}", headers=auth_headers).get_json()
+    assert shown["status"] == "running"
+    [entry] = shown["entries"]
+    assert [a["failure_reason"] for a in entry["attempts"]] == ["never placed", None]
+
+
+def test_entry_whose_call_was_never_placed_stays_failed_once_its_batch_is_cancelled(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    batch_id = post_batch(client, auth_headers, batch_body(["+14155550100"]))
+    worker = make_worker()
+    with worker.pool.connection() as held:
+        claim(held, worker.settings, worker.defaults, NOON_CHICAGO, limit=8)
+    client.post(f"{BATCHES}/{batch_id}/cancel", headers=auth_headers)
+    conn.execute("UPDATE calls SET created_at = now() - interval '20 minutes'")
+    conn.execute("UPDATE call_batch_entries SET updated_at = now() - interval '20 minutes'")
+    reconcile(conn, Conversations(worker.client, elevenlabs.base_url), 15, out=print)
+    assert run_round(worker, NOON_CHICAGO) == 0
+    assert entry_states(conn) == {"+14155550100": "failed"}
+    assert [seen.body for seen in elevenlabs.received] == [None]  # the list only: never dialled
 
 
 def test_cancel_stops_what_was_not_dialled(client, conn, auth_headers, elevenlabs, make_worker):
