@@ -4,10 +4,13 @@ Each test moves the clock by passing ``now``; nothing sleeps. ElevenLabs is the
 local fake; calls end by the service's own post-call webhook.
 """
 
+import time as clock
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from batch_support import (
     NOON_CHICAGO,
@@ -19,6 +22,7 @@ from batch_support import (
 )
 from prometheus_client import REGISTRY
 
+from dispatch import batches
 from dispatch.rounds import claim, run_round
 from dispatch.windows import Window, is_open, next_opening
 from elevenlabs.client import ElevenLabsClient
@@ -280,6 +284,40 @@ def test_cancel_stops_what_was_not_dialled(client, conn, auth_headers, elevenlab
     assert shown["counts"]["completed"] == 3 and shown["counts"]["cancelled"] == 5
     again = client.post(f"{BATCHES}/{batch_id}/cancel", headers=auth_headers)
     assert again.status_code == 200
+
+
+def waiting_on_a_lock(conn, pid: int) -> None:
+    """Return once backend ``pid`` waits on a lock (it got that far), or fail after 10 s."""
+    query = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s"
+    deadline = clock.monotonic() + 10
+    while conn.execute(query, (pid,)).fetchone()[0] != "Lock":
+        assert clock.monotonic() < deadline, f"backend {pid} never waited on a lock"
+        clock.sleep(0.01)
+
+
+def test_cancelling_a_pending_batch_during_its_first_claim_waits_for_it_and_never_deadlocks(
+    client, conn, database_url, auth_headers, elevenlabs, make_worker
+):
+    batch_id = post_batch(client, auth_headers, batch_body(numbers(2)))
+    worker = make_worker()
+    with (
+        psycopg.connect(database_url, autocommit=True) as claiming,
+        psycopg.connect(database_url, autocommit=True) as cancelling,
+        psycopg.connect(database_url) as blocker,
+        ThreadPoolExecutor(max_workers=2) as threads,
+    ):
+        # Hold the claim between locking its entries and writing their calls.
+        blocker.execute("LOCK TABLE calls IN SHARE MODE")
+        claimed = threads.submit(
+            claim, claiming, worker.settings, worker.defaults, NOON_CHICAGO, limit=8
+        )
+        waiting_on_a_lock(conn, claiming.info.backend_pid)
+        cancelled = threads.submit(batches.cancel, cancelling, batch_id)
+        waiting_on_a_lock(conn, cancelling.info.backend_pid)
+        blocker.rollback()  # the claim goes on: it writes its calls and marks the batch running
+        assert len(claimed.result(timeout=30)) == 2
+        assert cancelled.result(timeout=30) == "cancelled"
+    assert entry_states(conn) == {number: "dialling" for number in numbers(2)}
 
 
 def test_cancelling_a_completed_batch_returns_409(
