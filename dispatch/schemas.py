@@ -1,5 +1,6 @@
 """The shapes of batches and suppressions: what a request may hold, how a batch is shown."""
 
+from datetime import UTC, datetime, timedelta
 from zoneinfo import available_timezones
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -14,6 +15,17 @@ MAX_REDIALS = 10
 # IANA names from tzdata (no file paths, no "local"); a dict: ordered for the document's
 # enum, one hash look-up for each entry of a batch.
 ZONES = dict.fromkeys(sorted(available_timezones()))
+
+
+# How far ahead a batch may be deferred: a year, leap day included. It also keeps every
+# instant the worker derives from it (in UTC, the next window's day) before year 9999 ends.
+NOT_BEFORE_AHEAD = timedelta(days=366)
+
+
+def within_a_year(value: datetime) -> None:
+    """Refuse a ``not_before`` more than a year from now (an aware datetime)."""
+    if value > datetime.now(UTC) + NOT_BEFORE_AHEAD:
+        raise ValidationError("Must be at most a year (366 days) from now.")
 
 
 class TimeOfDay(fields.String):
@@ -77,7 +89,11 @@ class BatchRequestSchema(Schema):
         load_default=None,
         metadata={"description": "start before end: no overnight windows"},
     )
-    not_before = fields.AwareDateTime(load_default=None)
+    not_before = fields.AwareDateTime(
+        load_default=None,
+        validate=within_a_year,
+        metadata={"description": "with a zone; at most a year (366 days) from now"},
+    )
     redial = fields.Nested(RedialSchema, load_default=lambda: RedialSchema().load({}))
     agent_id = fields.String(load_default=None, validate=ELEVENLABS_ID)
     agent_phone_number_id = fields.String(load_default=None, validate=ELEVENLABS_ID)
