@@ -13,8 +13,11 @@ from errors import ApiError
 MAX_CALLS = 10_000
 MAX_REDIALS = 10
 # IANA names from tzdata (no file paths, no "local"); a dict: ordered for the document's
-# enum, one hash look-up for each entry of a batch.
-ZONES = dict.fromkeys(sorted(available_timezones()))
+# enum, one hash look-up for each entry of a batch. Not "localtime" (on Debian a link to
+# the host's /etc/localtime: a window would follow whichever host runs the worker) nor
+# "Factory" (no real offset).
+NOT_ZONES = {"localtime", "Factory"}
+ZONES = dict.fromkeys(sorted(available_timezones() - NOT_ZONES))
 
 
 # How far ahead a batch may be deferred: a year, leap day included. It also keeps every

@@ -56,6 +56,14 @@ def test_batch_is_accepted_with_every_driver_queued(client, conn, auth_headers):
             },
             "calls",
         ),
+        (
+            {"calls": [{"driver_id": 1, "phone_number": "+14155550100", "timezone": "localtime"}]},
+            "calls",
+        ),
+        (
+            {"calls": [{"driver_id": 1, "phone_number": "+14155550100", "timezone": "Factory"}]},
+            "calls",
+        ),
         ({"window": {"start": "20:00", "end": "08:00"}}, "window"),
         ({"window": {"start": "8am", "end": "20:00"}}, "window"),
         ({"window": {"start": "08:00", "end": "24:00"}}, "window"),
@@ -76,6 +84,8 @@ def test_batch_is_accepted_with_every_driver_queued(client, conn, auth_headers):
         "number_twice",
         "unknown_time_zone",
         "time_zone_path",
+        "time_zone_localtime_of_the_host",
+        "time_zone_factory_without_an_offset",
         "window_ends_before_it_starts",
         "window_not_hh_mm",
         "window_hour_24",
