@@ -4,7 +4,8 @@
 flight (``initiating`` or ``initiated``, younger than ``CALL_MAX_MINUTES``, single calls
 included), picks at most as many due entries as there are free slots, skipping numbers
 with a call in flight, and writes each one's call row. The next worker's count sees
-those calls: the cap holds across hosts, and no number gets two calls in flight.
+those calls: the cap holds across hosts, and no number gets two calls in flight. While
+an entry waits out a 429's backoff, nothing is claimed: the limit is the account's.
 
 The worker that dialled moves its entry out of ``dialling``; ``settle`` moves entries
 on as their calls end (webhooks, or reconciliation). An entry whose call is still
@@ -102,6 +103,18 @@ NUMBERS_IN_FLIGHT = """
 SELECT phone_number FROM calls
  WHERE status IN ('initiating', 'initiated')
    AND created_at > now() - make_interval(secs => %s)
+"""
+
+# ElevenLabs' 429 speaks for the whole account: while an entry waits out its backoff
+# (put back ``queued`` with ``backoffs`` > 0, due within MAX_BACKOFF_SECONDS), no entry
+# is claimed. The range keeps the look-up a short scan of the due index.
+PAUSED_BY_A_429 = """
+SELECT EXISTS (
+    SELECT 1 FROM call_batch_entries e JOIN call_batches b ON b.id = e.batch_id
+     WHERE e.state = 'queued' AND e.backoffs > 0
+       AND e.next_attempt_at > %(now)s
+       AND e.next_attempt_at <= %(now)s + make_interval(secs => %(longest)s)
+       AND b.status IN ('pending', 'running'))
 """
 
 DUE_ENTRIES = """
@@ -210,6 +223,9 @@ def claim(conn, settings: DispatchSettings, defaults: dict, now: datetime, limit
         in_flight = [row[0] for row in conn.execute(NUMBERS_IN_FLIGHT, (minutes * 60,))]
         free = min(limit, settings.max_concurrent_calls - len(in_flight))
         if free <= 0:
+            return []
+        paused = {"now": now, "longest": MAX_BACKOFF_SECONDS}
+        if conn.execute(PAUSED_BY_A_429, paused).fetchone()[0]:
             return []
         busy = set(in_flight)
         with conn.cursor(row_factory=dict_row) as cur:

@@ -157,7 +157,13 @@ class EntrySchema(Schema):
     state = fields.String()
     next_attempt_at = fields.DateTime()
     backoffs = fields.Integer()
-    attempts = fields.List(fields.Nested(AttemptSchema))
+    attempts = fields.List(
+        fields.Nested(AttemptSchema),
+        metadata={
+            "description": "every call written for the entry; ElevenLabs' 429s are among "
+            "them but never count against the redials"
+        },
+    )
 
 
 class BatchSchema(Schema):

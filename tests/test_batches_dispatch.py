@@ -186,6 +186,28 @@ def test_429_puts_the_entry_back_with_backoff_and_is_not_an_attempt(
     assert placed == ("in_call", 0)  # the next 429 of this entry waits from the start again
 
 
+def test_a_429_ends_the_round_and_pauses_every_claim_until_its_backoff_ends(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    # Numbers ending in 5: ElevenLabs refuses every call, too_many_concurrent_requests.
+    batch_id = post_batch(client, auth_headers, batch_body(numbers(300, 5)))
+    worker = make_worker(cap=5)
+    assert run_round(worker, NOON_CHICAGO) == 5
+    # The account is over its limit: no other entry is dialled while the backoff runs.
+    for seconds in (0, 1, 2):
+        assert run_round(worker, NOON_CHICAGO + timedelta(seconds=seconds)) == 0
+    assert len(elevenlabs.received) == 5
+    [resumes] = conn.execute("SELECT max(next_attempt_at) FROM call_batch_entries").fetchone()
+    assert run_round(worker, resumes - timedelta(milliseconds=1)) == 0
+    assert run_round(worker, resumes) == 5
+    # Shown among the entry's attempts, but never counted against its redials.
+    shown = client.get(f"{BATCHES}/{batch_id}", headers=auth_headers).get_json()
+    refused = [entry for entry in shown["entries"] if entry["backoffs"]]
+    assert len(refused) == 10
+    assert all(entry["state"] == "queued" for entry in refused)
+    assert "too_many_concurrent_requests" in refused[0]["attempts"][0]["failure_reason"]
+
+
 def test_entry_whose_call_is_still_initiating_is_never_redialled(
     client, conn, auth_headers, elevenlabs, make_worker
 ):
