@@ -132,8 +132,9 @@ def _dial(call, order: placing.CallOrder, api_called_at: datetime):
     if (exc := placed.error) is not None:
         log.warning("call %s failed (%s): %s", call.call_sid, exc.kind, mask_phones_in(exc.reason))
         message = (
-            "ElevenLabs' answer was lost or broken: the call may have been placed. It is "
-            "recorded as failed; check it before placing it again."
+            "ElevenLabs' answer was lost or broken: the call may have been placed. It stays "
+            "'initiating' until its webhook or reconciliation settles it; do not place it "
+            "again before then."
             if exc.may_have_dialled
             else "ElevenLabs did not place the call; it is recorded as failed."
         )

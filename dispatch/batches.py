@@ -141,9 +141,19 @@ def cancel(conn, batch_id: str) -> str | None:
     """Cancel the batch and every entry not dialled yet; return its status (None: unknown).
 
     An entry being dialled holds its row lock until its call is written: the UPDATE
-    waits for it, then leaves it alone, so nothing is cancelled half-way.
+    waits for it, then leaves it alone, so nothing is cancelled half-way. The entries
+    are locked before the batch, the order a claim takes them in (it marks the batch
+    running after locking its entries): the other order deadlocks with a first claim.
     """
     with conn.transaction():
+        conn.execute(
+            """
+            UPDATE call_batch_entries SET state = 'cancelled', updated_at = now()
+             WHERE batch_id = (SELECT id FROM call_batches WHERE batch_id = %s)
+               AND state IN ('queued', 'waiting_window', 'redial_scheduled')
+            """,
+            (batch_id,),
+        )
         row = conn.execute(
             """
             UPDATE call_batches
@@ -153,17 +163,8 @@ def cancel(conn, batch_id: str) -> str | None:
                                        ELSE cancelled_at END,
                    updated_at = now()
              WHERE batch_id = %s
-            RETURNING id, status
+            RETURNING status
             """,
             (batch_id,),
         ).fetchone()
-        if row is None:
-            return None
-        conn.execute(
-            """
-            UPDATE call_batch_entries SET state = 'cancelled', updated_at = now()
-             WHERE batch_id = %s AND state IN ('queued', 'waiting_window', 'redial_scheduled')
-            """,
-            (row[0],),
-        )
-    return row[1]
+    return None if row is None else row[0]

@@ -3,6 +3,9 @@
 The row is written and committed ``initiating`` before ElevenLabs is asked, once: a
 request that may have reached ElevenLabs is never sent again (a retry can ring a driver
 twice). Its answer moves the call to ``initiated`` or ``failed``; a 429 placed nothing.
+A failure after which the call may have been placed (a timeout, a cut answer, a 5xx, a
+bug of ours) leaves it ``initiating``, its reason noted: it counts in flight until its
+webhook or reconciliation settles it.
 """
 
 import logging
@@ -79,19 +82,20 @@ def dial(
         # Counted before any connection is taken: the answer happened even if writing it fails.
         metrics.record_elevenlabs_call(exc.kind, time.monotonic() - sent)
         refused = {"placed": False, "reason": exc.reason, "may_have_dialled": exc.may_have_dialled}
+        record = calls.note_may_have_dialled if exc.may_have_dialled else calls.mark_failed
         with _recording(call.call_sid, refused):
             conn = connect()
-            failed = calls.mark_failed(
-                conn, call.call_sid, reason=exc.reason, api_called_at=api_called_at
-            )
+            noted = record(conn, call.call_sid, reason=exc.reason, api_called_at=api_called_at)
             # Already ended by a webhook that outran this answer: the call as it stands.
-            recorded = failed or calls.by_call_sid(conn, call.call_sid)
-        metrics.record_call_outcome(calls.FAILED)
-        log.warning("call %s not placed (%s)", call.call_sid, exc.kind)
+            recorded = noted or calls.by_call_sid(conn, call.call_sid)
+        metrics.record_call_outcome(calls.INITIATING if exc.may_have_dialled else calls.FAILED)
+        said = "may have been placed" if exc.may_have_dialled else "not placed"
+        log.warning("call %s %s (%s)", call.call_sid, said, exc.kind)
         return PlacedCall(recorded, exc)
     except Exception:
-        # Our own bug must not leave the row 'initiating' for ever: record it, then fail loudly.
-        calls.mark_failed(
+        # Our own bug, perhaps after the request left: note it on the call, left
+        # 'initiating' for reconciliation to settle, then fail loudly.
+        calls.note_may_have_dialled(
             connect(),
             call.call_sid,
             reason="unexpected error in this service while calling ElevenLabs (see its logs); "

@@ -4,12 +4,14 @@
 flight (``initiating`` or ``initiated``, younger than ``CALL_MAX_MINUTES``, single calls
 included), picks at most as many due entries as there are free slots, skipping numbers
 with a call in flight, and writes each one's call row. The next worker's count sees
-those calls: the cap holds across hosts, and no number gets two calls in flight.
+those calls: the cap holds across hosts, and no number gets two calls in flight. While
+an entry waits out a 429's backoff, nothing is claimed: the limit is the account's.
 
 The worker that dialled moves its entry out of ``dialling``; ``settle`` moves entries
 on as their calls end (webhooks, or reconciliation). An entry whose call is still
 ``initiating`` (perhaps placed: a worker died mid-dial) waits for reconciliation to
-settle it: it is never redialled blind. ``now`` is passed in, so tests move the clock.
+settle it: it is never redialled blind; once reconciliation proves it was never placed,
+the entry is queued again. ``now`` is passed in, so tests move the clock.
 """
 
 import random
@@ -30,6 +32,7 @@ from dispatch.windows import Window, is_open, next_opening
 from elevenlabs.client import ElevenLabsClient
 from models import calls
 from observability import metrics
+from ops.reconcile import NEVER_PLACED
 
 DIALS_AT_ONCE = 8  # per worker; the cap across workers is MAX_CONCURRENT_CALLS
 PAUSE_SECONDS = 0.2  # between rounds while every slot is taken
@@ -52,7 +55,11 @@ WITH ended AS (
            c.status = 'failed' AND c.failure_reason = 'busy' AND b.status <> 'cancelled'
                AND e.busy_redials < b.redial_busy AS redial_busy,
            c.status = 'failed' AND c.failure_reason = 'no-answer' AND b.status <> 'cancelled'
-               AND e.no_answer_redials < b.redial_no_answer AS redial_no_answer
+               AND e.no_answer_redials < b.redial_no_answer AS redial_no_answer,
+           -- Reconciliation proved ElevenLabs never placed it: the driver was not
+           -- called, so queue it again at once; like a 429, not an attempt.
+           c.status = 'failed' AND c.failure_reason = %(never_placed)s
+               AND b.status <> 'cancelled' AS never_placed
       FROM call_batch_entries e
       JOIN calls c ON c.call_sid = e.current_call_sid
       JOIN call_batches b ON b.id = e.batch_id
@@ -66,11 +73,13 @@ UPDATE call_batch_entries e
    SET state = CASE WHEN ended.status = 'initiated' THEN 'in_call'
                     WHEN ended.status = 'completed' THEN 'completed'
                     WHEN ended.redial_busy OR ended.redial_no_answer THEN 'redial_scheduled'
+                    WHEN ended.never_placed THEN 'queued'
                     ELSE 'failed' END,
        busy_redials = e.busy_redials + ended.redial_busy::int,
        no_answer_redials = e.no_answer_redials + ended.redial_no_answer::int,
        next_attempt_at = CASE WHEN ended.redial_busy OR ended.redial_no_answer
                               THEN %(now)s + make_interval(mins => ended.spacing_minutes::int)
+                              WHEN ended.never_placed THEN %(now)s
                               ELSE e.next_attempt_at END,
        updated_at = now()
   FROM ended
@@ -94,6 +103,18 @@ NUMBERS_IN_FLIGHT = """
 SELECT phone_number FROM calls
  WHERE status IN ('initiating', 'initiated')
    AND created_at > now() - make_interval(secs => %s)
+"""
+
+# ElevenLabs' 429 speaks for the whole account: while an entry waits out its backoff
+# (put back ``queued`` with ``backoffs`` > 0, due within MAX_BACKOFF_SECONDS), no entry
+# is claimed. The range keeps the look-up a short scan of the due index.
+PAUSED_BY_A_429 = """
+SELECT EXISTS (
+    SELECT 1 FROM call_batch_entries e JOIN call_batches b ON b.id = e.batch_id
+     WHERE e.state = 'queued' AND e.backoffs > 0
+       AND e.next_attempt_at > %(now)s
+       AND e.next_attempt_at <= %(now)s + make_interval(secs => %(longest)s)
+       AND b.status IN ('pending', 'running'))
 """
 
 DUE_ENTRIES = """
@@ -203,6 +224,9 @@ def claim(conn, settings: DispatchSettings, defaults: dict, now: datetime, limit
         free = min(limit, settings.max_concurrent_calls - len(in_flight))
         if free <= 0:
             return []
+        paused = {"now": now, "longest": MAX_BACKOFF_SECONDS}
+        if conn.execute(PAUSED_BY_A_429, paused).fetchone()[0]:
+            return []
         busy = set(in_flight)
         with conn.cursor(row_factory=dict_row) as cur:
             agent = {
@@ -262,7 +286,8 @@ def backoff_seconds(backoffs: int) -> float:
 
 
 def record_dial(conn, entry_id: int, backoffs: int, placed: PlacedCall, now: datetime) -> None:
-    """Move a dialled entry on: in_call, back in the queue after a 429, or failed.
+    """Move a dialled entry on: in_call, back in the queue after a 429, or failed;
+    left dialling when its call may have been placed, for ``settle`` to move on.
 
     ``backoffs`` counts the 429s in a row: any other answer starts the count again,
     so a redial days later does not wait as long as the last of an earlier run of 429s.
@@ -274,6 +299,8 @@ def record_dial(conn, entry_id: int, backoffs: int, placed: PlacedCall, now: dat
         state, in_a_row = "queued", backoffs + 1
         metrics.record_batch_backoff()
         again_at = now + timedelta(seconds=backoff_seconds(backoffs))
+    elif placed.error.may_have_dialled:  # its call stays initiating until it is settled
+        state = "dialling"
     else:
         state = "failed"
     params = {"state": state, "again_at": again_at, "backoffs": in_a_row, "entry": entry_id}
@@ -283,6 +310,7 @@ def record_dial(conn, entry_id: int, backoffs: int, placed: PlacedCall, now: dat
 def settle(conn, now: datetime) -> int:
     """Move entries on whose calls ended; mark finished batches completed; return the count."""
     with conn.transaction():
-        moved = conn.execute(SETTLE, {"now": now, "orphan_after": ORPHAN_AFTER}).rowcount
+        params = {"now": now, "orphan_after": ORPHAN_AFTER, "never_placed": NEVER_PLACED}
+        moved = conn.execute(SETTLE, params).rowcount
         conn.execute(FINISH_BATCHES)
     return moved

@@ -1,5 +1,6 @@
 """The shapes of batches and suppressions: what a request may hold, how a batch is shown."""
 
+from datetime import UTC, datetime, timedelta
 from zoneinfo import available_timezones
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -12,8 +13,22 @@ from errors import ApiError
 MAX_CALLS = 10_000
 MAX_REDIALS = 10
 # IANA names from tzdata (no file paths, no "local"); a dict: ordered for the document's
-# enum, one hash look-up for each entry of a batch.
-ZONES = dict.fromkeys(sorted(available_timezones()))
+# enum, one hash look-up for each entry of a batch. Not "localtime" (on Debian a link to
+# the host's /etc/localtime: a window would follow whichever host runs the worker) nor
+# "Factory" (no real offset).
+NOT_ZONES = {"localtime", "Factory"}
+ZONES = dict.fromkeys(sorted(available_timezones() - NOT_ZONES))
+
+
+# How far ahead a batch may be deferred: a year, leap day included. It also keeps every
+# instant the worker derives from it (in UTC, the next window's day) before year 9999 ends.
+NOT_BEFORE_AHEAD = timedelta(days=366)
+
+
+def within_a_year(value: datetime) -> None:
+    """Refuse a ``not_before`` more than a year from now (an aware datetime)."""
+    if value > datetime.now(UTC) + NOT_BEFORE_AHEAD:
+        raise ValidationError("Must be at most a year (366 days) from now.")
 
 
 class TimeOfDay(fields.String):
@@ -77,7 +92,11 @@ class BatchRequestSchema(Schema):
         load_default=None,
         metadata={"description": "start before end: no overnight windows"},
     )
-    not_before = fields.AwareDateTime(load_default=None)
+    not_before = fields.AwareDateTime(
+        load_default=None,
+        validate=within_a_year,
+        metadata={"description": "with a zone; at most a year (366 days) from now"},
+    )
     redial = fields.Nested(RedialSchema, load_default=lambda: RedialSchema().load({}))
     agent_id = fields.String(load_default=None, validate=ELEVENLABS_ID)
     agent_phone_number_id = fields.String(load_default=None, validate=ELEVENLABS_ID)
@@ -138,7 +157,13 @@ class EntrySchema(Schema):
     state = fields.String()
     next_attempt_at = fields.DateTime()
     backoffs = fields.Integer()
-    attempts = fields.List(fields.Nested(AttemptSchema))
+    attempts = fields.List(
+        fields.Nested(AttemptSchema),
+        metadata={
+            "description": "every call written for the entry; ElevenLabs' 429s are among "
+            "them but never count against the redials"
+        },
+    )
 
 
 class BatchSchema(Schema):

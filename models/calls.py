@@ -212,3 +212,25 @@ def stuck_initiating(conn, *, older_than_minutes: float, limit: int = 100) -> li
     """
     rows = conn.cursor(row_factory=class_row(Call)).execute(query, (older_than_minutes * 60, limit))
     return rows.fetchall()
+
+
+def note_may_have_dialled(
+    conn, call_sid: str, *, reason: str, api_called_at: datetime | None = None
+) -> Call | None:
+    """Record why ElevenLabs' answer is unknown on a call it may have placed, left ``initiating``.
+
+    Not ``failed``, a final status: the call must go on counting in flight (no second
+    call to the number, the cap holds) until its webhook or reconciliation settles it.
+    A call a webhook already moved on is left alone.
+    """
+    return _one(
+        conn,
+        f"""
+        UPDATE calls
+           SET failure_reason = %s, api_called_at = COALESCE(api_called_at, %s),
+               updated_at = now()
+         WHERE call_sid = %s AND status = 'initiating'
+        RETURNING {COLUMNS}
+        """,
+        (reason, api_called_at, call_sid),
+    )

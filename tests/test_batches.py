@@ -1,5 +1,7 @@
 """``/driver_data/call-batches``: a batch is validated whole, stored, shown and cancelled."""
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 from batch_support import batch_body, numbers
 
@@ -54,11 +56,27 @@ def test_batch_is_accepted_with_every_driver_queued(client, conn, auth_headers):
             },
             "calls",
         ),
+        (
+            {"calls": [{"driver_id": 1, "phone_number": "+14155550100", "timezone": "localtime"}]},
+            "calls",
+        ),
+        (
+            {"calls": [{"driver_id": 1, "phone_number": "+14155550100", "timezone": "Factory"}]},
+            "calls",
+        ),
         ({"window": {"start": "20:00", "end": "08:00"}}, "window"),
         ({"window": {"start": "8am", "end": "20:00"}}, "window"),
         ({"window": {"start": "08:00", "end": "24:00"}}, "window"),
         ({"redial": {"busy": -1}}, "redial"),
         ({"not_before": "2026-06-10T08:00:00"}, "not_before"),
+        ({"not_before": "9999-12-31T23:30:00-05:00"}, "not_before"),
+        (
+            {
+                "not_before": "9999-12-31T23:59:59+00:00",
+                "window": {"start": "00:00", "end": "00:01"},
+            },
+            "not_before",
+        ),
         ({"calls": []}, "calls"),
         ({"name": "night\x00shift"}, "name"),
     ],
@@ -66,11 +84,15 @@ def test_batch_is_accepted_with_every_driver_queued(client, conn, auth_headers):
         "number_twice",
         "unknown_time_zone",
         "time_zone_path",
+        "time_zone_localtime_of_the_host",
+        "time_zone_factory_without_an_offset",
         "window_ends_before_it_starts",
         "window_not_hh_mm",
         "window_hour_24",
         "negative_redial",
         "not_before_without_zone",
+        "not_before_in_year_9999",
+        "not_before_at_the_end_of_year_9999",
         "no_calls",
         "name_with_nul",
     ],
@@ -117,9 +139,23 @@ def test_batch_too_large_to_read_returns_413_and_writes_nothing(client, conn, au
     assert batch_rows(conn) == (0, 0)
 
 
+def test_batch_not_before_more_than_a_year_ahead_returns_400_and_writes_nothing(
+    client, conn, auth_headers
+):
+    later = (datetime.now(UTC) + timedelta(days=367)).isoformat()
+    response = client.post(
+        BATCHES, json=batch_body(numbers(2), not_before=later), headers=auth_headers
+    )
+    assert response.status_code == 400, response.get_json()
+    assert "at most a year" in response.get_json()["details"]["not_before"][0]
+    assert batch_rows(conn) == (0, 0)
+
+
 def test_batch_not_before_a_time_with_a_16_hour_offset_is_stored(client, conn, auth_headers):
     # Python allows offsets up to 24 h, PostgreSQL's timestamptz text only up to 15:59.
-    body = batch_body(numbers(2), not_before="2999-05-10T16:24:38.65+16:34")
+    far_east = timezone(timedelta(hours=16, minutes=34))
+    soon = (datetime.now(UTC) + timedelta(days=300)).astimezone(far_east).isoformat()
+    body = batch_body(numbers(2), not_before=soon)
     response = client.post(BATCHES, json=body, headers=auth_headers)
     assert response.status_code == 202, response.get_json()
     assert batch_rows(conn) == (1, 2)

@@ -4,9 +4,13 @@ Each test moves the clock by passing ``now``; nothing sleeps. ElevenLabs is the
 local fake; calls end by the service's own post-call webhook.
 """
 
+import time as clock
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from batch_support import (
     NOON_CHICAGO,
@@ -18,9 +22,13 @@ from batch_support import (
 )
 from prometheus_client import REGISTRY
 
-from dispatch.rounds import run_round
+from dispatch import batches
+from dispatch.rounds import claim, run_round
 from dispatch.windows import Window, is_open, next_opening
+from elevenlabs.client import ElevenLabsClient
+from elevenlabs.conversations import Conversations
 from elevenlabs.simulator import ERROR_429_CONCURRENCY
+from ops.reconcile import reconcile
 
 pytestmark = pytest.mark.usefixtures("dials_the_simulator")
 
@@ -178,6 +186,28 @@ def test_429_puts_the_entry_back_with_backoff_and_is_not_an_attempt(
     assert placed == ("in_call", 0)  # the next 429 of this entry waits from the start again
 
 
+def test_a_429_ends_the_round_and_pauses_every_claim_until_its_backoff_ends(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    # Numbers ending in 5: ElevenLabs refuses every call, too_many_concurrent_requests.
+    batch_id = post_batch(client, auth_headers, batch_body(numbers(300, 5)))
+    worker = make_worker(cap=5)
+    assert run_round(worker, NOON_CHICAGO) == 5
+    # The account is over its limit: no other entry is dialled while the backoff runs.
+    for seconds in (0, 1, 2):
+        assert run_round(worker, NOON_CHICAGO + timedelta(seconds=seconds)) == 0
+    assert len(elevenlabs.received) == 5
+    [resumes] = conn.execute("SELECT max(next_attempt_at) FROM call_batch_entries").fetchone()
+    assert run_round(worker, resumes - timedelta(milliseconds=1)) == 0
+    assert run_round(worker, resumes) == 5
+    # Shown among the entry's attempts, but never counted against its redials.
+    shown = client.get(f"{BATCHES}/{batch_id}", headers=auth_headers).get_json()
+    refused = [entry for entry in shown["entries"] if entry["backoffs"]]
+    assert len(refused) == 10
+    assert all(entry["state"] == "queued" for entry in refused)
+    assert "too_many_concurrent_requests" in refused[0]["attempts"][0]["failure_reason"]
+
+
 def test_entry_whose_call_is_still_initiating_is_never_redialled(
     client, conn, auth_headers, elevenlabs, make_worker
 ):
@@ -194,6 +224,69 @@ def test_entry_whose_call_is_still_initiating_is_never_redialled(
         assert run_round(worker, NOON_CHICAGO + timedelta(hours=hours)) == 0
     assert entry_states(conn) == {"+14155550100": "dialling"}
     assert dials_per_number(elevenlabs) == {"+14155550100": 1}
+
+
+def test_number_in_two_batches_whose_first_dial_may_have_been_placed_is_dialled_once(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    # The number ends in 6: ElevenLabs answers past our read timeout, then places the call.
+    post_batch(client, auth_headers, batch_body(["+14155550106"]))
+    post_batch(client, auth_headers, batch_body(["+14155550106"]))
+    impatient = ElevenLabsClient(
+        elevenlabs.base_url, "xi_test_key", connect_timeout=2, read_timeout=0.5
+    )
+    worker = replace(make_worker(), client=impatient)
+    assert run_round(worker, NOON_CHICAGO) == 1
+    # It may be ringing: the call stays in flight, its entry dialling, the reason on the call.
+    [(status, reason)] = conn.execute("SELECT status, failure_reason FROM calls").fetchall()
+    assert status == "initiating"
+    assert "may still have been placed" in reason
+    assert in_flight(conn) == 1
+    for minutes in (0, 1, 10):
+        assert run_round(worker, NOON_CHICAGO + timedelta(minutes=minutes)) == 0
+    states = conn.execute("SELECT state FROM call_batch_entries ORDER BY id").fetchall()
+    assert states == [("dialling",), ("queued",)]
+    assert dials_per_number(elevenlabs) == {"+14155550106": 1}
+
+
+def test_driver_whose_call_reconciliation_found_never_placed_is_dialled_again(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    elevenlabs.answer(fresh_ids=True)
+    batch_id = post_batch(client, auth_headers, batch_body(["+14155550100"]))
+    worker = make_worker()
+    # A worker commits its claim and dies before asking ElevenLabs.
+    with worker.pool.connection() as held:
+        assert len(claim(held, worker.settings, worker.defaults, NOON_CHICAGO, limit=8)) == 1
+    conn.execute("UPDATE calls SET created_at = now() - interval '20 minutes'")
+    conn.execute("UPDATE call_batch_entries SET updated_at = now() - interval '20 minutes'")
+    settled = reconcile(conn, Conversations(worker.client, elevenlabs.base_url), 15, out=print)
+    assert settled["failed"] == 1  # never placed
+    # Queued again, due now and not counted against the redials; then dialled.
+    assert run_round(worker, NOON_CHICAGO) == 1
+    assert entry_states(conn) == {"+14155550100": "in_call"}
+    dialled = [seen.body["to_number"] for seen in elevenlabs.received if seen.body]
+    assert dialled == ["+14155550100"]
+    shown = client.get(f"{BATCHES}/{batch_id}", headers=auth_headers).get_json()
+    assert shown["status"] == "running"
+    [entry] = shown["entries"]
+    assert [a["failure_reason"] for a in entry["attempts"]] == ["never placed", None]
+
+
+def test_entry_whose_call_was_never_placed_stays_failed_once_its_batch_is_cancelled(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    batch_id = post_batch(client, auth_headers, batch_body(["+14155550100"]))
+    worker = make_worker()
+    with worker.pool.connection() as held:
+        claim(held, worker.settings, worker.defaults, NOON_CHICAGO, limit=8)
+    client.post(f"{BATCHES}/{batch_id}/cancel", headers=auth_headers)
+    conn.execute("UPDATE calls SET created_at = now() - interval '20 minutes'")
+    conn.execute("UPDATE call_batch_entries SET updated_at = now() - interval '20 minutes'")
+    reconcile(conn, Conversations(worker.client, elevenlabs.base_url), 15, out=print)
+    assert run_round(worker, NOON_CHICAGO) == 0
+    assert entry_states(conn) == {"+14155550100": "failed"}
+    assert [seen.body for seen in elevenlabs.received] == [None]  # the list only: never dialled
 
 
 def test_cancel_stops_what_was_not_dialled(client, conn, auth_headers, elevenlabs, make_worker):
@@ -213,6 +306,40 @@ def test_cancel_stops_what_was_not_dialled(client, conn, auth_headers, elevenlab
     assert shown["counts"]["completed"] == 3 and shown["counts"]["cancelled"] == 5
     again = client.post(f"{BATCHES}/{batch_id}/cancel", headers=auth_headers)
     assert again.status_code == 200
+
+
+def waiting_on_a_lock(conn, pid: int) -> None:
+    """Return once backend ``pid`` waits on a lock (it got that far), or fail after 10 s."""
+    query = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s"
+    deadline = clock.monotonic() + 10
+    while conn.execute(query, (pid,)).fetchone()[0] != "Lock":
+        assert clock.monotonic() < deadline, f"backend {pid} never waited on a lock"
+        clock.sleep(0.01)
+
+
+def test_cancelling_a_pending_batch_during_its_first_claim_waits_for_it_and_never_deadlocks(
+    client, conn, database_url, auth_headers, elevenlabs, make_worker
+):
+    batch_id = post_batch(client, auth_headers, batch_body(numbers(2)))
+    worker = make_worker()
+    with (
+        psycopg.connect(database_url, autocommit=True) as claiming,
+        psycopg.connect(database_url, autocommit=True) as cancelling,
+        psycopg.connect(database_url) as blocker,
+        ThreadPoolExecutor(max_workers=2) as threads,
+    ):
+        # Hold the claim between locking its entries and writing their calls.
+        blocker.execute("LOCK TABLE calls IN SHARE MODE")
+        claimed = threads.submit(
+            claim, claiming, worker.settings, worker.defaults, NOON_CHICAGO, limit=8
+        )
+        waiting_on_a_lock(conn, claiming.info.backend_pid)
+        cancelled = threads.submit(batches.cancel, cancelling, batch_id)
+        waiting_on_a_lock(conn, cancelling.info.backend_pid)
+        blocker.rollback()  # the claim goes on: it writes its calls and marks the batch running
+        assert len(claimed.result(timeout=30)) == 2
+        assert cancelled.result(timeout=30) == "cancelled"
+    assert entry_states(conn) == {number: "dialling" for number in numbers(2)}
 
 
 def test_cancelling_a_completed_batch_returns_409(

@@ -89,7 +89,7 @@ def test_batch_of_200_with_cap_5_never_has_more_than_5_in_flight_with_two_worker
     assert set(dials_per_number(elevenlabs).values()) == {1}
 
 
-def test_worker_killed_mid_dial_leaves_a_call_that_is_never_dialled_twice(
+def test_worker_killed_mid_dial_is_redialled_only_once_reconciliation_finds_it_never_placed(
     client, conn, database_url, app_config, auth_headers, elevenlabs, start_worker
 ):
     dialled = threading.Event()
@@ -107,13 +107,13 @@ def test_worker_killed_mid_dial_leaves_a_call_that_is_never_dialled_twice(
     for hours in (0, 1, 24):
         assert run_round(survivor, datetime.now(UTC) + timedelta(hours=hours)) == 0
     assert len(elevenlabs.received) == 1
-    # Reconciliation finds it never placed; the entry then follows its call.
+    # Reconciliation finds it never placed: the driver was not called, so is dialled now.
     calls.mark_failed(conn, call[0], reason="never placed")
     conn.execute("UPDATE call_batch_entries SET updated_at = now() - interval '1 hour'")
-    run_round(survivor, datetime.now(UTC))
+    assert run_round(survivor, datetime.now(UTC)) == 1
     state = conn.execute("SELECT state FROM call_batch_entries").fetchone()[0]
-    assert state == "failed"
-    assert len(elevenlabs.received) == 1
+    assert state == "in_call"
+    assert len(elevenlabs.received) == 2
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,8 @@ def test_a_502_that_may_have_dialled_never_says_the_call_was_not_placed(
     assert "may have been placed" in answer["message"]
     assert "did not place" not in answer["message"]
     assert "not placed" not in answer["details"]["reason"]
-    assert only_call(conn)["status"] == "failed"
+    assert "stays 'initiating'" in answer["message"]
+    assert only_call(conn)["status"] == "initiating"
 
 
 def test_a_502_that_did_not_dial_says_so(client, auth_headers, elevenlabs):
@@ -59,7 +60,7 @@ def test_a_200_that_cannot_be_decoded_answers_502_may_have_dialled_and_the_row_s
     assert response.status_code == 502
     assert response.get_json()["details"]["may_have_dialled"] is True
     row = only_call(conn)
-    assert row["status"] == "failed"
+    assert row["status"] == "initiating"
     assert "may still have been placed" in row["failure_reason"]
 
 
@@ -70,7 +71,7 @@ class BrokenClient:
         raise RuntimeError("a bug of ours after sending")
 
 
-def test_an_unexpected_error_of_ours_while_calling_elevenlabs_leaves_the_row_failed(
+def test_an_unexpected_error_of_ours_while_calling_elevenlabs_is_noted_on_the_initiating_row(
     app, auth_headers, conn
 ):
     app.extensions["elevenlabs"] = BrokenClient()
@@ -80,5 +81,5 @@ def test_an_unexpected_error_of_ours_while_calling_elevenlabs_leaves_the_row_fai
     assert response.status_code == 500
     assert response.get_json()["error"] == "internal_error"
     row = only_call(conn)
-    assert row["status"] == "failed", "never left 'initiating'"
+    assert row["status"] == "initiating", "counted in flight until reconciliation settles it"
     assert "may have been placed" in row["failure_reason"]
