@@ -103,7 +103,7 @@ def test_the_runbook_rolls_out_and_back_with_the_old_code_seeing_no_error(
     assert "013 transcription_line_key: downgrade applied in " in ok(url, "migrate", "down", "1")
     rollback = OldCode(url)
     rollback.start()
-    out = ok(url, "migrate", "down", "8")
+    out = ok(url, "migrate", "down", "8", "--yes")
     assert out.splitlines()[-1].startswith("005 call_lifecycle: downgrade applied in ")
     out = ok(url, "migrate", "down", "4")
     assert "  total: " in out and " backfilled call_sids cleared in " in out
