@@ -147,7 +147,9 @@ class Db:
                         f"{LOCK_TIMEOUT}; in the way: {in_the_way}; end that session "
                         "(or wait for it) and run again"
                     ) from None
-                pause = delay * random.uniform(0.5, 1.5)  # noqa: S311 (jitter, not secrets)
+                # Capped after the jitter too: 20 attempts stay about two minutes in all.
+                jitter = random.uniform(0.5, 1.5)  # noqa: S311 (jitter, not secrets)
+                pause = min(delay * jitter, MAX_BACKOFF_SECONDS)
                 self.say(
                     f"  lock timeout ({waited}) on {what!r}, attempt {attempt}/"
                     f"{MAX_LOCK_ATTEMPTS}; in the way: {in_the_way}{longer}; "
