@@ -133,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def action():
         if args.command == "sql":
-            return print_sql(run, args.out)
+            try:
+                return print_sql(run, args.out)
+            except OSError as exc:  # a file in the way, a read-only or missing parent
+                raise MigrationError(
+                    f"cannot write SQL to {args.out or 'stdout'}: {exc.strerror or exc}"
+                ) from None
         url = database.url_of(args.database_url)
         if args.command == "status":
             return status(url, run)
