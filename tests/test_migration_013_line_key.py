@@ -13,8 +13,6 @@ from legacy_schema import (
 from webhook_signing import post_signed
 
 from app import create_app
-from migrations import kit
-from migrations.kit import Run, load_chain
 
 SCRIPT = "013_transcription_line_key"
 
@@ -68,26 +66,6 @@ def test_013_moves_duplicate_lines_aside_counts_them_and_downgrade_restores_them
     assert query(at_012, "SELECT * FROM transcriptions ORDER BY id") == before
     assert line_key(at_012) == []
     assert query(at_012, "SELECT to_regclass('transcriptions_duplicates_013')") == [(None,)]
-
-
-def test_013_stopped_between_its_copy_and_its_deletes_is_taken_back_by_its_downgrade(at_012):
-    repeat_lines(at_012, 2)
-    before = query(at_012, "SELECT * FROM transcriptions ORDER BY id")
-
-    def stop_before_deleting(line):  # Ctrl-C, a lost connection: the copies are in both tables
-        if "batches of" in line:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt), psycopg.connect(at_012, autocommit=True) as conn:
-        kit.upgrade(conn, load_chain()[13], Run(out=stop_before_deleting))
-    assert query(at_012, "SELECT count(*) FROM transcriptions_duplicates_013") == [(20,)]
-    assert query(at_012, "SELECT * FROM transcriptions ORDER BY id") == before
-
-    out = run_ok(at_012, SCRIPT, "downgrade")
-    assert "013 transcription_line_key: not applied; removing anything a stopped" in out
-    assert query(at_012, "SELECT * FROM transcriptions ORDER BY id") == before
-    assert query(at_012, "SELECT to_regclass('transcriptions_duplicates_013')") == [(None,)]
-    assert applied(at_012) == list(range(13))
 
 
 def test_013_without_duplicates_says_so_and_a_rerun_is_a_no_op(at_012):

@@ -131,6 +131,34 @@ def test_003_stopped_by_a_lock_names_the_session_and_both_commands(seeded_url, m
     assert applied(seeded_url) == [0, 1, 2]
 
 
+def test_013_stopped_between_its_copy_and_its_deletes_is_taken_back_by_its_downgrade(
+    seeded_url,
+):
+    run_ok(seeded_url, "migrate", "up", "12")
+    query(
+        seeded_url,
+        'INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp") '
+        'SELECT conversation_id, speaker, message, "timestamp" FROM transcriptions '
+        "WHERE id <= 10 RETURNING id",
+    )  # lines a retried webhook stored twice
+    before = query(seeded_url, "SELECT * FROM transcriptions ORDER BY id")
+
+    def stop_before_deleting(line):  # Ctrl-C, a lost connection: the copies are in both tables
+        if "batches of" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), db.connect(seeded_url, "migrations") as conn:
+        kit.upgrade(conn, CHAIN[13], Run(out=stop_before_deleting))
+    assert query(seeded_url, "SELECT count(*) FROM transcriptions_duplicates_013") == [(10,)]
+    assert query(seeded_url, "SELECT * FROM transcriptions ORDER BY id") == before
+
+    out = run_ok(seeded_url, "013_transcription_line_key", "downgrade")
+    assert "013 transcription_line_key: not applied; removing anything a stopped" in out
+    assert query(seeded_url, "SELECT * FROM transcriptions ORDER BY id") == before
+    assert query(seeded_url, "SELECT to_regclass('transcriptions_duplicates_013')") == [(None,)]
+    assert applied(seeded_url) == list(range(13))
+
+
 def test_a_failed_upgrade_says_which_command_finishes_it_and_which_takes_it_back(seeded_url):
     run_ok(seeded_url, "migrate", "up", "2")
     # Built by an earlier run of 003 that stopped there (a waiting build would wait forever).
