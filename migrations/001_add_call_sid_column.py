@@ -17,6 +17,27 @@ def upgrade(db):
     )
 
 
+def before_downgrade(db):
+    """Say how many calls lose a call_sid that 002 did not write, and how to export them first.
+
+    Those are the new code's (and the default's): the API gave them to clients and
+    ElevenLabs echoes them; a re-upgrade would give the calls ``legacy_<id>`` instead.
+    Checked before 002's downgrade clears its ``legacy_<id>`` values (NULL is no loss).
+    """
+    if not db.value(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('calls') AND attname = 'call_sid'"
+    ):
+        return
+    issued = "call_sid <> 'legacy_' || id"
+    if count := db.value(f"SELECT count(*) FROM calls WHERE {issued}"):
+        db.will_drop(
+            f"the call_sid of {count:,} calls not backfilled by 002 (what the API gave clients "
+            "for them)",
+            f"SELECT id, call_sid, conversation_id FROM calls WHERE {issued}",
+            "calls-call-sid-001",
+        )
+
+
 def downgrade(db):
     """Drop the column (and its default with it): old code never names it. Catalog-only."""
     db.execute(

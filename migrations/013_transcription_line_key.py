@@ -66,8 +66,10 @@ def downgrade(db):
     db.drop_index("transcriptions_line_key")
     db.execute(
         """
+        -- An upgrade stopped between its copy and its last delete batch left some
+        -- copies in both tables: those are already back, the same row by id.
         WITH restored AS (DELETE FROM transcriptions_duplicates_013 RETURNING *)
-        INSERT INTO transcriptions SELECT * FROM restored;
+        INSERT INTO transcriptions SELECT * FROM restored ON CONFLICT (id) DO NOTHING;
         -- squawk-ignore ban-drop-table
         DROP TABLE transcriptions_duplicates_013;
         """,

@@ -154,7 +154,10 @@ def load_chain() -> list[ModuleType]:
     for path in sorted(Path(__file__).resolve().parent.glob("[0-9][0-9][0-9]_*.py")):
         spec = importlib.util.spec_from_file_location(f"migrations.m{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # a broken script: one line naming it, not a traceback
+            raise MigrationError(f"{path.name}: cannot load: {first_line(exc)}") from None
         chain.append(named(module))
     versions = [m.VERSION for m in chain]
     if versions != list(range(len(chain))):

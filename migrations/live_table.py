@@ -30,6 +30,14 @@ from migrations.waits import blocking_sessions, watching
 # back off (doubling, with jitter so they do not fall into step with a periodic
 # job) for about two minutes in all before giving up.
 LOCK_TIMEOUT = "100ms"
+# But an autovacuum (minutes to hours on a large table; 002 leaves every row of calls dead)
+# yields to a lock waiter only when the waiter's deadlock check runs, after
+# deadlock_timeout (1 s by default): a 100 ms wait never gets it cancelled. So
+# the attempt after one that met an autovacuum waits this much past it, once.
+PAST_DEADLOCK_TIMEOUT = """
+SELECT (extract(epoch FROM current_setting('deadlock_timeout')::interval) * 1000 + 500)::bigint
+    || 'ms', current_setting('deadlock_timeout')
+"""
 MAX_LOCK_ATTEMPTS = 20
 FIRST_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 10.0
@@ -123,27 +131,43 @@ class Db:
         text = sql_text(statement)
         lines = (line.strip() for line in text.splitlines())
         what = next((line for line in lines if line and not line.startswith("--")), "")[:80]
-        delay = FIRST_BACKOFF_SECONDS
+        delay, lock_timeout = FIRST_BACKOFF_SECONDS, LOCK_TIMEOUT
         for attempt in range(1, MAX_LOCK_ATTEMPTS + 1):
             try:
                 with self.conn.transaction():
-                    self.conn.execute(SET_TIMEOUTS.format(LOCK_TIMEOUT, timeout))
+                    self.conn.execute(SET_TIMEOUTS.format(lock_timeout, timeout))
                     return self.conn.execute(text, params).rowcount
             except psycopg.errors.LockNotAvailable:
-                in_the_way = blocking_sessions(self.conn, text, LOCK_TIMEOUT)
+                waited = lock_timeout
+                in_the_way, autovacuum = blocking_sessions(self.conn, text, waited)
+                lock_timeout, longer = self.next_lock_timeout(autovacuum)
                 if attempt == MAX_LOCK_ATTEMPTS:
                     raise MigrationError(
                         f"could not get a lock for {what!r} after {attempt} attempts of "
                         f"{LOCK_TIMEOUT}; in the way: {in_the_way}; end that session "
                         "(or wait for it) and run again"
                     ) from None
-                pause = delay * random.uniform(0.5, 1.5)  # noqa: S311 (jitter, not secrets)
+                # Capped after the jitter too: 20 attempts stay about two minutes in all.
+                jitter = random.uniform(0.5, 1.5)  # noqa: S311 (jitter, not secrets)
+                pause = min(delay * jitter, MAX_BACKOFF_SECONDS)
                 self.say(
-                    f"  lock timeout ({LOCK_TIMEOUT}) on {what!r}, attempt {attempt}/"
-                    f"{MAX_LOCK_ATTEMPTS}; in the way: {in_the_way}; retrying in {pause:.1f}s"
+                    f"  lock timeout ({waited}) on {what!r}, attempt {attempt}/"
+                    f"{MAX_LOCK_ATTEMPTS}; in the way: {in_the_way}{longer}; "
+                    f"retrying in {pause:.1f}s"
                 )
                 time.sleep(pause)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+    def next_lock_timeout(self, autovacuum: bool) -> tuple[str, str]:
+        """Return the next attempt's ``lock_timeout`` and what to say of it: longer, once,
+        when an autovacuum is in the way (see PAST_DEADLOCK_TIMEOUT)."""
+        if not autovacuum:
+            return LOCK_TIMEOUT, ""
+        timeout, deadlock_timeout = self.conn.execute(PAST_DEADLOCK_TIMEOUT).fetchone()
+        return timeout, (
+            f"; an autovacuum: the next attempt waits {timeout}, past deadlock_timeout "
+            f"({deadlock_timeout}), so PostgreSQL cancels it"
+        )
 
     def index_validity(self, name: str) -> bool | None:  # None: no such index
         return self.value(

@@ -6,7 +6,8 @@
     .venv/bin/python migrations/migrate.py sql [--out DIR]  every script's SQL (squawk reads it)
 
 A rollback first checks every migration of the range and says what data it
-drops; nothing changes when one refuses. On a terminal, dropping data needs --yes.
+drops; nothing changes when one refuses. Dropping data needs --yes, with or without
+a terminal: unattended (CI, cron, `ssh host cmd`) is where nobody reads the warning.
 """
 
 if not __package__:  # run as a script, or imported by one as `migrate`: the project is importable
@@ -132,11 +133,16 @@ def main(argv: list[str] | None = None) -> int:
 
     def action():
         if args.command == "sql":
-            return print_sql(run, args.out)
+            try:
+                return print_sql(run, args.out)
+            except OSError as exc:  # a file in the way, a read-only or missing parent
+                raise MigrationError(
+                    f"cannot write SQL to {args.out or 'stdout'}: {exc.strerror or exc}"
+                ) from None
         url = database.url_of(args.database_url)
         if args.command == "status":
             return status(url, run)
-        return move(url, args.command, args.count, run, yes=args.yes or not sys.stdin.isatty())
+        return move(url, args.command, args.count, run, yes=args.yes)
 
     return guarded(action, run, lambda: chain_to_finish(args.command, args.count, run))
 
@@ -157,7 +163,7 @@ def script_main() -> None:
             kit.lock(conn)
             if upgrading:
                 return kit.upgrade(conn, migration, run)
-            kit.check_downgrades(conn, [migration], run, args.yes or not sys.stdin.isatty())
+            kit.check_downgrades(conn, [migration], run, args.yes)
             return kit.downgrade(conn, migration, run)
 
     def finish():

@@ -28,7 +28,7 @@ coalesce(extract(epoch FROM now() - xact_start)::bigint, 0),
 left(regexp_replace(coalesce(query, ''), '\s+', ' ', 'g'), 60)
 """
 HOLDING_LOCKS = f"""
-SELECT {SESSION} FROM pg_stat_activity
+SELECT {SESSION}, backend_type = 'autovacuum worker' FROM pg_stat_activity
 WHERE pid <> pg_backend_pid()
   AND xact_start < now() - %(waited)s::interval
   AND pid IN (SELECT pid FROM pg_locks WHERE granted AND relation IN (
@@ -56,14 +56,15 @@ def describe(rows: list[tuple]) -> str:
     return "; ".join(parts) or "no session now (it has ended)"
 
 
-def blocking_sessions(conn: psycopg.Connection, statement: str, waited: str) -> str:
-    """Return the sessions that held locks on the statement's tables longer than ``waited``."""
+def blocking_sessions(conn: psycopg.Connection, statement: str, waited: str) -> tuple[str, bool]:
+    """Return the sessions that held locks on the statement's tables longer than ``waited``,
+    and whether an autovacuum worker is among them."""
     tables = sorted({name.lower() for name in TABLE_NAMED.findall(statement)})
     try:
         rows = conn.execute(HOLDING_LOCKS, {"tables": tables, "waited": waited}).fetchall()
     except psycopg.Error as exc:  # naming them is a courtesy; the retry goes on without it
-        return f"cannot tell ({first_line(exc)})"
-    return describe(rows)
+        return f"cannot tell ({first_line(exc)})", False
+    return describe([row[:-1] for row in rows]), any(row[-1] for row in rows)
 
 
 @contextmanager

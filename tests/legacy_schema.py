@@ -175,7 +175,10 @@ def legacy_data(url: str) -> list[tuple]:
 class OldCode(threading.Thread):
     """The old code's traffic in a thread: calls without call_sid, lines by conversation_id.
 
-    Every tenth line is sent again, as ElevenLabs retries. Its session's
+    Every tenth line is sent again, as ElevenLabs retries. Each request also
+    completes an existing call, walking the first 2,000 ids by conversation_id
+    as the old code finds a call: rows the backfills (002 up and down, 003's
+    catch-up) lock batch by batch, so row locks contend too. Its session's
     ``lock_timeout`` is 250 ms, so a request that waits that long behind a
     migration's lock is an error, counted with the rest.
     """
@@ -211,6 +214,10 @@ class OldCode(threading.Thread):
         conn.execute(line, (f"conv_{tag}",))
         if self.requests % 10 == 0:
             conn.execute(line, (f"conv_{tag}",))  # the retried webhook: stored twice
+        conn.execute(
+            "UPDATE calls SET status = 'completed', updated_at = now() WHERE conversation_id = %s",
+            (f"conv_seed_{self.requests % 2000 + 1}",),
+        )
 
     def stop(self) -> None:
         """Stop and wait for the thread."""

@@ -1,6 +1,7 @@
 """000 and the machinery every script shares: record, idempotence, order, the lock."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -218,3 +219,29 @@ def test_a_script_without_a_usable_database_prints_one_error_line(args, message)
     assert result.returncode == 1
     assert result.stderr.startswith(message)
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [("status",), ("up",), ("sql",)])
+def test_a_numbered_script_that_cannot_be_imported_is_one_error_line_naming_it(
+    fresh_database_url, tmp_path, command
+):
+    # A copy of the runner and its scripts, one of which imports what is not installed.
+    for module in ("db.py", "errors.py", "embedded_db.py"):
+        shutil.copy(ROOT / module, tmp_path)
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
+    with (tmp_path / "migrations" / "012_call_hours.py").open("a") as script:
+        script.write("import nonexistent_pkg\n")
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "migrations" / "migrate.py"), *command],
+        cwd=tmp_path,
+        env={**os.environ, "DATABASE_URL": fresh_database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (
+        1,
+        "error: 012_call_hours.py: cannot load: No module named 'nonexistent_pkg'\n",
+    )
+    assert query(fresh_database_url, "SELECT to_regclass('calls')") == [(None,)]

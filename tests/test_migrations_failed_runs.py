@@ -131,6 +131,34 @@ def test_003_stopped_by_a_lock_names_the_session_and_both_commands(seeded_url, m
     assert applied(seeded_url) == [0, 1, 2]
 
 
+def test_013_stopped_between_its_copy_and_its_deletes_is_taken_back_by_its_downgrade(
+    seeded_url,
+):
+    run_ok(seeded_url, "migrate", "up", "12")
+    query(
+        seeded_url,
+        'INSERT INTO transcriptions (conversation_id, speaker, message, "timestamp") '
+        'SELECT conversation_id, speaker, message, "timestamp" FROM transcriptions '
+        "WHERE id <= 10 RETURNING id",
+    )  # lines a retried webhook stored twice
+    before = query(seeded_url, "SELECT * FROM transcriptions ORDER BY id")
+
+    def stop_before_deleting(line):  # Ctrl-C, a lost connection: the copies are in both tables
+        if "batches of" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), db.connect(seeded_url, "migrations") as conn:
+        kit.upgrade(conn, CHAIN[13], Run(out=stop_before_deleting))
+    assert query(seeded_url, "SELECT count(*) FROM transcriptions_duplicates_013") == [(10,)]
+    assert query(seeded_url, "SELECT * FROM transcriptions ORDER BY id") == before
+
+    out = run_ok(seeded_url, "013_transcription_line_key", "downgrade")
+    assert "013 transcription_line_key: not applied; removing anything a stopped" in out
+    assert query(seeded_url, "SELECT * FROM transcriptions ORDER BY id") == before
+    assert query(seeded_url, "SELECT to_regclass('transcriptions_duplicates_013')") == [(None,)]
+    assert applied(seeded_url) == list(range(13))
+
+
 def test_a_failed_upgrade_says_which_command_finishes_it_and_which_takes_it_back(seeded_url):
     run_ok(seeded_url, "migrate", "up", "2")
     # Built by an earlier run of 003 that stopped there (a waiting build would wait forever).
@@ -232,18 +260,40 @@ def test_down_past_004_with_calls_without_conversation_id_changes_nothing(seeded
     assert applied(seeded_url) == list(range(14))
 
 
-def test_down_says_how_many_rows_lose_what_with_an_export_and_needs_yes_on_a_terminal(seeded_url):
+def test_down_says_how_many_rows_lose_what_with_an_export_and_needs_yes(seeded_url):
     run_ok(seeded_url, "migrate", "up")
     query(seeded_url, "UPDATE calls SET failure_reason = 'busy' WHERE id <= 3 RETURNING id")
     before = schema_dump(seeded_url)
     lines = []
     with pytest.raises(MigrationError, match="drops the data above; export it, then run again"):
-        move(seeded_url, "down", 9, Run(out=lines.append), yes=False)  # as on a terminal
+        move(seeded_url, "down", 9, Run(out=lines.append), yes=False)
     assert schema_dump(seeded_url) == before
     [loss] = lines
     assert loss.startswith("005 call_lifecycle drops the lifecycle columns (driver_name, ")
     assert ' of 3 calls; to keep it, export it first: psql "$DATABASE_URL" -c "\\copy (' in loss
     assert loss.endswith(") TO '/var/tmp/calls-lifecycle-005.csv' CSV HEADER\"")
-    out = run_ok(seeded_url, "migrate", "down", "9")  # not a terminal: said, then done
+    out = run_ok(seeded_url, "migrate", "down", "9", "--yes")
     assert out.startswith("005 call_lifecycle drops the lifecycle columns")
     assert applied(seeded_url) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("command", [("migrate", "down", "1"), ("011_call_batches", "downgrade")])
+def test_a_rollback_run_without_a_terminal_keeps_the_suppression_list_without_yes(
+    seeded_url, command
+):
+    run_ok(seeded_url, "migrate", "up", "11")
+    query(seeded_url, "INSERT INTO suppressions (phone_number) VALUES ('+14155550100') RETURNING 1")
+    before, versions = schema_dump(seeded_url), applied(seeded_url)
+    # As from a deploy tool, cron or `ssh host cmd`: no terminal, nobody reads the warning.
+    result = subprocess.run(
+        **script_command(seeded_url, *command),
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "error: this rollback drops the data above; export it, then run again with --yes"
+    )
+    assert result.stderr.count("\n") == 1
+    assert "011 call_batches drops suppressions with 1 numbers never to dial" in result.stdout
+    assert (schema_dump(seeded_url), applied(seeded_url)) == (before, versions)
+    assert query(seeded_url, "SELECT phone_number FROM suppressions") == [("+14155550100",)]

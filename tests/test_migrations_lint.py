@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+import pytest
 from legacy_schema import (
     ROOT,
     SCRIPTS,
@@ -44,6 +45,26 @@ def test_migrate_sql_writes_one_file_per_migration_and_direction(tmp_path):
     names = {path.name for path in write_sql(tmp_path)}
     for script in ["000_initial_schema", *SCRIPTS]:
         assert {f"{script}.upgrade.sql", f"{script}.downgrade.sql"} <= names
+
+
+@pytest.mark.parametrize(
+    ("out", "reason"), [("a-file", "File exists"), ("a-file/sql", "Not a directory")]
+)
+def test_migrate_sql_into_a_folder_it_cannot_write_is_one_error_line(tmp_path, out, reason):
+    (tmp_path / "a-file").write_text("not a folder\n")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "migrations" / "migrate.py"), "sql", "--out", out],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"error: cannot write SQL to {out}: {reason}\n",
+    )
+    assert (tmp_path / "a-file").read_text() == "not a folder\n"
 
 
 def test_rendered_003_builds_its_index_outside_a_transaction_and_frames_other_ddl(tmp_path):

@@ -1,20 +1,31 @@
 """What keeps 001 to 004 safe on a live table: backfill, duplicates, invalid index, locks."""
 
+import time
+
 import psycopg
 import pytest
 from legacy_schema import (
     SCRIPTS,
     applied,
+    create_baseline_without_record,
+    legacy_data,
     query,
     run_ok,
     run_script,
     run_until_retry,
     schema_dump,
+    seed_legacy_calls,
 )
 
+from migrations import live_table
 from migrations.kit import Db, Run, load_chain, upgrade
 
 CHECKS = "SELECT conname FROM pg_constraint WHERE conrelid = 'calls'::regclass AND contype = 'c'"
+
+AUTOVACUUM_ON_CALLS = (
+    "SELECT pid FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' "
+    "AND datname = current_database() AND query LIKE 'autovacuum: VACUUM%%public.calls%%'"
+)
 
 LEGACY_BACKFILL = (
     "UPDATE calls SET call_sid = 'legacy_' || id "
@@ -198,3 +209,81 @@ def test_ddl_waiting_on_a_lock_times_out_retries_and_then_succeeds(seeded_url):
     assert "s: 'SELECT count(*) FROM calls'; retrying in 0." in out
     assert out.rstrip().splitlines()[-1].startswith("001 add_call_sid_column: upgrade applied")
     assert applied(seeded_url) == [0, 1]
+
+
+def test_001_downgrade_names_the_call_sids_clients_were_given_and_needs_yes(seeded_url):
+    up_to(seeded_url, 4)
+    query(
+        seeded_url,
+        "INSERT INTO calls (conversation_id, call_sid) VALUES ('conv_new', 'cs_from_new_code') "
+        "RETURNING id",
+    )
+    before, data = schema_dump(seeded_url), legacy_data(seeded_url)
+    result = run_script(seeded_url, "migrate", "down", "4")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: this rollback drops the data above; export it, then run again with --yes\n"
+    )
+    assert result.stdout == (
+        "001 add_call_sid_column drops the call_sid of 1 calls not backfilled by 002 (what "
+        'the API gave clients for them); to keep it, export it first: psql "$DATABASE_URL" '
+        '-c "\\copy (SELECT id, call_sid, conversation_id FROM calls WHERE call_sid <> '
+        "'legacy_' || id) TO '/var/tmp/calls-call-sid-001.csv' CSV HEADER\"\n"
+    )
+    assert (schema_dump(seeded_url), legacy_data(seeded_url)) == (before, data)
+    assert applied(seeded_url) == [0, 1, 2, 3, 4]
+    out = run_ok(seeded_url, "migrate", "down", "4", "--yes")
+    assert out.splitlines()[-1].startswith("001 add_call_sid_column: downgrade applied in ")
+    assert applied(seeded_url) == [0]
+
+
+@pytest.fixture
+def autovacuum_running_on_calls(server_url, fresh_database_url):
+    """Return a legacy database whose ``calls`` an autovacuum is slowly vacuuming right now.
+
+    As after 002 on a large table: every row updated, and a vacuum that takes
+    minutes (here: 100 ms pauses on a cost limit of 1). The server's naptime
+    drops to 1 s for the test and is restored after it.
+    """
+    url = fresh_database_url
+    create_baseline_without_record(url)
+    seed_legacy_calls(url, 20_000)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "ALTER TABLE calls SET (autovacuum_vacuum_threshold = 0, "
+            "autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 100, "
+            "autovacuum_vacuum_cost_limit = 1)"
+        )
+        conn.execute("UPDATE calls SET updated_at = now()")
+    with psycopg.connect(server_url, autocommit=True) as server:
+        server.execute("ALTER SYSTEM SET autovacuum_naptime = '1s'")
+        server.execute("SELECT pg_reload_conf()")
+        try:
+            deadline = time.monotonic() + 60
+            while not query(url, AUTOVACUUM_ON_CALLS):
+                assert time.monotonic() < deadline, "no autovacuum started on calls in 60 s"
+                time.sleep(0.2)
+            yield url
+        finally:
+            server.execute("ALTER SYSTEM RESET autovacuum_naptime")
+            server.execute("SELECT pg_reload_conf()")
+            query(url, AUTOVACUUM_ON_CALLS.replace("SELECT pid", "SELECT pg_cancel_backend(pid)"))
+
+
+def test_ddl_behind_a_running_autovacuum_waits_past_deadlock_timeout_so_it_yields(
+    autovacuum_running_on_calls, monkeypatch
+):
+    url = autovacuum_running_on_calls
+    monkeypatch.setattr(live_table, "MAX_LOCK_ATTEMPTS", 4)  # 100 ms each would all fail
+    lines = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        upgrade(conn, load_chain()[1], Run(out=lines.append))
+    retries = [line for line in lines if "lock timeout" in line]
+    assert len(retries) == 1, lines
+    assert "in the way: pid " in retries[0]
+    assert "'autovacuum: VACUUM" in retries[0]
+    assert (
+        "; an autovacuum: the next attempt waits 1500ms, past deadlock_timeout (1s), "
+        "so PostgreSQL cancels it; retrying in " in retries[0]
+    )
+    assert applied(url) == [0, 1]
