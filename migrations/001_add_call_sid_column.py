@@ -35,6 +35,9 @@ def before_downgrade(db):
             "for them)",
             f"SELECT id, call_sid, conversation_id FROM calls WHERE {issued}",
             "calls-call-sid-001",
+            # Said, not asked: dropping the column is what rolling 001 back is for, and
+            # the deployment checklist runs this script without --yes.
+            ask=False,
         )
 
 

@@ -133,16 +133,17 @@ def apply(conn, migration: ModuleType, direction: str, run: Run) -> bool:
 
 
 def check_downgrades(conn, migrations: list[ModuleType], run: Run, yes: bool) -> None:
-    """Run every ``before_downgrade`` of a rollback first; say what it drops, go on only if yes."""
+    """Run every ``before_downgrade`` of a rollback first; say what it drops, go on only if yes
+    (or if nothing it drops is asked about)."""
     losses = []
     for migration in migrations:
         db = Db(conn, run)
         if hasattr(migration, "before_downgrade"):
             migration.before_downgrade(db)
-        losses += [f"{label(migration)} drops {loss}" for loss in db.losses]
-    for loss in losses:
+        losses += [(f"{label(migration)} drops {loss}", ask) for loss, ask in db.losses]
+    for loss, _ in losses:
         run.say(loss)
-    if losses and not yes:
+    if any(ask for _, ask in losses) and not yes:
         raise MigrationError(
             "this rollback drops the data above; export it, then run again with --yes"
         )

@@ -90,7 +90,7 @@ class Db:
 
     conn: psycopg.Connection
     run: Run
-    losses: list[str] = field(default_factory=list)  # what a downgrade will drop
+    losses: list[tuple[str, bool]] = field(default_factory=list)  # what a downgrade drops; asked?
     progress_every_seconds: float = 2.0
 
     def say(self, line: str) -> None:
@@ -115,10 +115,14 @@ class Db:
     def refuse(self, reason: str) -> None:
         raise Refused(reason)
 
-    def will_drop(self, what: str, export: str, file: str) -> None:
-        """Note data a downgrade drops, to say before anything changes, and its export."""
+    def will_drop(self, what: str, export: str, file: str, *, ask: bool = True) -> None:
+        """Note data a downgrade drops, to say before anything changes, and its export.
+
+        ``ask``: the rollback then goes on only with ``--yes``.
+        """
         copy = f"\\copy ({' '.join(export.split())}) TO '/var/tmp/{file}.csv' CSV HEADER"
-        self.losses.append(f'{what}; to keep it, export it first: psql "$DATABASE_URL" -c "{copy}"')
+        line = f'{what}; to keep it, export it first: psql "$DATABASE_URL" -c "{copy}"'
+        self.losses.append((line, ask))
 
     def execute(self, statement: str, params=None, *, unless=None, timeout="60s") -> int:
         """Run one short transaction under ``lock_timeout``, retried with backoff; return rowcount.

@@ -50,8 +50,7 @@ def test_checklist_order_keeps_legacy_writes_working_after_every_step(production
         call = legacy_writes(url, f"after_up_{script}")
         assert CALL_SID_SHAPE.match(call["call_sid"]), call
     for number, script in reversed(list(enumerate(SCRIPTS, start=1))):
-        # --yes: 001 drops the call_sids the default gave the old code's calls since 001.
-        run_ok(url, script, "downgrade", "--yes")
+        run_ok(url, script, "downgrade")
         assert applied(url) == list(range(number))
         call = legacy_writes(url, f"after_down_{script}")
         assert ("call_sid" in call) == (number > 1)

@@ -8,7 +8,6 @@ from legacy_schema import (
     SCRIPTS,
     applied,
     create_baseline_without_record,
-    legacy_data,
     query,
     run_ok,
     run_script,
@@ -211,28 +210,24 @@ def test_ddl_waiting_on_a_lock_times_out_retries_and_then_succeeds(seeded_url):
     assert applied(seeded_url) == [0, 1]
 
 
-def test_001_downgrade_names_the_call_sids_clients_were_given_and_needs_yes(seeded_url):
+def test_001_downgrade_names_the_call_sids_clients_were_given_and_goes_on_as_the_checklist_runs_it(
+    seeded_url,
+):
     up_to(seeded_url, 4)
     query(
         seeded_url,
         "INSERT INTO calls (conversation_id, call_sid) VALUES ('conv_new', 'cs_from_new_code') "
         "RETURNING id",
     )
-    before, data = schema_dump(seeded_url), legacy_data(seeded_url)
-    result = run_script(seeded_url, "migrate", "down", "4")
-    assert result.returncode == 1
-    assert result.stderr == (
-        "error: this rollback drops the data above; export it, then run again with --yes\n"
-    )
-    assert result.stdout == (
+    # The checklist's rollback: each script in turn, no --yes, no terminal.
+    for script in reversed(SCRIPTS):
+        out = run_ok(seeded_url, script, "downgrade")
+    assert out.splitlines()[0] == (
         "001 add_call_sid_column drops the call_sid of 1 calls not backfilled by 002 (what "
         'the API gave clients for them); to keep it, export it first: psql "$DATABASE_URL" '
         '-c "\\copy (SELECT id, call_sid, conversation_id FROM calls WHERE call_sid <> '
-        "'legacy_' || id) TO '/var/tmp/calls-call-sid-001.csv' CSV HEADER\"\n"
+        "'legacy_' || id) TO '/var/tmp/calls-call-sid-001.csv' CSV HEADER\""
     )
-    assert (schema_dump(seeded_url), legacy_data(seeded_url)) == (before, data)
-    assert applied(seeded_url) == [0, 1, 2, 3, 4]
-    out = run_ok(seeded_url, "migrate", "down", "4", "--yes")
     assert out.splitlines()[-1].startswith("001 add_call_sid_column: downgrade applied in ")
     assert applied(seeded_url) == [0]
 
