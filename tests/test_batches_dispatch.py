@@ -83,6 +83,35 @@ def test_number_with_a_call_in_flight_is_not_dialled_again(
     assert dials_per_number(elevenlabs) == {"+14155550100": 2}
 
 
+def stale_call(conn, number: str) -> None:
+    """Write a call still initiated an hour after it was created: its webhook never came."""
+    conn.execute(
+        "INSERT INTO calls (call_sid, driver_id, phone_number, status, conversation_id, "
+        "created_at) VALUES ('cs_stale', 1, %s, 'initiated', 'conv_stale', "
+        "now() - interval '1 hour')",
+        (number,),
+    )
+
+
+def test_call_open_past_call_max_minutes_no_longer_holds_a_slot(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    elevenlabs.answer(fresh_ids=True)
+    stale_call(conn, "+14155550999")  # past CALL_MAX_MINUTES (15 here): reconcile settles it
+    post_batch(client, auth_headers, batch_body(["+14155550100"]))
+    assert run_round(make_worker(cap=1), NOON_CHICAGO) == 1
+
+
+def test_number_whose_call_is_open_past_call_max_minutes_is_dialled_again(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    elevenlabs.answer(fresh_ids=True)
+    stale_call(conn, "+14155550100")
+    post_batch(client, auth_headers, batch_body(["+14155550100"]))
+    assert run_round(make_worker(), NOON_CHICAGO) == 1
+    assert dials_per_number(elevenlabs) == {"+14155550100": 1}
+
+
 def test_busy_number_with_redial_busy_1_gets_exactly_two_attempts(
     client, conn, auth_headers, elevenlabs, make_worker
 ):
