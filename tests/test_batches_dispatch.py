@@ -225,6 +225,27 @@ def test_entry_whose_call_is_still_initiating_is_never_redialled(
     assert dials_per_number(elevenlabs) == {"+14155550100": 1}
 
 
+def test_entry_left_dialling_whose_call_was_placed_follows_its_call_and_is_redialled_if_busy(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    elevenlabs.answer(fresh_ids=True)
+    post_batch(
+        client, auth_headers, batch_body(["+14155550100"], redial={"busy": 1, "spacing_minutes": 0})
+    )
+    worker = make_worker()
+    assert run_round(worker, NOON_CHICAGO) == 1
+    # As if the worker died after recording ElevenLabs' answer but before moving its entry:
+    # the call is initiated (ringing), the entry still dialling, past ORPHAN_AFTER.
+    conn.execute(
+        "UPDATE call_batch_entries SET state = 'dialling', updated_at = now() - interval '1 day'"
+    )
+    assert run_round(worker, NOON_CHICAGO) == 0  # its number is in flight
+    assert entry_states(conn) == {"+14155550100": "in_call"}
+    end_call(client, conn, open_calls(conn)[0], "busy")
+    assert run_round(worker, NOON_CHICAGO) == 1  # the batch's busy redial, as for any call
+    assert dials_per_number(elevenlabs) == {"+14155550100": 2}
+
+
 def test_cancel_stops_what_was_not_dialled(client, conn, auth_headers, elevenlabs, make_worker):
     elevenlabs.answer(fresh_ids=True)
     batch_id = post_batch(client, auth_headers, batch_body(numbers(8)))
