@@ -279,16 +279,17 @@ def test_cancelling_a_completed_batch_returns_409(
     assert response.get_json()["error"] == "batch_finished"
 
 
-def test_busy_call_ending_after_cancel_is_not_redialled(
-    client, conn, auth_headers, elevenlabs, make_worker
+@pytest.mark.parametrize("how", ["busy", "no-answer"])
+def test_busy_or_no_answer_call_ending_after_cancel_is_not_redialled(
+    client, conn, auth_headers, elevenlabs, make_worker, how
 ):
     elevenlabs.answer(fresh_ids=True)
-    body = batch_body(["+14155550101"], redial={"busy": 2, "spacing_minutes": 0})
+    body = batch_body(["+14155550101"], redial={how: 2, "spacing_minutes": 0})
     batch_id = post_batch(client, auth_headers, body)
     worker = make_worker()
     run_round(worker, NOON_CHICAGO)
     client.post(f"{BATCHES}/{batch_id}/cancel", headers=auth_headers)
-    end_call(client, conn, open_calls(conn)[0], "busy")
+    end_call(client, conn, open_calls(conn)[0], how)
     for hours in (0, 1):
         assert run_round(worker, NOON_CHICAGO + timedelta(hours=hours)) == 0
     assert entry_states(conn) == {"+14155550101": "failed"}
