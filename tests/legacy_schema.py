@@ -5,6 +5,7 @@ Scripts run the way the operator runs them: ``python migrations/00X_….py
 """
 
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -25,6 +26,9 @@ SCRIPTS = [
     "004_make_conversation_id_nullable",
 ]
 CALL_SID_SHAPE = re.compile(r"^cs_[0-9a-f]{32}$")
+# What the scripts get to print the line a test waits for: far more than a slow machine
+# needs (a few seconds), so reaching it means the script is stuck.
+READ_SECONDS = 60
 
 
 def script_command(url: str, script: str, *args: str) -> dict:
@@ -45,14 +49,12 @@ def run_script(url: str, script: str, *args: str, timeout: float = 120):
 def run_until_retry(url: str, script: str, blocker: psycopg.Connection) -> tuple[int, str]:
     """Run a script ``blocker`` holds up; end the block once it retries; return (code, out)."""
     proc = subprocess.Popen(**script_command(url, script), stdout=subprocess.PIPE)
-    seen = []
-    for line in proc.stdout:  # the kit flushes each line, so this follows it live
-        seen.append(line)
-        if "lock timeout" in line:
-            break
-    blocker.rollback()
+    try:
+        seen = read_until(proc, "lock timeout")
+    finally:
+        blocker.rollback()  # even when the retry never comes, so nothing is left waiting
     rest, _ = proc.communicate(timeout=120)
-    return proc.returncode, "".join(seen) + rest
+    return proc.returncode, seen + rest
 
 
 def start_script(url: str, script: str, *args: str) -> subprocess.Popen:
@@ -63,13 +65,30 @@ def start_script(url: str, script: str, *args: str) -> subprocess.Popen:
 
 
 def read_until(proc: subprocess.Popen, marker: str) -> str:
-    """Return the script's output up to and including the first line holding ``marker``."""
-    seen = []
-    for line in proc.stdout:  # the kit flushes each line, so this follows it live
-        seen.append(line)
-        if marker in line:
+    """Return the script's output up to and including the first line holding ``marker``.
+
+    A script that stops printing (a migration waiting on a lock without its
+    timeouts) is killed after READ_SECONDS and the test fails naming the marker,
+    rather than hanging the suite.
+    """
+    seen, lines = [], queue.Queue()
+    deadline = time.monotonic() + READ_SECONDS
+    while True:
+        # The kit flushes each line, so this follows it live; one line per thread,
+        # since a pipe's readline has no timeout of its own.
+        threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+        try:
+            seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            proc.kill()  # closes the pipe, which ends the pending readline too
+            proc.wait()
+            raise AssertionError(
+                f"{marker!r} not printed within {READ_SECONDS}s; output: {''.join(seen)}"
+            ) from None
+        if marker in seen[-1]:
             return "".join(seen)
-    raise AssertionError(f"{marker!r} never printed; output: {''.join(seen)}")
+        if not seen[-1]:  # end of output
+            raise AssertionError(f"{marker!r} never printed; output: {''.join(seen)}")
 
 
 def run_ok(url: str, script: str, *args: str) -> str:

@@ -91,6 +91,35 @@ def test_number_with_a_call_in_flight_is_not_dialled_again(
     assert dials_per_number(elevenlabs) == {"+14155550100": 2}
 
 
+def stale_call(conn, number: str) -> None:
+    """Write a call still initiated an hour after it was created: its webhook never came."""
+    conn.execute(
+        "INSERT INTO calls (call_sid, driver_id, phone_number, status, conversation_id, "
+        "created_at) VALUES ('cs_stale', 1, %s, 'initiated', 'conv_stale', "
+        "now() - interval '1 hour')",
+        (number,),
+    )
+
+
+def test_call_open_past_call_max_minutes_no_longer_holds_a_slot(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    elevenlabs.answer(fresh_ids=True)
+    stale_call(conn, "+14155550999")  # past CALL_MAX_MINUTES (15 here): reconcile settles it
+    post_batch(client, auth_headers, batch_body(["+14155550100"]))
+    assert run_round(make_worker(cap=1), NOON_CHICAGO) == 1
+
+
+def test_number_whose_call_is_open_past_call_max_minutes_is_dialled_again(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    elevenlabs.answer(fresh_ids=True)
+    stale_call(conn, "+14155550100")
+    post_batch(client, auth_headers, batch_body(["+14155550100"]))
+    assert run_round(make_worker(), NOON_CHICAGO) == 1
+    assert dials_per_number(elevenlabs) == {"+14155550100": 1}
+
+
 def test_busy_number_with_redial_busy_1_gets_exactly_two_attempts(
     client, conn, auth_headers, elevenlabs, make_worker
 ):
@@ -289,6 +318,27 @@ def test_entry_whose_call_was_never_placed_stays_failed_once_its_batch_is_cancel
     assert [seen.body for seen in elevenlabs.received] == [None]  # the list only: never dialled
 
 
+def test_entry_left_dialling_whose_call_was_placed_follows_its_call_and_is_redialled_if_busy(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    elevenlabs.answer(fresh_ids=True)
+    post_batch(
+        client, auth_headers, batch_body(["+14155550100"], redial={"busy": 1, "spacing_minutes": 0})
+    )
+    worker = make_worker()
+    assert run_round(worker, NOON_CHICAGO) == 1
+    # As if the worker died after recording ElevenLabs' answer but before moving its entry:
+    # the call is initiated (ringing), the entry still dialling, past ORPHAN_AFTER.
+    conn.execute(
+        "UPDATE call_batch_entries SET state = 'dialling', updated_at = now() - interval '1 day'"
+    )
+    assert run_round(worker, NOON_CHICAGO) == 0  # its number is in flight
+    assert entry_states(conn) == {"+14155550100": "in_call"}
+    end_call(client, conn, open_calls(conn)[0], "busy")
+    assert run_round(worker, NOON_CHICAGO) == 1  # the batch's busy redial, as for any call
+    assert dials_per_number(elevenlabs) == {"+14155550100": 2}
+
+
 def test_cancel_stops_what_was_not_dialled(client, conn, auth_headers, elevenlabs, make_worker):
     elevenlabs.answer(fresh_ids=True)
     batch_id = post_batch(client, auth_headers, batch_body(numbers(8)))
@@ -356,16 +406,17 @@ def test_cancelling_a_completed_batch_returns_409(
     assert response.get_json()["error"] == "batch_finished"
 
 
-def test_busy_call_ending_after_cancel_is_not_redialled(
-    client, conn, auth_headers, elevenlabs, make_worker
+@pytest.mark.parametrize("how", ["busy", "no-answer"])
+def test_busy_or_no_answer_call_ending_after_cancel_is_not_redialled(
+    client, conn, auth_headers, elevenlabs, make_worker, how
 ):
     elevenlabs.answer(fresh_ids=True)
-    body = batch_body(["+14155550101"], redial={"busy": 2, "spacing_minutes": 0})
+    body = batch_body(["+14155550101"], redial={how: 2, "spacing_minutes": 0})
     batch_id = post_batch(client, auth_headers, body)
     worker = make_worker()
     run_round(worker, NOON_CHICAGO)
     client.post(f"{BATCHES}/{batch_id}/cancel", headers=auth_headers)
-    end_call(client, conn, open_calls(conn)[0], "busy")
+    end_call(client, conn, open_calls(conn)[0], how)
     for hours in (0, 1):
         assert run_round(worker, NOON_CHICAGO + timedelta(hours=hours)) == 0
     assert entry_states(conn) == {"+14155550101": "failed"}

@@ -1,6 +1,7 @@
 """``Idempotency-Key`` on ``POST /driver_data/call-elevenlabs``: a retry never dials twice."""
 
 import threading
+import time
 
 import psycopg
 import pytest
@@ -8,6 +9,8 @@ import pytest
 from elevenlabs.simulator import ANSWER_OK, ERROR_422
 
 pytestmark = pytest.mark.usefixtures("dials_the_simulator")
+
+PATIENCE_SECONDS = 30  # an upper bound on a slow machine, not a speed target
 
 CALL_REQUEST = {"driver_id": 42, "phone_number": "+14155550123"}
 
@@ -82,7 +85,10 @@ def test_a_retry_while_the_first_request_is_still_dialling_is_409_naming_its_cal
         target=lambda: answered.update(first=post_call(app.test_client(), auth_headers, "k-busy"))
     )
     first.start()
+    # Bounded, so a first request that never dials fails here instead of hanging the suite.
+    deadline = time.monotonic() + PATIENCE_SECONDS
     while not elevenlabs.received:  # the first request is now waiting on ElevenLabs
+        assert time.monotonic() < deadline, f"the first request never dialled: {answered}"
         threading.Event().wait(0.01)
     retry = post_call(app.test_client(), auth_headers, "k-busy")
     elevenlabs.release()

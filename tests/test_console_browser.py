@@ -5,7 +5,9 @@ created through the API (ElevenLabs stood in for by a local HTTP server) and its
 transcript arrives as real signed webhooks, while the page watches.
 """
 
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 import requests
@@ -29,6 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+MISSING_CHROMIUM = f"{CHROMIUM} is missing: `make system-packages` installs Debian's chromium"
 # The page refreshes every 5 s; allow a few refreshes.
 REFRESH_WAIT_MS = 20_000
 XSS_LINES = ["<script>window.__xss=1</script>", "<img src=x onerror=window.__xss=1>"]
@@ -45,7 +48,7 @@ def app_config(app_config, elevenlabs):
 def browser():
     """Start Debian's Chromium headless; close it after the test."""
     if not shutil.which(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
+        pytest.fail(MISSING_CHROMIUM)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -78,6 +81,12 @@ def send_line(api, base, call_sid, message, second):
 def cells(page, call_sid) -> list[str]:
     """Return the lines / webhooks ok / rejected counts of a call's row."""
     return page.locator(f'tr[data-call-sid="{call_sid}"] td.num').all_inner_texts()
+
+
+def test_the_missing_chromium_message_names_a_make_target_that_exists():
+    [target] = re.findall(r"`make ([\w-]+)`", MISSING_CHROMIUM)
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert re.search(rf"^{target}:", makefile, re.MULTILINE), f"no `{target}` target"
 
 
 def test_console_without_credentials_gets_401(browser, live_server):

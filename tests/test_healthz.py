@@ -82,7 +82,7 @@ def test_healthz_is_200_while_every_pooled_connection_is_busy(app_config):
         pool.close()
 
 
-def test_after_a_long_outage_the_first_request_once_the_database_is_back_is_served(
+def test_after_a_long_outage_requests_are_served_again_within_the_reconnect_timeout(
     app_config, database_url, cut_off_database, server_url, auth_headers
 ):
     url = database_url
@@ -97,8 +97,12 @@ def test_after_a_long_outage_the_first_request_once_the_database_is_back_is_serv
             assert client.get("/driver_data/calls/cs_x", headers=auth_headers).status_code == 503
         allow_connections(server_url, url)
         back = time.monotonic()
+        # A reconnection pending at the return ends within RECONNECT_SECONDS, and the next
+        # request asks at once. The margin is for a slow shared machine; the bound stays
+        # under the 4 s, then 8 s, of the pool's own backoff.
+        bound = db.RECONNECT_SECONDS + 1.5
         while client.get("/driver_data/calls/cs_x", headers=auth_headers).status_code != 404:
-            assert time.monotonic() - back < 2, "no answer within 2 s of the database's return"
+            assert time.monotonic() - back < bound, f"no answer within {bound} s of the return"
     finally:
         allow_connections(server_url, url)
         app.extensions["db_pool"].close()

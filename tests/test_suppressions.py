@@ -1,7 +1,9 @@
 """Suppression: a number on the list is never dialled, by the single-call API or a batch."""
 
+from datetime import timedelta
+
 import pytest
-from batch_support import NOON_CHICAGO, batch_body, entry_states
+from batch_support import NOON_CHICAGO, batch_body, end_call, entry_states
 
 from dispatch.rounds import run_round
 
@@ -73,6 +75,42 @@ def test_suppressed_number_in_a_batch_is_never_dialled(
         later: "suppressed",
         "+14155550125": "in_call",
     }
+
+
+def test_number_suppressed_after_its_batch_was_written_shows_as_suppressed_at_once(
+    client, auth_headers, elevenlabs
+):
+    body = batch_body([NUMBER, "+14155550125"])
+    batch_id = client.post("/driver_data/call-batches", json=body, headers=auth_headers).get_json()[
+        "batch_id"
+    ]
+    client.put(f"{SUPPRESSIONS}/{NUMBER}", headers=auth_headers)
+    # Before any round: the PUT itself marks the waiting entry, not the next dial attempt.
+    shown = client.get(f"/driver_data/call-batches/{batch_id}", headers=auth_headers).get_json()
+    assert shown["counts"]["suppressed"] == 1
+    assert elevenlabs.received == []
+
+
+def test_number_suppressed_during_a_busy_call_is_not_redialled(
+    client, conn, auth_headers, elevenlabs, make_worker
+):
+    elevenlabs.answer(fresh_ids=True)
+    body = batch_body([NUMBER], redial={"busy": 2, "spacing_minutes": 0})
+    assert (
+        client.post("/driver_data/call-batches", json=body, headers=auth_headers).status_code == 202
+    )
+    worker = make_worker()
+    assert run_round(worker, NOON_CHICAGO) == 1
+    [call_sid] = [row[0] for row in conn.execute("SELECT call_sid FROM calls")]
+    # The driver asks not to be called while the call rings: the entry is in_call, so the
+    # PUT leaves it alone and only the check at dial time can stop the busy redial.
+    assert entry_states(conn) == {NUMBER: "in_call"}
+    assert client.put(f"{SUPPRESSIONS}/{NUMBER}", headers=auth_headers).status_code == 201
+    end_call(client, conn, call_sid, "busy")
+    dialled = [run_round(worker, NOON_CHICAGO + timedelta(minutes=m)) for m in (0, 1, 60)]
+    assert dialled == [0, 0, 0]
+    assert len(elevenlabs.received) == 1
+    assert entry_states(conn) == {NUMBER: "suppressed"}
 
 
 def test_batch_of_only_suppressed_numbers_completes_without_a_dial(

@@ -364,13 +364,15 @@ def test_timestamps_just_inside_the_window_are_accepted(client, conn):
     assert (old.status_code, ahead.status_code) == (200, 200)
 
 
-def test_a_second_v0_for_a_rotated_secret_is_accepted(client, conn):
+@pytest.mark.parametrize("current", ["last", "first"])
+def test_a_second_v0_for_a_rotated_secret_is_accepted_in_either_order(client, conn, current):
     call = make_call(conn)
     body = body_of(line(call.call_sid))
     now = int(time.time())
     old = signature_header(body, secret="wsec_old", timestamp=now).split("v0=")[1]
     new = signature_header(body, timestamp=now).split("v0=")[1]
-    header = f"t={now},v0={old},v0={new}"
+    digests = [old, new] if current == "last" else [new, old]
+    header = f"t={now}," + ",".join(f"v0={digest}" for digest in digests)
     assert post_with_header(client, TRANSCRIPTION, body, header).status_code == 200
 
 

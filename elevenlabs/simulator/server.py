@@ -77,6 +77,8 @@ class Simulator:
         self.deliveries: list[tuple[str, int | None]] = []
         # conversation_id → the HTTP status its details endpoint answers instead (429, 500).
         self.conversation_faults: dict[str, int] = {}
+        # The HTTP status the conversation list answers instead (429, 500), or None.
+        self.list_fault: int | None = None
         self.in_progress = 0  # conversations under way: the concurrency limit counts them
         self._scripted: Callable[[Received], Response] | None = None
         self._lock = threading.Lock()
@@ -147,6 +149,8 @@ class Simulator:
 
         @app.get(CONVERSATIONS_PATH)
         def conversation_list():
+            if self.list_fault is not None:
+                return _json(answers.FAULTS[self.list_fault], self.list_fault)
             problem = answers.list_problem(request.args)
             if problem:
                 return _json({"detail": [problem]}, 422)
