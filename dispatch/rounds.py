@@ -32,7 +32,6 @@ from dispatch.windows import Window, is_open, next_opening
 from elevenlabs.client import ElevenLabsClient
 from models import calls
 from observability import metrics
-from ops.reconcile import NEVER_PLACED
 
 DIALS_AT_ONCE = 8  # per worker; the cap across workers is MAX_CONCURRENT_CALLS
 PAUSE_SECONDS = 0.2  # between rounds while every slot is taken
@@ -310,7 +309,7 @@ def record_dial(conn, entry_id: int, backoffs: int, placed: PlacedCall, now: dat
 def settle(conn, now: datetime) -> int:
     """Move entries on whose calls ended; mark finished batches completed; return the count."""
     with conn.transaction():
-        params = {"now": now, "orphan_after": ORPHAN_AFTER, "never_placed": NEVER_PLACED}
+        params = {"now": now, "orphan_after": ORPHAN_AFTER, "never_placed": calls.NEVER_PLACED}
         moved = conn.execute(SETTLE, params).rowcount
         conn.execute(FINISH_BATCHES)
     return moved

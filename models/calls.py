@@ -19,6 +19,8 @@ INITIATING = "initiating"
 INITIATED = "initiated"
 FAILED = "failed"
 COMPLETED = "completed"
+# The failure_reason of a call reconciliation proved ElevenLabs never placed.
+NEVER_PLACED = "never placed"
 
 
 @dataclass

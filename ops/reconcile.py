@@ -28,7 +28,6 @@ from webhooks import post_call
 
 MAX_CALLS_PER_RUN = 500  # oldest first from where the last run stopped (``Rotation``)
 STILL_OPEN = ("initiated", "in-progress", "processing")
-NEVER_PLACED = "never placed"
 # Far past any call: a conversation ElevenLabs still calls under way, or answers 404
 # for (deleted under a retention policy), will never settle the call. It is failed.
 GIVE_UP_HOURS = 24
@@ -164,7 +163,7 @@ def _orphan(run: Run, call: Call, document: dict | None, incomplete: str | None)
         run.out(f"{call.call_sid}: no conversation found yet ({incomplete}): {LEFT}")
         return LEFT
     return _fail(
-        run, call, f"{call.call_sid}: no conversation at ElevenLabs names it", NEVER_PLACED
+        run, call, f"{call.call_sid}: no conversation at ElevenLabs names it", calls.NEVER_PLACED
     )
 
 
