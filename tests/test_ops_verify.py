@@ -414,3 +414,28 @@ def test_verify_fails_on_a_completed_call_without_conversation_id(rolled_out):
     result = check(rolled_out)["recent_conversation_ids"]
     assert result.status == FAIL
     assert "completed without conversation_id: cs_new_initiated" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--recent", "-1"], "argument --recent: '-1' is out of range: a number of calls from 1"),
+        (["--recent", "99999999999999999999"], "a number of calls from 1 to 10,000"),
+        (["--stuck-minutes", "99999999999999"], "a number of minutes from 1 to 525,600"),
+        (["--stuck-minutes", "0"], "argument --stuck-minutes: '0' is out of range"),
+        (
+            ["--max-rejection-rate", "nan"],
+            "'nan' is out of range: a share of deliveries from 0 to 1",
+        ),
+        (["--max-rejection-rate", "5"], "'5' is out of range: a share of deliveries from 0 to 1"),
+        (["--max-rejection-rate", "-1"], "'-1' is out of range: a share of deliveries from 0 to 1"),
+        (["--max-rejection-rate", "lots"], "not a share of deliveries: 'lots'"),
+    ],
+)
+def test_verify_refuses_an_out_of_range_option_as_a_usage_error_not_a_verdict(
+    rolled_out, args, message
+):
+    result = run_verify(rolled_out, *args)
+    assert result.returncode == 2
+    assert result.stdout == ""  # no check ran: no PASS/FAIL lines, no verdict
+    assert message in result.stderr.splitlines()[-1]
