@@ -16,6 +16,7 @@ from legacy_schema import seed_legacy_calls
 
 import embedded_db
 from migrations.kit import Run, load_chain, upgrade
+from models import webhook_deliveries as delivery_log
 from ops import verify
 from ops.report import FAIL, PASS, WARN
 
@@ -309,6 +310,31 @@ def test_verify_warns_when_many_webhook_deliveries_are_rejected(rolled_out):
     assert result.status == WARN
     assert "12 deliveries, 3 rejected (25.0%) [unknown_call 3]" in result.detail
     assert check(rolled_out, max_rejection_rate=0.5)["webhook_deliveries"].status == PASS
+
+
+def test_verify_stops_warning_about_rejected_deliveries_once_a_replay_settled_them(rolled_out):
+    seed_webhook_deliveries(rolled_out, accepted=0, rejected=3)
+    assert check(rolled_out)["webhook_deliveries"].status == WARN
+    with psycopg.connect(rolled_out, autocommit=True) as conn:
+        rejected = [
+            delivery_id
+            for (delivery_id,) in conn.execute(
+                "SELECT id FROM webhook_deliveries WHERE outcome = 'unknown_call' ORDER BY id"
+            ).fetchall()
+        ]
+        for delivery_id in rejected[:2]:  # as ops replay records a settled replay
+            delivery_log.record_replay(conn, delivery_id, delivery_log.Outcome("duplicate"))
+    result = check(rolled_out)["webhook_deliveries"]
+    assert result.status == WARN  # one is still unsettled: 1 of 12 is above 5%
+    assert "12 deliveries, 1 rejected (8.3%) [unknown_call 1], 2 since settled by replay" in (
+        result.detail
+    )
+    with psycopg.connect(rolled_out, autocommit=True) as conn:
+        delivery_log.record_replay(conn, rejected[2], delivery_log.Outcome("accepted"))
+    result = check(rolled_out)["webhook_deliveries"]
+    assert result.status == PASS
+    assert "12 deliveries, 0 rejected (0.0%), 3 since settled by replay" in result.detail
+    assert "replay them" not in result.detail
 
 
 # --- verify writes nothing ----------------------------------------------------------------
