@@ -45,7 +45,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the dump")
     args = parser.parse_args(argv)
     started, url = time.monotonic(), db.url_of(args.database_url)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.out.is_dir():  # made here, a typo's folder would hold a backup nobody finds
+        raise CommandError(
+            f"no folder {args.out}: create it first (a mistyped --out would hide the backup)"
+        )
     path = args.out / f"call-sid-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.dump"
     run(
         [client("pg_dump", url), "--format=custom", "--file", str(path), "--dbname", url], "pg_dump"

@@ -96,3 +96,13 @@ def test_a_backup_of_a_migrated_database_restores_over_the_same_state(seeded_url
     restored = run_module("ops", "restore", backup.stdout.split()[1], database_url=seeded_url)
     assert restored.returncode == 0, restored.stderr
     assert migrated_state(seeded_url) == before
+
+
+def test_backup_to_a_folder_that_does_not_exist_is_refused_in_one_line(seeded_url, tmp_path):
+    typo = tmp_path / "backup" / "call-sid"
+    result = run_module("ops", "backup", "--out", str(typo), database_url=seeded_url)
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"error: no folder {typo}: create it first (a mistyped --out would hide the backup)\n",
+    )
+    assert not (tmp_path / "backup").exists()
