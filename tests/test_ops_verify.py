@@ -421,6 +421,18 @@ def test_verify_warns_when_the_transcript_lookup_has_no_index(rolled_out):
     assert "no index on transcriptions(conversation_id)" in result.detail
 
 
+def test_verify_says_the_row_count_is_unknown_on_a_table_never_analysed(create_database):
+    url = create_database()
+    migrate(url, upto=0)
+    with psycopg.connect(url, autocommit=True) as conn:  # autovacuum would analyse it, some time
+        conn.execute("ALTER TABLE transcriptions SET (autovacuum_enabled = false)")
+    seed_legacy_calls(url, 30)
+    result = check(url, stage="pre")["transcript_lookup_plan"]
+    assert result.status == WARN
+    assert result.detail.endswith("over an unknown number of rows (not analysed)")
+    assert result.figures["estimated_rows"] is None
+
+
 def test_verify_fails_when_the_uniqueness_probe_is_refused_for_another_reason(rolled_out):
     with psycopg.connect(rolled_out, autocommit=True) as conn:
         # The probe's rows have negative ids: a CHECK refuses them before uniqueness is tried.
