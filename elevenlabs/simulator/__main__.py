@@ -29,6 +29,8 @@ def port_argument(text: str) -> int:
 
 def webhook_url_argument(text: str) -> str:
     """Return the service's base URL; anything else would fail each webhook unseen."""
+    if text == "":  # the default (argparse parses it too): send no webhooks
+        return text
     try:
         parts = urlsplit(text)
         usable = parts.scheme in ("http", "https") and parts.hostname
