@@ -1,6 +1,7 @@
 """Configuration: read once from the environment; ``create_app(test_config)`` lays tests over it."""
 
 import errno
+import math
 import os
 import socket
 from decimal import Decimal
@@ -84,6 +85,45 @@ def check(config) -> None:
         missing = [name for name in PRODUCTION_REQUIRED if not config.get(name)]
         if missing:
             raise ConfigError(f"APP_ENV=production needs {', '.join(missing)} set")
+    check_numbers(config)
+
+
+# Seconds: requests refuses a timeout of 0 or less on every call (a 500 and a
+# "may have been placed" failed row for a call never placed), and the socket
+# layer overflows on huge ones; an hour is more than any wait here needs.
+TIMEOUTS = ("ELEVENLABS_CONNECT_TIMEOUT", "ELEVENLABS_READ_TIMEOUT", "DB_POOL_TIMEOUT")
+MAX_TIMEOUT = 3600
+# (setting, lowest, highest or None): outside, start-up would succeed and then
+# every request using the value fail, or the bind raise a traceback (PORT).
+INTEGER_RANGES = (
+    ("DB_POOL_MIN_SIZE", 1, None),
+    ("DB_POOL_MAX_SIZE", 1, None),
+    ("MAX_CONTENT_LENGTH", 1, None),
+    ("WEBHOOK_TOLERANCE_PAST", 0, None),
+    ("WEBHOOK_TOLERANCE_FUTURE", 0, None),
+    ("PORT", 1, 65535),
+)
+
+
+def check_numbers(config) -> None:
+    """Refuse, naming the setting, a number that would start and then fail each request."""
+    for name in TIMEOUTS:
+        value = config[name]
+        if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+            raise ConfigError(
+                f"{name} must be above 0 and at most {MAX_TIMEOUT} seconds, got {value}"
+            )
+    for name, low, high in INTEGER_RANGES:
+        value = config[name]
+        if high is None and value < low:
+            raise ConfigError(f"{name} must be at least {low}, got {value}")
+        if high is not None and not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    if config["DB_POOL_MAX_SIZE"] < config["DB_POOL_MIN_SIZE"]:
+        raise ConfigError(
+            f"DB_POOL_MAX_SIZE must be at least DB_POOL_MIN_SIZE ({config['DB_POOL_MIN_SIZE']}), "
+            f"got {config['DB_POOL_MAX_SIZE']}"
+        )
 
 
 def check_port_free(host: str, port: int) -> None:

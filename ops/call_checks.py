@@ -129,22 +129,29 @@ def stuck_initiating(conn, opts):
 
 
 def webhook_deliveries(conn, opts):
-    """Count the window's deliveries (migration 006's log): total, rejected, rate, and why."""
+    """Count the window's deliveries (migration 006's log): total, rejected, rate, and why.
+
+    A rejection that ``ops replay`` has since settled is counted apart: it needs no
+    more replaying, and warning about it would keep the check from ever clearing.
+    """
     if not table_exists(conn, "webhook_deliveries"):
         return failed("no webhook_deliveries table (migration 006 not applied)")
     rows = conn.execute(
         """
         SELECT outcome, count(*),
                count(*) FILTER (WHERE call_sid IS NOT NULL),
-               count(*) FILTER (WHERE call_sid IS NULL AND conversation_id IS NOT NULL)
+               count(*) FILTER (WHERE call_sid IS NULL AND conversation_id IS NOT NULL),
+               count(*) FILTER (WHERE replay_outcome = ANY(%s))
           FROM webhook_deliveries
          WHERE received_at >= now() - make_interval(mins => %s)
          GROUP BY outcome ORDER BY count(*) DESC, outcome
         """,
-        (opts.window_minutes,),
+        (list(SETTLED), opts.window_minutes),
     ).fetchall()
     total = sum(row[1] for row in rows)
-    reasons = {outcome: n for outcome, n, *_ in rows if outcome not in SETTLED}
+    unsettled = [row for row in rows if row[0] not in SETTLED]
+    replayed = sum(row[4] for row in unsettled)
+    reasons = {row[0]: row[1] - row[4] for row in unsettled if row[1] > row[4]}
     rejected = sum(reasons.values())
     by_call_sid, by_conversation = sum(row[2] for row in rows), sum(row[3] for row in rows)
     rate = rejected / total if total else 0.0
@@ -152,6 +159,7 @@ def webhook_deliveries(conn, opts):
         "window_minutes": opts.window_minutes,
         "total": total,
         "rejected": rejected,
+        "settled_by_replay": replayed,
         "rejection_rate": round(rate, 4),
         "reasons": reasons,
         "by_call_sid": by_call_sid,
@@ -167,6 +175,7 @@ def webhook_deliveries(conn, opts):
     line = (
         f"{span}: {total} deliveries, {rejected} rejected ({rate:.1%})"
         + (f" [{why}]" if why else "")
+        + (f", {replayed} since settled by replay" if replayed else "")
         + f"; {by_call_sid} named a call_sid, {by_conversation} only a conversation_id"
     )
     if rate > opts.max_rejection_rate:

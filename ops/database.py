@@ -19,6 +19,27 @@ def parser(command: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def bounded(cast, low, high, noun: str):
+    """Return an argparse type: ``noun`` (e.g. "a number of days") from ``low`` to ``high``.
+
+    Outside its range a number would reach SQL as a confusing database error, or
+    (NaN, which passes no comparison) silently turn a check off.
+    """
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+        if not low <= value <= high:  # NaN fails this too
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is out of range: {noun} from {low:,} to {high:,}"
+            )
+        return value
+
+    return parse
+
+
 def connect(url: str | None, command: str) -> psycopg.Connection:
     """Connect in autocommit to ``url`` or what ``db.url_of`` finds, named ``ops-<command>``."""
     return db.connect(db.url_of(url), f"ops-{command}")

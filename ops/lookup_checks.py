@@ -106,22 +106,24 @@ def _index_verdict(
 
     natural = _scans(conn, query)  # first: it fails, and says why, when the table is missing
     rows = conn.execute(
-        "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass(%s)", (table,)
+        "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", (table,)
     ).fetchone()[0]
-    figures.update(plan=natural, estimated_rows=rows)
+    # -1 until the table is first analysed: its size is unknown, not 0 (it may be huge).
+    size = f"~{rows} rows" if rows >= 0 else "an unknown number of rows (not analysed)"
+    figures.update(plan=natural, estimated_rows=rows if rows >= 0 else None)
     if served(natural):
-        return passed(f"{'; '.join(natural)} ({ms}~{rows} rows)", **figures)
+        return passed(f"{'; '.join(natural)} ({ms}{size})", **figures)
     forced = figures["plan_without_seqscan"] = _scans(conn, query, seqscan=False)
     if not served(forced):
         verdict, message = no_index
-        return verdict(message.format(plan="; ".join(forced), rows=rows), **figures)
+        return verdict(message.format(plan="; ".join(forced), size=size), **figures)
     if rows >= LARGE_TABLE_ROWS:
         return warned(
             f"planner chose {'; '.join(natural)} on ~{rows} rows; run ANALYZE {table}", **figures
         )
     return passed(
         f"{'; '.join(forced)} when seq scans are priced out (the planner picks "
-        f"{'; '.join(natural)} on only ~{rows} rows)",
+        f"{'; '.join(natural)} on {'only ' if rows >= 0 else ''}{size})",
         **figures,
     )
 
@@ -152,6 +154,6 @@ def transcript_lookup_plan(conn, opts):
         "",
         no_index=(
             warned,
-            "no index on transcriptions(conversation_id): every lookup is {plan} over ~{rows} rows",
+            "no index on transcriptions(conversation_id): every lookup is {plan} over {size}",
         ),
     )

@@ -56,14 +56,20 @@ def main(argv: list[str]) -> int:
     parser = database.parser(
         "prune-deliveries", "Delete settled webhook deliveries older than N days, in batches."
     )
-    parser.add_argument("--older-than-days", type=int, required=True, metavar="N")
-    parser.add_argument("--batch", type=int, default=5_000, help="rows per transaction")
+    parser.add_argument(
+        "--older-than-days",
+        type=database.bounded(int, 1, 36_500, "a number of days"),
+        required=True,
+        metavar="N",
+    )
+    parser.add_argument(
+        "--batch",
+        type=database.bounded(int, 1, 1_000_000, "a number of rows"),
+        default=5_000,
+        help="rows per transaction",
+    )
     parser.add_argument("--dry-run", action="store_true", help="count, change nothing")
     args = parser.parse_args(argv)
-    if args.older_than_days < 1:
-        parser.error("--older-than-days must be at least 1")
-    if args.batch < 1:
-        parser.error("--batch must be at least 1")
     url = db.url_of(args.database_url)
     with database.connect(url, "prune-deliveries") as conn:
         print(f"prune-deliveries on {database.describe(url)}")

@@ -1,21 +1,11 @@
 """``python -m ops stuck --older-than 10``: calls stuck in ``initiating`` (a process died
 mid-call; the driver may or may not have been rung), to check in ElevenLabs' call history."""
 
-import argparse
-
 from models import calls
 from ops import database
 
-
-def minutes_argument(text: str) -> float:
-    """Return a number of minutes from the command line (0 or more), or say why not."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of minutes: {text!r}") from None
-    if not 0 <= value < 10**7:
-        raise argparse.ArgumentTypeError(f"minutes must be 0 or more: {text!r}")
-    return value
+MAX_MINUTES = 365 * 24 * 60  # a year: an age past it is a typo, not a stuck call
+minutes_argument = database.bounded(float, 0, MAX_MINUTES, "a number of minutes")
 
 
 def main(argv: list[str]) -> int:
@@ -24,10 +14,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--older-than", type=minutes_argument, default=10.0, metavar="MINUTES", help="default: 10"
     )
-    parser.add_argument("--limit", type=int, default=100, help="default: 100")
+    parser.add_argument(
+        "--limit",
+        type=database.bounded(int, 1, 100_000, "a number of calls"),
+        default=100,
+        help="default: 100",
+    )
     args = parser.parse_args(argv)
-    if args.limit < 1:
-        parser.error("--limit must be at least 1")
     with database.connect(args.database_url, "stuck") as conn:
         rows = calls.stuck_initiating(conn, older_than_minutes=args.older_than, limit=args.limit)
         now = conn.execute("SELECT now()").fetchone()[0]  # the database's clock, as created_at

@@ -12,6 +12,7 @@ import db
 from errors import first_line
 from ops import call_checks, database, lookup_checks, schema_checks
 from ops.report import FAIL, Result, render
+from ops.stuck_calls import MAX_MINUTES
 
 # Before the code deploy: the schema the four migrations leave.
 PRE = [
@@ -89,19 +90,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of lines")
     parser.add_argument(
         "--recent",
-        type=int,
+        type=database.bounded(int, 1, 10_000, "a number of calls"),
         metavar="N",
         help="how many of the latest calls to inspect (%(default)s)",
     )
     parser.add_argument(
         "--stuck-minutes",
-        type=int,
+        type=database.bounded(int, 1, MAX_MINUTES, "a number of minutes"),
         metavar="M",
         help="'initiating' longer than this is stuck (%(default)s)",
     )
     parser.add_argument(
         "--max-rejection-rate",
-        type=float,
+        type=database.bounded(float, 0, 1, "a share of deliveries"),
         metavar="RATE",
         help="share of rejected webhook deliveries above which to warn (%(default)s)",
     )

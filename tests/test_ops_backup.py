@@ -2,8 +2,13 @@
 
 import re
 
+import psycopg
+import pytest
 from commands import run_module
 from legacy_schema import legacy_data, query
+
+from migrations.kit import Run, applied_versions
+from migrations.migrate import move
 
 
 def test_backup_then_restore_brings_back_every_row(seeded_url, tmp_path):
@@ -42,3 +47,62 @@ def test_backup_without_a_database_says_so_in_one_line(tmp_path):
         1,
         "error: no database: set DATABASE_URL or pass --database-url\n",
     )
+
+
+def migrated_state(url: str) -> list[tuple]:
+    """Return what a restore over another migration state would change: rows and record."""
+    return query(url, "SELECT id, call_sid, conversation_id FROM calls ORDER BY id") + query(
+        url, "SELECT version FROM schema_migrations ORDER BY version"
+    )
+
+
+@pytest.mark.parametrize("applied", [4, 13])  # 001-004 restored "cleanly"; 005+ failed in FKs
+def test_restoring_the_pre_migration_backup_over_a_migrated_database_is_refused_first(
+    seeded_url, tmp_path, applied
+):
+    backup = run_module("ops", "backup", "--out", str(tmp_path), database_url=seeded_url)
+    assert backup.returncode == 0, backup.stderr
+    dump = backup.stdout.split()[1]
+    quiet = Run(out=lambda line: None)
+    move(seeded_url, "up", applied, quiet)
+    before = migrated_state(seeded_url)
+
+    refused = run_module("ops", "restore", dump, database_url=seeded_url)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"error: the dump is at migration 000 (taken before 001), the database at {applied:03d}: "
+        "bring the database to the dump's state first with "
+        f"`.venv/bin/python migrations/migrate.py down {applied}`, then restore; nothing changed\n"
+    )
+    assert migrated_state(seeded_url) == before
+
+    move(seeded_url, "down", applied, quiet, yes=True)  # the database now at the dump's state
+    restored = run_module("ops", "restore", dump, database_url=seeded_url)
+    assert restored.returncode == 0, restored.stderr
+    assert applied_versions_of(seeded_url) == {0}
+
+
+def applied_versions_of(url: str) -> set[int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return applied_versions(conn)
+
+
+def test_a_backup_of_a_migrated_database_restores_over_the_same_state(seeded_url, tmp_path):
+    move(seeded_url, "up", 4, Run(out=lambda line: None))
+    backup = run_module("ops", "backup", "--out", str(tmp_path), database_url=seeded_url)
+    assert backup.returncode == 0, backup.stderr
+    before = migrated_state(seeded_url)
+    query(seeded_url, "DELETE FROM transcriptions WHERE id <= 10 RETURNING id")
+    restored = run_module("ops", "restore", backup.stdout.split()[1], database_url=seeded_url)
+    assert restored.returncode == 0, restored.stderr
+    assert migrated_state(seeded_url) == before
+
+
+def test_backup_to_a_folder_that_does_not_exist_is_refused_in_one_line(seeded_url, tmp_path):
+    typo = tmp_path / "backup" / "call-sid"
+    result = run_module("ops", "backup", "--out", str(typo), database_url=seeded_url)
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"error: no folder {typo}: create it first (a mistyped --out would hide the backup)\n",
+    )
+    assert not (tmp_path / "backup").exists()

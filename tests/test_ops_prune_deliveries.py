@@ -93,8 +93,23 @@ def test_a_row_a_replay_holds_is_skipped_not_waited_for(conn, deliveries, databa
     ("args", "message"),
     [
         ([], "the following arguments are required: --older-than-days"),
-        (["--older-than-days", "0"], "--older-than-days must be at least 1"),
-        (["--older-than-days", "30", "--batch", "0"], "--batch must be at least 1"),
+        (
+            ["--older-than-days", "0"],
+            "argument --older-than-days: '0' is out of range: a number of days from 1 to 36,500",
+        ),
+        (
+            ["--older-than-days", "99999999999", "--dry-run"],
+            "'99999999999' is out of range: a number of days from 1 to 36,500",
+        ),
+        (
+            ["--older-than-days", "30", "--batch", "0"],
+            "argument --batch: '0' is out of range: a number of rows from 1 to 1,000,000",
+        ),
+        (
+            ["--older-than-days", "30", "--batch", "99999999999999999999"],
+            "'99999999999999999999' is out of range: a number of rows from 1 to 1,000,000",
+        ),
+        (["--older-than-days", "soon"], "argument --older-than-days: not a number of days: 'soon'"),
     ],
 )
 def test_bad_options_are_refused_with_exit_2(database_url, args, message):

@@ -16,6 +16,7 @@ from legacy_schema import seed_legacy_calls
 
 import embedded_db
 from migrations.kit import Run, load_chain, upgrade
+from models import webhook_deliveries as delivery_log
 from ops import verify
 from ops.report import FAIL, PASS, WARN
 
@@ -311,6 +312,31 @@ def test_verify_warns_when_many_webhook_deliveries_are_rejected(rolled_out):
     assert check(rolled_out, max_rejection_rate=0.5)["webhook_deliveries"].status == PASS
 
 
+def test_verify_stops_warning_about_rejected_deliveries_once_a_replay_settled_them(rolled_out):
+    seed_webhook_deliveries(rolled_out, accepted=0, rejected=3)
+    assert check(rolled_out)["webhook_deliveries"].status == WARN
+    with psycopg.connect(rolled_out, autocommit=True) as conn:
+        rejected = [
+            delivery_id
+            for (delivery_id,) in conn.execute(
+                "SELECT id FROM webhook_deliveries WHERE outcome = 'unknown_call' ORDER BY id"
+            ).fetchall()
+        ]
+        for delivery_id in rejected[:2]:  # as ops replay records a settled replay
+            delivery_log.record_replay(conn, delivery_id, delivery_log.Outcome("duplicate"))
+    result = check(rolled_out)["webhook_deliveries"]
+    assert result.status == WARN  # one is still unsettled: 1 of 12 is above 5%
+    assert "12 deliveries, 1 rejected (8.3%) [unknown_call 1], 2 since settled by replay" in (
+        result.detail
+    )
+    with psycopg.connect(rolled_out, autocommit=True) as conn:
+        delivery_log.record_replay(conn, rejected[2], delivery_log.Outcome("accepted"))
+    result = check(rolled_out)["webhook_deliveries"]
+    assert result.status == PASS
+    assert "12 deliveries, 0 rejected (0.0%), 3 since settled by replay" in result.detail
+    assert "replay them" not in result.detail
+
+
 # --- verify writes nothing ----------------------------------------------------------------
 
 
@@ -395,6 +421,18 @@ def test_verify_warns_when_the_transcript_lookup_has_no_index(rolled_out):
     assert "no index on transcriptions(conversation_id)" in result.detail
 
 
+def test_verify_says_the_row_count_is_unknown_on_a_table_never_analysed(create_database):
+    url = create_database()
+    migrate(url, upto=0)
+    with psycopg.connect(url, autocommit=True) as conn:  # autovacuum would analyse it, some time
+        conn.execute("ALTER TABLE transcriptions SET (autovacuum_enabled = false)")
+    seed_legacy_calls(url, 30)
+    result = check(url, stage="pre")["transcript_lookup_plan"]
+    assert result.status == WARN
+    assert result.detail.endswith("over an unknown number of rows (not analysed)")
+    assert result.figures["estimated_rows"] is None
+
+
 def test_verify_fails_when_the_uniqueness_probe_is_refused_for_another_reason(rolled_out):
     with psycopg.connect(rolled_out, autocommit=True) as conn:
         # The probe's rows have negative ids: a CHECK refuses them before uniqueness is tried.
@@ -414,3 +452,28 @@ def test_verify_fails_on_a_completed_call_without_conversation_id(rolled_out):
     result = check(rolled_out)["recent_conversation_ids"]
     assert result.status == FAIL
     assert "completed without conversation_id: cs_new_initiated" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--recent", "-1"], "argument --recent: '-1' is out of range: a number of calls from 1"),
+        (["--recent", "99999999999999999999"], "a number of calls from 1 to 10,000"),
+        (["--stuck-minutes", "99999999999999"], "a number of minutes from 1 to 525,600"),
+        (["--stuck-minutes", "0"], "argument --stuck-minutes: '0' is out of range"),
+        (
+            ["--max-rejection-rate", "nan"],
+            "'nan' is out of range: a share of deliveries from 0 to 1",
+        ),
+        (["--max-rejection-rate", "5"], "'5' is out of range: a share of deliveries from 0 to 1"),
+        (["--max-rejection-rate", "-1"], "'-1' is out of range: a share of deliveries from 0 to 1"),
+        (["--max-rejection-rate", "lots"], "not a share of deliveries: 'lots'"),
+    ],
+)
+def test_verify_refuses_an_out_of_range_option_as_a_usage_error_not_a_verdict(
+    rolled_out, args, message
+):
+    result = run_verify(rolled_out, *args)
+    assert result.returncode == 2
+    assert result.stdout == ""  # no check ran: no PASS/FAIL lines, no verdict
+    assert message in result.stderr.splitlines()[-1]
