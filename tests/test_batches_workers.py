@@ -123,8 +123,9 @@ def test_worker_killed_mid_dial_is_redialled_only_once_reconciliation_finds_it_n
         ({"CALLING_TIMEZONE": "Mars/Olympus"}, "error: CALLING_TIMEZONE 'Mars/Olympus' is not"),
         ({"CALLING_WINDOW": "20:00-08:00"}, "error: CALLING_WINDOW: the window must start"),
         ({"MAX_CONCURRENT_CALLS": "five"}, "error: MAX_CONCURRENT_CALLS must be a number"),
+        ({"ELEVENLABS_READ_TIMEOUT": "-1"}, "error: ELEVENLABS_READ_TIMEOUT must be above 0"),
     ],
-    ids=["no_database", "bad_time_zone", "overnight_window", "cap_not_a_number"],
+    ids=["no_database", "bad_time_zone", "overnight_window", "cap_not_a_number", "bad_timeout"],
 )
 def test_worker_with_bad_settings_exits_with_one_line(database_url, env, line):
     finished = subprocess.run(
