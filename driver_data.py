@@ -132,9 +132,8 @@ def _dial(call, order: placing.CallOrder, api_called_at: datetime):
     if (exc := placed.error) is not None:
         log.warning("call %s failed (%s): %s", call.call_sid, exc.kind, mask_phones_in(exc.reason))
         message = (
-            "ElevenLabs' answer was lost or broken: the call may have been placed. It stays "
-            "'initiating' until its webhook or reconciliation settles it; do not place it "
-            "again before then."
+            "ElevenLabs' answer was lost or broken: the call may have been placed. It is "
+            "recorded as failed; check it before placing it again."
             if exc.may_have_dialled
             else "ElevenLabs did not place the call; it is recorded as failed."
         )

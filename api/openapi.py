@@ -65,9 +65,8 @@ ERRORS = {
     413: "the body is too large",
     415: "the body was not sent with Content-Type: application/json",
     422: "idempotency_key_reused: the key came with another body",
-    502: "ElevenLabs did not confirm the call; details.may_have_dialled says whether it "
-    "may have been placed all the same: if so the call stays initiating until its webhook "
-    "or reconciliation settles it, else it is recorded as failed",
+    502: "ElevenLabs did not confirm the call; it is recorded as failed, and "
+    "details.may_have_dialled says whether it may have been placed all the same",
     503: "not_configured; database_unavailable (unreachable) or database_error (it refused "
     "the statement): nothing was written; outcome_not_recorded: ElevenLabs answered but "
     "the outcome could not be written, details.placed says whether the call was placed",

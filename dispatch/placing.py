@@ -3,9 +3,9 @@
 The row is written and committed ``initiating`` before ElevenLabs is asked, once: a
 request that may have reached ElevenLabs is never sent again (a retry can ring a driver
 twice). Its answer moves the call to ``initiated`` or ``failed``; a 429 placed nothing.
-A failure after which the call may have been placed (a timeout, a cut answer, a 5xx, a
-bug of ours) leaves it ``initiating``, its reason noted: it counts in flight until its
-webhook or reconciliation settles it.
+A batch's dial after which the call may have been placed (a timeout, a cut answer, a
+5xx, a bug of ours) leaves it ``initiating``, its reason noted: it counts in flight
+until its webhook or reconciliation settles it.
 """
 
 import logging
@@ -61,11 +61,17 @@ def dial(
     call: calls.Call,
     order: CallOrder,
     api_called_at: datetime,
+    *,
+    hold_if_unsure: bool = False,
 ) -> PlacedCall:
     """Ask ElevenLabs to dial a call already written and committed; record its answer.
 
     ``connect`` gives the connection the answer is written on, asked for only
     once ElevenLabs answered: the wait must not hold a pooled connection.
+    ``hold_if_unsure`` (a batch's dial): a call that may have been placed stays
+    ``initiating``, its reason noted, so it counts in flight and is not redialled
+    until its webhook or reconciliation settles it. Without it (the single-call
+    API, whose caller reads ``may_have_dialled`` in the 502) the call is ``failed``.
     """
     variables = {**order.variables, "call_sid": call.call_sid}
     if order.driver_name is not None:
@@ -82,20 +88,21 @@ def dial(
         # Counted before any connection is taken: the answer happened even if writing it fails.
         metrics.record_elevenlabs_call(exc.kind, time.monotonic() - sent)
         refused = {"placed": False, "reason": exc.reason, "may_have_dialled": exc.may_have_dialled}
-        record = calls.note_may_have_dialled if exc.may_have_dialled else calls.mark_failed
+        held = hold_if_unsure and exc.may_have_dialled
+        record = calls.note_may_have_dialled if held else calls.mark_failed
         with _recording(call.call_sid, refused):
             conn = connect()
             noted = record(conn, call.call_sid, reason=exc.reason, api_called_at=api_called_at)
             # Already ended by a webhook that outran this answer: the call as it stands.
             recorded = noted or calls.by_call_sid(conn, call.call_sid)
-        metrics.record_call_outcome(calls.INITIATING if exc.may_have_dialled else calls.FAILED)
+        metrics.record_call_outcome(calls.INITIATING if held else calls.FAILED)
         said = "may have been placed" if exc.may_have_dialled else "not placed"
         log.warning("call %s %s (%s)", call.call_sid, said, exc.kind)
         return PlacedCall(recorded, exc)
     except Exception:
-        # Our own bug, perhaps after the request left: note it on the call, left
-        # 'initiating' for reconciliation to settle, then fail loudly.
-        calls.note_may_have_dialled(
+        # Our own bug, perhaps after the request left: record it (held for
+        # reconciliation, or failed: never left 'initiating' for ever), then fail loudly.
+        (calls.note_may_have_dialled if hold_if_unsure else calls.mark_failed)(
             connect(),
             call.call_sid,
             reason="unexpected error in this service while calling ElevenLabs (see its logs); "

@@ -195,7 +195,9 @@ def dial_claim(worker: Worker, claimed: Claim, now: datetime) -> None:
         called_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     with ExitStack() as held:
         connect = cache(lambda: held.enter_context(worker.pool.connection()))
-        placed = dial(connect, worker.client, claimed.call, claimed.order, called_at)
+        placed = dial(
+            connect, worker.client, claimed.call, claimed.order, called_at, hold_if_unsure=True
+        )
         record_dial(connect(), claimed.entry_id, claimed.backoffs, placed, now)
 
 

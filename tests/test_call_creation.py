@@ -215,7 +215,7 @@ FAILURES = {
 
 
 @pytest.mark.parametrize(("status", "body", "raw", "reason"), FAILURES.values(), ids=FAILURES)
-def test_each_elevenlabs_failure_answers_502_and_fails_the_row_unless_it_may_have_dialled(
+def test_each_elevenlabs_failure_leaves_a_failed_row_and_answers_502(
     client, auth_headers, elevenlabs, conn, status, body, raw, reason
 ):
     elevenlabs.answer(body, status=status, raw=raw)
@@ -228,14 +228,10 @@ def test_each_elevenlabs_failure_answers_502_and_fails_the_row_unless_it_may_hav
     [row] = call_rows(conn)
     assert answer["details"]["call_sid"] == row["call_sid"]
     assert reason in answer["details"]["reason"]
+    assert row["status"] == "failed"
     assert row["failure_reason"] == answer["details"]["reason"]
     assert row["conversation_id"] is None
-    if answer["details"]["may_have_dialled"]:  # in flight until reconciliation settles it
-        assert (row["status"], row["failed_at"]) == ("initiating", None)
-        assert row["created_at"] <= row["api_called_at"]
-    else:
-        assert row["status"] == "failed"
-        assert row["created_at"] <= row["api_called_at"] <= row["failed_at"]
+    assert row["created_at"] <= row["api_called_at"] <= row["failed_at"]
     assert len(elevenlabs.received) == 1, "never retried"
 
 
@@ -270,7 +266,7 @@ def test_elevenlabs_hanging_past_the_read_timeout_answers_502_within_the_timeout
     assert details["kind"] == "read_timeout"
     assert details["may_have_dialled"] is True
     [row] = call_rows(conn)
-    assert row["status"] == "initiating"
+    assert row["status"] == "failed"
     assert "did not answer within 0.5s" in row["failure_reason"]
     assert len(elevenlabs.received) == 1, "never retried"
 

@@ -32,8 +32,7 @@ def test_a_502_that_may_have_dialled_never_says_the_call_was_not_placed(
     assert "may have been placed" in answer["message"]
     assert "did not place" not in answer["message"]
     assert "not placed" not in answer["details"]["reason"]
-    assert "stays 'initiating'" in answer["message"]
-    assert only_call(conn)["status"] == "initiating"
+    assert only_call(conn)["status"] == "failed"
 
 
 def test_a_502_that_did_not_dial_says_so(client, auth_headers, elevenlabs):
@@ -60,7 +59,7 @@ def test_a_200_that_cannot_be_decoded_answers_502_may_have_dialled_and_the_row_s
     assert response.status_code == 502
     assert response.get_json()["details"]["may_have_dialled"] is True
     row = only_call(conn)
-    assert row["status"] == "initiating"
+    assert row["status"] == "failed"
     assert "may still have been placed" in row["failure_reason"]
 
 
@@ -71,7 +70,7 @@ class BrokenClient:
         raise RuntimeError("a bug of ours after sending")
 
 
-def test_an_unexpected_error_of_ours_while_calling_elevenlabs_is_noted_on_the_initiating_row(
+def test_an_unexpected_error_of_ours_while_calling_elevenlabs_leaves_the_row_failed(
     app, auth_headers, conn
 ):
     app.extensions["elevenlabs"] = BrokenClient()
@@ -81,5 +80,5 @@ def test_an_unexpected_error_of_ours_while_calling_elevenlabs_is_noted_on_the_in
     assert response.status_code == 500
     assert response.get_json()["error"] == "internal_error"
     row = only_call(conn)
-    assert row["status"] == "initiating", "counted in flight until reconciliation settles it"
+    assert row["status"] == "failed", "never left 'initiating'"
     assert "may have been placed" in row["failure_reason"]
