@@ -119,14 +119,13 @@ TRANSCRIPTION_WEBHOOK = {
 }
 
 # A turn with no message (a tool call, silence) is not a line; one with a message is,
-# unless it has no usable role or time in call: then it is skipped with a note.
+# unless it cannot be one: then it is skipped with a note, never refused, so no shape
+# is asked of it here.
 _TURN = {
-    "type": "object",
-    "description": "a line when it has a message, a role and a time in call (the call's "
-    f"start plus it from {EARLIEST.year} to {LATEST.year}); without either, skipped and noted",
-    "properties": {
-        "message": {"type": ["string", "null"], "maxLength": MAX_MESSAGE_LENGTH, "pattern": NO_NUL}
-    },
+    "description": "a line when it is an object with a message (a string of at most "
+    f"{MAX_MESSAGE_LENGTH} characters, no NUL), a role and a time in call (the call's start "
+    f"plus it from {EARLIEST.year} to {LATEST.year}); a turn without a message is not a "
+    "line, and any other is skipped and noted",
 }
 _RECORD_ONLY = "kept for the record: a value that cannot be kept is noted, never refused"
 

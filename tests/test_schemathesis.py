@@ -23,7 +23,6 @@ from schemathesis.generation import GenerationMode
 from webhook_signing import signature_header
 
 from api import openapi
-from elevenlabs import payloads
 from elevenlabs.signature import HEADER as SIGNATURE
 
 # The document /openapi.json serves (test_openapi checks that), loaded at collection
@@ -62,25 +61,6 @@ def signed(case) -> dict:
     return {SIGNATURE: signature_header(raw)}
 
 
-def keep_each_line_inside_the_years(data: dict) -> None:
-    """Make a valid transcript's lines fall from 2000 to 2100, as its description says.
-
-    A line is at its call's start plus its time in call: a sum JSON Schema cannot say.
-    """
-    metadata = data.get("metadata")
-    if not isinstance(metadata, dict) or "start_time_unix_secs" not in metadata:
-        return
-    start = payloads.timestamp(metadata["start_time_unix_secs"])
-    for turn in data.get("transcript") or []:
-        seconds = turn.get("time_in_call_secs")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            continue  # a turn with no message: not a line, not read
-        try:
-            payloads.at(start, seconds, "time_in_call_secs")
-        except payloads.Rejected:
-            turn["time_in_call_secs"] = 0
-
-
 def follow_the_batch_rules_said_in_words(body) -> None:
     """Make a valid batch keep what JSON Schema cannot say, as its description says it.
 
@@ -107,7 +87,6 @@ def name_the_example_call(body) -> None:
         variables = {"dynamic_variables": {"call_sid": openapi.EXAMPLE_CALL_SID}}
         body["data"]["conversation_initiation_client_data"] = variables
         body["data"]["conversation_id"] = "conv_example"
-        keep_each_line_inside_the_years(body["data"])
 
 
 @pytest.fixture

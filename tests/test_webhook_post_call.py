@@ -273,8 +273,6 @@ BROKEN = {
     "data an array": (("data",), [], "data"),
     "no call named": (("data", "conversation_id"), None, "names no call"),
     "transcript an object": (("data", "transcript"), {}, "data.transcript"),
-    "turn not an object": (("data", "transcript", 0), "hello", "data.transcript[0]"),
-    "turn message a number": (("data", "transcript", 0, "message"), 5, "message"),
     "metadata a string": (("data", "metadata"), "x", "data.metadata"),
     "call_sid variable a number": (
         ("data", "conversation_initiation_client_data", "dynamic_variables", "call_sid"),

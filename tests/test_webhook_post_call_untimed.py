@@ -121,6 +121,28 @@ def test_post_call_turn_without_a_usable_role_or_time_is_skipped_and_the_rest_ke
     assert [speaker for speaker, _, _ in lines(conn, "conv_post_call")] == ["agent", "agent"]
 
 
+@pytest.mark.parametrize(
+    "turn, said",
+    [
+        ("hello", "data.transcript[1] must be an object"),
+        ({"role": "user", "message": 5, "time_in_call_secs": 5}, "message must be a string"),
+        ({"role": "user", "message": "a\x00b", "time_in_call_secs": 5}, "NUL"),
+        ({"role": "user", "message": "x" * 20_001, "time_in_call_secs": 5}, "20000"),
+    ],
+    ids=["not_an_object", "message_a_number", "message_with_nul", "message_too_long"],
+)
+def test_post_call_turn_that_cannot_be_a_line_is_skipped_and_the_rest_kept(
+    client, conn, turn, said
+):
+    def edit(event):
+        event["data"]["transcript"][1] = turn
+
+    _call, reason = _send(client, conn, edit)
+    assert said in reason and ": turn skipped" in reason, reason
+    assert "2 new lines" in reason
+    assert [speaker for speaker, _, _ in lines(conn, "conv_post_call")] == ["agent", "agent"]
+
+
 def test_post_call_with_many_unusable_turns_says_how_many_in_one_note(client, conn):
     def edit(event):
         for turn in event["data"]["transcript"]:

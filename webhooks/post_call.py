@@ -126,8 +126,9 @@ def _twilio_call_sid(event_type: str, metadata: dict, notes: list) -> str | None
 def _turns(value, notes: list) -> list[dict]:
     """Return the turns that carry a message, with a usable role and time in call.
 
-    A turn without either is skipped and noted rather than refused: refusing it
-    would refuse the call's end and outcome with it, and no replay could apply them.
+    A turn that is not an object, or whose message, role or time cannot be used,
+    is skipped and noted rather than refused: refusing it would refuse the call's
+    end and outcome with it, and no replay could apply them.
     """
     if value is None:
         return []
@@ -136,16 +137,16 @@ def _turns(value, notes: list) -> list[dict]:
     turns, skipped = [], []
     for number_, turn in enumerate(value):
         where = f"data.transcript[{number_}]"
-        turn = obj(turn, where)
-        message = text(
-            turn.get("message"),
-            f"{where}.message",
-            required=False,
-            max_length=payloads.MAX_MESSAGE_LENGTH,
-        )
-        if message is None:  # a tool call or silence: not a line
-            continue
         try:
+            turn = obj(turn, where)
+            message = text(
+                turn.get("message"),
+                f"{where}.message",
+                required=False,
+                max_length=payloads.MAX_MESSAGE_LENGTH,
+            )
+            if message is None:  # a tool call or silence: not a line
+                continue
             role = text(turn.get("role"), f"{where}.role", max_length=payloads.MAX_SPEAKER_LENGTH)
             seconds = number(turn.get("time_in_call_secs"), f"{where}.time_in_call_secs")
         except Rejected as rejection:
