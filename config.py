@@ -96,7 +96,7 @@ MAX_TIMEOUT = 3600
 # (setting, lowest, highest or None): outside, start-up would succeed and then
 # every request using the value fail, or the bind raise a traceback (PORT).
 INTEGER_RANGES = (
-    ("DB_POOL_MIN_SIZE", 1, None),
+    ("DB_POOL_MIN_SIZE", 0, None),  # 0: a lazy pool, which psycopg_pool takes
     ("DB_POOL_MAX_SIZE", 1, None),
     ("MAX_CONTENT_LENGTH", 1, None),
     ("WEBHOOK_TOLERANCE_PAST", 0, None),

@@ -45,7 +45,8 @@ def main() -> int:
         local_host = "127.0.0.1" if ipaddress.ip_address(host).is_unspecified else host
     except ValueError:  # a host name
         local_host = host
-    local = f"http://{local_host}:{port}"
+    bracketed = f"[{local_host}]" if ":" in local_host else local_host  # an IPv6 literal
+    local = f"http://{bracketed}:{port}"
     children = []
     try:
         if not settings["ELEVENLABS_API_KEY"] and development:

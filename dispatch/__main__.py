@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     try:
         url = db.url_of(args.database_url)
         service = config.from_env()
-        config.check(service)  # as serve.py does: a bad number fails here, not on each dial
+        config.check_numbers(service)  # a bad timeout or pool size fails here, not each dial
         pool = db.open_pool(url, min_size=1, max_size=12, timeout=10)
         worker = Worker(pool, ElevenLabsClient.from_config(service), settings.load(), service)
     except (db.DatabaseUnavailable, config.ConfigError) as exc:

@@ -56,8 +56,9 @@ WITH ended AS (
            c.status = 'failed' AND c.failure_reason = 'no-answer' AND b.status <> 'cancelled'
                AND e.no_answer_redials < b.redial_no_answer AS redial_no_answer,
            -- Reconciliation proved ElevenLabs never placed it: the driver was not
-           -- called, so queue it again at once; like a 429, not an attempt.
-           c.status = 'failed' AND c.failure_reason = %(never_placed)s
+           -- called, so queue it again at once; like a 429, not an attempt. Only
+           -- from dialling: an entry in_call had its dial accepted by ElevenLabs.
+           e.state = 'dialling' AND c.status = 'failed' AND c.failure_reason = %(never_placed)s
                AND b.status <> 'cancelled' AS never_placed
       FROM call_batch_entries e
       JOIN calls c ON c.call_sid = e.current_call_sid

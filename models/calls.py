@@ -191,7 +191,8 @@ def mark_completed(
         UPDATE calls
            SET status = 'completed', completed_at = now(), updated_at = now(),
                failed_at = NULL,
-               failure_reason = CASE WHEN status = 'failed' THEN NULL ELSE failure_reason END,
+               failure_reason = CASE WHEN status IN ('failed', 'initiating') THEN NULL
+                                   ELSE failure_reason END,
                call_duration_secs = COALESCE(%s, call_duration_secs),
                termination_reason = COALESCE(%s, termination_reason),
                twilio_call_sid = COALESCE(twilio_call_sid, %s)

@@ -28,8 +28,8 @@ from webhooks import post_call
 
 MAX_CALLS_PER_RUN = 500  # oldest first from where the last run stopped (``Rotation``)
 STILL_OPEN = ("initiated", "in-progress", "processing")
-# Far past any call: a conversation ElevenLabs still calls under way, or answers 404
-# for (deleted under a retention policy), will never settle the call. It is failed.
+# Far past any call: a conversation ElevenLabs still calls under way will never settle
+# the call. It is failed. (A 404 is left and reported every run, as the design says.)
 GIVE_UP_HOURS = 24
 GIVE_UP_AFTER = timedelta(hours=GIVE_UP_HOURS)
 
@@ -92,20 +92,21 @@ def reconcile(
             OPEN_CALLS, (older_than_minutes * 60, *after, MAX_CALLS_PER_RUN)
         ).fetchall()
     counts = dict.fromkeys((*CHANGES, IN_PROGRESS, LEFT, UNCHANGED), 0)
+    # Orphans first: their search is the one the budget could otherwise never reach,
+    # and one not reached is left (reported) rather than passed over by the rotation.
+    orphans = [call for call in open_calls if call.conversation_id is None]
+    if orphans:
+        found, incomplete = orphan_calls.find(conn, client, orphans, stop_at)
+        for call in orphans:
+            counts[_orphan(run, call, found.get(call.call_sid), incomplete.get(call.call_sid))] += 1
     out_of_time = False
-    for call in open_calls:
+    for call in (call for call in open_calls if call.conversation_id is not None):
         if stop_at is not None and time.monotonic() >= stop_at:
             out_of_time = True
             break
         if rotation is not None:
             rotation.after = (call.created_at, call.call_sid)
-        if call.conversation_id is not None:
-            counts[_from_details(run, call)] += 1
-    orphans = [call for call in open_calls if call.conversation_id is None]
-    if orphans and not out_of_time:
-        found, incomplete = orphan_calls.find(conn, client, orphans, stop_at)
-        for call in orphans:
-            counts[_orphan(run, call, found.get(call.call_sid), incomplete.get(call.call_sid))] += 1
+        counts[_from_details(run, call)] += 1
     said = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or (
         "none looked at" if out_of_time else "none open"
     )
@@ -128,10 +129,7 @@ def _from_details(run: Run, call: Call) -> str:
     """Settle a call from its conversation's details; return what became of it."""
     try:
         document = run.client.conversation(call.conversation_id)
-    except Unavailable as exc:
-        if exc.status == 404 and _past_any_call(call):
-            said = f"{call.call_sid}: conversation {call.conversation_id} is not found"
-            return _fail(run, call, said, f"unknown at ElevenLabs after {GIVE_UP_HOURS} h")
+    except Unavailable as exc:  # 404 too, as the design says: reported, left for the next run
         run.out(f"{call.call_sid}: {LEFT}: conversation {call.conversation_id}: {exc.reason}")
         return LEFT
     return settle(run, call, document)
@@ -161,6 +159,9 @@ def _orphan(run: Run, call: Call, document: dict | None, incomplete: str | None)
         return settle(run, call, document)
     if incomplete:  # the list was not read whole: absence proves nothing
         run.out(f"{call.call_sid}: no conversation found yet ({incomplete}): {LEFT}")
+        return LEFT
+    if call.status == calls.INITIATED:  # ElevenLabs accepted it: placed, whatever the list says
+        run.out(f"{call.call_sid}: accepted without a conversation_id, none found yet: {LEFT}")
         return LEFT
     return _fail(
         run, call, f"{call.call_sid}: no conversation at ElevenLabs names it", calls.NEVER_PLACED

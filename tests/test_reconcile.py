@@ -177,6 +177,21 @@ def test_initiating_call_elevenlabs_never_heard_of_fails_as_never_placed(
     assert (failed.status, failed.failure_reason) == ("failed", "never placed")
 
 
+def test_call_elevenlabs_accepted_without_a_conversation_id_is_never_failed_as_never_placed(
+    simulator, conn, reconcile_cli
+):
+    call = make_call(conn, conversation_id=None)
+    # ElevenLabs answered success with a null conversation_id: the call is initiated.
+    calls.mark_initiated(
+        conn, call.call_sid, conversation_id=None, twilio_call_sid=None, api_called_at=None
+    )
+
+    result = reconcile_cli("--older-than", "0")
+
+    assert f"{call.call_sid}: accepted without a conversation_id, none found yet" in result.stdout
+    assert calls.by_call_sid(conn, call.call_sid).status == "initiated"
+
+
 @pytest.mark.parametrize("status", [429, 500])
 def test_elevenlabs_429_or_5xx_during_reconcile_leaves_the_call_untouched_and_says_so(
     service, simulator, conn, reconcile_cli, status
@@ -315,19 +330,18 @@ def opened_ago(conn, call, interval: str) -> None:
     )
 
 
-def test_call_elevenlabs_answers_404_for_a_day_after_is_failed_saying_so(
+def test_call_elevenlabs_answers_404_for_even_a_day_after_is_left_and_said_every_run(
     simulator, conn, reconcile_cli
 ):
     call = make_call(conn, conversation_id="conv_deleted_by_retention")
     opened_ago(conn, call, "25 hours")
 
-    result = reconcile_cli("--older-than", "0")
-
-    assert result.returncode == 0, result.stdout
-    said = "conversation conv_deleted_by_retention is not found: failed, unknown at"
-    assert f"{call.call_sid}: {said} ElevenLabs after 24 h" in result.stdout
-    failed = calls.by_call_sid(conn, call.call_sid)
-    assert (failed.status, failed.failure_reason) == ("failed", "unknown at ElevenLabs after 24 h")
+    for _ in range(2):
+        result = reconcile_cli("--older-than", "0")
+        assert result.returncode == 1, result.stdout
+        said = f"{call.call_sid}: left for the next run: conversation conv_deleted_by_retention"
+        assert said in result.stdout
+    assert calls.by_call_sid(conn, call.call_sid).status == "initiated"
 
 
 def test_call_elevenlabs_still_calls_in_progress_a_day_after_is_failed_saying_so(

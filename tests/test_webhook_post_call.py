@@ -157,21 +157,29 @@ def test_call_initiation_failure_found_by_twilio_call_sid(client, conn):
     assert (failed.status, failed.conversation_id) == ("failed", "conv_unseen")
 
 
-def test_a_call_completed_after_a_failed_placement_no_longer_shows_the_failure(client, conn):
-    # Our request timed out (502, may have dialled): failed. The call happened after all.
+@pytest.mark.parametrize(
+    ("record", "said"),
+    [
+        (calls.mark_failed, "it had failed"),
+        (calls.note_may_have_dialled, "its dial was unconfirmed"),
+    ],
+    ids=["single_call_failed", "batch_dial_held_initiating"],
+)
+def test_a_call_completed_after_a_failed_placement_no_longer_shows_the_failure(
+    client, conn, record, said
+):
+    # Our request timed out (502, may have dialled): failed, or held by a batch. The
+    # call happened after all.
     call = make_call(conn, conversation_id=None)
     timeout = "ElevenLabs did not answer within 20s; the call may have been placed"
-    calls.mark_failed(conn, call.call_sid, reason=timeout)
+    record(conn, call.call_sid, reason=timeout)
     response = post_signed(client, POST_CALL, transcription_event(call.call_sid, "conv_late"))
     assert response.status_code == 200, response.get_json()
     done = calls.by_call_sid(conn, call.call_sid)
     assert (done.status, done.failed_at, done.failure_reason) == ("completed", None, None)
     assert done.completed_at is not None
     # The delivery log keeps what the call went through.
-    assert (
-        f"call {call.call_sid} completed (it had failed: {timeout})"
-        in deliveries(conn)[0]["reason"]
-    )
+    assert f"call {call.call_sid} completed ({said}: {timeout})" in deliveries(conn)[0]["reason"]
 
 
 def test_late_failure_cannot_uncomplete_a_call(client, conn):

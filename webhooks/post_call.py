@@ -263,10 +263,15 @@ def attach_conversation(conn, call: Call, event: PostCallEvent) -> Call:
 def _complete(conn, call: Call, event: PostCallEvent) -> Outcome:
     """Save the transcript and the outcome, and complete the call; a repeat changes nothing."""
     if event.turns and call.conversation_id is None:
+        # Reconciliation reads only open calls: for an ended one, nothing will.
+        helps = (
+            "ops reconcile settles the call from ElevenLabs by its call_sid"
+            if call.status in (calls.INITIATING, calls.INITIATED)
+            else f"the call is {call.status}: nothing will file these lines"
+        )
         raise Rejected(
             deliveries.NO_CONVERSATION_ID,
-            f"call {call.call_sid} has no conversation_id and the event names none; "
-            "ops reconcile settles the call from ElevenLabs by its call_sid",
+            f"call {call.call_sid} has no conversation_id and the event names none; {helps}",
         )
     new_lines = (
         helpers.save_post_call_transcript(conn, call.conversation_id, event.start, event.turns)
@@ -286,15 +291,17 @@ def _complete(conn, call: Call, event: PostCallEvent) -> Outcome:
             deliveries.DUPLICATE, "transcript, outcome and completion were all recorded already"
         )
     said = "outcome recorded" if outcome_saved else "outcome unchanged"
-    # Completing clears a failure from the call row: the delivery log keeps it.
-    had_failed = (
-        f" (it had failed: {call.failure_reason})"
-        if completed and call.status == calls.FAILED
+    # Completing clears a failure, or a held dial's unconfirmed answer, from the call
+    # row (calls.mark_completed): the delivery log keeps it.
+    cleared = {calls.FAILED: "it had failed", calls.INITIATING: "its dial was unconfirmed"}
+    had = (
+        f" ({cleared[call.status]}: {call.failure_reason})"
+        if completed and call.status in cleared and call.failure_reason
         else ""
     )
     return Outcome(
         deliveries.ACCEPTED,
-        f"{new_lines} new lines; {said}; call {call.call_sid} completed{had_failed}",
+        f"{new_lines} new lines; {said}; call {call.call_sid} completed{had}",
         ended=(calls.COMPLETED, event.outcome.call_successful) if completed else None,
     )
 
