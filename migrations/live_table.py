@@ -135,7 +135,7 @@ class Db:
         text = sql_text(statement)
         lines = (line.strip() for line in text.splitlines())
         what = next((line for line in lines if line and not line.startswith("--")), "")[:80]
-        delay, lock_timeout = FIRST_BACKOFF_SECONDS, LOCK_TIMEOUT
+        delay, lock_timeout, lengthened = FIRST_BACKOFF_SECONDS, LOCK_TIMEOUT, None
         for attempt in range(1, MAX_LOCK_ATTEMPTS + 1):
             try:
                 with self.conn.transaction():
@@ -144,12 +144,15 @@ class Db:
             except psycopg.errors.LockNotAvailable:
                 waited = lock_timeout
                 in_the_way, autovacuum = blocking_sessions(self.conn, text, waited)
-                lock_timeout, longer = self.next_lock_timeout(autovacuum)
+                # Once per statement: an autovacuum still there after it was not cancelled.
+                lock_timeout, longer = self.next_lock_timeout(autovacuum and not lengthened)
+                lengthened = lengthened or (lock_timeout if longer else None)
                 if attempt == MAX_LOCK_ATTEMPTS:
+                    one_longer = f" (one of {lengthened})" if lengthened else ""
                     raise MigrationError(
                         f"could not get a lock for {what!r} after {attempt} attempts of "
-                        f"{LOCK_TIMEOUT}; in the way: {in_the_way}; end that session "
-                        "(or wait for it) and run again"
+                        f"{LOCK_TIMEOUT}{one_longer}; in the way: {in_the_way}; end that "
+                        "session (or wait for it) and run again"
                     ) from None
                 # Capped after the jitter too: 20 attempts stay about two minutes in all.
                 jitter = random.uniform(0.5, 1.5)  # noqa: S311 (jitter, not secrets)

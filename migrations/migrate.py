@@ -70,17 +70,18 @@ def to_finish(run: Run, again: str, upgrading: bool, it: str) -> str:
     return finish
 
 
-def chain_to_finish(command: str, count: int | None, run: Run) -> str:
+def chain_to_finish(command: str, count: int | None, run: Run, yes: bool = False) -> str:
     """Return what a stopped ``up``/``down`` did and the one command that finishes it.
 
-    Never more than was asked: ``down 2`` stopped in its second migration says ``down 1``.
+    Never more than was asked: ``down 2`` stopped in its second migration says ``down 1``,
+    with the ``--yes`` the stopped run was given (what is left of the range it agreed to).
     """
     moved = f"{'applied' if command == 'up' else 'rolled back'} {', '.join(run.done)}; "
     did = moved if run.done else ""
     left = None if count is None and command == "up" else (count or 1) - len(run.done)
     if left is not None and left < 1:
         return did + "nothing is left to do"
-    again = f"{RUNNER} {command}{'' if left is None else f' {left}'}"
+    again = f"{RUNNER} {command}{'' if left is None else f' {left}'}{' --yes' if yes else ''}"
     it = kit.label(run.current) if run.current else ""
     return did + to_finish(run, again, command == "up", it)
 
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             return status(url, run)
         return move(url, args.command, args.count, run, yes=args.yes)
 
-    return guarded(action, run, lambda: chain_to_finish(args.command, args.count, run))
+    return guarded(action, run, lambda: chain_to_finish(args.command, args.count, run, args.yes))
 
 
 def script_main() -> None:
@@ -170,6 +171,7 @@ def script_main() -> None:
         if run.current is None:
             return "nothing changed"
         again = kit.script(migration) + ("" if upgrading else " downgrade")
+        again += " --yes" if args.yes and not upgrading else ""
         return to_finish(run, again, upgrading, "it")
 
     raise SystemExit(guarded(action, run, finish))

@@ -28,7 +28,10 @@ coalesce(extract(epoch FROM now() - xact_start)::bigint, 0),
 left(regexp_replace(coalesce(query, ''), '\s+', ' ', 'g'), 60)
 """
 HOLDING_LOCKS = f"""
-SELECT {SESSION}, backend_type = 'autovacuum worker' FROM pg_stat_activity
+SELECT {SESSION},
+       -- One PostgreSQL cancels for a lock waiter: not one run to prevent wraparound.
+       backend_type = 'autovacuum worker' AND query NOT LIKE '%%(to prevent wraparound)%%'
+  FROM pg_stat_activity
 WHERE pid <> pg_backend_pid()
   AND xact_start < now() - %(waited)s::interval
   AND pid IN (SELECT pid FROM pg_locks WHERE granted AND relation IN (
@@ -58,7 +61,7 @@ def describe(rows: list[tuple]) -> str:
 
 def blocking_sessions(conn: psycopg.Connection, statement: str, waited: str) -> tuple[str, bool]:
     """Return the sessions that held locks on the statement's tables longer than ``waited``,
-    and whether an autovacuum worker is among them."""
+    and whether an autovacuum worker PostgreSQL would cancel for a lock waiter is among them."""
     tables = sorted({name.lower() for name in TABLE_NAMED.findall(statement)})
     try:
         rows = conn.execute(HOLDING_LOCKS, {"tables": tables, "waited": waited}).fetchall()

@@ -218,13 +218,14 @@ def test_migrate_up_piped_through_head_finishes_the_run_and_says_so(seeded_url):
     assert applied(seeded_url) == list(range(14))
 
 
+@pytest.mark.parametrize("yes", [(), ("--yes",)], ids=["asked", "given_yes"])
 def test_migrate_down_3_interrupted_in_its_third_migration_names_the_command_that_finishes(
-    seeded_url,
+    seeded_url, yes
 ):
     run_ok(seeded_url, "migrate", "up")
     with psycopg.connect(seeded_url) as report:  # its read makes 011's index drop wait
         report.execute("SELECT count(*) FROM calls").fetchone()
-        migration = start_script(seeded_url, "migrate", "down", "3")
+        migration = start_script(seeded_url, "migrate", "down", "3", *yes)
         out = read_until(migration, "dropping index calls_in_flight_idx: waiting")
         migration.send_signal(signal.SIGINT)
         _, err = migration.communicate(timeout=60)
@@ -233,10 +234,11 @@ def test_migrate_down_3_interrupted_in_its_third_migration_names_the_command_tha
     assert migration.returncode == 130
     assert err == (
         "error: interrupted during 011 call_batches; rolled back 013 "
-        f"transcription_line_key, 012 call_hours; to finish, run `{PY}/migrate.py down 1`\n"
+        f"transcription_line_key, 012 call_hours; to finish, run `{PY}/migrate.py down 1"
+        f"{' --yes' if yes else ''}`\n"  # the stopped run's agreement carries over
     )
     assert applied(seeded_url) == list(range(12))
-    run_ok(seeded_url, "migrate", "down", "1")
+    run_ok(seeded_url, "migrate", "down", "1", *yes)
     assert applied(seeded_url) == list(range(11))
 
 
