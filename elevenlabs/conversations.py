@@ -18,10 +18,9 @@ PAGE_SIZE = 100  # the list's largest page
 class Unavailable(Exception):
     """ElevenLabs could not tell us about a conversation just now; ``reason`` says why."""
 
-    def __init__(self, reason: str, status: int | None = None):
+    def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-        self.status = status  # ElevenLabs' HTTP status, when it answered one
 
 
 class Conversations:
@@ -76,8 +75,7 @@ class Conversations:
         if response.status_code != 200:
             raise Unavailable(
                 f"ElevenLabs answered HTTP {response.status_code}: "
-                f"{response.text.strip()[:EXCERPT_CHARS] or '(empty body)'}",
-                response.status_code,
+                f"{response.text.strip()[:EXCERPT_CHARS] or '(empty body)'}"
             )
         try:
             body = response.json()

@@ -38,6 +38,11 @@ def find(conn, client, orphans: list[Call], stop_at: float | None = None) -> tup
     return found, incomplete
 
 
+def out_of_time(stop_at: float | None) -> bool:
+    """Whether a run's budget (a ``time.monotonic()`` to stop at, or None) is spent."""
+    return stop_at is not None and time.monotonic() >= stop_at
+
+
 def _by_time(orphans: list[Call]) -> list[list[Call]]:
     """Split the orphans, oldest first, into groups created within GROUP_SECONDS of their first."""
     groups = []
@@ -58,11 +63,11 @@ def _find_group(conn, client, orphans: list[Call], stop_at: float | None):
     )
     try:
         for _ in range(MAX_PAGES):
-            if stop_at is not None and time.monotonic() >= stop_at:
+            if out_of_time(stop_at):
                 return found, OUT_OF_TIME
             page = client.page(started=started, cursor=cursor)
             for conversation_id in _unknown(conn, page["conversations"]):
-                if stop_at is not None and time.monotonic() >= stop_at:
+                if out_of_time(stop_at):
                     return found, OUT_OF_TIME
                 document = client.conversation(conversation_id)
                 with contextlib.suppress(payloads.Rejected):  # no call_sid we can read

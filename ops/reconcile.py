@@ -101,7 +101,7 @@ def reconcile(
             counts[_orphan(run, call, found.get(call.call_sid), incomplete.get(call.call_sid))] += 1
     out_of_time = False
     for call in (call for call in open_calls if call.conversation_id is not None):
-        if stop_at is not None and time.monotonic() >= stop_at:
+        if orphan_calls.out_of_time(stop_at):
             out_of_time = True
             break
         if rotation is not None:
@@ -133,11 +133,6 @@ def _from_details(run: Run, call: Call) -> str:
         run.out(f"{call.call_sid}: {LEFT}: conversation {call.conversation_id}: {exc.reason}")
         return LEFT
     return settle(run, call, document)
-
-
-def _past_any_call(call: Call) -> bool:
-    """Whether the call was created longer ago than any call can last (GIVE_UP_AFTER)."""
-    return datetime.now(UTC) - call.created_at > GIVE_UP_AFTER
 
 
 def _fail(run: Run, call: Call, said: str, reason: str) -> str:
@@ -173,7 +168,7 @@ def settle(run: Run, call: Call, document: dict) -> str:
     status, conversation_id = document.get("status"), document.get("conversation_id")
     said = f"{call.call_sid}: conversation {conversation_id} is {status}"
     if status in STILL_OPEN and call.conversation_id is not None:
-        if _past_any_call(call):
+        if datetime.now(UTC) - call.created_at > GIVE_UP_AFTER:  # longer than any call
             return _fail(run, call, said, f"still {status} at ElevenLabs after {GIVE_UP_HOURS} h")
         run.out(f"{said}: {IN_PROGRESS} at ElevenLabs; left alone")
         return IN_PROGRESS

@@ -309,6 +309,26 @@ def test_run_past_its_time_budget_asks_nothing_more_and_says_the_next_run_goes_o
     assert calls.by_call_sid(conn, call.call_sid).status == "initiated"
 
 
+def test_orphan_a_run_has_no_time_for_is_said_left_and_the_rotation_stays_before_it(
+    simulator, conn
+):
+    orphan = calls.create(conn, driver_id=42, phone_number="+14155550120", driver_name="Dana")
+    later = make_call(conn, conversation_id="conv_not_asked_about")
+    rotation, said = reconcile.Rotation(), []
+
+    counts = reconcile.reconcile(
+        conn, conversations_of(simulator), 0, out=said.append, budget_seconds=0, rotation=rotation
+    )
+
+    assert f"{orphan.call_sid}: no conversation found yet (the run's time ran out)" in said[0]
+    assert counts[reconcile.LEFT] == 1
+    assert rotation.after is None  # the next run starts from the orphan again
+    assert [calls.by_call_sid(conn, c.call_sid).status for c in (orphan, later)] == [
+        "initiating",
+        "initiated",
+    ]
+
+
 def conversation_of(simulator, call, conversation_id: str) -> dict:
     """Put a conversation naming ``call`` in the simulator; return its document."""
     body = {
