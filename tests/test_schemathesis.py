@@ -10,8 +10,10 @@ sent, so the fuzzing reaches the webhook code behind the signature check instead
 of stopping at 401.
 """
 
+import contextlib
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import schemathesis
@@ -23,6 +25,7 @@ from schemathesis.generation import GenerationMode
 from webhook_signing import signature_header
 
 from api import openapi
+from dispatch.schemas import NOT_BEFORE_AHEAD
 from elevenlabs.signature import HEADER as SIGNATURE
 
 # The document /openapi.json serves (test_openapi checks that), loaded at collection
@@ -64,7 +67,8 @@ def signed(case) -> dict:
 def follow_the_batch_rules_said_in_words(body) -> None:
     """Make a valid batch keep what JSON Schema cannot say, as its description says it.
 
-    Each phone number at most once, and a window that opens before it closes.
+    Each phone number at most once, a window that opens before it closes, and a
+    ``not_before`` at most a year ahead.
     """
     if isinstance(body.get("calls"), list):
         numbers = [call["phone_number"] for call in body["calls"]]
@@ -76,6 +80,11 @@ def follow_the_batch_rules_said_in_words(body) -> None:
         body["window"] = (
             {"start": start, "end": end} if start < end else {"start": "00:00", "end": "23:59"}
         )
+    if isinstance(body.get("not_before"), str):
+        with contextlib.suppress(ValueError, TypeError, OverflowError):  # the server's to refuse
+            ahead = datetime.fromisoformat(body["not_before"]) - datetime.now(UTC)
+            if ahead > NOT_BEFORE_AHEAD - timedelta(days=1):  # a day's slack for the request
+                body["not_before"] = datetime.now(UTC).isoformat()
 
 
 def name_the_example_call(body) -> None:
